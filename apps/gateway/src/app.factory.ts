@@ -1,0 +1,78 @@
+import { LogLevel } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import cors from '@fastify/cors';
+import type { BerthConfig } from '@berth/config';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { AppModule } from './app.module';
+import { addZodComponents } from './common/api-docs';
+import { corsOriginAllowed } from './common/cors';
+import { HttpErrorFilter, toHttpError } from './common/http-error.filter';
+import { MalformedJson } from './common/zod-validation.pipe';
+import { OPENHANDS_API_VERSION } from './health/server-info.service';
+
+const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
+
+export function logLevels(level: string): LogLevel[] | false {
+  if (level === 'silent' || level === 'none') return false;
+  const index = LEVELS.indexOf((level === 'info' ? 'log' : level) as LogLevel);
+  return LEVELS.slice(0, index < 0 ? 4 : index + 1);
+}
+
+/** JSON bodies are parsed here and never rejected: auth runs first, then validation answers 422. */
+function installJsonParser(fastify: FastifyInstance, bodyLimit: number): void {
+  fastify.removeContentTypeParser('application/json');
+  fastify.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit }, (_req, body, done) => {
+    const text = body as string;
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch (err) {
+      const position = Number(/position (\d+)/.exec((err as Error).message)?.[1] ?? 0);
+      done(null, new MalformedJson(position, (err as Error).message));
+    }
+  });
+}
+
+/** Builds the gateway (not yet listening); used by main and by the tests. */
+export async function createGatewayApp(config: BerthConfig): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({ bodyLimit: config.maxBodyBytes, routerOptions: { maxParamLength: 512 }, trustProxy: true });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
+    logger: logLevels(config.logLevel),
+    bodyParser: false,
+  });
+  const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
+  installJsonParser(fastify, config.maxBodyBytes);
+  fastify.setErrorHandler((error, _request, reply) => {
+    const { status, body } = toHttpError(error);
+    void reply.status(status).send(body);
+  });
+  await app.register(cors as never, {
+    delegator: (req: FastifyRequest, cb: (err: Error | null, options: object) => void) => {
+      const origin = req.headers.origin;
+      const path = (req.url ?? '/').split('?')[0];
+      cb(null, {
+        origin: origin ? corsOriginAllowed(config, origin, path) : false,
+        credentials: true,
+        methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
+        maxAge: 600,
+      });
+    },
+  } as never);
+  app.useGlobalFilters(new HttpErrorFilter());
+  app.enableShutdownHooks();
+
+  const docConfig = new DocumentBuilder()
+    .setTitle('Berth — OpenHands-compatible agent server')
+    .setDescription(
+      'REST API of Berth. WebSockets (not listed by OpenAPI): `/sockets/events/{conversation_id}` ' +
+        '(query: session_api_key, resend_mode=all|since, after_timestamp, after_event_id).',
+    )
+    .setVersion(OPENHANDS_API_VERSION)
+    .addApiKey({ type: 'apiKey', in: 'header', name: 'X-Session-API-Key' }, 'session-api-key')
+    .build();
+  const document = addZodComponents(SwaggerModule.createDocument(app, docConfig));
+  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'openapi.json', yamlDocumentUrl: 'openapi.yaml' });
+  return app;
+}

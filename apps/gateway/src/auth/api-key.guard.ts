@@ -1,0 +1,45 @@
+import { ExecutionContext, Injectable, ServiceUnavailableException } from '@nestjs/common';
+import { AuthGuard } from '@nestjs/passport';
+import { Database } from '@berth/persistence';
+import type { FastifyRequest } from 'fastify';
+import type { Principal } from '../common/tenant.decorator';
+import { ApiKeyService } from './api-key.service';
+
+const STARTUP_WAIT_MS = 15_000;
+
+/**
+ * Guards every /api route. Runs before body validation (the JSON parser never rejects), so a wrong
+ * key answers 401 even for a malformed request, as OpenHands does. Requests that arrive while the
+ * database is still migrating wait for it, then 503.
+ */
+@Injectable()
+export class ApiKeyGuard extends AuthGuard('api-key') {
+  constructor(
+    private readonly keys: ApiKeyService,
+    private readonly db: Database,
+  ) {
+    super();
+  }
+
+  override async canActivate(context: ExecutionContext): Promise<boolean> {
+    if (!this.db.isMigrated) await this.waitForDatabase();
+    const request = context.switchToHttp().getRequest<FastifyRequest & { user?: Principal }>();
+    if (this.keys.isOpen && !request.headers['x-session-api-key']) {
+      request.user = (await this.keys.resolve(undefined)) as Principal;
+      return true;
+    }
+    return (await super.canActivate(context)) as boolean;
+  }
+
+  private async waitForDatabase(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ServiceUnavailableException('Server is still initializing')), STARTUP_WAIT_MS);
+    });
+    try {
+      await Promise.race([this.db.ready.catch(() => Promise.reject(new ServiceUnavailableException('Database is unavailable'))), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

@@ -1,0 +1,73 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import type { FastifyReply } from 'fastify';
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Entity',
+  429: 'Too Many Requests',
+  503: 'Service Unavailable',
+};
+
+/** The body OpenHands (FastAPI) gives for an error: `{"detail": …}`; 5xx add an error id. */
+export function errorBody(status: number, detail: unknown, exception?: unknown): Record<string, unknown> {
+  if (status < 500) return { detail: detail ?? STATUS_TEXT[status] ?? 'Error' };
+  if (status === 503) return { detail: detail ?? STATUS_TEXT[503] };
+  const body: Record<string, unknown> = { detail: 'Internal Server Error', error_id: randomBytes(16).toString('hex') };
+  if (exception instanceof Error) body.exception = exception.message;
+  return body;
+}
+
+/** The `detail` of a Nest HttpException, whichever way it was thrown. */
+function detailOf(exception: HttpException): unknown {
+  const response = exception.getResponse();
+  if (typeof response === 'string') return response;
+  if (response && typeof response === 'object') {
+    const r = response as Record<string, unknown>;
+    if ('detail' in r) return r.detail;
+    // Nest's built-in exceptions ({statusCode, message, error}) and passport's 401.
+    if (exception.getStatus() === 401) return 'Unauthorized';
+    if (exception.getStatus() === 404 && typeof r.message === 'string' && r.message.startsWith('Cannot ')) return 'Not Found';
+    if (typeof r.message === 'string') return r.message;
+    if (Array.isArray(r.message)) return r.message.join('; ');
+  }
+  return STATUS_TEXT[exception.getStatus()];
+}
+
+/** Every error leaves the gateway as an OpenHands-style body, and no 5xx leaks internals beyond a message. */
+@Catch()
+export class HttpErrorFilter implements ExceptionFilter {
+  private readonly logger = new Logger('HttpError');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    if (host.getType() !== 'http') return;
+    const reply = host.switchToHttp().getResponse<FastifyReply>();
+    const { status, body } = toHttpError(exception);
+    if (status >= 500 && status !== 503) {
+      this.logger.error(`${body.error_id}: ${exception instanceof Error ? (exception.stack ?? exception.message) : String(exception)}`);
+    }
+    const headers = exception instanceof HttpException ? (exception.getResponse() as { headers?: Record<string, string> }).headers : undefined;
+    if (headers) reply.headers(headers);
+    reply.status(status).send(body);
+  }
+}
+
+export function toHttpError(exception: unknown): { status: number; body: Record<string, unknown> } {
+  if (exception instanceof HttpException) {
+    const status = exception.getStatus();
+    return { status, body: errorBody(status, detailOf(exception), exception) };
+  }
+  // Fastify's own errors (body too large, bad content type, …) carry a 4xx statusCode.
+  const statusCode = (exception as { statusCode?: number })?.statusCode;
+  if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
+    return { status: statusCode, body: errorBody(statusCode, (exception as Error).message) };
+  }
+  return { status: 500, body: errorBody(500, undefined, exception) };
+}

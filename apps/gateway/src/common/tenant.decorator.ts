@@ -1,0 +1,12 @@
+import { createParamDecorator, ExecutionContext } from '@nestjs/common';
+
+/** Who is calling: the tenant every query is scoped by. */
+export interface Principal {
+  tenantId: string;
+  /** `env:<n>` for OH_SESSION_API_KEYS_n, the api_keys row id otherwise, `open` without auth */
+  keyId: string;
+}
+
+export const CurrentPrincipal = createParamDecorator(
+  (_: unknown, ctx: ExecutionContext): Principal => ctx.switchToHttp().getRequest<{ user: Principal }>().user,
+);

@@ -1,0 +1,178 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post, Query, Res, UseGuards } from '@nestjs/common';
+import { ApiOperation, ApiParam, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import {
+  ConversationBatchQuerySchema,
+  ConversationCountQuerySchema,
+  ConversationInfoSchema,
+  ConversationPageSchema,
+  ConversationSearchQuerySchema,
+  CountSchema,
+  FinalResponseSchema,
+  IncludeSkillsQuerySchema,
+  SetConfirmationPolicyRequestSchema,
+  SetSecretsRequestSchema,
+  StartConversationRequestSchema,
+  SuccessSchema,
+  UpdateConversationRequestSchema,
+} from '@berth/contracts';
+import { z } from 'zod';
+import type { FastifyReply } from 'fastify';
+import { ApiKeyGuard } from '../auth/api-key.guard';
+import { ApiJson, ApiJsonBody, ApiQueryFrom } from '../common/api-docs';
+import { UuidPipe } from '../common/id.pipe';
+import { CurrentPrincipal } from '../common/tenant.decorator';
+import type { Principal } from '../common/tenant.decorator';
+import { ZodPipe } from '../common/zod-validation.pipe';
+import { conversationNotFoundBadRequest } from './conversation-errors';
+import { ConversationsService } from './conversations.service';
+import { RunControlService } from './run-control.service';
+
+const SUCCESS = { success: true };
+const ConversationBatchSchema = z.array(ConversationInfoSchema.nullable());
+
+@ApiTags('Conversations')
+@ApiSecurity('session-api-key')
+@UseGuards(ApiKeyGuard)
+@Controller('api/conversations')
+export class ConversationsController {
+  constructor(
+    private readonly conversations: ConversationsService,
+    private readonly runs: RunControlService,
+  ) {}
+
+  @Get('search')
+  @ApiOperation({ summary: 'Search conversations (keyset paging by page_id)' })
+  @ApiQueryFrom(ConversationSearchQuerySchema)
+  @ApiJson(200, ConversationPageSchema)
+  search(@CurrentPrincipal() p: Principal, @Query(new ZodPipe(ConversationSearchQuerySchema, 'query')) q: z.output<typeof ConversationSearchQuerySchema>) {
+    return this.conversations.search(p, q);
+  }
+
+  @Get('count')
+  @ApiOperation({ summary: 'Count conversations (a bare integer)' })
+  @ApiQueryFrom(ConversationCountQuerySchema)
+  @ApiJson(200, CountSchema)
+  count(@CurrentPrincipal() p: Principal, @Query(new ZodPipe(ConversationCountQuerySchema, 'query')) q: z.output<typeof ConversationCountQuerySchema>) {
+    return this.conversations.count(p, q.status);
+  }
+
+  @Get()
+  @ApiOperation({ summary: 'Get several conversations by id (?ids=a&ids=b); null for unknown ids' })
+  @ApiQueryFrom(ConversationBatchQuerySchema)
+  @ApiJson(200, ConversationBatchSchema)
+  batch(@CurrentPrincipal() p: Principal, @Query(new ZodPipe(ConversationBatchQuerySchema, 'query')) q: z.output<typeof ConversationBatchQuerySchema>) {
+    return this.conversations.batch(p, q.ids, q.include_skills);
+  }
+
+  @Post()
+  @ApiOperation({ summary: 'Start a conversation (201), or return the existing one for a known conversation_id (200)' })
+  @ApiJsonBody(StartConversationRequestSchema)
+  @ApiJson(201, ConversationInfoSchema, 'Created')
+  async create(
+    @CurrentPrincipal() p: Principal,
+    @Body(new ZodPipe(StartConversationRequestSchema)) body: z.output<typeof StartConversationRequestSchema>,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ) {
+    const { created, info } = await this.conversations.create(p, body);
+    reply.status(created ? 201 : 200);
+    return info;
+  }
+
+  @Get(':conversation_id')
+  @ApiOperation({ summary: 'Get a conversation' })
+  @ApiParam({ name: 'conversation_id', description: 'UUID (dashed or 32-hex)' })
+  @ApiQueryFrom(IncludeSkillsQuerySchema)
+  @ApiJson(200, ConversationInfoSchema)
+  async get(
+    @CurrentPrincipal() p: Principal,
+    @Param('conversation_id', new UuidPipe()) id: string,
+    @Query(new ZodPipe(IncludeSkillsQuerySchema, 'query')) q: z.output<typeof IncludeSkillsQuerySchema>,
+  ) {
+    return this.conversations.info(await this.conversations.require(p, id), q.include_skills);
+  }
+
+  @Patch(':conversation_id')
+  @ApiOperation({ summary: 'Update title and/or tags (tags replace all)' })
+  @ApiJsonBody(UpdateConversationRequestSchema)
+  @ApiJson(200, SuccessSchema)
+  async update(
+    @CurrentPrincipal() p: Principal,
+    @Param('conversation_id', new UuidPipe()) id: string,
+    @Body(new ZodPipe(UpdateConversationRequestSchema)) body: z.output<typeof UpdateConversationRequestSchema>,
+  ) {
+    await this.conversations.update(p, id, body);
+    return SUCCESS;
+  }
+
+  @Delete(':conversation_id')
+  @ApiOperation({ summary: 'Delete a conversation and its events (400 if unknown, as OpenHands)' })
+  @ApiJson(200, SuccessSchema)
+  async remove(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
+    await this.conversations.remove(p, id, conversationNotFoundBadRequest);
+    return SUCCESS;
+  }
+
+  @Post(':conversation_id/run')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Queue a run; 409 when already running' })
+  @ApiJson(200, SuccessSchema)
+  async run(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
+    await this.conversations.run(p, id);
+    return SUCCESS;
+  }
+
+  @Post(':conversation_id/pause')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Pause between agent steps (400 if unknown)' })
+  @ApiJson(200, SuccessSchema)
+  async pause(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
+    await this.conversations.require(p, id, conversationNotFoundBadRequest);
+    await this.runs.pause(id);
+    return SUCCESS;
+  }
+
+  @Post(':conversation_id/interrupt')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Stop a running conversation now (400 if unknown)' })
+  @ApiJson(200, SuccessSchema)
+  async interrupt(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
+    await this.conversations.require(p, id, conversationNotFoundBadRequest);
+    await this.runs.interrupt(id);
+    return SUCCESS;
+  }
+
+  @Post(':conversation_id/secrets')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Add or replace conversation secrets (stored encrypted, never returned)' })
+  @ApiJsonBody(SetSecretsRequestSchema)
+  @ApiJson(200, SuccessSchema)
+  async secrets(
+    @CurrentPrincipal() p: Principal,
+    @Param('conversation_id', new UuidPipe()) id: string,
+    @Body(new ZodPipe(SetSecretsRequestSchema)) body: z.output<typeof SetSecretsRequestSchema>,
+  ) {
+    await this.conversations.setSecrets(p, id, body.secrets);
+    return SUCCESS;
+  }
+
+  @Post(':conversation_id/confirmation_policy')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Set the confirmation policy' })
+  @ApiJsonBody(SetConfirmationPolicyRequestSchema)
+  @ApiJson(200, SuccessSchema)
+  async confirmationPolicy(
+    @CurrentPrincipal() p: Principal,
+    @Param('conversation_id', new UuidPipe()) id: string,
+    @Body(new ZodPipe(SetConfirmationPolicyRequestSchema)) body: z.output<typeof SetConfirmationPolicyRequestSchema>,
+  ) {
+    await this.conversations.setConfirmationPolicy(p, id, body.policy);
+    return SUCCESS;
+  }
+
+  @Get(':conversation_id/agent_final_response')
+  @ApiOperation({ summary: "The agent's final answer: last finish message, else last agent message, else ''" })
+  @ApiJson(200, FinalResponseSchema)
+  async finalResponse(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
+    return { response: await this.conversations.finalResponse(p, id) };
+  }
+}

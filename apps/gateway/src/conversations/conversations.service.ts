@@ -1,0 +1,249 @@
+import { BadRequestException, ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
+import { EventRecorder } from '@berth/bus';
+import { BERTH_CONFIG } from '@berth/config';
+import type { BerthConfig } from '@berth/config';
+import {
+  ConversationSearchQuery,
+  ExecutionStatus,
+  finalResponseText,
+  messageEvent,
+  newUuid,
+  OHEvent,
+  parseUuid,
+  stateUpdateEvent,
+  StartConversationRequest,
+  uuidHex,
+} from '@berth/contracts';
+import { SecretDecryptError, SecretInput, SecretVault, StoredSecret } from '@berth/crypto';
+import { ConversationRow, Database, EventLog, Prisma } from '@berth/persistence';
+import { validationError } from '../common/zod-validation.pipe';
+import type { Principal } from '../common/tenant.decorator';
+import { ServerInfoService } from '../health/server-info.service';
+import { ConversationOptions, toConversationInfo, withAgentDefaults } from './conversation-view';
+import { alreadyRunning, conversationNotFound } from './conversation-errors';
+import { RunControlService } from './run-control.service';
+
+type Json = Record<string, unknown>;
+
+const ROW_NOT_UNIQUE = 'P2002';
+
+@Injectable()
+export class ConversationsService {
+  constructor(
+    private readonly db: Database,
+    private readonly log: EventLog,
+    private readonly recorder: EventRecorder,
+    private readonly runs: RunControlService,
+    private readonly vault: SecretVault,
+    private readonly serverInfo: ServerInfoService,
+    @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
+  ) {}
+
+  info(row: ConversationRow, includeSkills = false): Json {
+    return toConversationInfo(row, this.config.conversationsPath, includeSkills);
+  }
+
+  /** The caller's conversation, or null: another tenant's conversation does not exist for the caller. */
+  find(p: Principal, id: string): Promise<ConversationRow | null> {
+    return this.db.prisma.conversation.findFirst({ where: { id, tenantId: p.tenantId } });
+  }
+
+  async require(p: Principal, id: string, notFound = conversationNotFound): Promise<ConversationRow> {
+    const row = await this.find(p, id);
+    if (!row) throw notFound(id);
+    return row;
+  }
+
+  /** POST /api/conversations: 201 with a new conversation, 200 when `conversation_id` already exists. */
+  async create(p: Principal, req: StartConversationRequest): Promise<{ created: boolean; info: Json }> {
+    const id = req.conversation_id ? (parseUuid(req.conversation_id) as string) : newUuid();
+    if (req.conversation_id) {
+      const existing = await this.attachExisting(p, id);
+      if (existing) return { created: false, info: existing };
+    }
+    if (req.agent_profile_id) throw new NotFoundException({ detail: `Agent profile not found: ${req.agent_profile_id}` });
+    if (!req.agent) {
+      throw validationError('body', ['agent_settings'], 'agent_settings is not supported by this server yet; send `agent`');
+    }
+    if (req.parent_conversation_id) await this.checkParent(p, parseUuid(req.parent_conversation_id) as string, req.workspace.working_dir);
+
+    let agent: Json;
+    let secrets: Record<string, StoredSecret>;
+    try {
+      agent = this.vault.sealAgent(withAgentDefaults(req.agent as Json), req.secrets_encrypted);
+      secrets = this.vault.sealSecrets(req.secrets as Record<string, SecretInput>, req.secrets_encrypted);
+    } catch (err) {
+      if (err instanceof SecretDecryptError) throw new BadRequestException({ detail: `secrets_encrypted is set but ${err.message}` });
+      throw err;
+    }
+
+    const options: ConversationOptions = {
+      client_tools: req.client_tools,
+      hook_config: req.hook_config ?? null,
+      parent_conversation_id: req.parent_conversation_id ? parseUuid(req.parent_conversation_id) : null,
+      worktree: req.worktree,
+      autotitle: req.autotitle,
+      tool_module_qualnames: req.tool_module_qualnames,
+      agent_definitions: req.agent_definitions,
+      plugins: req.plugins ?? null,
+      agent_launch_additions: req.agent_launch_additions ?? null,
+      user_id: req.user_id ?? null,
+      observability_metadata: req.observability_metadata,
+      observability_tags: req.observability_tags,
+      observability_span_name: req.observability_span_name,
+      title_llm_profile: req.title_llm_profile ?? null,
+    };
+    const initial = req.initial_message ? messageEvent('user', 'user', req.initial_message.content, req.initial_message.sender) : null;
+    const now = new Date();
+    const initialEvents: OHEvent[] = initial
+      ? [initial, stateUpdateEvent('last_user_message_id', initial.id), stateUpdateEvent('execution_status', 'running')]
+      : [];
+
+    let stored: { seq: number; event: OHEvent }[] = [];
+    try {
+      // The conversation and its first message are written together or not at all.
+      stored = await this.db.prisma.$transaction(async (tx) => {
+        await tx.conversation.create({
+          data: {
+            id,
+            tenantId: p.tenantId,
+            agent: agent as Prisma.InputJsonValue,
+            workspace: req.workspace as Prisma.InputJsonValue,
+            confirmationPolicy: req.confirmation_policy as Prisma.InputJsonValue,
+            securityAnalyzer: (req.security_analyzer ?? Prisma.DbNull) as Prisma.InputJsonValue,
+            maxIterations: req.max_iterations,
+            stuckDetection: req.stuck_detection,
+            secrets: secrets as Prisma.InputJsonValue,
+            tags: req.tags,
+            options: options as Prisma.InputJsonValue,
+            executionStatus: initial ? 'running' : 'idle',
+            lastUserMessageId: initial?.id ?? null,
+            createdAt: now,
+            updatedAt: now,
+          },
+        });
+        const out: { seq: number; event: OHEvent }[] = [];
+        for (const event of initialEvents) out.push({ seq: await this.log.append(id, event, tx), event });
+        return out;
+      });
+    } catch (err) {
+      if ((err as { code?: string }).code === ROW_NOT_UNIQUE) {
+        const existing = await this.attachExisting(p, id);
+        if (existing) return { created: false, info: existing };
+      }
+      throw err;
+    }
+    await this.recorder.publish(id, stored);
+    if (initial) {
+      this.serverInfo.touch();
+      await this.runs.enqueue(p.tenantId, id);
+    }
+    const row = await this.require(p, id);
+    return { created: true, info: this.info(row) };
+  }
+
+  private async attachExisting(p: Principal, id: string): Promise<Json | null> {
+    const existing = await this.db.prisma.conversation.findUnique({ where: { id } });
+    if (!existing) return null;
+    if (existing.tenantId !== p.tenantId) throw new ConflictException({ detail: `conversation_id ${id} is already in use` });
+    return this.info(existing);
+  }
+
+  private async checkParent(p: Principal, parentId: string, workingDir: string): Promise<void> {
+    const parent = await this.find(p, parentId);
+    if (!parent) throw validationError('body', ['parent_conversation_id'], `Parent conversation not found: ${parentId}`);
+    if ((parent.workspace as { working_dir?: string }).working_dir !== workingDir) {
+      throw validationError('body', ['parent_conversation_id'], 'A sub-conversation must share its parent\'s workspace');
+    }
+  }
+
+  async search(p: Principal, q: ConversationSearchQuery): Promise<{ items: Json[]; next_page_id: string | null }> {
+    const field = q.sort_order.startsWith('UPDATED') ? 'updatedAt' : 'createdAt';
+    const dir = q.sort_order.endsWith('_DESC') ? 'desc' : 'asc';
+    const where: Prisma.ConversationWhereInput = { tenantId: p.tenantId };
+    if (q.status) where.executionStatus = q.status;
+    const startId = q.page_id ? parseUuid(q.page_id) : null;
+    if (startId) {
+      const start = await this.db.prisma.conversation.findFirst({
+        where: { id: startId, tenantId: p.tenantId },
+        select: { createdAt: true, updatedAt: true },
+      });
+      if (start) {
+        // Keyset paging on (sort column, id): stable under inserts, no OFFSET scans.
+        const v = start[field];
+        where.OR = [
+          { [field]: dir === 'desc' ? { lt: v } : { gt: v } },
+          { [field]: v, id: dir === 'desc' ? { lte: startId } : { gte: startId } },
+        ];
+      }
+    }
+    const rows = await this.db.prisma.conversation.findMany({
+      where,
+      orderBy: [{ [field]: dir }, { id: dir }],
+      take: q.limit + 1,
+    });
+    const more = rows.length > q.limit;
+    return {
+      items: rows.slice(0, q.limit).map((r) => this.info(r, q.include_skills)),
+      next_page_id: more ? uuidHex(rows[q.limit].id) : null,
+    };
+  }
+
+  count(p: Principal, status?: ExecutionStatus): Promise<number> {
+    return this.db.prisma.conversation.count({ where: { tenantId: p.tenantId, ...(status ? { executionStatus: status } : {}) } });
+  }
+
+  async batch(p: Principal, ids: string[], includeSkills = false): Promise<(Json | null)[]> {
+    const parsed = ids.map((i) => parseUuid(i) as string);
+    const rows = await this.db.prisma.conversation.findMany({ where: { tenantId: p.tenantId, id: { in: parsed } } });
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    return parsed.map((id) => {
+      const row = byId.get(id);
+      return row ? this.info(row, includeSkills) : null;
+    });
+  }
+
+  async update(p: Principal, id: string, patch: { title?: string; tags?: Record<string, string> }): Promise<void> {
+    const data: Prisma.ConversationUpdateManyMutationInput = { updatedAt: new Date() };
+    if (patch.title !== undefined) data.title = patch.title;
+    if (patch.tags !== undefined) data.tags = patch.tags;
+    const { count } = await this.db.prisma.conversation.updateMany({ where: { id, tenantId: p.tenantId }, data });
+    if (!count) throw conversationNotFound(id);
+  }
+
+  /** Deletes the conversation and its events; the sandbox's files are kept (as OpenHands). */
+  async remove(p: Principal, id: string, notFound: (id: string) => Error): Promise<void> {
+    const { count } = await this.db.prisma.conversation.deleteMany({ where: { id, tenantId: p.tenantId } });
+    if (!count) throw notFound(id);
+  }
+
+  async run(p: Principal, id: string): Promise<void> {
+    const result = await this.runs.start(p.tenantId, id);
+    if (result === 'not_found') throw conversationNotFound(id);
+    if (result === 'already_running') throw alreadyRunning();
+  }
+
+  /** Adds or replaces secrets (encrypted at rest); existing ones with other names stay. */
+  async setSecrets(p: Principal, id: string, secrets: Record<string, SecretInput>): Promise<void> {
+    await this.db.prisma.$transaction(async (tx) => {
+      const row = await tx.conversation.findFirst({ where: { id, tenantId: p.tenantId }, select: { secrets: true } });
+      if (!row) throw conversationNotFound(id);
+      const merged = { ...(row.secrets as Record<string, StoredSecret>), ...this.vault.sealSecrets(secrets) };
+      await tx.conversation.update({ where: { id }, data: { secrets: merged as Prisma.InputJsonValue } });
+    });
+  }
+
+  async setConfirmationPolicy(p: Principal, id: string, policy: Json): Promise<void> {
+    const { count } = await this.db.prisma.conversation.updateMany({
+      where: { id, tenantId: p.tenantId },
+      data: { confirmationPolicy: policy as Prisma.InputJsonValue },
+    });
+    if (!count) throw conversationNotFound(id);
+    await this.recorder.record(id, stateUpdateEvent('confirmation_policy', policy));
+  }
+
+  async finalResponse(p: Principal, id: string): Promise<string> {
+    await this.require(p, id);
+    return finalResponseText(await this.log.latest(id, 200, ['ActionEvent', 'MessageEvent']));
+  }
+}

@@ -1,0 +1,121 @@
+import { Injectable, NotFoundException } from '@nestjs/common';
+import { EventRecorder } from '@berth/bus';
+import {
+  EventSearchQuery,
+  messageEvent,
+  normalizeTimestampFilter,
+  OHEvent,
+  SendMessageRequest,
+  stateUpdateEvent,
+  userRejectObservation,
+} from '@berth/contracts';
+import { Database, EventFilter, EventLog } from '@berth/persistence';
+import { ConversationsService } from '../conversations/conversations.service';
+import { RunControlService } from '../conversations/run-control.service';
+import { validationError } from '../common/zod-validation.pipe';
+import type { Principal } from '../common/tenant.decorator';
+import { ServerInfoService } from '../health/server-info.service';
+
+/** Events router's "not found" names the conversation (contract §3.3). */
+const notFound = (id: string) => new NotFoundException({ detail: `Conversation not found: ${id}` });
+
+/** Kinds that answer an ActionEvent (by action_id or tool_call_id). */
+const ANSWER_KINDS = ['ObservationEvent', 'UserRejectObservation', 'AgentErrorEvent'];
+
+@Injectable()
+export class EventsService {
+  constructor(
+    private readonly db: Database,
+    private readonly log: EventLog,
+    private readonly recorder: EventRecorder,
+    private readonly conversations: ConversationsService,
+    private readonly runs: RunControlService,
+    private readonly serverInfo: ServerInfoService,
+  ) {}
+
+  private async requireConversation(p: Principal, id: string) {
+    return this.conversations.require(p, id, notFound);
+  }
+
+  private filterOf(q: Pick<EventSearchQuery, 'kind' | 'source' | 'body' | 'timestamp__gte' | 'timestamp__lt'>): EventFilter {
+    const ts = (name: 'timestamp__gte' | 'timestamp__lt') => {
+      const raw = q[name];
+      if (raw === undefined) return undefined;
+      const value = normalizeTimestampFilter(raw);
+      if (!value) throw validationError('query', [name], 'Input should be a valid datetime', 'datetime_parsing', raw);
+      return value;
+    };
+    return { kind: q.kind, source: q.source, body: q.body, timestampGte: ts('timestamp__gte'), timestampLt: ts('timestamp__lt') };
+  }
+
+  async search(p: Principal, id: string, q: EventSearchQuery) {
+    await this.requireConversation(p, id);
+    const page = await this.log.search(id, {
+      ...this.filterOf(q),
+      pageId: q.page_id,
+      limit: q.limit,
+      descending: q.sort_order === 'TIMESTAMP_DESC',
+    });
+    return { items: page.items, next_page_id: page.nextPageId };
+  }
+
+  async count(p: Principal, id: string, q: Pick<EventSearchQuery, 'kind' | 'source' | 'body' | 'timestamp__gte' | 'timestamp__lt'>) {
+    await this.requireConversation(p, id);
+    return this.log.count(id, this.filterOf(q));
+  }
+
+  async get(p: Principal, id: string, eventId: string): Promise<OHEvent> {
+    await this.requireConversation(p, id);
+    const stored = await this.log.get(id, eventId);
+    if (!stored) throw new NotFoundException({ detail: 'Not Found' });
+    return stored.event;
+  }
+
+  async batch(p: Principal, id: string, eventIds: string[]) {
+    await this.requireConversation(p, id);
+    return this.log.getMany(id, eventIds);
+  }
+
+  /**
+   * Appends a user message. A finished or stuck conversation goes back to idle; `run` (or a message
+   * sent on the socket) queues a run unless one is already going, which will read the message.
+   */
+  async sendMessage(p: Principal, id: string, req: SendMessageRequest): Promise<OHEvent> {
+    await this.requireConversation(p, id);
+    const message = messageEvent('user', 'user', req.content, req.sender);
+    await this.recorder.record(id, message);
+    this.serverInfo.touch();
+    await this.db.prisma.conversation.update({ where: { id }, data: { lastUserMessageId: message.id } });
+    await this.recorder.record(id, stateUpdateEvent('last_user_message_id', message.id));
+    await this.runs.transition(id, ['finished', 'stuck'], 'idle');
+    if (req.run) await this.runs.start(p.tenantId, id);
+    return message;
+  }
+
+  /** Accept runs the pending actions; reject answers each with a UserRejectObservation and idles. */
+  async respondToConfirmation(p: Principal, id: string, accept: boolean, reason: string): Promise<void> {
+    await this.requireConversation(p, id);
+    if (accept) {
+      await this.runs.start(p.tenantId, id);
+      return;
+    }
+    for (const action of await this.pendingActions(id)) await this.recorder.record(id, userRejectObservation(action, reason));
+    await this.runs.transition(id, ['waiting_for_confirmation'], 'idle');
+  }
+
+  /** ActionEvents that no observation, rejection or error has answered yet. */
+  private async pendingActions(id: string): Promise<OHEvent[]> {
+    const recent = await this.log.latest(id, 500, ['ActionEvent', ...ANSWER_KINDS]);
+    const answered = new Set<unknown>();
+    const pending: OHEvent[] = [];
+    for (const e of recent) {
+      if (e.kind === 'ActionEvent') {
+        if (!answered.has(e.id) && !answered.has(e.tool_call_id) && e.action) pending.push(e);
+      } else {
+        answered.add(e.action_id);
+        if (e.kind === 'AgentErrorEvent') answered.add(e.tool_call_id);
+      }
+    }
+    return pending.reverse();
+  }
+}

@@ -1,0 +1,97 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import { BERTH_CONFIG } from '@berth/config';
+import type { BerthConfig } from '@berth/config';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { match, MatchFunction } from 'path-to-regexp';
+import { WebSocket, WebSocketServer } from 'ws';
+
+export interface SocketRequest {
+  params: Record<string, string>;
+  query: URLSearchParams;
+  headers: IncomingMessage['headers'];
+}
+
+export type SocketHandler = (ws: WebSocket, req: SocketRequest) => void;
+
+const PING_INTERVAL_MS = 30_000;
+
+/**
+ * Raw WebSockets on the HTTP port, routed by path pattern (`/sockets/events/:conversation_id`).
+ * Nest's WsAdapter matches exact paths and wraps frames in {event,data}; the OpenHands protocol needs
+ * path parameters and bare JSON frames, so sockets are routed here and handled by plain services.
+ */
+@Injectable()
+export class WsRouter implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger('WsRouter');
+  private readonly routes: { match: MatchFunction<Record<string, string>>; handler: SocketHandler }[] = [];
+  private readonly wss: WebSocketServer;
+  private server?: Server;
+  private pinger?: NodeJS.Timeout;
+  private readonly alive = new WeakSet<WebSocket>();
+
+  constructor(
+    private readonly host: HttpAdapterHost,
+    @Inject(BERTH_CONFIG) config: BerthConfig,
+  ) {
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: config.maxBodyBytes });
+  }
+
+  register(pattern: string, handler: SocketHandler): void {
+    this.routes.push({ match: match<Record<string, string>>(pattern, { decode: decodeURIComponent }), handler });
+  }
+
+  onApplicationBootstrap(): void {
+    this.server = this.host.httpAdapter.getHttpServer() as Server;
+    this.server.on('upgrade', this.onUpgrade);
+    // Dead peers (a laptop closed mid-stream) are found by ping/pong and dropped.
+    this.pinger = setInterval(() => {
+      for (const ws of this.wss.clients) {
+        if (!this.alive.has(ws)) {
+          ws.terminate();
+          continue;
+        }
+        this.alive.delete(ws);
+        ws.ping();
+      }
+    }, PING_INTERVAL_MS);
+    this.pinger.unref();
+  }
+
+  private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      socket.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+      return;
+    }
+    for (const route of this.routes) {
+      let found: ReturnType<MatchFunction<Record<string, string>>>;
+      try {
+        found = route.match(url.pathname);
+      } catch {
+        continue;
+      }
+      if (!found) continue;
+      const params = found.params;
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        this.alive.add(ws);
+        ws.on('pong', () => this.alive.add(ws));
+        ws.on('error', (err) => this.logger.debug(`socket error: ${err.message}`));
+        route.handler(ws, { params, query: url.searchParams, headers: req.headers });
+      });
+      return;
+    }
+    socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+  };
+
+  /** Graceful shutdown: every socket is told the server is going away (1001). */
+  onApplicationShutdown(): void {
+    clearInterval(this.pinger);
+    this.server?.off('upgrade', this.onUpgrade);
+    for (const ws of this.wss.clients) ws.close(1001, 'Server shutting down');
+    this.wss.close();
+  }
+}

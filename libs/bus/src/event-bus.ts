@@ -1,0 +1,111 @@
+import { Logger } from '@nestjs/common';
+import { Redis } from 'ioredis';
+
+/** One event on its way to subscribers: `seq` is null for events that are never stored. */
+export interface BusMessage {
+  seq: number | null;
+  /** the event's wire JSON, serialized once for every subscriber */
+  json: string;
+}
+
+export type BusListener = (message: BusMessage) => void;
+
+/** Fan-out of live conversation events to every gateway replica's socket subscribers. */
+export abstract class EventBus {
+  abstract publish(conversationId: string, message: BusMessage): Promise<void>;
+  /** Resolves once the subscription is active, so nothing published afterwards is missed. */
+  abstract subscribe(conversationId: string, listener: BusListener): Promise<() => void>;
+  abstract ping(): Promise<void>;
+  abstract close(): Promise<void>;
+}
+
+/** Listeners per conversation, shared by both buses. */
+class ListenerTable {
+  private readonly table = new Map<string, Set<BusListener>>();
+
+  /** Returns true when this is the conversation's first listener. */
+  add(conversationId: string, listener: BusListener): boolean {
+    let set = this.table.get(conversationId);
+    const first = !set;
+    if (!set) this.table.set(conversationId, (set = new Set()));
+    set.add(listener);
+    return first;
+  }
+
+  /** Returns true when the conversation has no listener left. */
+  remove(conversationId: string, listener: BusListener): boolean {
+    const set = this.table.get(conversationId);
+    if (!set) return false;
+    set.delete(listener);
+    if (set.size) return false;
+    this.table.delete(conversationId);
+    return true;
+  }
+
+  dispatch(conversationId: string, message: BusMessage): void {
+    for (const listener of this.table.get(conversationId) ?? []) listener(message);
+  }
+}
+
+export class InProcessEventBus extends EventBus {
+  private readonly listeners = new ListenerTable();
+
+  async publish(conversationId: string, message: BusMessage): Promise<void> {
+    this.listeners.dispatch(conversationId, message);
+  }
+
+  async subscribe(conversationId: string, listener: BusListener): Promise<() => void> {
+    this.listeners.add(conversationId, listener);
+    return () => void this.listeners.remove(conversationId, listener);
+  }
+
+  async ping(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+const CHANNEL_PREFIX = 'berth:events:';
+
+/** Redis pub/sub: one publishing and one subscribing connection per process. */
+export class RedisEventBus extends EventBus {
+  private readonly pub: Redis;
+  private readonly sub: Redis;
+  private readonly listeners = new ListenerTable();
+  private readonly logger = new Logger('RedisEventBus');
+
+  constructor(url: string) {
+    super();
+    this.pub = new Redis(url, { maxRetriesPerRequest: 3, lazyConnect: false });
+    this.sub = new Redis(url, { maxRetriesPerRequest: null });
+    for (const conn of [this.pub, this.sub]) conn.on('error', (err: Error) => this.logger.warn(`redis: ${err.message}`));
+    this.sub.on('message', (channel: string, raw: string) => {
+      const nl = raw.indexOf('\n');
+      const seqText = raw.slice(0, nl);
+      this.listeners.dispatch(channel.slice(CHANNEL_PREFIX.length), {
+        seq: seqText === '' ? null : Number(seqText),
+        json: raw.slice(nl + 1),
+      });
+    });
+  }
+
+  async publish(conversationId: string, message: BusMessage): Promise<void> {
+    await this.pub.publish(CHANNEL_PREFIX + conversationId, `${message.seq ?? ''}\n${message.json}`);
+  }
+
+  async subscribe(conversationId: string, listener: BusListener): Promise<() => void> {
+    if (this.listeners.add(conversationId, listener)) await this.sub.subscribe(CHANNEL_PREFIX + conversationId);
+    return () => {
+      if (this.listeners.remove(conversationId, listener)) {
+        this.sub.unsubscribe(CHANNEL_PREFIX + conversationId).catch(() => undefined);
+      }
+    };
+  }
+
+  async ping(): Promise<void> {
+    await this.pub.ping();
+  }
+
+  async close(): Promise<void> {
+    this.pub.disconnect();
+    this.sub.disconnect();
+  }
+}

@@ -1,0 +1,3 @@
+export * from './event-bus';
+export * from './event-recorder';
+export * from './bus.module';

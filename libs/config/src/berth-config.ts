@@ -1,0 +1,133 @@
+import { isAbsolute, resolve } from 'node:path';
+
+export type Role = 'all' | 'gateway' | 'worker';
+
+/** Everything Berth reads from its environment, parsed once at start-up (README "Configuration"). */
+export interface BerthConfig {
+  host: string;
+  port: number;
+  role: Role;
+  /** Keys of the default tenant (OH_SESSION_API_KEYS*, SESSION_API_KEY); empty = open server. */
+  sessionApiKeys: string[];
+  corsOrigins: string[];
+  corsOriginRegex: string | null;
+  dockerHostAddr: string | null;
+  /** PostgreSQL URL; null = embedded PGlite under dataDir. */
+  databaseUrl: string | null;
+  /** Redis URL; null = in-process queue and event bus. */
+  redisUrl: string | null;
+  /** Key prefix of Berth's BullMQ queues in Redis (lets several deployments share one Redis). */
+  queuePrefix: string;
+  dataDir: string;
+  conversationsPath: string;
+  /** Fernet key material (OH_SECRET_KEY → SESSION_API_KEY → OH_SESSION_API_KEYS_0), null if none. */
+  secretKey: string | null;
+  maxBodyBytes: number;
+  wsMaxBufferBytes: number;
+  wsMaxSubscribers: number;
+  wsAuthTimeoutMs: number;
+  maxConcurrentRuns: number;
+  webUrl: string | null;
+  logLevel: string;
+  debug: boolean;
+}
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+/** Reads an OpenHands-style list: a JSON array in NAME, or NAME_0, NAME_1, … up to the first gap. */
+export function readEnvList(env: Env, name: string): string[] | undefined {
+  const json = env[name];
+  if (json !== undefined && json.trim() !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(json);
+    } catch {
+      throw new ConfigError(`${name} must be a JSON list of strings`);
+    }
+    if (!Array.isArray(parsed) || parsed.some((v) => typeof v !== 'string')) {
+      throw new ConfigError(`${name} must be a JSON list of strings`);
+    }
+    return parsed as string[];
+  }
+  const items: string[] = [];
+  for (let i = 0; env[`${name}_${i}`] !== undefined; i++) items.push(env[`${name}_${i}`] as string);
+  return items.length ? items : undefined;
+}
+
+function readInt(env: Env, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function readFlag(env: Env, name: string): boolean {
+  return ['1', 'TRUE', 'YES'].includes((env[name] ?? '').toUpperCase());
+}
+
+/** `--host H --port P --role R` (also `--host=H`), as the OpenHands launcher accepts. */
+export function parseArgs(argv: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) continue;
+    const eq = arg.indexOf('=');
+    if (eq > 0) out[arg.slice(2, eq)] = arg.slice(eq + 1);
+    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[arg.slice(2)] = argv[++i];
+    else out[arg.slice(2)] = 'true';
+  }
+  return out;
+}
+
+export function loadConfig(env: Env = process.env, argv: string[] = process.argv.slice(2)): BerthConfig {
+  const args = parseArgs(argv);
+  const ohKeys = readEnvList(env, 'OH_SESSION_API_KEYS');
+  const sessionApiKeys = (ohKeys ?? (env.SESSION_API_KEY ? [env.SESSION_API_KEY] : [])).filter((k) => k !== '');
+  const portRaw = args.port ?? env.PORT;
+  const port = portRaw === undefined ? 8000 : Number(portRaw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`invalid port "${portRaw}"`);
+  const role = (args.role ?? env.BERTH_ROLE ?? 'all') as Role;
+  if (!['all', 'gateway', 'worker'].includes(role)) throw new ConfigError(`--role must be all, gateway or worker`);
+  const dataDir = resolve(env.BERTH_DATA_DIR ?? 'workspace');
+  const conversationsPath = env.OH_CONVERSATIONS_PATH ?? 'workspace/conversations';
+  const corsOriginRegex = env.OH_ALLOW_CORS_ORIGIN_REGEX || null;
+  if (corsOriginRegex) {
+    try {
+      new RegExp(corsOriginRegex);
+    } catch {
+      throw new ConfigError('OH_ALLOW_CORS_ORIGIN_REGEX is not a valid regular expression');
+    }
+  }
+  return {
+    host: args.host ?? env.HOST ?? '127.0.0.1',
+    port,
+    role,
+    sessionApiKeys,
+    corsOrigins: readEnvList(env, 'OH_ALLOW_CORS_ORIGINS') ?? [],
+    corsOriginRegex,
+    dockerHostAddr: env.DOCKER_HOST_ADDR || null,
+    databaseUrl: env.DATABASE_URL || null,
+    redisUrl: env.REDIS_URL || null,
+    queuePrefix: env.BERTH_QUEUE_PREFIX || 'berth',
+    dataDir,
+    conversationsPath: isAbsolute(conversationsPath) ? conversationsPath : conversationsPath.replace(/\/+$/, ''),
+    secretKey: env.OH_SECRET_KEY || env.SESSION_API_KEY || env.OH_SESSION_API_KEYS_0 || sessionApiKeys[0] || null,
+    maxBodyBytes: readInt(env, 'BERTH_MAX_BODY_BYTES', 10 * 1024 * 1024, 1024),
+    wsMaxBufferBytes: readInt(env, 'BERTH_WS_MAX_BUFFER_BYTES', 8 * 1024 * 1024, 1024),
+    wsMaxSubscribers: readInt(env, 'BERTH_WS_MAX_SUBSCRIBERS', 50, 1),
+    wsAuthTimeoutMs: readInt(env, 'BERTH_WS_AUTH_TIMEOUT_MS', 10_000, 100),
+    maxConcurrentRuns: readInt(env, 'OH_MAX_CONCURRENT_RUNS', 10, 1),
+    webUrl: env.OH_WEB_URL || null,
+    logLevel: env.LOG_LEVEL ?? 'info',
+    debug: readFlag(env, 'DEBUG'),
+  };
+}
+
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
+}

@@ -1,0 +1,6 @@
+export * from './ids';
+export * from './time';
+export * from './events';
+export * from './conversation';
+export * from './responses';
+export * from './validation';

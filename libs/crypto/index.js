@@ -1,0 +1,2 @@
+// Runtime entry of @berth/crypto: the compiled sources (npm run build).
+module.exports = require('../../dist/libs/crypto/src/index.js');

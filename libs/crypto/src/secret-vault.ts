@@ -1,0 +1,119 @@
+import { Logger } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Fernet, InvalidTokenError } from './fernet';
+
+/** Names of fields that hold secrets wherever they appear in an agent (llm, condenser.llm, …). */
+const SECRET_FIELDS = new Set(['api_key', 'aws_access_key_id', 'aws_secret_access_key', 'aws_session_token']);
+
+export type StoredSecret =
+  | { kind: 'StaticSecret'; value: string | null; description?: string | null }
+  | { kind: 'LookupSecret'; url: string; headers: Record<string, string>; description?: string | null };
+
+export type SecretInput =
+  | string
+  | { value: string; description?: string | null }
+  | { kind: 'StaticSecret'; value: string | null; description?: string | null }
+  | { kind: 'LookupSecret'; url: string; headers: Record<string, string>; description?: string | null };
+
+export class SecretDecryptError extends Error {}
+
+function mapSecretFields(value: unknown, fn: (v: string) => string | null): unknown {
+  if (Array.isArray(value)) return value.map((v) => mapSecretFields(v, fn));
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      out[k] = SECRET_FIELDS.has(k) && typeof v === 'string' ? fn(v) : mapSecretFields(v, fn);
+    }
+    return out;
+  }
+  return value;
+}
+
+/**
+ * Encrypts the secrets a conversation carries (LLM keys, conversation secrets) with OH_SECRET_KEY
+ * before they are stored, and redacts them from everything Berth sends back.
+ */
+export class SecretVault {
+  private readonly fernet: Fernet;
+
+  constructor(secretKey: string | null, dataDir: string) {
+    this.fernet = new Fernet(secretKey ?? SecretVault.localKey(dataDir));
+  }
+
+  /**
+   * Without OH_SECRET_KEY a single-process install still keeps secrets across restarts: a random key
+   * is kept in the data directory (mode 0600). Several replicas must share OH_SECRET_KEY instead.
+   */
+  private static localKey(dataDir: string): string {
+    const file = join(dataDir, '.secret_key');
+    if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+    mkdirSync(dataDir, { recursive: true });
+    const key = randomBytes(32).toString('base64url');
+    writeFileSync(file, key, { mode: 0o600 });
+    chmodSync(file, 0o600);
+    new Logger('SecretVault').warn(`OH_SECRET_KEY is not set: secrets are encrypted with a key kept in ${file}`);
+    return key;
+  }
+
+  encrypt(plain: string): string {
+    return this.fernet.encrypt(plain);
+  }
+
+  /** Throws SecretDecryptError when the value is not a token made with our key. */
+  decrypt(token: string): string {
+    try {
+      return this.fernet.decrypt(token);
+    } catch (err) {
+      if (err instanceof InvalidTokenError) throw new SecretDecryptError('a secret could not be decrypted with this server\'s key');
+      throw err;
+    }
+  }
+
+  /** Agent JSON for storage: every secret field encrypted (already-encrypted input is checked, kept). */
+  sealAgent<T>(agent: T, alreadyEncrypted = false): T {
+    return mapSecretFields(agent, (v) => (alreadyEncrypted ? (this.decrypt(v), v) : this.encrypt(v))) as T;
+  }
+
+  /** Agent JSON with clear-text secrets, for the worker's LLM calls only. */
+  openAgent<T>(agent: T): T {
+    return mapSecretFields(agent, (v) => (Fernet.looksEncrypted(v) ? this.decrypt(v) : v)) as T;
+  }
+
+  /** Agent JSON as responses show it: secrets null (ConversationInfo) or masked (full_state). */
+  static redactAgent<T>(agent: T, mask: string | null = null): T {
+    return mapSecretFields(agent, () => mask) as T;
+  }
+
+  sealSecrets(secrets: Record<string, SecretInput>, alreadyEncrypted = false): Record<string, StoredSecret> {
+    const seal = (v: string) => (alreadyEncrypted ? (this.decrypt(v), v) : this.encrypt(v));
+    const out: Record<string, StoredSecret> = {};
+    for (const [name, input] of Object.entries(secrets)) {
+      if (typeof input === 'string') out[name] = { kind: 'StaticSecret', value: seal(input) };
+      else if ('kind' in input && input.kind === 'LookupSecret') {
+        out[name] = {
+          kind: 'LookupSecret',
+          url: input.url,
+          headers: Object.fromEntries(Object.entries(input.headers).map(([h, v]) => [h, seal(v)])),
+          description: input.description ?? null,
+        };
+      } else {
+        out[name] = { kind: 'StaticSecret', value: input.value === null ? null : seal(input.value), description: input.description ?? null };
+      }
+    }
+    return out;
+  }
+
+  /** `secret_registry.secret_sources` as responses show it. */
+  static redactSecrets(secrets: Record<string, StoredSecret>, mask: string | null = null): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [name, s] of Object.entries(secrets)) {
+      out[name] =
+        s.kind === 'LookupSecret'
+          ? { description: s.description ?? null, url: s.url, headers: Object.fromEntries(Object.keys(s.headers).map((h) => [h, mask])), kind: s.kind }
+          : { description: s.description ?? null, value: s.value === null ? null : mask, kind: s.kind };
+    }
+    return out;
+  }
+}

@@ -1,0 +1,2 @@
+// Runtime entry of @berth/persistence: the compiled sources (npm run build).
+module.exports = require('../../dist/libs/persistence/src/index.js');

@@ -1,0 +1,148 @@
+import { bareKind, messageSearchText, OHEvent } from '@berth/contracts';
+import { Database } from './database';
+import { Prisma } from './generated/prisma/client';
+
+export interface StoredEvent {
+  seq: number;
+  event: OHEvent;
+}
+
+export interface EventFilter {
+  kind?: string;
+  source?: string;
+  /** case-insensitive substring of message text */
+  body?: string;
+  timestampGte?: string;
+  timestampLt?: string;
+}
+
+export interface EventPageRequest extends EventFilter {
+  pageId?: string;
+  limit: number;
+  descending: boolean;
+}
+
+function whereOf(conversationId: string, f: EventFilter): Prisma.EventWhereInput {
+  const where: Prisma.EventWhereInput = { conversationId };
+  if (f.kind) where.kind = bareKind(f.kind);
+  if (f.source) where.source = f.source;
+  if (f.body !== undefined) where.body = { contains: f.body.toLowerCase() };
+  if (f.timestampGte || f.timestampLt) {
+    where.timestamp = {};
+    if (f.timestampGte) where.timestamp.gte = f.timestampGte;
+    if (f.timestampLt) where.timestamp.lt = f.timestampLt;
+  }
+  return where;
+}
+
+/** The append-only, per-conversation numbered event log. */
+export class EventLog {
+  constructor(private readonly db: Database) {}
+
+  /**
+   * Appends one event and returns its sequence number. The conversation row's counter is bumped in
+   * the same statement, so concurrent writers (gateway and worker) get distinct, gap-free numbers.
+   * Per-field state updates do not move `updated_at`, as in OpenHands.
+   */
+  async append(conversationId: string, event: OHEvent, client: Prisma.TransactionClient = this.db.prisma): Promise<number> {
+    const kind = bareKind(event.kind);
+    const touches = kind !== 'ConversationStateUpdateEvent';
+    const rows = await client.$queryRaw<{ seq: number }[]>`
+      WITH c AS (
+        UPDATE "conversations"
+           SET "last_seq" = "last_seq" + 1,
+               "leaf_event_id" = ${event.id},
+               "updated_at" = CASE WHEN ${touches} THEN now() ELSE "updated_at" END
+         WHERE "id" = ${conversationId}::uuid
+        RETURNING "last_seq"
+      )
+      INSERT INTO "events" ("conversation_id", "seq", "id", "kind", "source", "timestamp", "body", "payload")
+      SELECT ${conversationId}::uuid, c."last_seq", ${event.id}, ${kind}, ${event.source}, ${event.timestamp},
+             ${messageSearchText(event)}, ${JSON.stringify(event)}::json
+        FROM c
+      RETURNING "seq"`;
+    if (!rows.length) throw new Error(`conversation ${conversationId} does not exist`);
+    return Number(rows[0].seq);
+  }
+
+  async get(conversationId: string, eventId: string): Promise<StoredEvent | null> {
+    const row = await this.db.prisma.event.findUnique({
+      where: { conversationId_id: { conversationId, id: eventId } },
+      select: { seq: true, payload: true },
+    });
+    return row ? { seq: row.seq, event: row.payload as unknown as OHEvent } : null;
+  }
+
+  async getMany(conversationId: string, eventIds: string[]): Promise<(OHEvent | null)[]> {
+    if (!eventIds.length) return [];
+    const rows = await this.db.prisma.event.findMany({
+      where: { conversationId, id: { in: eventIds } },
+      select: { id: true, payload: true },
+    });
+    const byId = new Map(rows.map((r) => [r.id, r.payload as unknown as OHEvent]));
+    return eventIds.map((id) => byId.get(id) ?? null);
+  }
+
+  /** A page of events; `pageId` is the id of the first event to return (unknown → from the start). */
+  async search(conversationId: string, req: EventPageRequest): Promise<{ items: OHEvent[]; nextPageId: string | null }> {
+    const where = whereOf(conversationId, req);
+    if (req.pageId) {
+      const start = await this.db.prisma.event.findUnique({
+        where: { conversationId_id: { conversationId, id: req.pageId } },
+        select: { seq: true },
+      });
+      if (start) where.seq = req.descending ? { lte: start.seq } : { gte: start.seq };
+    }
+    const rows = await this.db.prisma.event.findMany({
+      where,
+      orderBy: { seq: req.descending ? 'desc' : 'asc' },
+      take: req.limit + 1,
+      select: { id: true, payload: true },
+    });
+    const more = rows.length > req.limit;
+    const page = more ? rows.slice(0, req.limit) : rows;
+    return { items: page.map((r) => r.payload as unknown as OHEvent), nextPageId: more ? rows[req.limit].id : null };
+  }
+
+  count(conversationId: string, filter: EventFilter): Promise<number> {
+    return this.db.prisma.event.count({ where: whereOf(conversationId, filter) });
+  }
+
+  /** Events with seq in (afterSeq, uptoSeq], oldest first, in batches — for socket replay. */
+  async range(conversationId: string, afterSeq: number, uptoSeq: number, batch = 200): Promise<StoredEvent[]> {
+    const rows = await this.db.prisma.event.findMany({
+      where: { conversationId, seq: { gt: afterSeq, lte: uptoSeq } },
+      orderBy: { seq: 'asc' },
+      take: batch,
+      select: { seq: true, payload: true },
+    });
+    return rows.map((r) => ({ seq: r.seq, event: r.payload as unknown as OHEvent }));
+  }
+
+  /** Highest seq whose timestamp is before `timestamp` (replay `since`). */
+  async seqBefore(conversationId: string, timestamp: string): Promise<number> {
+    const row = await this.db.prisma.event.findFirst({
+      where: { conversationId, timestamp: { gte: timestamp } },
+      orderBy: { seq: 'asc' },
+      select: { seq: true },
+    });
+    if (row) return row.seq - 1;
+    return this.lastSeq(conversationId);
+  }
+
+  async lastSeq(conversationId: string): Promise<number> {
+    const row = await this.db.prisma.conversation.findUnique({ where: { id: conversationId }, select: { lastSeq: true } });
+    return row?.lastSeq ?? 0;
+  }
+
+  /** Newest events first, for reading the latest agent answer or pending actions. */
+  async latest(conversationId: string, limit: number, kinds?: string[]): Promise<OHEvent[]> {
+    const rows = await this.db.prisma.event.findMany({
+      where: { conversationId, ...(kinds ? { kind: { in: kinds } } : {}) },
+      orderBy: { seq: 'desc' },
+      take: limit,
+      select: { payload: true },
+    });
+    return rows.map((r) => r.payload as unknown as OHEvent);
+  }
+}

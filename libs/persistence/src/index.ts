@@ -1,0 +1,6 @@
+export * from './database';
+export * from './event-log';
+export * from './migrations';
+export * from './persistence.module';
+export { Prisma } from './generated/prisma/client';
+export type { Conversation as ConversationRow, Event as EventRow } from './generated/prisma/client';

@@ -1,0 +1,2 @@
+export * from './run-queue';
+export * from './queue.module';

@@ -1,0 +1,242 @@
+import { ConversationInfoSchema, ConversationPageSchema } from '@berth/contracts';
+import { randomUUID } from 'node:crypto';
+import { api, startRequest, startServer, STORAGES, TestServer, userMessage } from './support/server';
+
+const KEY = 'conv-test-key';
+
+describe.each(STORAGES)('conversations REST (%s)', (storage) => {
+  let server: TestServer;
+  const call = (method: string, path: string, body?: unknown) => api(server, method, path, { body, key: KEY });
+
+  beforeAll(async () => {
+    server = await startServer(storage, { OH_SESSION_API_KEYS_0: KEY });
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  it('creates a conversation (201), returns every ConversationInfo field and never the API key', async () => {
+    const res = await call('POST', '/api/conversations', startRequest({ tags: { team: 'core' } }));
+    expect(res.status).toBe(201);
+    const info = ConversationInfoSchema.parse(res.body);
+    expect(info.execution_status).toBe('idle');
+    expect(info.agent.llm.model).toBe('openai/gpt-4o-mini');
+    expect((info.agent.llm as Record<string, unknown>).api_key).toBeNull();
+    expect(info.tags).toEqual({ team: 'core' });
+    expect(info.persistence_dir).toMatch(/[0-9a-f]{32}$/);
+    expect(info.created_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+    expect(JSON.stringify(res.body)).not.toContain('sk-test-should-never-leak');
+
+    const got = await call('GET', `/api/conversations/${info.id}`);
+    expect(got.status).toBe(200);
+    expect(got.body.id).toBe(info.id);
+    // 32-hex ids are accepted in paths too.
+    expect((await call('GET', `/api/conversations/${info.id.replace(/-/g, '')}`)).body.id).toBe(info.id);
+  });
+
+  it('stores LLM keys and secrets encrypted at rest', async () => {
+    const created = await call('POST', '/api/conversations', startRequest({ secrets: { GITHUB_TOKEN: 'ghp_plaintext' } }));
+    const db = server.app.get((await import('@berth/persistence')).Database);
+    const row = await db.prisma.conversation.findUniqueOrThrow({ where: { id: created.body.id } });
+    const stored = JSON.stringify(row.agent) + JSON.stringify(row.secrets);
+    expect(stored).not.toContain('sk-test-should-never-leak');
+    expect(stored).not.toContain('ghp_plaintext');
+    expect((row.agent as any).llm.api_key).toMatch(/^gAAAAA/);
+    expect(created.body.secret_registry.secret_sources.GITHUB_TOKEN).toEqual({ description: null, value: null, kind: 'StaticSecret' });
+  });
+
+  it('is idempotent on conversation_id: 200 and nothing changed', async () => {
+    const id = randomUUID();
+    const first = await call('POST', '/api/conversations', startRequest({ conversation_id: id, tags: { v: '1' } }));
+    expect(first.status).toBe(201);
+    expect(first.body.id).toBe(id);
+    const again = await call('POST', '/api/conversations', startRequest({ conversation_id: id, tags: { v: '2' } }));
+    expect(again.status).toBe(200);
+    expect(again.body.tags).toEqual({ v: '1' });
+  });
+
+  it('queues a run for initial_message and records the message first', async () => {
+    const res = await call('POST', '/api/conversations', startRequest({ initial_message: userMessage('Flip a coin') }));
+    expect(res.status).toBe(201);
+    expect(res.body.execution_status).toBe('running');
+    const events = await call('GET', `/api/conversations/${res.body.id}/events/search`);
+    expect(events.body.items.map((e: any) => e.kind)).toEqual([
+      'MessageEvent',
+      'ConversationStateUpdateEvent',
+      'ConversationStateUpdateEvent',
+    ]);
+    expect(events.body.items[0].llm_message).toEqual({
+      role: 'user',
+      content: [{ cache_prompt: false, type: 'text', text: 'Flip a coin' }],
+      thinking_blocks: [],
+    });
+    expect(res.body.last_user_message_id).toBe(events.body.items[0].id);
+    expect(events.body.items[2]).toMatchObject({ key: 'execution_status', value: 'running', source: 'environment' });
+  });
+
+  it('answers 422 with OpenHands-style details for invalid bodies', async () => {
+    const missing = await call('POST', '/api/conversations', { agent: startRequest().agent });
+    expect(missing.status).toBe(422);
+    expect(missing.body.detail[0]).toMatchObject({ type: 'missing', loc: ['body', 'workspace'], msg: 'Field required' });
+
+    const noAgent = await call('POST', '/api/conversations', { workspace: { working_dir: '/w' } });
+    expect(noAgent.status).toBe(422);
+    expect(JSON.stringify(noAgent.body.detail)).toContain('One of `agent`, `agent_settings`, or `agent_profile_id` must be provided');
+
+    const wrongType = await call('POST', '/api/conversations', startRequest({ max_iterations: 'many' }));
+    expect(wrongType.status).toBe(422);
+    expect(wrongType.body.detail[0].loc).toEqual(['body', 'max_iterations']);
+
+    const badJson = await api(server, 'POST', '/api/conversations', { rawBody: '{"agent":', key: KEY });
+    expect(badJson.status).toBe(422);
+    expect(badJson.body.detail[0]).toMatchObject({ type: 'json_invalid', msg: 'JSON decode error' });
+
+    const badTag = await call('POST', '/api/conversations', startRequest({ tags: { 'Not-Valid': 'x' } }));
+    expect(badTag.status).toBe(422);
+
+    const badId = await call('POST', '/api/conversations', startRequest({ conversation_id: 'nope' }));
+    expect(badId.status).toBe(422);
+
+    // Echoed input never carries the key.
+    const echoed = await call('POST', '/api/conversations', { agent: { llm: { model: 5, api_key: 'sk-echo-me-not' } }, workspace: { working_dir: '/w' } });
+    expect(echoed.status).toBe(422);
+    expect(JSON.stringify(echoed.body)).not.toContain('sk-echo-me-not');
+  });
+
+  it('refuses oversized bodies with 413 and writes nothing', async () => {
+    const before = (await call('GET', '/api/conversations/count')).body;
+    const huge = JSON.stringify(startRequest({ tags: { big: 'x'.repeat(256) }, agent_definitions: ['y'.repeat(11 * 1024 * 1024)] }));
+    const res = await api(server, 'POST', '/api/conversations', { rawBody: huge, key: KEY });
+    expect(res.status).toBe(413);
+    expect(typeof res.body.detail).toBe('string');
+    expect((await call('GET', '/api/conversations/count')).body).toBe(before);
+  });
+
+  it('searches with keyset paging, status filter and every sort order; counts as a bare integer', async () => {
+    const tag = randomUUID().slice(0, 8);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await call('POST', '/api/conversations', startRequest({ tags: { run: tag.replace(/-/g, '') } }))).body.id);
+    const total = (await call('GET', '/api/conversations/count')).body;
+    expect(typeof total).toBe('number');
+    expect(total).toBeGreaterThanOrEqual(5);
+
+    const seen: string[] = [];
+    let page = await call('GET', '/api/conversations/search?limit=2');
+    expect(ConversationPageSchema.safeParse(page.body).success).toBe(true);
+    for (;;) {
+      expect(page.body.items.length).toBeLessThanOrEqual(2);
+      seen.push(...page.body.items.map((c: any) => c.id));
+      if (!page.body.next_page_id) break;
+      expect(page.body.next_page_id).toMatch(/^[0-9a-f]{32}$/);
+      page = await call('GET', `/api/conversations/search?limit=2&page_id=${page.body.next_page_id}`);
+    }
+    expect(seen.length).toBe(total);
+    expect(new Set(seen).size).toBe(total);
+    // Newest first by default.
+    expect(seen.indexOf(ids[4])).toBeLessThan(seen.indexOf(ids[0]));
+
+    const asc = await call('GET', '/api/conversations/search?sort_order=CREATED_AT&limit=100');
+    const ascIds = asc.body.items.map((c: any) => c.id);
+    expect(ascIds.indexOf(ids[0])).toBeLessThan(ascIds.indexOf(ids[4]));
+
+    await call('PATCH', `/api/conversations/${ids[1]}`, { title: 'touched' });
+    const byUpdate = await call('GET', '/api/conversations/search?sort_order=UPDATED_AT_DESC&limit=1');
+    expect(byUpdate.body.items[0].id).toBe(ids[1]);
+    expect((await call('GET', '/api/conversations/search?sort_order=UPDATED_AT&limit=100')).status).toBe(200);
+
+    await call('POST', `/api/conversations/${ids[2]}/run`);
+    const running = await call('GET', '/api/conversations/search?status=running&limit=100');
+    expect(running.body.items.every((c: any) => c.execution_status === 'running')).toBe(true);
+    expect(running.body.items.map((c: any) => c.id)).toContain(ids[2]);
+    expect((await call('GET', '/api/conversations/count?status=running')).body).toBe(running.body.items.length);
+
+    for (const bad of ['limit=0', 'limit=101', 'limit=abc', 'status=bogus', 'sort_order=SIDEWAYS']) {
+      const res = await call('GET', `/api/conversations/search?${bad}`);
+      expect(res.status).toBe(422);
+    }
+  });
+
+  it('gets a batch in input order with null for unknown ids', async () => {
+    const a = (await call('POST', '/api/conversations', startRequest())).body.id;
+    const b = (await call('POST', '/api/conversations', startRequest())).body.id;
+    const unknown = randomUUID();
+    const res = await call('GET', `/api/conversations?ids=${b}&ids=${unknown}&ids=${a}`);
+    expect(res.status).toBe(200);
+    expect(res.body.map((c: any) => c?.id ?? null)).toEqual([b, null, a]);
+    expect((await call('GET', '/api/conversations?ids=not-a-uuid')).status).toBe(422);
+    expect((await call('GET', '/api/conversations')).status).toBe(422);
+    const tooMany = Array.from({ length: 101 }, () => `ids=${randomUUID()}`).join('&');
+    expect((await call('GET', `/api/conversations?${tooMany}`)).status).toBe(422);
+  });
+
+  it('updates title and tags, validates them, and deletes', async () => {
+    const id = (await call('POST', '/api/conversations', startRequest({ tags: { a: '1' } }))).body.id;
+    expect((await call('PATCH', `/api/conversations/${id}`, { title: '  My title  ', tags: { b: '2' } })).body).toEqual({ success: true });
+    const info = (await call('GET', `/api/conversations/${id}`)).body;
+    expect(info.title).toBe('My title');
+    expect(info.tags).toEqual({ b: '2' });
+    expect((await call('PATCH', `/api/conversations/${id}`, { title: '' })).status).toBe(422);
+    expect((await call('PATCH', `/api/conversations/${id}`, { title: 'x'.repeat(201) })).status).toBe(422);
+    expect((await call('PATCH', `/api/conversations/${randomUUID()}`, { title: 'x' })).status).toBe(404);
+
+    expect((await call('DELETE', `/api/conversations/${id}`)).body).toEqual({ success: true });
+    expect((await call('GET', `/api/conversations/${id}`)).status).toBe(404);
+    const gone = await call('DELETE', `/api/conversations/${id}`);
+    expect(gone.status).toBe(400);
+    expect(gone.body.detail).toContain(id);
+  });
+
+  it('runs, refuses a second run with 409, pauses and interrupts with the right transitions', async () => {
+    const id = (await call('POST', '/api/conversations', startRequest())).body.id;
+    expect((await call('POST', `/api/conversations/${id}/run`)).body).toEqual({ success: true });
+    expect((await call('GET', `/api/conversations/${id}`)).body.execution_status).toBe('running');
+    const again = await call('POST', `/api/conversations/${id}/run`);
+    expect(again.status).toBe(409);
+    expect(again.body.detail).toBe('Conversation already running. Wait for completion or pause first.');
+
+    expect((await call('POST', `/api/conversations/${id}/interrupt`)).body).toEqual({ success: true });
+    expect((await call('GET', `/api/conversations/${id}`)).body.execution_status).toBe('paused');
+    // Pausing a paused conversation changes nothing and emits nothing.
+    const before = (await call('GET', `/api/conversations/${id}/events/count`)).body;
+    expect((await call('POST', `/api/conversations/${id}/pause`)).status).toBe(200);
+    expect((await call('GET', `/api/conversations/${id}/events/count`)).body).toBe(before);
+
+    expect((await call('POST', `/api/conversations/${id}/run`)).status).toBe(200);
+    expect((await call('POST', `/api/conversations/${id}/pause`)).status).toBe(200);
+    const kinds = (await call('GET', `/api/conversations/${id}/events/search`)).body.items.map((e: any) => e.kind + (e.key ? `:${e.value}` : ''));
+    expect(kinds).toEqual([
+      'ConversationStateUpdateEvent:running',
+      'ConversationStateUpdateEvent:paused',
+      'InterruptEvent',
+      'ConversationStateUpdateEvent:running',
+      'ConversationStateUpdateEvent:paused',
+      'PauseEvent',
+    ]);
+    const unknown = randomUUID();
+    expect((await call('POST', `/api/conversations/${unknown}/run`)).status).toBe(404);
+    expect((await call('POST', `/api/conversations/${unknown}/pause`)).status).toBe(400);
+    expect((await call('POST', `/api/conversations/${unknown}/interrupt`)).status).toBe(400);
+  });
+
+  it('sets secrets and the confirmation policy, and reads the final response', async () => {
+    const id = (await call('POST', '/api/conversations', startRequest())).body.id;
+    const secrets = await call('POST', `/api/conversations/${id}/secrets`, {
+      secrets: { A: 'plain', B: { value: 'v', description: 'bee' }, C: { kind: 'LookupSecret', url: 'https://vault.example/c', headers: { Authorization: 'Bearer t' } } },
+    });
+    expect(secrets.body).toEqual({ success: true });
+    const info = (await call('GET', `/api/conversations/${id}`)).body;
+    expect(Object.keys(info.secret_registry.secret_sources).sort()).toEqual(['A', 'B', 'C']);
+    expect(info.secret_registry.secret_sources.B).toEqual({ description: 'bee', value: null, kind: 'StaticSecret' });
+    expect(info.secret_registry.secret_sources.C.headers).toEqual({ Authorization: null });
+    expect(JSON.stringify(info)).not.toMatch(/plain|Bearer t/);
+    expect((await call('POST', `/api/conversations/${id}/secrets`, { secrets: { A: 5 } })).status).toBe(422);
+
+    const policy = await call('POST', `/api/conversations/${id}/confirmation_policy`, { policy: { kind: 'ConfirmRisky' } });
+    expect(policy.body).toEqual({ success: true });
+    expect((await call('GET', `/api/conversations/${id}`)).body.confirmation_policy).toEqual({ kind: 'ConfirmRisky', threshold: 'HIGH', confirm_unknown: true });
+    expect((await call('POST', `/api/conversations/${id}/confirmation_policy`, { policy: { kind: 'Sometimes' } })).status).toBe(422);
+
+    expect((await call('GET', `/api/conversations/${id}/agent_final_response`)).body).toEqual({ response: '' });
+    expect((await call('GET', `/api/conversations/${randomUUID()}/agent_final_response`)).status).toBe(404);
+  });
+});

@@ -1,0 +1,176 @@
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { loadConfig } from '@berth/config';
+import type { BerthConfig } from '@berth/config';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { WebSocket } from 'ws';
+import { createGatewayApp } from '../../apps/gateway/src/app.factory';
+
+export type Storage = 'postgres' | 'embedded';
+
+/** Both storage modes every end-to-end suite runs against. */
+export const STORAGES: Storage[] = ['postgres', 'embedded'];
+
+export interface TestServer {
+  app: NestFastifyApplication;
+  config: BerthConfig;
+  url: string;
+  wsUrl: string;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A real gateway on 127.0.0.1 (random port): PostgreSQL + Redis for 'postgres', embedded PGlite and
+ * in-process bus/queue for 'embedded'. `env` adds configuration as the process environment would.
+ */
+export async function startServer(storage: Storage, env: Record<string, string> = {}, dataDir?: string): Promise<TestServer> {
+  const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'berth-test-'));
+  const base: Record<string, string> = {
+    BERTH_DATA_DIR: dir,
+    LOG_LEVEL: 'error',
+    OH_SECRET_KEY: 'test-secret-key',
+    BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}`,
+  };
+  if (storage === 'postgres') {
+    base.DATABASE_URL = process.env.BERTH_TEST_DATABASE_URL as string;
+    base.REDIS_URL = process.env.BERTH_TEST_REDIS_URL as string;
+  }
+  const config = loadConfig({ ...base, ...env }, ['--port', '0']);
+  const app = await createGatewayApp(config);
+  await app.listen(0, '127.0.0.1');
+  const address = app.getHttpServer().address() as { port: number };
+  const url = `http://127.0.0.1:${address.port}`;
+  return {
+    app,
+    config,
+    url,
+    wsUrl: url.replace('http', 'ws'),
+    dataDir: dir,
+    async close() {
+      await app.close();
+      if (!dataDir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface Reply<T = any> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+/** JSON over real HTTP. */
+export async function api<T = any>(
+  server: { url: string },
+  method: string,
+  path: string,
+  options: { body?: unknown; rawBody?: string; key?: string; headers?: Record<string, string> } = {},
+): Promise<Reply<T>> {
+  const headers: Record<string, string> = { ...(options.headers ?? {}) };
+  if (options.key) headers['X-Session-API-Key'] = options.key;
+  let body: string | undefined;
+  if (options.rawBody !== undefined) body = options.rawBody;
+  else if (options.body !== undefined) body = JSON.stringify(options.body);
+  if (body !== undefined) headers['content-type'] ??= 'application/json';
+  const res = await fetch(server.url + path, { method, headers, body });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    /* not JSON */
+  }
+  return { status: res.status, body: parsed as T, headers: res.headers };
+}
+
+export const AGENT = {
+  kind: 'Agent',
+  llm: { model: 'openai/gpt-4o-mini', api_key: 'sk-test-should-never-leak', base_url: 'http://127.0.0.1:9/v1' },
+  tools: [{ name: 'terminal' }, { name: 'file_editor' }, { name: 'task_tracker' }],
+};
+
+export function startRequest(extra: Record<string, unknown> = {}) {
+  return { agent: AGENT, workspace: { kind: 'LocalWorkspace', working_dir: '/workspace/project' }, ...extra };
+}
+
+export function userMessage(text: string, run = false) {
+  return { role: 'user', content: [{ type: 'text', text }], run };
+}
+
+/** A WebSocket client that records every frame and the close code. */
+export class SocketClient {
+  readonly frames: any[] = [];
+  closeCode: number | null = null;
+  closeReason = '';
+  readonly ws: WebSocket;
+  private readonly opened: Promise<void>;
+  private readonly closed: Promise<void>;
+  private waiters: (() => void)[] = [];
+
+  constructor(url: string, headers: Record<string, string> = {}) {
+    this.ws = new WebSocket(url, { headers });
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.once('open', () => resolve());
+      this.ws.once('error', reject);
+    });
+    this.closed = new Promise((resolve) => {
+      this.ws.on('close', (code, reason) => {
+        this.closeCode = code;
+        this.closeReason = reason.toString();
+        this.notify();
+        resolve();
+      });
+    });
+    this.ws.on('message', (data) => {
+      this.frames.push(JSON.parse(data.toString()));
+      this.notify();
+    });
+    this.ws.on('error', () => undefined);
+  }
+
+  private notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  open(): Promise<void> {
+    return this.opened;
+  }
+
+  send(frame: unknown): void {
+    this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
+  }
+
+  /** Resolves when `predicate` holds over the frames received so far (or rejects after a timeout). */
+  async waitFor(predicate: (frames: any[]) => boolean, timeoutMs = 10_000, what = 'frames'): Promise<any[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate(this.frames)) {
+      if (this.closeCode !== null && !predicate(this.frames)) {
+        throw new Error(`socket closed (${this.closeCode} ${this.closeReason}) while waiting for ${what}; got ${JSON.stringify(this.frames.map((f) => f.kind))}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.frames.map((f) => f.kind))}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    return this.frames;
+  }
+
+  async waitClosed(timeoutMs = 10_000): Promise<number> {
+    await Promise.race([this.closed, new Promise((_, reject) => setTimeout(() => reject(new Error('socket did not close')), timeoutMs))]);
+    return this.closeCode as number;
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
