@@ -166,7 +166,13 @@ export class SocketClient {
   }
 
   async waitClosed(timeoutMs = 10_000): Promise<number> {
-    await Promise.race([this.closed, new Promise((_, reject) => setTimeout(() => reject(new Error('socket did not close')), timeoutMs))]);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('socket did not close')), timeoutMs)));
+    try {
+      await Promise.race([this.closed, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
     return this.closeCode as number;
   }
 

@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
 import { addZodComponents } from './common/api-docs';
 import { corsOriginAllowed } from './common/cors';
-import { HttpErrorFilter, toHttpError } from './common/http-error.filter';
+import { HttpErrorFilter } from './common/http-error.filter';
 import { MalformedJson } from './common/zod-validation.pipe';
 import { OPENHANDS_API_VERSION } from './health/server-info.service';
 
@@ -44,10 +44,6 @@ export async function createGatewayApp(config: BerthConfig): Promise<NestFastify
   });
   const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
   installJsonParser(fastify, config.maxBodyBytes);
-  fastify.setErrorHandler((error, _request, reply) => {
-    const { status, body } = toHttpError(error);
-    void reply.status(status).send(body);
-  });
   await app.register(cors as never, {
     delegator: (req: FastifyRequest, cb: (err: Error | null, options: object) => void) => {
       const origin = req.headers.origin;

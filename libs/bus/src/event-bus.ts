@@ -70,6 +70,7 @@ export class RedisEventBus extends EventBus {
   private readonly pub: Redis;
   private readonly sub: Redis;
   private readonly listeners = new ListenerTable();
+  private readonly pending = new Map<string, Promise<unknown>>();
   private readonly logger = new Logger('RedisEventBus');
 
   constructor(url: string) {
@@ -92,10 +93,15 @@ export class RedisEventBus extends EventBus {
   }
 
   async subscribe(conversationId: string, listener: BusListener): Promise<() => void> {
-    if (this.listeners.add(conversationId, listener)) await this.sub.subscribe(CHANNEL_PREFIX + conversationId);
+    const channel = CHANNEL_PREFIX + conversationId;
+    if (this.listeners.add(conversationId, listener)) {
+      this.pending.set(channel, this.sub.subscribe(channel).finally(() => this.pending.delete(channel)));
+    }
+    // Later listeners wait for the first one's SUBSCRIBE too: "resolved" means "active".
+    await this.pending.get(channel);
     return () => {
       if (this.listeners.remove(conversationId, listener)) {
-        this.sub.unsubscribe(CHANNEL_PREFIX + conversationId).catch(() => undefined);
+        this.sub.unsubscribe(channel).catch(() => undefined);
       }
     };
   }

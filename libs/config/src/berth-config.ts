@@ -88,8 +88,8 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
   const args = parseArgs(argv);
   const ohKeys = readEnvList(env, 'OH_SESSION_API_KEYS');
   const sessionApiKeys = (ohKeys ?? (env.SESSION_API_KEY ? [env.SESSION_API_KEY] : [])).filter((k) => k !== '');
-  const portRaw = args.port ?? env.PORT;
-  const port = portRaw === undefined ? 8000 : Number(portRaw);
+  const portRaw = args.port ?? (env.PORT || undefined);
+  const port = portRaw === undefined ? 8000 : /^\d{1,5}$/.test(portRaw) ? Number(portRaw) : NaN;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`invalid port "${portRaw}"`);
   const role = (args.role ?? env.BERTH_ROLE ?? 'all') as Role;
   if (!['all', 'gateway', 'worker'].includes(role)) throw new ConfigError(`--role must be all, gateway or worker`);

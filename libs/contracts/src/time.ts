@@ -38,10 +38,18 @@ const ISO_RE = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]
  * Normalises a timestamp filter the way OpenHands does: a tz-aware value is converted to server-local
  * naive time, a naive one is taken as local. Returns null when the value is not an ISO datetime.
  */
+/** Rejects dates JavaScript would roll over (2024-02-30 → 2024-03-01), as Python's fromisoformat does. */
+function isRealDate(v: string): boolean {
+  const [y, mo, d] = v.slice(0, 10).split('-').map(Number);
+  const probe = new Date(Date.UTC(y, mo - 1, d));
+  const [h, mi, s] = [v.slice(11, 13), v.slice(14, 16), v.slice(17, 19)].map((x) => (x ? Number(x) : 0));
+  return probe.getUTCFullYear() === y && probe.getUTCMonth() === mo - 1 && probe.getUTCDate() === d && h < 24 && mi < 60 && s < 60;
+}
+
 export function normalizeTimestampFilter(value: string): string | null {
   const v = value.trim();
   const m = ISO_RE.exec(v);
-  if (!m) return null;
+  if (!m || !isRealDate(v)) return null;
   const hasZone = Boolean(m[4]);
   if (!hasZone) {
     const parsed = new Date(v.replace(' ', 'T'));

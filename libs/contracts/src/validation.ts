@@ -56,7 +56,9 @@ export function toValidationIssues(error: z.ZodError, location: string, input: u
       type = 'value_error';
     }
     const entry: ValidationIssue = { type, loc: [location, ...path], msg };
-    if (at !== undefined) entry.input = redactSecrets(at);
+    // A value under a secret-looking key (or any conversation secret) is never echoed, whatever its shape.
+    const secretPath = path.some((p) => typeof p === 'string' && (SECRET_KEY_RE.test(p) || SECRET_CONTAINER_RE.test(p) || p === 'secrets'));
+    if (at !== undefined) entry.input = secretPath ? REDACTED : redactSecrets(at);
     return entry;
   });
 }

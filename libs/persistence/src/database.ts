@@ -57,6 +57,7 @@ export class Database {
   private async migrate(): Promise<void> {
     if (this.pool) {
       const client = await this.pool.connect();
+      let failure: Error | undefined;
       try {
         // Replicas starting together take turns; the loser finds everything applied.
         await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
@@ -65,9 +66,13 @@ export class Database {
           exec: async (sql) => void (await client.query(sql)),
         };
         await this.applyAndSeed(target);
+      } catch (err) {
+        failure = err as Error;
+        throw err;
       } finally {
         await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]).catch(() => undefined);
-        client.release();
+        // A connection that failed mid-migration is discarded, not returned to the pool.
+        client.release(failure);
       }
     } else if (this.pglite) {
       await this.pglite.waitReady;

@@ -60,10 +60,16 @@ export async function applyMigrations(db: MigrationTarget, dir = MIGRATIONS_DIR)
     }
     const id = randomUUID();
     const name = m.name.replace(/'/g, "''");
-    await db.exec(
-      `BEGIN;\n${m.sql}\n;INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, applied_steps_count) ` +
-        `VALUES ('${id}', '${m.checksum}', now(), '${name}', 1);\nCOMMIT;`,
-    );
+    try {
+      await db.exec(
+        `BEGIN;\n${m.sql}\n;INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, applied_steps_count) ` +
+          `VALUES ('${id}', '${m.checksum}', now(), '${name}', 1);\nCOMMIT;`,
+      );
+    } catch (err) {
+      // Leave the connection usable (and its locks releasable) rather than in an aborted transaction.
+      await db.exec('ROLLBACK').catch(() => undefined);
+      throw new Error(`migration ${m.name} failed: ${(err as Error).message}`);
+    }
     done.push(m.name);
   }
   return done;

@@ -71,7 +71,7 @@ export class EventsSocket implements OnModuleInit {
       {
         send: (json) => ws.send(json),
         bufferedBytes: () => ws.bufferedAmount,
-        close: (code, reason) => ws.close(code, reason),
+        close: (code, reason) => WsRouter.closeOrDrop(ws, code, reason),
         range: (after, upto) => this.log.range(id, after, upto),
       },
       { maxQueued: MAX_QUEUED_MESSAGES, maxBufferedBytes: this.config.wsMaxBufferBytes },

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
@@ -23,7 +23,7 @@ const PING_INTERVAL_MS = 30_000;
  * path parameters and bare JSON frames, so sockets are routed here and handled by plain services.
  */
 @Injectable()
-export class WsRouter implements OnApplicationBootstrap, OnApplicationShutdown {
+export class WsRouter implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('WsRouter');
   private readonly routes: { match: MatchFunction<Record<string, string>>; handler: SocketHandler }[] = [];
   private readonly wss: WebSocketServer;
@@ -87,11 +87,36 @@ export class WsRouter implements OnApplicationBootstrap, OnApplicationShutdown {
     socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
   };
 
-  /** Graceful shutdown: every socket is told the server is going away (1001). */
-  onApplicationShutdown(): void {
+  /**
+   * Graceful shutdown, before the HTTP server closes (it waits for every connection): each socket is
+   * told the server is going away (1001); one that does not answer within a second is dropped.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
     clearInterval(this.pinger);
     this.server?.off('upgrade', this.onUpgrade);
-    for (const ws of this.wss.clients) ws.close(1001, 'Server shutting down');
+    const closing = [...this.wss.clients].map(
+      (ws) =>
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            ws.terminate();
+            resolve();
+          }, 1000);
+          ws.once('close', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          ws.close(1001, 'Server shutting down');
+        }),
+    );
+    await Promise.all(closing);
     this.wss.close();
+  }
+
+  /** Closes a socket; drops it if the peer does not take the close frame in time (a stalled reader). */
+  static closeOrDrop(ws: WebSocket, code: number, reason: string, graceMs = 30_000): void {
+    ws.close(code, reason);
+    const timer = setTimeout(() => ws.terminate(), graceMs);
+    timer.unref();
+    ws.once('close', () => clearTimeout(timer));
   }
 }

@@ -1,0 +1,216 @@
+import { resolve } from 'node:path';
+import { ConfigError, isLoopbackHost, loadConfig, parseArgs, readEnvList } from './berth-config';
+
+describe('loadConfig', () => {
+  it('has OpenHands-compatible defaults', () => {
+    const config = loadConfig({}, []);
+    expect(config).toMatchObject({
+      host: '127.0.0.1',
+      port: 8000,
+      role: 'all',
+      sessionApiKeys: [],
+      corsOrigins: [],
+      corsOriginRegex: null,
+      dockerHostAddr: null,
+      databaseUrl: null,
+      redisUrl: null,
+      queuePrefix: 'berth',
+      secretKey: null,
+      maxBodyBytes: 10 * 1024 * 1024,
+      wsMaxSubscribers: 50,
+      maxConcurrentRuns: 10,
+      webUrl: null,
+      logLevel: 'info',
+      debug: false,
+    });
+    expect(config.dataDir).toBe(resolve('workspace'));
+    expect(config.conversationsPath).toBe('workspace/conversations');
+  });
+
+  describe('host and port', () => {
+    it('reads --host H --port P', () => {
+      const config = loadConfig({}, ['--host', '0.0.0.0', '--port', '9001']);
+      expect(config.host).toBe('0.0.0.0');
+      expect(config.port).toBe(9001);
+    });
+
+    it('reads --port=P and --host=H', () => {
+      const config = loadConfig({}, ['--port=8123', '--host=::1']);
+      expect(config.port).toBe(8123);
+      expect(config.host).toBe('::1');
+    });
+
+    it('reads HOST and PORT from the environment, arguments winning', () => {
+      expect(loadConfig({ HOST: '10.0.0.5', PORT: '3000' }, [])).toMatchObject({ host: '10.0.0.5', port: 3000 });
+      expect(loadConfig({ HOST: '10.0.0.5', PORT: '3000' }, ['--port', '4000'])).toMatchObject({ host: '10.0.0.5', port: 4000 });
+      expect(loadConfig({ HOST: '10.0.0.5', PORT: '3000' }, ['--host', 'localhost'])).toMatchObject({ host: 'localhost', port: 3000 });
+    });
+
+    it('accepts the port range bounds', () => {
+      expect(loadConfig({}, ['--port', '0']).port).toBe(0);
+      expect(loadConfig({}, ['--port', '65535']).port).toBe(65535);
+    });
+
+    it.each([['abc'], ['65536'], ['-1'], ['80.5'], ['1e9']])('rejects port %j', (port) => {
+      expect(() => loadConfig({ PORT: port }, [])).toThrow(ConfigError);
+      expect(() => loadConfig({}, [`--port=${port}`])).toThrow(ConfigError);
+    });
+
+    it('rejects --port without a value', () => {
+      expect(() => loadConfig({}, ['--port'])).toThrow(ConfigError);
+      expect(() => loadConfig({}, ['--port', '--host', 'x'])).toThrow(ConfigError);
+    });
+  });
+
+  describe('role', () => {
+    it('reads --role and BERTH_ROLE, arguments winning', () => {
+      expect(loadConfig({}, ['--role', 'worker']).role).toBe('worker');
+      expect(loadConfig({ BERTH_ROLE: 'gateway' }, []).role).toBe('gateway');
+      expect(loadConfig({ BERTH_ROLE: 'gateway' }, ['--role=all']).role).toBe('all');
+    });
+
+    it('rejects an unknown role', () => {
+      expect(() => loadConfig({}, ['--role', 'admin'])).toThrow(ConfigError);
+      expect(() => loadConfig({ BERTH_ROLE: 'Worker' }, [])).toThrow(ConfigError);
+    });
+  });
+
+  describe('session API keys', () => {
+    it('reads OH_SESSION_API_KEYS as a JSON list', () => {
+      expect(loadConfig({ OH_SESSION_API_KEYS: '["k1", "k2"]' }, []).sessionApiKeys).toEqual(['k1', 'k2']);
+    });
+
+    it('reads OH_SESSION_API_KEYS_0.._N up to the first gap', () => {
+      const env = { OH_SESSION_API_KEYS_0: 'a', OH_SESSION_API_KEYS_1: 'b', OH_SESSION_API_KEYS_3: 'after-gap' };
+      expect(loadConfig(env, []).sessionApiKeys).toEqual(['a', 'b']);
+      expect(loadConfig({ OH_SESSION_API_KEYS_1: 'no-zero' }, []).sessionApiKeys).toEqual([]);
+    });
+
+    it('drops empty keys', () => {
+      expect(loadConfig({ OH_SESSION_API_KEYS: '["", "k"]' }, []).sessionApiKeys).toEqual(['k']);
+      expect(loadConfig({ OH_SESSION_API_KEYS_0: '', OH_SESSION_API_KEYS_1: 'k' }, []).sessionApiKeys).toEqual(['k']);
+    });
+
+    it('uses SESSION_API_KEY only when no OH_SESSION_API_KEYS are given', () => {
+      expect(loadConfig({ SESSION_API_KEY: 'legacy' }, []).sessionApiKeys).toEqual(['legacy']);
+      expect(loadConfig({ SESSION_API_KEY: 'legacy', OH_SESSION_API_KEYS_0: 'new' }, []).sessionApiKeys).toEqual(['new']);
+      expect(loadConfig({ SESSION_API_KEY: 'legacy', OH_SESSION_API_KEYS: '["new"]' }, []).sessionApiKeys).toEqual(['new']);
+      expect(loadConfig({ SESSION_API_KEY: '' }, []).sessionApiKeys).toEqual([]);
+    });
+
+    it.each([['not json'], ['{"a": "b"}'], ['"k"'], ['[1, 2]'], ['["ok", null]']])('rejects OH_SESSION_API_KEYS=%s', (value) => {
+      expect(() => loadConfig({ OH_SESSION_API_KEYS: value }, [])).toThrow(ConfigError);
+    });
+  });
+
+  describe('CORS', () => {
+    it('reads OH_ALLOW_CORS_ORIGINS_* and the JSON form', () => {
+      const env = { OH_ALLOW_CORS_ORIGINS_0: 'https://a.example', OH_ALLOW_CORS_ORIGINS_1: 'https://b.example' };
+      expect(loadConfig(env, []).corsOrigins).toEqual(['https://a.example', 'https://b.example']);
+      expect(loadConfig({ OH_ALLOW_CORS_ORIGINS: '["https://c.example"]' }, []).corsOrigins).toEqual(['https://c.example']);
+    });
+
+    it('accepts a valid origin regex and rejects an invalid one', () => {
+      expect(loadConfig({ OH_ALLOW_CORS_ORIGIN_REGEX: '^https://.*\\.example\\.com$' }, []).corsOriginRegex).toBe(
+        '^https://.*\\.example\\.com$',
+      );
+      expect(() => loadConfig({ OH_ALLOW_CORS_ORIGIN_REGEX: '([a-z' }, [])).toThrow(ConfigError);
+      expect(() => loadConfig({ OH_ALLOW_CORS_ORIGINS: '[' }, [])).toThrow(ConfigError);
+    });
+  });
+
+  describe('secret key', () => {
+    it('falls back OH_SECRET_KEY → SESSION_API_KEY → OH_SESSION_API_KEYS_0', () => {
+      const all = { OH_SECRET_KEY: 'secret', SESSION_API_KEY: 'session', OH_SESSION_API_KEYS_0: 'first', OH_SESSION_API_KEYS_1: 'second' };
+      expect(loadConfig(all, []).secretKey).toBe('secret');
+      expect(loadConfig({ ...all, OH_SECRET_KEY: undefined }, []).secretKey).toBe('session');
+      expect(loadConfig({ ...all, OH_SECRET_KEY: '', SESSION_API_KEY: '' }, []).secretKey).toBe('first');
+      expect(loadConfig({ OH_SESSION_API_KEYS: '["json-first", "x"]' }, []).secretKey).toBe('json-first');
+      expect(loadConfig({}, []).secretKey).toBeNull();
+    });
+  });
+
+  describe('numeric limits and flags', () => {
+    it('reads integers within their bounds and rejects the rest', () => {
+      expect(loadConfig({ BERTH_MAX_BODY_BYTES: '2048', OH_MAX_CONCURRENT_RUNS: '3' }, [])).toMatchObject({ maxBodyBytes: 2048, maxConcurrentRuns: 3 });
+      expect(() => loadConfig({ BERTH_MAX_BODY_BYTES: '100' }, [])).toThrow(ConfigError);
+      expect(() => loadConfig({ OH_MAX_CONCURRENT_RUNS: '0' }, [])).toThrow(ConfigError);
+      expect(() => loadConfig({ BERTH_WS_MAX_SUBSCRIBERS: 'many' }, [])).toThrow(ConfigError);
+    });
+
+    it('reads DEBUG as a flag', () => {
+      for (const on of ['1', 'true', 'TRUE', 'yes']) expect(loadConfig({ DEBUG: on }, []).debug).toBe(true);
+      for (const off of ['0', 'false', '', 'no']) expect(loadConfig({ DEBUG: off }, []).debug).toBe(false);
+    });
+
+    it('reads storage, queue and data settings', () => {
+      const config = loadConfig(
+        {
+          DATABASE_URL: 'postgresql://db/berth',
+          REDIS_URL: 'redis://cache:6379',
+          BERTH_QUEUE_PREFIX: 'staging',
+          BERTH_DATA_DIR: '/var/lib/berth',
+          OH_CONVERSATIONS_PATH: 'data/convs/',
+        },
+        [],
+      );
+      expect(config).toMatchObject({
+        databaseUrl: 'postgresql://db/berth',
+        redisUrl: 'redis://cache:6379',
+        queuePrefix: 'staging',
+        dataDir: '/var/lib/berth',
+        conversationsPath: 'data/convs',
+      });
+    });
+  });
+});
+
+describe('readEnvList', () => {
+  it('returns undefined when the list is not configured', () => {
+    expect(readEnvList({}, 'LIST')).toBeUndefined();
+    expect(readEnvList({ LIST: '   ' }, 'LIST')).toBeUndefined();
+    expect(readEnvList({ LIST_1: 'gap' }, 'LIST')).toBeUndefined();
+  });
+
+  it('prefers the JSON form over numbered variables', () => {
+    expect(readEnvList({ LIST: '["json"]', LIST_0: 'numbered' }, 'LIST')).toEqual(['json']);
+    expect(readEnvList({ LIST: '[]', LIST_0: 'numbered' }, 'LIST')).toEqual([]);
+  });
+
+  it('reads numbered variables in order, keeping empty strings, and stops at the first gap', () => {
+    expect(readEnvList({ LIST_0: 'a', LIST_1: '', LIST_2: 'c', LIST_4: 'e' }, 'LIST')).toEqual(['a', '', 'c']);
+    // a blank JSON variable does not hide the numbered form
+    expect(readEnvList({ LIST: '', LIST_0: 'a' }, 'LIST')).toEqual(['a']);
+  });
+
+  it('does not confuse lists that share a prefix', () => {
+    expect(readEnvList({ LIST_EXTRA_0: 'x' }, 'LIST')).toBeUndefined();
+  });
+
+  it('throws ConfigError naming the variable for malformed JSON', () => {
+    expect(() => readEnvList({ MY_LIST: '[oops' }, 'MY_LIST')).toThrow(/MY_LIST/);
+    expect(() => readEnvList({ MY_LIST: '[oops' }, 'MY_LIST')).toThrow(ConfigError);
+  });
+});
+
+describe('parseArgs', () => {
+  it('parses spaced, = and bare flags and ignores positionals', () => {
+    expect(parseArgs(['serve', '--host', 'h', '--port=1', '--verbose', '--role', 'worker', 'extra'])).toEqual({
+      host: 'h',
+      port: '1',
+      verbose: 'true',
+      role: 'worker',
+    });
+    expect(parseArgs(['--url=a=b'])).toEqual({ url: 'a=b' });
+  });
+});
+
+describe('isLoopbackHost', () => {
+  it.each([['localhost'], ['127.0.0.1'], ['127.1.2.3'], ['::1'], ['[::1]']])('%s is loopback', (host) => {
+    expect(isLoopbackHost(host)).toBe(true);
+  });
+
+  it.each([['0.0.0.0'], ['::'], ['10.0.0.1'], ['192.168.1.10'], ['example.com'], ['128.0.0.1'], ['']])('%j is not loopback', (host) => {
+    expect(isLoopbackHost(host)).toBe(false);
+  });
+});
