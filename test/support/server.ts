@@ -1,7 +1,9 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { loadConfig } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
+import { Database } from '@berth/persistence';
 import { randomUUID } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,7 +28,12 @@ export interface TestServer {
  * A real gateway on 127.0.0.1 (random port): PostgreSQL + Redis for 'postgres', embedded PGlite and
  * in-process bus/queue for 'embedded'. `env` adds configuration as the process environment would.
  */
-export async function startServer(storage: Storage, env: Record<string, string> = {}, dataDir?: string): Promise<TestServer> {
+export async function startServer(
+  storage: Storage,
+  env: Record<string, string> = {},
+  dataDir?: string,
+  options: { waitReady?: boolean } = {},
+): Promise<TestServer> {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'berth-test-'));
   const base: Record<string, string> = {
     BERTH_DATA_DIR: dir,
@@ -41,6 +48,7 @@ export async function startServer(storage: Storage, env: Record<string, string> 
   const config = loadConfig({ ...base, ...env }, ['--port', '0']);
   const app = await createGatewayApp(config);
   await app.listen(0, '127.0.0.1');
+  if (options.waitReady !== false) await app.get(Database).ready;
   const address = app.getHttpServer().address() as { port: number };
   const url = `http://127.0.0.1:${address.port}`;
   return {
@@ -75,15 +83,33 @@ export async function api<T = any>(
   if (options.rawBody !== undefined) body = options.rawBody;
   else if (options.body !== undefined) body = JSON.stringify(options.body);
   if (body !== undefined) headers['content-type'] ??= 'application/json';
-  const res = await fetch(server.url + path, { method, headers, body });
-  const text = await res.text();
+  const { status, text, responseHeaders } =
+    body !== undefined && (method === 'GET' || method === 'HEAD')
+      ? await requestWithBody(server.url + path, method, headers, body) // fetch refuses GET bodies; OpenHands uses them
+      : await fetch(server.url + path, { method, headers, body }).then(async (r) => ({ status: r.status, text: await r.text(), responseHeaders: r.headers }));
   let parsed: unknown = text;
   try {
     parsed = text ? JSON.parse(text) : undefined;
   } catch {
     /* not JSON */
   }
-  return { status: res.status, body: parsed as T, headers: res.headers };
+  return { status, body: parsed as T, headers: responseHeaders };
+}
+
+function requestWithBody(url: string, method: string, headers: Record<string, string>, body: string) {
+  return new Promise<{ status: number; text: string; responseHeaders: Headers }>((resolve, reject) => {
+    const req = httpRequest(url, { method, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const responseHeaders = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') responseHeaders.set(k, v);
+        resolve({ status: res.statusCode as number, text: Buffer.concat(chunks).toString('utf8'), responseHeaders });
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 export const AGENT = {

@@ -35,6 +35,35 @@ function installJsonParser(fastify: FastifyInstance, bodyLimit: number): void {
   });
 }
 
+/**
+ * OpenHands reads some GET request bodies (`GET …/events` takes a JSON list of ids); Fastify never
+ * parses bodies of GET requests, so a hook reads them, with the same size limit and JSON handling.
+ */
+function installGetBodyReader(fastify: FastifyInstance, bodyLimit: number): void {
+  fastify.addHook('preValidation', (request, _reply, done) => {
+    const length = Number(request.headers['content-length'] ?? 0);
+    if (request.method !== 'GET' || request.body !== undefined || (!length && !request.headers['transfer-encoding'])) return done();
+    if (length > bodyLimit) return done(Object.assign(new Error('Request body is too large'), { statusCode: 413 }));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    request.raw.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= bodyLimit) chunks.push(chunk);
+    });
+    request.raw.on('error', (err) => done(err));
+    request.raw.on('end', () => {
+      if (size > bodyLimit) return done(Object.assign(new Error('Request body is too large'), { statusCode: 413 }));
+      const text = Buffer.concat(chunks).toString('utf8');
+      try {
+        request.body = text.trim() === '' ? undefined : JSON.parse(text);
+      } catch (err) {
+        request.body = new MalformedJson(Number(/position (\d+)/.exec((err as Error).message)?.[1] ?? 0), (err as Error).message);
+      }
+      done();
+    });
+  });
+}
+
 /** Builds the gateway (not yet listening); used by main and by the tests. */
 export async function createGatewayApp(config: BerthConfig): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({ bodyLimit: config.maxBodyBytes, routerOptions: { maxParamLength: 512 }, trustProxy: true });
@@ -44,6 +73,7 @@ export async function createGatewayApp(config: BerthConfig): Promise<NestFastify
   });
   const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
   installJsonParser(fastify, config.maxBodyBytes);
+  installGetBodyReader(fastify, config.maxBodyBytes);
   await app.register(cors as never, {
     delegator: (req: FastifyRequest, cb: (err: Error | null, options: object) => void) => {
       const origin = req.headers.origin;
