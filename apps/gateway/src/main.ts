@@ -14,6 +14,10 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  if (config.role === 'worker') {
+    console.error('berth: the worker role has its own entry point: node dist/apps/worker/src/main.js');
+    process.exit(2);
+  }
   const app = await createGatewayApp(config);
   await app.listen(config.port, config.host);
   const logger = new Logger('Berth');

@@ -179,6 +179,10 @@ spec:
     - name: {{ .component }}
       image: {{ include "berth.image" $root | quote }}
       imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+      {{- if eq .role "worker" }}
+      # Workers have their own entry point (apps/worker); it serves /health and /ready on --port.
+      command: ["node", "dist/apps/worker/src/main.js"]
+      {{- end }}
       args:
         - --host
         - 0.0.0.0

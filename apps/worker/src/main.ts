@@ -1,0 +1,45 @@
+import { Logger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { EventBus } from '@berth/bus';
+import { ConfigError, loadConfig } from '@berth/config';
+import { Database } from '@berth/persistence';
+import { RunQueue } from '@berth/queue';
+import { createServer } from 'node:http';
+import { WorkerModule } from './worker.module';
+
+/** `node dist/apps/worker/src/main.js [--host H --port P]`: a worker, with /health and /ready for probes. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`berth worker: configuration error: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = new Logger('Worker');
+  const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(config), { logger: ['fatal', 'error', 'warn', 'log'] });
+  app.enableShutdownHooks();
+  const db = app.get(Database);
+  const probes = createServer((req, res) => {
+    const reply = (status: number, body: object) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    if (req.url === '/health' || req.url === '/alive') return reply(200, { status: 'ok' });
+    if (req.url !== '/ready') return reply(404, { detail: 'Not Found' });
+    if (!db.isMigrated) return reply(503, { status: 'initializing', message: 'database migrations' });
+    Promise.all([db.ping(), app.get(EventBus).ping(), app.get(RunQueue).ping()]).then(
+      () => reply(200, { status: 'ready' }),
+      (err: Error) => reply(503, { status: 'initializing', message: `Dependency unavailable: ${err.message}` }),
+    );
+  });
+  probes.listen(config.port, config.host);
+  process.once('SIGTERM', () => probes.close());
+  await db.ready;
+  logger.log(`worker ready; probes on http://${config.host}:${config.port}`);
+}
+
+void main().catch((err: Error) => {
+  console.error(`berth worker: failed to start: ${err.stack ?? err.message}`);
+  process.exit(1);
+});

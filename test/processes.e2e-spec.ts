@@ -1,0 +1,131 @@
+import { projectRoot } from '@berth/config';
+import { ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const ROOT = projectRoot();
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+async function waitFor(url: string, status = 200, timeoutMs = 30_000): Promise<Response> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(url);
+      if (res.status === status) return res;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not answer ${status}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Exit code, or 'SIGTERM' for a clean Nest shutdown (it re-raises the signal after closing). */
+type Exit = number | string | null;
+
+function run(script: string, args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<Exit> } {
+  const child = spawn(process.execPath, [join(ROOT, script), ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: 'pipe' });
+  let output = '';
+  child.stdout?.on('data', (d) => (output += d));
+  child.stderr?.on('data', (d) => (output += d));
+  const exited = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal)));
+  return { child, output: () => output, exited };
+}
+
+/** The real entry points, as `npm start` and the chart run them (built by `pretest`). */
+describe('processes', () => {
+  let dataDir: string;
+  beforeEach(() => {
+    dataDir = mkdtempSync(join(tmpdir(), 'berth-proc-'));
+  });
+  afterEach(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('starts the embedded default with --host/--port, serves, and stops cleanly on SIGTERM', async () => {
+    const port = await freePort();
+    const proc = run('dist/apps/gateway/src/main.js', ['--host', '127.0.0.1', '--port', String(port)], { BERTH_DATA_DIR: dataDir });
+    try {
+      await waitFor(`http://127.0.0.1:${port}/ready`);
+      expect(await (await fetch(`http://127.0.0.1:${port}/health`)).json()).toEqual({ status: 'ok' });
+      const count = await fetch(`http://127.0.0.1:${port}/api/conversations/count`);
+      expect(await count.json()).toBe(0);
+      expect(proc.output()).toContain(`listening on http://127.0.0.1:${port}`);
+    } finally {
+      proc.child.kill('SIGTERM');
+    }
+    expect(await proc.exited).toBe('SIGTERM');
+  });
+
+  it('takes HOST/PORT from the environment and keys from OH_SESSION_API_KEYS_0', async () => {
+    const port = await freePort();
+    const proc = run('dist/apps/gateway/src/main.js', [], { BERTH_DATA_DIR: dataDir, HOST: '127.0.0.1', PORT: String(port), OH_SESSION_API_KEYS_0: 'proc-key' });
+    try {
+      await waitFor(`http://127.0.0.1:${port}/ready`);
+      expect((await fetch(`http://127.0.0.1:${port}/api/conversations/count`)).status).toBe(401);
+      expect((await fetch(`http://127.0.0.1:${port}/api/conversations/count`, { headers: { 'X-Session-API-Key': 'proc-key' } })).status).toBe(200);
+    } finally {
+      proc.child.kill('SIGTERM');
+      await proc.exited;
+    }
+  });
+
+  it('warns loudly when open and bound beyond loopback, and refuses bad configuration', async () => {
+    const port = await freePort();
+    const open = run('dist/apps/gateway/src/main.js', ['--host', '0.0.0.0', '--port', String(port)], { BERTH_DATA_DIR: dataDir });
+    try {
+      await waitFor(`http://127.0.0.1:${port}/health`);
+      expect(open.output()).toMatch(/NO API KEY IS CONFIGURED/);
+    } finally {
+      open.child.kill('SIGTERM');
+      await open.exited;
+    }
+    const bad = run('dist/apps/gateway/src/main.js', ['--port', 'eighty'], { BERTH_DATA_DIR: dataDir });
+    expect(await bad.exited).toBe(2);
+    expect(bad.output()).toMatch(/configuration error: invalid port/);
+  });
+
+  it('runs the worker against PostgreSQL and Redis with probes on --port', async () => {
+    const port = await freePort();
+    const proc = run('dist/apps/worker/src/main.js', ['--host', '127.0.0.1', '--port', String(port)], {
+      BERTH_DATA_DIR: dataDir,
+      DATABASE_URL: process.env.BERTH_TEST_DATABASE_URL as string,
+      REDIS_URL: process.env.BERTH_TEST_REDIS_URL as string,
+      OH_SECRET_KEY: 'k',
+    });
+    try {
+      const ready = await waitFor(`http://127.0.0.1:${port}/ready`);
+      expect(await ready.json()).toEqual({ status: 'ready' });
+    } finally {
+      proc.child.kill('SIGTERM');
+    }
+    expect(await proc.exited).toBe('SIGTERM');
+  });
+
+  it('starts the executor only with a sandbox token and refuses calls without it', async () => {
+    const refused = run('dist/apps/executor/src/main.js', [], {});
+    expect(await refused.exited).toBe(2);
+    const proc = run('dist/apps/executor/src/main.js', [], { BERTH_SANDBOX_TOKEN: 'sandbox-token' });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!proc.output().includes('"executor":"ready"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const { port } = JSON.parse(proc.output().split('\n')[0]);
+      expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${port}/anything`)).status).toBe(401);
+      expect((await fetch(`http://127.0.0.1:${port}/anything`, { headers: { 'x-sandbox-token': 'wrong' } })).status).toBe(401);
+    } finally {
+      proc.child.kill('SIGTERM');
+    }
+    expect(await proc.exited).toBe(0);
+  });
+});
