@@ -199,6 +199,22 @@ describe('event socket across gateway replicas (PostgreSQL + Redis)', () => {
     ws.close();
   });
 
+  it('keeps cached conversation counts exact across replicas', async () => {
+    const before = (await api(b, 'GET', '/api/conversations/count', { key: KEY })).body;
+    const runningBefore = (await api(b, 'GET', '/api/conversations/count?status=running', { key: KEY })).body;
+    const id = (await api(a, 'POST', '/api/conversations', { body: startRequest(), key: KEY })).body.id;
+    await api(a, 'POST', `/api/conversations/${id}/run`, { key: KEY });
+    const deadline = Date.now() + 1000; // well under the cache's 2 s safety net
+    let seen = before;
+    while (seen !== before + 1 && Date.now() < deadline) seen = (await api(b, 'GET', '/api/conversations/count', { key: KEY })).body;
+    expect(seen).toBe(before + 1);
+    let running = runningBefore;
+    while (running !== runningBefore + 1 && Date.now() < deadline) running = (await api(b, 'GET', '/api/conversations/count?status=running', { key: KEY })).body;
+    expect(running).toBe(runningBefore + 1);
+    await api(a, 'DELETE', `/api/conversations/${id}`, { key: KEY });
+    expect((await api(a, 'GET', '/api/conversations/count', { key: KEY })).body).toBe(before);
+  });
+
   it('closes a subscriber that stops reading with 1013 while a fast one gets everything', async () => {
     const id = (await api(a, 'POST', '/api/conversations', { body: startRequest(), key: KEY })).body.id;
     const fast = new SocketClient(`${b.wsUrl}/sockets/events/${id}?session_api_key=${KEY}`);

@@ -74,16 +74,13 @@ export async function createGatewayApp(config: BerthConfig): Promise<NestFastify
   const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
   installJsonParser(fastify, config.maxBodyBytes);
   installGetBodyReader(fastify, config.maxBodyBytes);
+  const corsBase = { credentials: true, methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], maxAge: 600 };
+  const corsAllowed = { ...corsBase, origin: true };
+  const corsDenied = { ...corsBase, origin: false };
   await app.register(cors as never, {
     delegator: (req: FastifyRequest, cb: (err: Error | null, options: object) => void) => {
       const origin = req.headers.origin;
-      const path = (req.url ?? '/').split('?')[0];
-      cb(null, {
-        origin: origin ? corsOriginAllowed(config, origin, path) : false,
-        credentials: true,
-        methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
-        maxAge: 600,
-      });
+      cb(null, origin && corsOriginAllowed(config, origin, (req.url ?? '/').split('?')[0]) ? corsAllowed : corsDenied);
     },
   } as never);
   app.useGlobalFilters(new HttpErrorFilter());

@@ -127,7 +127,7 @@ export class ConversationsController {
   @ApiJson(200, SuccessSchema)
   async pause(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
     await this.conversations.require(p, id, conversationNotFoundBadRequest);
-    await this.runs.pause(id);
+    await this.runs.pause(p.tenantId, id);
     return SUCCESS;
   }
 
@@ -137,7 +137,7 @@ export class ConversationsController {
   @ApiJson(200, SuccessSchema)
   async interrupt(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
     await this.conversations.require(p, id, conversationNotFoundBadRequest);
-    await this.runs.interrupt(id);
+    await this.runs.interrupt(p.tenantId, id);
     return SUCCESS;
   }
 

@@ -1,11 +1,12 @@
 import { Module } from '@nestjs/common';
+import { ConversationCounter } from './conversation-counter.service';
 import { ConversationsController } from './conversations.controller';
 import { ConversationsService } from './conversations.service';
 import { RunControlService } from './run-control.service';
 
 @Module({
   controllers: [ConversationsController],
-  providers: [ConversationsService, RunControlService],
+  providers: [ConversationsService, RunControlService, ConversationCounter],
   exports: [ConversationsService, RunControlService],
 })
 export class ConversationsModule {}

@@ -21,6 +21,7 @@ import type { Principal } from '../common/tenant.decorator';
 import { ServerInfoService } from '../health/server-info.service';
 import { ConversationOptions, toConversationInfo, withAgentDefaults } from './conversation-view';
 import { alreadyRunning, conversationNotFound } from './conversation-errors';
+import { ConversationCounter } from './conversation-counter.service';
 import { RunControlService } from './run-control.service';
 
 type Json = Record<string, unknown>;
@@ -36,6 +37,7 @@ export class ConversationsService {
     private readonly runs: RunControlService,
     private readonly vault: SecretVault,
     private readonly serverInfo: ServerInfoService,
+    private readonly counter: ConversationCounter,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
@@ -133,6 +135,7 @@ export class ConversationsService {
       }
       throw err;
     }
+    await this.counter.changed(p.tenantId);
     await this.recorder.publish(id, stored);
     if (initial) {
       this.serverInfo.touch();
@@ -190,7 +193,7 @@ export class ConversationsService {
   }
 
   count(p: Principal, status?: ExecutionStatus): Promise<number> {
-    return this.db.prisma.conversation.count({ where: { tenantId: p.tenantId, ...(status ? { executionStatus: status } : {}) } });
+    return this.counter.count(p.tenantId, status);
   }
 
   async batch(p: Principal, ids: string[], includeSkills = false): Promise<(Json | null)[]> {
@@ -215,6 +218,7 @@ export class ConversationsService {
   async remove(p: Principal, id: string, notFound: (id: string) => Error): Promise<void> {
     const { count } = await this.db.prisma.conversation.deleteMany({ where: { id, tenantId: p.tenantId } });
     if (!count) throw notFound(id);
+    await this.counter.changed(p.tenantId);
   }
 
   async run(p: Principal, id: string): Promise<void> {

@@ -5,6 +5,7 @@ import type { BerthConfig } from '@berth/config';
 import { ExecutionStatus, interruptEvent, pauseEvent, stateUpdateEvent } from '@berth/contracts';
 import { Database } from '@berth/persistence';
 import { RunQueue } from '@berth/queue';
+import { ConversationCounter } from './conversation-counter.service';
 import { toFullState } from './conversation-view';
 
 const STARTABLE: ExecutionStatus[] = ['idle', 'paused', 'waiting_for_confirmation', 'finished', 'error', 'stuck'];
@@ -20,17 +21,23 @@ export class RunControlService {
     private readonly db: Database,
     private readonly recorder: EventRecorder,
     private readonly queue: RunQueue,
+    private readonly counter: ConversationCounter,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
   /** Moves the status from one of `from` to `to` atomically; records the state update when it moved. */
-  async transition(conversationId: string, from: ExecutionStatus[], to: ExecutionStatus): Promise<boolean> {
+  async transition(tenantId: string, conversationId: string, from: ExecutionStatus[], to: ExecutionStatus): Promise<boolean> {
     const { count } = await this.db.prisma.conversation.updateMany({
-      where: { id: conversationId, executionStatus: { in: from } },
+      where: { id: conversationId, tenantId, executionStatus: { in: from } },
       data: { executionStatus: to },
     });
-    if (count) await this.recorder.record(conversationId, stateUpdateEvent('execution_status', to));
+    if (count) await this.statusChanged(tenantId, conversationId, to);
     return count > 0;
+  }
+
+  private async statusChanged(tenantId: string, conversationId: string, to: ExecutionStatus): Promise<void> {
+    await this.counter.changed(tenantId);
+    await this.recorder.record(conversationId, stateUpdateEvent('execution_status', to));
   }
 
   /** Marks the conversation running and queues the run for a worker. */
@@ -43,7 +50,7 @@ export class RunControlService {
       const row = await this.db.prisma.conversation.findFirst({ where: { id: conversationId, tenantId }, select: { executionStatus: true } });
       return row ? 'already_running' : 'not_found';
     }
-    await this.recorder.record(conversationId, stateUpdateEvent('execution_status', 'running'));
+    await this.statusChanged(tenantId, conversationId, 'running');
     await this.enqueue(tenantId, conversationId);
     return 'started';
   }
@@ -54,27 +61,27 @@ export class RunControlService {
       await this.queue.enqueue({ tenantId, conversationId });
     } catch (err) {
       this.logger.error(`could not queue the run of ${conversationId}: ${(err as Error).message}`);
-      await this.transition(conversationId, ['running'], 'idle');
+      await this.transition(tenantId, conversationId, ['running'], 'idle');
       throw new ServiceUnavailableException({ detail: 'The run queue is unavailable; try again shortly.' });
     }
   }
 
   /** Pause takes effect between agent steps; only idle and running conversations change (as OpenHands). */
-  async pause(conversationId: string): Promise<void> {
-    if (await this.transition(conversationId, ['idle', 'running'], 'paused')) {
+  async pause(tenantId: string, conversationId: string): Promise<void> {
+    if (await this.transition(tenantId, conversationId, ['idle', 'running'], 'paused')) {
       await this.recorder.record(conversationId, pauseEvent());
     }
     await this.broadcastFullState(conversationId);
   }
 
   /** Interrupt stops a running conversation at once; otherwise it behaves as pause. */
-  async interrupt(conversationId: string): Promise<void> {
-    if (await this.transition(conversationId, ['running'], 'paused')) {
+  async interrupt(tenantId: string, conversationId: string): Promise<void> {
+    if (await this.transition(tenantId, conversationId, ['running'], 'paused')) {
       await this.recorder.record(conversationId, interruptEvent());
       await this.broadcastFullState(conversationId);
       return;
     }
-    await this.pause(conversationId);
+    await this.pause(tenantId, conversationId);
   }
 
   /** The whole state, to every subscriber (never stored): the Python client waits for it after a run. */

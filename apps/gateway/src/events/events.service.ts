@@ -87,7 +87,7 @@ export class EventsService {
     this.serverInfo.touch();
     await this.db.prisma.conversation.update({ where: { id }, data: { lastUserMessageId: message.id } });
     await this.recorder.record(id, stateUpdateEvent('last_user_message_id', message.id));
-    await this.runs.transition(id, ['finished', 'stuck'], 'idle');
+    await this.runs.transition(p.tenantId, id, ['finished', 'stuck'], 'idle');
     if (req.run) await this.runs.start(p.tenantId, id);
     return message;
   }
@@ -100,7 +100,7 @@ export class EventsService {
       return;
     }
     for (const action of await this.pendingActions(id)) await this.recorder.record(id, userRejectObservation(action, reason));
-    await this.runs.transition(id, ['waiting_for_confirmation'], 'idle');
+    await this.runs.transition(p.tenantId, id, ['waiting_for_confirmation'], 'idle');
   }
 
   /** ActionEvents that no observation, rejection or error has answered yet. */
