@@ -1,19 +1,12 @@
 import { ConversationInfoSchema, ConversationPageSchema } from '@berth/contracts';
 import { randomUUID } from 'node:crypto';
-import { api, startRequest, startServer, STORAGES, TestServer, userMessage } from './support/server';
+import { api, startRequest, STORAGES, useServer, userMessage } from './support/server';
 
 const KEY = 'conv-test-key';
 
 describe.each(STORAGES)('conversations REST (%s)', (storage) => {
-  let server: TestServer;
-  const call = (method: string, path: string, body?: unknown) => api(server, method, path, { body, key: KEY });
-
-  beforeAll(async () => {
-    server = await startServer(storage, { OH_SESSION_API_KEYS_0: KEY });
-  });
-  afterAll(async () => {
-    await server.close();
-  });
+  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY }, KEY);
+  const call = ctx.call;
 
   it('creates a conversation (201), returns every ConversationInfo field and never the API key', async () => {
     const res = await call('POST', '/api/conversations', startRequest({ tags: { team: 'core' } }));
@@ -36,7 +29,7 @@ describe.each(STORAGES)('conversations REST (%s)', (storage) => {
 
   it('stores LLM keys and secrets encrypted at rest', async () => {
     const created = await call('POST', '/api/conversations', startRequest({ secrets: { GITHUB_TOKEN: 'ghp_plaintext' } }));
-    const db = server.app.get((await import('@berth/persistence')).Database);
+    const db = ctx.server.app.get((await import('@berth/persistence')).Database);
     const row = await db.prisma.conversation.findUniqueOrThrow({ where: { id: created.body.id } });
     const stored = JSON.stringify(row.agent) + JSON.stringify(row.secrets);
     expect(stored).not.toContain('sk-test-should-never-leak');
@@ -87,7 +80,7 @@ describe.each(STORAGES)('conversations REST (%s)', (storage) => {
     expect(wrongType.status).toBe(422);
     expect(wrongType.body.detail[0].loc).toEqual(['body', 'max_iterations']);
 
-    const badJson = await api(server, 'POST', '/api/conversations', { rawBody: '{"agent":', key: KEY });
+    const badJson = await api(ctx.server, 'POST', '/api/conversations', { rawBody: '{"agent":', key: KEY });
     expect(badJson.status).toBe(422);
     expect(badJson.body.detail[0]).toMatchObject({ type: 'json_invalid', msg: 'JSON decode error' });
 
@@ -106,7 +99,7 @@ describe.each(STORAGES)('conversations REST (%s)', (storage) => {
   it('refuses oversized bodies with 413 and writes nothing', async () => {
     const before = (await call('GET', '/api/conversations/count')).body;
     const huge = JSON.stringify(startRequest({ tags: { big: 'x'.repeat(256) }, agent_definitions: ['y'.repeat(11 * 1024 * 1024)] }));
-    const res = await api(server, 'POST', '/api/conversations', { rawBody: huge, key: KEY });
+    const res = await api(ctx.server, 'POST', '/api/conversations', { rawBody: huge, key: KEY });
     expect(res.status).toBe(413);
     expect(typeof res.body.detail).toBe('string');
     expect((await call('GET', '/api/conversations/count')).body).toBe(before);

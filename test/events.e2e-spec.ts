@@ -1,7 +1,7 @@
 import { EventRecorder } from '@berth/bus';
 import { EventPageSchema, naiveTimestamp, newUuid, OHEvent } from '@berth/contracts';
 import { randomUUID } from 'node:crypto';
-import { api, SocketClient, startRequest, startServer, STORAGES, TestServer, userMessage } from './support/server';
+import { api, SocketClient, startRequest, STORAGES, useServer, userMessage } from './support/server';
 
 const KEY = 'events-test-key';
 
@@ -24,15 +24,8 @@ function actionEvent(command: string): OHEvent {
 }
 
 describe.each(STORAGES)('events REST (%s)', (storage) => {
-  let server: TestServer;
-  const call = (method: string, path: string, body?: unknown) => api(server, method, path, { body, key: KEY });
-
-  beforeAll(async () => {
-    server = await startServer(storage, { OH_SESSION_API_KEYS_0: KEY });
-  });
-  afterAll(async () => {
-    await server.close();
-  });
+  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY }, KEY);
+  const call = ctx.call;
 
   it('sends messages and searches with every filter', async () => {
     const id = (await call('POST', '/api/conversations', startRequest())).body.id;
@@ -40,7 +33,7 @@ describe.each(STORAGES)('events REST (%s)', (storage) => {
     const middle = naiveTimestamp();
     await call('POST', `/api/conversations/${id}/events`, userMessage('Beta bananas'));
     await call('POST', `/api/conversations/${id}/events`, { role: 'user', content: [{ type: 'text', text: 'Gamma' }, { type: 'image', image_urls: ['data:image/png;base64,AAAA'] }] });
-    await server.app.get(EventRecorder).record(id, actionEvent('ls'));
+    await ctx.server.app.get(EventRecorder).record(id, actionEvent('ls'));
 
     const all = await call('GET', `/api/conversations/${id}/events/search`);
     expect(EventPageSchema.safeParse(all.body).success).toBe(true);
@@ -119,7 +112,7 @@ describe.each(STORAGES)('events REST (%s)', (storage) => {
   it('moves a finished conversation back to idle on a new message and runs with run:true', async () => {
     const id = (await call('POST', '/api/conversations', startRequest())).body.id;
     await call('POST', `/api/conversations/${id}/run`);
-    await server.app.get((await import('@berth/persistence')).Database).prisma.conversation.update({ where: { id }, data: { executionStatus: 'finished' } });
+    await ctx.server.app.get((await import('@berth/persistence')).Database).prisma.conversation.update({ where: { id }, data: { executionStatus: 'finished' } });
     await call('POST', `/api/conversations/${id}/events`, userMessage('again'));
     expect((await call('GET', `/api/conversations/${id}`)).body.execution_status).toBe('idle');
     await call('POST', `/api/conversations/${id}/events`, userMessage('and run', true));
@@ -130,7 +123,7 @@ describe.each(STORAGES)('events REST (%s)', (storage) => {
 
   it('rejects pending actions with UserRejectObservations and accepts by running', async () => {
     const id = (await call('POST', '/api/conversations', startRequest({ confirmation_policy: { kind: 'AlwaysConfirm' } }))).body.id;
-    const recorder = server.app.get(EventRecorder);
+    const recorder = ctx.server.app.get(EventRecorder);
     const answered = actionEvent('echo done');
     await recorder.record(id, answered);
     await recorder.record(id, {
@@ -145,9 +138,9 @@ describe.each(STORAGES)('events REST (%s)', (storage) => {
     });
     const pending = [actionEvent('rm -rf build'), actionEvent('make')];
     for (const a of pending) await recorder.record(id, a);
-    await server.app.get((await import('@berth/persistence')).Database).prisma.conversation.update({ where: { id }, data: { executionStatus: 'waiting_for_confirmation' } });
+    await ctx.server.app.get((await import('@berth/persistence')).Database).prisma.conversation.update({ where: { id }, data: { executionStatus: 'waiting_for_confirmation' } });
 
-    const ws = new SocketClient(`${server.wsUrl}/sockets/events/${id}?session_api_key=${KEY}`);
+    const ws = new SocketClient(`${ctx.server.wsUrl}/sockets/events/${id}?session_api_key=${KEY}`);
     await ws.waitFor((f) => f.length >= 1);
     expect((await call('POST', `/api/conversations/${id}/events/respond_to_confirmation`, { accept: false, reason: 'too risky' })).body).toEqual({ success: true });
     const rejections = (await call('GET', `/api/conversations/${id}/events/search?kind=UserRejectObservation`)).body.items;
@@ -166,7 +159,7 @@ describe.each(STORAGES)('events REST (%s)', (storage) => {
 
   it('reads the final response from the last finish action or agent message', async () => {
     const id = (await call('POST', '/api/conversations', startRequest())).body.id;
-    const recorder = server.app.get(EventRecorder);
+    const recorder = ctx.server.app.get(EventRecorder);
     await recorder.record(id, {
       id: newUuid(),
       timestamp: naiveTimestamp(),

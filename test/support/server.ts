@@ -64,6 +64,24 @@ export async function startServer(
   };
 }
 
+/**
+ * Registers a server for the enclosing describe block (started before its tests, closed after) and
+ * returns accessors: `ctx.server` and `ctx.call(method, path, body)` with the given key.
+ */
+export function useServer(storage: Storage, env: Record<string, string>, key?: string) {
+  const ctx = {
+    server: undefined as unknown as TestServer,
+    call: <T = any>(method: string, path: string, body?: unknown) => api<T>(ctx.server, method, path, { body, key }),
+  };
+  beforeAll(async () => {
+    ctx.server = await startServer(storage, env);
+  });
+  afterAll(async () => {
+    await ctx.server.close();
+  });
+  return ctx;
+}
+
 export interface Reply<T = any> {
   status: number;
   body: T;

@@ -83,7 +83,7 @@ export async function createGatewayApp(config: BerthConfig): Promise<NestFastify
       cb(null, origin && corsOriginAllowed(config, origin, (req.url ?? '/').split('?')[0]) ? corsAllowed : corsDenied);
     },
   } as never);
-  app.useGlobalFilters(new HttpErrorFilter());
+  app.useGlobalFilters(new HttpErrorFilter(config.debug));
   app.enableShutdownHooks();
 
   const docConfig = new DocumentBuilder()

@@ -1,19 +1,10 @@
 import { Logger } from '@nestjs/common';
-import { ConfigError, loadConfig } from '@berth/config';
+import { loadConfigOrExit } from '@berth/config';
 import { createGatewayApp } from './app.factory';
 
 /** `npm start [-- --host H --port P]`: the whole of Berth in one process on the embedded default. */
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(`berth: configuration error: ${err.message}`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit('berth');
   if (config.role === 'worker') {
     console.error('berth: the worker role has its own entry point: node dist/apps/worker/src/main.js');
     process.exit(2);

@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { EventBus } from '@berth/bus';
-import { ConfigError, loadConfig } from '@berth/config';
+import { loadConfigOrExit } from '@berth/config';
 import { Database } from '@berth/persistence';
 import { RunQueue } from '@berth/queue';
 import { createServer } from 'node:http';
@@ -9,16 +9,7 @@ import { WorkerModule } from './worker.module';
 
 /** `node dist/apps/worker/src/main.js [--host H --port P]`: a worker, with /health and /ready for probes. */
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(`berth worker: configuration error: ${err.message}`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit('berth worker');
   const logger = new Logger('Worker');
   const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(config), { logger: ['fatal', 'error', 'warn', 'log'] });
   app.enableShutdownHooks();

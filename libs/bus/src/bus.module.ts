@@ -1,15 +1,8 @@
-import { DynamicModule, Global, Inject, Module, OnApplicationShutdown } from '@nestjs/common';
-import { BERTH_CONFIG, BerthConfig } from '@berth/config';
+import { DynamicModule, Global, Module } from '@nestjs/common';
+import { BERTH_CONFIG, BerthConfig, closeOnShutdown } from '@berth/config';
 import { EventLog } from '@berth/persistence';
 import { EventBus, InProcessEventBus, RedisEventBus } from './event-bus';
 import { EventRecorder } from './event-recorder';
-
-class BusLifecycle implements OnApplicationShutdown {
-  constructor(@Inject(EventBus) private readonly bus: EventBus) {}
-  async onApplicationShutdown(): Promise<void> {
-    await this.bus.close();
-  }
-}
 
 @Global()
 @Module({})
@@ -24,7 +17,7 @@ export class BusModule {
           useFactory: (config: BerthConfig) => (config.redisUrl ? new RedisEventBus(config.redisUrl) : new InProcessEventBus()),
         },
         { provide: EventRecorder, inject: [EventLog, EventBus], useFactory: (log: EventLog, bus: EventBus) => new EventRecorder(log, bus) },
-        BusLifecycle,
+        closeOnShutdown<EventBus>(EventBus, (bus) => bus.close()),
       ],
       exports: [EventBus, EventRecorder],
     };

@@ -19,7 +19,6 @@ describe('loadConfig', () => {
       maxBodyBytes: 10 * 1024 * 1024,
       wsMaxSubscribers: 50,
       maxConcurrentRuns: 10,
-      webUrl: null,
       logLevel: 'info',
       debug: false,
     });

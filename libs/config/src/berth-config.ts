@@ -27,8 +27,8 @@ export interface BerthConfig {
   wsMaxSubscribers: number;
   wsAuthTimeoutMs: number;
   maxConcurrentRuns: number;
-  webUrl: string | null;
   logLevel: string;
+  /** DEBUG: 5xx bodies carry the stack trace, as OpenHands does. */
   debug: boolean;
 }
 
@@ -122,7 +122,6 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     wsMaxSubscribers: readInt(env, 'BERTH_WS_MAX_SUBSCRIBERS', 50, 1),
     wsAuthTimeoutMs: readInt(env, 'BERTH_WS_AUTH_TIMEOUT_MS', 10_000, 100),
     maxConcurrentRuns: readInt(env, 'OH_MAX_CONCURRENT_RUNS', 10, 1),
-    webUrl: env.OH_WEB_URL || null,
     logLevel: env.LOG_LEVEL ?? 'info',
     debug: readFlag(env, 'DEBUG'),
   };
@@ -130,4 +129,15 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
 
 export function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
+}
+
+/** For entry points: the configuration, or a one-line error and exit code 2. */
+export function loadConfigOrExit(program: string): BerthConfig {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`${program}: configuration error: ${err.message}`);
+    process.exit(2);
+  }
 }

@@ -1,14 +1,7 @@
-import { DynamicModule, Global, Inject, Module, OnApplicationShutdown } from '@nestjs/common';
-import { BERTH_CONFIG, BerthConfig } from '@berth/config';
+import { DynamicModule, Global, Module } from '@nestjs/common';
+import { BERTH_CONFIG, BerthConfig, closeOnShutdown } from '@berth/config';
 import { Database } from './database';
 import { EventLog } from './event-log';
-
-class DatabaseLifecycle implements OnApplicationShutdown {
-  constructor(@Inject(Database) private readonly db: Database) {}
-  async onApplicationShutdown(): Promise<void> {
-    await this.db.close();
-  }
-}
 
 @Global()
 @Module({})
@@ -23,7 +16,7 @@ export class PersistenceModule {
           useFactory: (config: BerthConfig) => new Database({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }),
         },
         { provide: EventLog, inject: [Database], useFactory: (db: Database) => new EventLog(db) },
-        DatabaseLifecycle,
+        closeOnShutdown<Database>(Database, (db) => db.close()),
       ],
       exports: [Database, EventLog],
     };

@@ -1,13 +1,6 @@
-import { DynamicModule, Global, Inject, Module, OnApplicationShutdown } from '@nestjs/common';
-import { BERTH_CONFIG, BerthConfig } from '@berth/config';
+import { DynamicModule, Global, Module } from '@nestjs/common';
+import { BERTH_CONFIG, BerthConfig, closeOnShutdown } from '@berth/config';
 import { BullRunQueue, InProcessRunQueue, RunQueue } from './run-queue';
-
-class QueueLifecycle implements OnApplicationShutdown {
-  constructor(@Inject(RunQueue) private readonly queue: RunQueue) {}
-  async onApplicationShutdown(): Promise<void> {
-    await this.queue.close();
-  }
-}
 
 @Global()
 @Module({})
@@ -22,7 +15,7 @@ export class QueueModule {
           useFactory: (config: BerthConfig) =>
             config.redisUrl ? new BullRunQueue(config.redisUrl, config.queuePrefix) : new InProcessRunQueue(),
         },
-        QueueLifecycle,
+        closeOnShutdown<RunQueue>(RunQueue, (queue) => queue.close()),
       ],
       exports: [RunQueue],
     };

@@ -17,11 +17,14 @@ const STATUS_TEXT: Record<number, string> = {
 };
 
 /** The body OpenHands (FastAPI) gives for an error: `{"detail": …}`; 5xx add an error id. */
-export function errorBody(status: number, detail: unknown, exception?: unknown): Record<string, unknown> {
+export function errorBody(status: number, detail: unknown, exception?: unknown, debug = false): Record<string, unknown> {
   if (status < 500) return { detail: detail ?? STATUS_TEXT[status] ?? 'Error' };
   if (status === 503) return { detail: detail ?? STATUS_TEXT[503] };
   const body: Record<string, unknown> = { detail: 'Internal Server Error', error_id: randomBytes(16).toString('hex') };
-  if (exception instanceof Error) body.exception = exception.message;
+  if (exception instanceof Error) {
+    body.exception = exception.message;
+    if (debug) body.traceback = exception.stack;
+  }
   return body;
 }
 
@@ -46,10 +49,12 @@ function detailOf(exception: HttpException): unknown {
 export class HttpErrorFilter implements ExceptionFilter {
   private readonly logger = new Logger('HttpError');
 
+  constructor(private readonly debug = false) {}
+
   catch(exception: unknown, host: ArgumentsHost): void {
     if (host.getType() !== 'http') return;
     const reply = host.switchToHttp().getResponse<FastifyReply>();
-    const { status, body } = toHttpError(exception);
+    const { status, body } = toHttpError(exception, this.debug);
     if (status >= 500 && status !== 503) {
       this.logger.error(`${body.error_id}: ${exception instanceof Error ? (exception.stack ?? exception.message) : String(exception)}`);
     }
@@ -59,15 +64,15 @@ export class HttpErrorFilter implements ExceptionFilter {
   }
 }
 
-export function toHttpError(exception: unknown): { status: number; body: Record<string, unknown> } {
+export function toHttpError(exception: unknown, debug = false): { status: number; body: Record<string, unknown> } {
   if (exception instanceof HttpException) {
     const status = exception.getStatus();
-    return { status, body: errorBody(status, detailOf(exception), exception) };
+    return { status, body: errorBody(status, detailOf(exception), exception, debug) };
   }
   // Fastify's own errors (body too large, bad content type, …) carry a 4xx statusCode.
   const statusCode = (exception as { statusCode?: number })?.statusCode;
   if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
     return { status: statusCode, body: errorBody(statusCode, (exception as Error).message) };
   }
-  return { status: 500, body: errorBody(500, undefined, exception) };
+  return { status: 500, body: errorBody(500, undefined, exception, debug) };
 }
