@@ -1,7 +1,8 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import { BERTH_CONFIG, BerthConfig, closeOnShutdown } from '@berth/config';
-import { EventLog } from '@berth/persistence';
+import { Database, EventLog } from '@berth/persistence';
 import { EventBus, InProcessEventBus, RedisEventBus } from './event-bus';
+import { ConversationStatus } from './conversation-status';
 import { EventRecorder } from './event-recorder';
 
 @Global()
@@ -17,9 +18,15 @@ export class BusModule {
           useFactory: (config: BerthConfig) => (config.redisUrl ? new RedisEventBus(config.redisUrl) : new InProcessEventBus()),
         },
         { provide: EventRecorder, inject: [EventLog, EventBus], useFactory: (log: EventLog, bus: EventBus) => new EventRecorder(log, bus) },
+        {
+          provide: ConversationStatus,
+          inject: [Database, EventRecorder, EventBus, BERTH_CONFIG],
+          useFactory: (db: Database, recorder: EventRecorder, bus: EventBus, config: BerthConfig) =>
+            new ConversationStatus(db, recorder, bus, config.conversationsPath),
+        },
         closeOnShutdown<EventBus>(EventBus, (bus) => bus.close()),
       ],
-      exports: [EventBus, EventRecorder],
+      exports: [EventBus, EventRecorder, ConversationStatus],
     };
   }
 }

@@ -1,3 +1,4 @@
 export * from './event-bus';
 export * from './event-recorder';
+export * from './conversation-status';
 export * from './bus.module';

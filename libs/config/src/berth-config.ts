@@ -27,6 +27,8 @@ export interface BerthConfig {
   wsMaxSubscribers: number;
   wsAuthTimeoutMs: number;
   maxConcurrentRuns: number;
+  /** how long a silent worker keeps its runs before another worker takes them over */
+  runStallMs: number;
   logLevel: string;
   /** DEBUG: 5xx bodies carry the stack trace, as OpenHands does. */
   debug: boolean;
@@ -122,6 +124,7 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     wsMaxSubscribers: readInt(env, 'BERTH_WS_MAX_SUBSCRIBERS', 50, 1),
     wsAuthTimeoutMs: readInt(env, 'BERTH_WS_AUTH_TIMEOUT_MS', 10_000, 100),
     maxConcurrentRuns: readInt(env, 'OH_MAX_CONCURRENT_RUNS', 10, 1),
+    runStallMs: readInt(env, 'BERTH_RUN_STALL_MS', 30_000, 500),
     logLevel: env.LOG_LEVEL ?? 'info',
     debug: readFlag(env, 'DEBUG'),
   };

@@ -135,6 +135,22 @@ export class EventLog {
     return row?.lastSeq ?? 0;
   }
 
+  /** Every event of a conversation, oldest first (the agent's history is rebuilt from it). */
+  async all(conversationId: string, batch = 1000): Promise<OHEvent[]> {
+    const out: OHEvent[] = [];
+    for (let after = 0; ; ) {
+      const rows = await this.db.prisma.event.findMany({
+        where: { conversationId, seq: { gt: after } },
+        orderBy: { seq: 'asc' },
+        take: batch,
+        select: { seq: true, payload: true },
+      });
+      for (const r of rows) out.push(r.payload as unknown as OHEvent);
+      if (rows.length < batch) return out;
+      after = rows[rows.length - 1].seq;
+    }
+  }
+
   /** Newest events first, for reading the latest agent answer or pending actions. */
   async latest(conversationId: string, limit: number, kinds?: string[]): Promise<OHEvent[]> {
     const rows = await this.db.prisma.event.findMany({

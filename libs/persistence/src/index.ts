@@ -1,3 +1,4 @@
+export * from './conversation-view';
 export * from './database';
 export * from './event-log';
 export * from './migrations';

@@ -1,2 +1,3 @@
+export * from './run-lock';
 export * from './run-queue';
 export * from './queue.module';

@@ -1,5 +1,6 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import { BERTH_CONFIG, BerthConfig, closeOnShutdown } from '@berth/config';
+import { InProcessRunLock, RedisRunLock, RunLock } from './run-lock';
 import { BullRunQueue, InProcessRunQueue, RunQueue } from './run-queue';
 
 @Global()
@@ -13,11 +14,18 @@ export class QueueModule {
           provide: RunQueue,
           inject: [BERTH_CONFIG],
           useFactory: (config: BerthConfig) =>
-            config.redisUrl ? new BullRunQueue(config.redisUrl, config.queuePrefix) : new InProcessRunQueue(),
+            config.redisUrl ? new BullRunQueue(config.redisUrl, config.queuePrefix, config.runStallMs) : new InProcessRunQueue(),
+        },
+        {
+          provide: RunLock,
+          inject: [BERTH_CONFIG],
+          useFactory: (config: BerthConfig) =>
+            config.redisUrl ? new RedisRunLock(config.redisUrl, config.runStallMs, config.queuePrefix) : new InProcessRunLock(),
         },
         closeOnShutdown<RunQueue>(RunQueue, (queue) => queue.close()),
+        closeOnShutdown<RunLock>(RunLock, (lock) => lock.close()),
       ],
-      exports: [RunQueue],
+      exports: [RunQueue, RunLock],
     };
   }
 }

@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { Queue } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 
 export const RUN_QUEUE_NAME = 'berth-runs';
 
@@ -8,24 +8,39 @@ export interface RunRequest {
   conversationId: string;
 }
 
+export type RunHandler = (run: RunRequest) => Promise<void>;
+
 /**
- * Where the gateway puts conversation runs for the workers. One pending job per conversation at a
- * time: a second request while one waits is folded into it.
+ * Where the gateway puts conversation runs and workers take them. A run request is a wake-up call:
+ * the worker holding the conversation's RunLock does the work, so duplicates are harmless.
  */
 export abstract class RunQueue {
   abstract enqueue(run: RunRequest): Promise<void>;
+  /** Starts taking runs, at most `concurrency` at once in this process. */
+  abstract consume(handler: RunHandler, concurrency: number): Promise<void>;
   abstract ping(): Promise<void>;
+  /** Stops taking runs; runs in progress are left to finish (or to be taken over). */
   abstract close(): Promise<void>;
 }
 
 /** Embedded default: runs wait in memory for the in-process worker. */
 export class InProcessRunQueue extends RunQueue {
+  /** waiting runs, one per conversation (a second request while one waits adds nothing) */
   private readonly waiting = new Map<string, RunRequest>();
-  private readonly consumers = new Set<(run: RunRequest) => void>();
+  private handler?: RunHandler;
+  private concurrency = 0;
+  private active = 0;
+  private closed = false;
 
   async enqueue(run: RunRequest): Promise<void> {
     this.waiting.set(run.conversationId, run);
-    for (const consume of this.consumers) consume(run);
+    this.dispatch();
+  }
+
+  async consume(handler: RunHandler, concurrency: number): Promise<void> {
+    this.handler = handler;
+    this.concurrency = concurrency;
+    this.dispatch();
   }
 
   /** Runs waiting for a worker. */
@@ -33,41 +48,66 @@ export class InProcessRunQueue extends RunQueue {
     return [...this.waiting.values()];
   }
 
-  /** Takes a waiting run out of the queue (the worker calls this when it starts it). */
-  take(conversationId: string): RunRequest | undefined {
-    const run = this.waiting.get(conversationId);
-    this.waiting.delete(conversationId);
-    return run;
-  }
-
-  onEnqueue(consumer: (run: RunRequest) => void): () => void {
-    this.consumers.add(consumer);
-    return () => void this.consumers.delete(consumer);
+  private dispatch(): void {
+    while (!this.closed && this.handler && this.active < this.concurrency && this.waiting.size) {
+      const [conversationId, run] = this.waiting.entries().next().value as [string, RunRequest];
+      this.waiting.delete(conversationId);
+      this.active++;
+      const handler = this.handler;
+      void handler(run)
+        .catch(() => undefined)
+        .finally(() => {
+          this.active--;
+          this.dispatch();
+        });
+    }
   }
 
   async ping(): Promise<void> {}
   async close(): Promise<void> {
-    this.consumers.clear();
+    this.closed = true;
   }
 }
 
 export class BullRunQueue extends RunQueue {
   readonly queue: Queue;
+  private worker?: Worker;
   private readonly logger = new Logger('RunQueue');
 
-  constructor(redisUrl: string, prefix = 'berth') {
+  /**
+   * `stallMs`: how long a worker may go silent (killed, frozen) before BullMQ hands its runs to
+   * another worker — the job lock's duration and the stalled-job check's interval.
+   */
+  constructor(
+    private readonly redisUrl: string,
+    private readonly prefix = 'berth',
+    private readonly stallMs = 30_000,
+  ) {
     super();
     this.queue = new Queue(RUN_QUEUE_NAME, {
       connection: { url: redisUrl, maxRetriesPerRequest: null },
       prefix,
-      defaultJobOptions: { removeOnComplete: true, removeOnFail: 1000, attempts: 3, backoff: { type: 'exponential', delay: 1000 } },
+      defaultJobOptions: { removeOnComplete: true, removeOnFail: 1000, attempts: 5, backoff: { type: 'exponential', delay: 1000 } },
     });
     this.queue.on('error', (err: Error) => this.logger.warn(`queue: ${err.message}`));
   }
 
   async enqueue(run: RunRequest): Promise<void> {
-    // The job id makes a second enqueue for a conversation whose run still waits a no-op.
-    await this.queue.add('run', run, { jobId: `run-${run.conversationId}` });
+    await this.queue.add('run', run);
+  }
+
+  async consume(handler: RunHandler, concurrency: number): Promise<void> {
+    this.worker = new Worker(RUN_QUEUE_NAME, async (job) => handler(job.data as RunRequest), {
+      connection: { url: this.redisUrl, maxRetriesPerRequest: null },
+      prefix: this.prefix,
+      concurrency,
+      lockDuration: this.stallMs,
+      stalledInterval: this.stallMs,
+      // A run may outlive several worker crashes; it is never abandoned for having stalled.
+      maxStalledCount: 1000,
+    });
+    this.worker.on('error', (err: Error) => this.logger.warn(`worker: ${err.message}`));
+    await this.worker.waitUntilReady();
   }
 
   async ping(): Promise<void> {
@@ -76,6 +116,7 @@ export class BullRunQueue extends RunQueue {
   }
 
   async close(): Promise<void> {
+    await this.worker?.close();
     await this.queue.close();
   }
 }

@@ -19,7 +19,7 @@ import { ConversationRow, Database, EventLog, Prisma } from '@berth/persistence'
 import { validationError } from '../common/zod-validation.pipe';
 import type { Principal } from '../common/tenant.decorator';
 import { ServerInfoService } from '../health/server-info.service';
-import { ConversationOptions, toConversationInfo, withAgentDefaults } from './conversation-view';
+import { ConversationOptions, toConversationInfo, withAgentDefaults } from '@berth/persistence';
 import { alreadyRunning, conversationNotFound } from './conversation-errors';
 import { ConversationCounter } from './conversation-counter.service';
 import { RunControlService } from './run-control.service';

@@ -1,12 +1,8 @@
-import { Inject, Injectable, Logger, ServiceUnavailableException } from '@nestjs/common';
-import { EventRecorder } from '@berth/bus';
-import { BERTH_CONFIG } from '@berth/config';
-import type { BerthConfig } from '@berth/config';
-import { ExecutionStatus, interruptEvent, pauseEvent, stateUpdateEvent } from '@berth/contracts';
+import { Injectable, Logger, ServiceUnavailableException } from '@nestjs/common';
+import { ConversationStatus, EventRecorder } from '@berth/bus';
+import { ExecutionStatus, interruptEvent, pauseEvent } from '@berth/contracts';
 import { Database } from '@berth/persistence';
 import { RunQueue } from '@berth/queue';
-import { ConversationCounter } from './conversation-counter.service';
-import { toFullState } from './conversation-view';
 
 const STARTABLE: ExecutionStatus[] = ['idle', 'paused', 'waiting_for_confirmation', 'finished', 'error', 'stuck'];
 
@@ -21,23 +17,11 @@ export class RunControlService {
     private readonly db: Database,
     private readonly recorder: EventRecorder,
     private readonly queue: RunQueue,
-    private readonly counter: ConversationCounter,
-    @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
+    private readonly status: ConversationStatus,
   ) {}
 
-  /** Moves the status from one of `from` to `to` atomically; records the state update when it moved. */
-  async transition(tenantId: string, conversationId: string, from: ExecutionStatus[], to: ExecutionStatus): Promise<boolean> {
-    const { count } = await this.db.prisma.conversation.updateMany({
-      where: { id: conversationId, tenantId, executionStatus: { in: from } },
-      data: { executionStatus: to },
-    });
-    if (count) await this.statusChanged(tenantId, conversationId, to);
-    return count > 0;
-  }
-
-  private async statusChanged(tenantId: string, conversationId: string, to: ExecutionStatus): Promise<void> {
-    await this.counter.changed(tenantId);
-    await this.recorder.record(conversationId, stateUpdateEvent('execution_status', to));
+  transition(tenantId: string, conversationId: string, from: ExecutionStatus[], to: ExecutionStatus): Promise<boolean> {
+    return this.status.transition(tenantId, conversationId, from, to);
   }
 
   /** Marks the conversation running and queues the run for a worker. */
@@ -50,7 +34,7 @@ export class RunControlService {
       const row = await this.db.prisma.conversation.findFirst({ where: { id: conversationId, tenantId }, select: { executionStatus: true } });
       return row ? 'already_running' : 'not_found';
     }
-    await this.statusChanged(tenantId, conversationId, 'running');
+    await this.status.announce(tenantId, conversationId, 'running');
     await this.enqueue(tenantId, conversationId);
     return 'started';
   }
@@ -84,10 +68,7 @@ export class RunControlService {
     await this.pause(tenantId, conversationId);
   }
 
-  /** The whole state, to every subscriber (never stored): the Python client waits for it after a run. */
-  async broadcastFullState(conversationId: string): Promise<void> {
-    const row = await this.db.prisma.conversation.findUnique({ where: { id: conversationId } });
-    if (!row) return;
-    await this.recorder.broadcast(conversationId, stateUpdateEvent('full_state', toFullState(row, this.config.conversationsPath)));
+  broadcastFullState(conversationId: string): Promise<void> {
+    return this.status.broadcastFullState(conversationId);
   }
 }

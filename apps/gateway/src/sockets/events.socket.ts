@@ -8,7 +8,7 @@ import { WebSocket } from 'ws';
 import { ApiKeyService } from '../auth/api-key.service';
 import type { Principal } from '../common/tenant.decorator';
 import { ConversationsService } from '../conversations/conversations.service';
-import { toFullState } from '../conversations/conversation-view';
+import { toFullState } from '@berth/persistence';
 import { EventsService } from '../events/events.service';
 import { EventStream } from './event-stream';
 import { authenticateSocket, isAuthFrame } from './socket-auth';

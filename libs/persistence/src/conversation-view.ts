@@ -1,6 +1,6 @@
 import { omitNulls, utcTimestamp, uuidHex } from '@berth/contracts';
 import { SecretVault, StoredSecret } from '@berth/crypto';
-import type { ConversationRow } from '@berth/persistence';
+import type { Conversation as ConversationRow } from './generated/prisma/client';
 
 type Json = Record<string, unknown>;
 

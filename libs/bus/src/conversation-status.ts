@@ -1,0 +1,40 @@
+import { ExecutionStatus, stateUpdateEvent } from '@berth/contracts';
+import { Database, toFullState } from '@berth/persistence';
+import { EventBus } from './event-bus';
+import { EventRecorder } from './event-recorder';
+
+/**
+ * Execution-status changes, for the gateway and the workers alike: an atomic compare-and-set, the
+ * state-update event, and the announcement that drops every replica's cached counts.
+ */
+export class ConversationStatus {
+  constructor(
+    private readonly db: Database,
+    private readonly recorder: EventRecorder,
+    private readonly bus: EventBus,
+    private readonly conversationsPath: string,
+  ) {}
+
+  /** Moves the status from one of `from` to `to`; false when it was in none of them. */
+  async transition(tenantId: string, conversationId: string, from: ExecutionStatus[], to: ExecutionStatus): Promise<boolean> {
+    const { count } = await this.db.prisma.conversation.updateMany({
+      where: { id: conversationId, tenantId, executionStatus: { in: from } },
+      data: { executionStatus: to },
+    });
+    if (count) await this.announce(tenantId, conversationId, to);
+    return count > 0;
+  }
+
+  /** Records and announces a status already written (by a caller that set it with other columns). */
+  async announce(tenantId: string, conversationId: string, to: ExecutionStatus): Promise<void> {
+    await this.bus.announceTenantChange(tenantId);
+    await this.recorder.record(conversationId, stateUpdateEvent('execution_status', to));
+  }
+
+  /** The whole state, to every subscriber (never stored): the Python client waits for it after a run. */
+  async broadcastFullState(conversationId: string): Promise<void> {
+    const row = await this.db.prisma.conversation.findUnique({ where: { id: conversationId } });
+    if (!row) return;
+    await this.recorder.broadcast(conversationId, stateUpdateEvent('full_state', toFullState(row, this.conversationsPath)));
+  }
+}
