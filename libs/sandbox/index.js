@@ -1,0 +1,2 @@
+// Runtime entry of @berth/sandbox: the compiled sources (npm run build).
+module.exports = require('../../dist/libs/sandbox/src/index.js');

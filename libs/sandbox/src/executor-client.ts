@@ -1,0 +1,119 @@
+/** The header that carries a sandbox's token to its executor. */
+export const SANDBOX_TOKEN_HEADER = 'x-sandbox-token';
+
+/** Where an executor listens and the token it accepts (a `SandboxHandle` is one). */
+export interface ExecutorAddress {
+  url: string;
+  token: string;
+}
+
+/** One tool call, as `POST /api/tools/execute` takes it. */
+export interface ExecuteRequest {
+  conversation_id: string;
+  working_dir: string;
+  tool: string;
+  action: Record<string, unknown>;
+}
+
+export interface ExecuteResult {
+  observation: Record<string, unknown>;
+}
+
+export interface ExecutorCallOptions {
+  /** Aborts the call (an interrupt); the call then rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Overrides the client's timeout for this call. */
+  timeoutMs?: number;
+}
+
+/** An executor answered with an error (`status`), or not at all (`status` null: unreachable or timed out). */
+export class ExecutorError extends Error {
+  constructor(
+    readonly status: number | null,
+    readonly detail: unknown,
+  ) {
+    super(`executor ${status === null ? 'unavailable' : `answered ${status}`}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`);
+    this.name = 'ExecutorError';
+  }
+}
+
+const DEFAULT_TIMEOUT_MS = 120_000;
+
+/** Any path but /health is token-checked; an unknown one answers 404 with the right token, 401 without. */
+const TOKEN_PROBE_PATH = '/api/token-probe';
+
+/** Calls one sandbox's executor with its token. */
+export class ExecutorClient {
+  private readonly base: string;
+  private readonly timeoutMs: number;
+
+  constructor(
+    private readonly address: ExecutorAddress,
+    options: { timeoutMs?: number } = {},
+  ) {
+    this.base = address.url.replace(/\/+$/, '');
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  health(options: ExecutorCallOptions = {}): Promise<{ status: string }> {
+    return this.call('GET', '/health', undefined, options) as Promise<{ status: string }>;
+  }
+
+  /** Whether the executor at this address is the one holding this token (an answer other than 401). */
+  async acceptsToken(options: ExecutorCallOptions = {}): Promise<boolean> {
+    try {
+      await this.call('GET', TOKEN_PROBE_PATH, undefined, options);
+      return true;
+    } catch (err) {
+      if (err instanceof ExecutorError && err.status !== null) return err.status !== 401;
+      throw err;
+    }
+  }
+
+  execute(request: ExecuteRequest, options: ExecutorCallOptions = {}): Promise<ExecuteResult> {
+    return this.call('POST', '/api/tools/execute', request, options) as Promise<ExecuteResult>;
+  }
+
+  /** Ends the conversation's session in the executor (its terminal and other per-conversation state). */
+  async closeSession(conversationId: string, options: ExecutorCallOptions = {}): Promise<void> {
+    await this.call('POST', `/api/sessions/${encodeURIComponent(conversationId)}/close`, {}, options);
+  }
+
+  private async call(method: string, path: string, body: unknown, options: ExecutorCallOptions): Promise<unknown> {
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    const headers: Record<string, string> = { [SANDBOX_TOKEN_HEADER]: this.address.token, accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    try {
+      const res = await fetch(`${this.base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+      const text = await res.text();
+      const parsed = parseJson(text);
+      if (!res.ok) {
+        const detail = parsed !== undefined && typeof parsed === 'object' && parsed !== null && 'detail' in parsed ? parsed.detail : parsed ?? text;
+        throw new ExecutorError(res.status, detail);
+      }
+      return parsed;
+    } catch (err) {
+      if (err instanceof ExecutorError) throw err;
+      // An interrupt is the caller's own doing: hand its reason back untouched.
+      if (options.signal?.aborted) throw options.signal.reason;
+      if (timeout.aborted) throw new ExecutorError(null, `no answer within ${timeoutMs} ms`);
+      throw new ExecutorError(null, errorText(err));
+    }
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** fetch hides the socket error (ECONNREFUSED, …) in `cause`. */
+function errorText(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (err as Error).message ?? String(err);
+}

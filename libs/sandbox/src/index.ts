@@ -1,0 +1,4 @@
+export * from './sandbox-driver';
+export * from './executor-client';
+export * from './local-driver';
+export * from './sandbox.module';

@@ -1,0 +1,218 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, statSync } from 'node:fs';
+import { mkdir, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Test } from '@nestjs/testing';
+import { BerthConfig, ConfigModule } from '@berth/config';
+import { ExecutorClient } from './executor-client';
+import { LocalSandboxDriver } from './local-driver';
+import { SandboxDriverFixture, describeSandboxDriverContract } from './sandbox-driver.contract';
+import { SandboxDriver, SandboxHandle } from './sandbox-driver';
+import { SandboxModule } from './sandbox.module';
+
+/** Needs the built executor (`npm test` builds first). */
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
+async function environOf(pid: number): Promise<Record<string, string>> {
+  const raw = await readFile(`/proc/${pid}/environ`, 'utf8');
+  return Object.fromEntries(
+    raw
+      .split('\0')
+      .filter(Boolean)
+      .map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]),
+  );
+}
+
+/** Live processes started for this sandbox folder (zombies have an empty environ and do not count). */
+async function executorsIn(root: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if ((await readFile(`/proc/${entry}/environ`, 'utf8')).split('\0').includes(`BERTH_SANDBOX_ROOT=${root}`)) pids.push(Number(entry));
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return pids;
+}
+
+function tempDataDir(): string {
+  return mkdtempSync(join(tmpdir(), 'berth-sandbox-'));
+}
+
+async function localFixture(options: { dataDir?: string } = {}): Promise<SandboxDriverFixture & { dataDir: string }> {
+  const dataDir = options.dataDir ?? tempDataDir();
+  const driver = new LocalSandboxDriver({ dataDir });
+  const rootOf = (handle: SandboxHandle) => join(dataDir, 'sandboxes', handle.id);
+  return {
+    dataDir,
+    driver,
+    async crash(handle) {
+      process.kill(handle.pid, 'SIGKILL');
+      await until(() => !alive(handle.pid));
+    },
+    executorIdentity: (handle) => String(handle.pid),
+    countExecutors: async (handle) => (await executorsIn(rootOf(handle))).length,
+    executorEnv: (handle) => environOf(handle.pid),
+    async writeFile(handle, path, content) {
+      const file = join(rootOf(handle), path);
+      await mkdir(dirname(file), { recursive: true });
+      await writeFile(file, content);
+    },
+    readFile: (handle, path) => readFile(join(rootOf(handle), path), 'utf8').catch(() => undefined),
+    storageExists: async (handle) => existsSync(rootOf(handle)),
+    dispose: () => rm(dataDir, { recursive: true, force: true }),
+  };
+}
+
+describeSandboxDriverContract('local', () => localFixture());
+
+describe('LocalSandboxDriver', () => {
+  let dataDir: string;
+  const drivers: SandboxDriver[] = [];
+  const strangers: ChildProcess[] = [];
+
+  const newDriver = (options: Partial<ConstructorParameters<typeof LocalSandboxDriver>[0]> = {}) => {
+    const driver = new LocalSandboxDriver({ dataDir, ...options });
+    drivers.push(driver);
+    return driver;
+  };
+
+  beforeEach(() => {
+    dataDir = tempDataDir();
+  });
+
+  afterEach(async () => {
+    await Promise.all(drivers.splice(0).map((driver) => driver.close()));
+    for (const stranger of strangers.splice(0)) stranger.kill('SIGKILL');
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('runs the executor in <dataDir>/sandboxes/<id> (mode 0700), logging its stderr in .berth/executor.log', async () => {
+    const driver = newDriver();
+    const id = randomUUID();
+    const handle = await driver.provision({ id });
+    const root = join(dataDir, 'sandboxes', id);
+    expect(handle).toEqual({ driver: 'local', id, url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), token: expect.any(String), root, pid: expect.any(Number) });
+    expect(statSync(root).mode & 0o777).toBe(0o700);
+    expect(await readlink(`/proc/${handle.pid}/cwd`)).toBe(root);
+    expect(existsSync(join(root, '.berth', 'executor.log'))).toBe(true);
+    expect(await environOf(handle.pid)).toMatchObject({ BERTH_SANDBOX_ROOT: root, BERTH_EXECUTOR_PORT: '0' });
+  });
+
+  it('takes over a running executor from a handle stored by an earlier process, and stops it on close', async () => {
+    const first = newDriver();
+    const handle = await first.provision({ id: randomUUID() });
+    // A gateway restart: the new driver only has the stored handle.
+    const second = newDriver();
+    expect(await second.status(handle)).toBe('running');
+    const taken = await second.ensureRunning(handle);
+    expect(taken).toEqual(handle);
+    await second.close();
+    await until(() => !alive(handle.pid));
+  });
+
+  it('restarts from a stored handle whose executor died with the earlier process', async () => {
+    const first = newDriver();
+    const handle = await first.provision({ id: randomUUID(), env: { PROJECT: 'demo' } });
+    await first.close();
+    const second = newDriver();
+    expect(await second.status(handle)).toBe('stopped');
+    const restarted = await second.ensureRunning(handle);
+    expect(restarted.pid).not.toBe(handle.pid);
+    expect(restarted.token).toBe(handle.token);
+    expect(await environOf(restarted.pid)).toMatchObject({ PROJECT: 'demo' });
+  });
+
+  it("never takes another sandbox's executor for its own when the pid and port were reused", async () => {
+    const driver = newDriver();
+    const mine = await driver.provision({ id: randomUUID() });
+    const other = await driver.provision({ id: randomUUID() });
+    await driver.stop(mine);
+    // A stale handle whose pid and port now belong to the other sandbox's executor.
+    const stale: SandboxHandle = { ...mine, pid: other.pid, url: other.url };
+    const restarted = await newDriver().ensureRunning(stale);
+    expect(restarted.pid).not.toBe(other.pid);
+    expect(restarted.url).not.toBe(other.url);
+    expect(restarted.token).toBe(mine.token);
+    expect(await new ExecutorClient(other).health()).toEqual({ status: 'ok' });
+    expect(await executorsIn(other.root)).toEqual([other.pid]);
+  });
+
+  it('neither reuses nor signals an unrelated process that holds a stale pid', async () => {
+    const driver = newDriver();
+    const handle = await driver.provision({ id: randomUUID() });
+    await driver.stop(handle);
+    const stranger = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    strangers.push(stranger);
+    const stale: SandboxHandle = { ...handle, pid: stranger.pid! };
+    const other = newDriver();
+    expect(await other.status(stale)).toBe('stopped');
+    await other.stop(stale);
+    await other.destroy({ ...stale, id: randomUUID() });
+    const restarted = await other.ensureRunning(stale);
+    expect(restarted.pid).not.toBe(stranger.pid);
+    expect(alive(stranger.pid!)).toBe(true);
+  });
+
+  it('refuses handles it must not act on', async () => {
+    const driver = newDriver();
+    const handle = await driver.provision({ id: randomUUID() });
+    for (const bad of [
+      { ...handle, pid: 0 },
+      { ...handle, pid: -1 },
+      { ...handle, pid: process.pid },
+      { ...handle, url: 'http://169.254.169.254:80' },
+      { ...handle, id: '../..' },
+      { ...handle, token: '' },
+      { ...handle, driver: 'kubernetes' },
+    ]) {
+      await expect(driver.destroy(bad as SandboxHandle)).rejects.toThrow();
+    }
+    expect(await driver.status(handle)).toBe('running');
+    expect(existsSync(handle.root)).toBe(true);
+  });
+
+  it("reports an executor that fails to start, with its stderr", async () => {
+    const script = join(dataDir, 'broken.js');
+    await writeFile(script, "console.error('cannot open the workspace'); process.exit(3);");
+    const driver = newDriver({ executorEntry: script });
+    await expect(driver.provision({ id: randomUUID() })).rejects.toThrow(/code 3.*cannot open the workspace/s);
+  });
+
+  it('kills an executor that never reports ready', async () => {
+    const script = join(dataDir, 'silent.js');
+    await writeFile(script, "console.error('still thinking'); setInterval(() => {}, 1000);");
+    const driver = newDriver({ executorEntry: script, startTimeoutMs: 3000 });
+    const id = randomUUID();
+    await expect(driver.provision({ id })).rejects.toThrow(/no ready line.*still thinking/s);
+    expect(await executorsIn(join(dataDir, 'sandboxes', id))).toEqual([]);
+  });
+
+  it('SandboxModule provides the local driver from the config and stops its executors at shutdown', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [ConfigModule.forRoot({ dataDir } as BerthConfig), SandboxModule.forRoot()],
+    }).compile();
+    const driver = moduleRef.get(SandboxDriver);
+    expect(driver).toBeInstanceOf(LocalSandboxDriver);
+    const handle = await driver.provision({ id: randomUUID() });
+    expect(handle.root.startsWith(join(dataDir, 'sandboxes'))).toBe(true);
+    await moduleRef.close();
+    await until(() => !alive(handle.pid));
+  });
+});

@@ -1,0 +1,67 @@
+/** What a caller asks for: the sandbox's id (a uuid, also its folder or pod name) and extra variables for its executor. */
+export interface SandboxSpec {
+  id: string;
+  env?: Record<string, string>;
+}
+
+/** `running`: the executor answers; `stopped`: no executor (files kept); `error`: an executor that is up but broken, or died on its own. */
+export type SandboxStatus = 'running' | 'stopped' | 'error';
+
+/** A sandbox run by `LocalSandboxDriver`: an executor child process working in `root`. */
+export interface LocalSandboxHandle {
+  driver: 'local';
+  id: string;
+  /** Where the executor listens, `http://127.0.0.1:<port>`. */
+  url: string;
+  /** The executor's only credential (`X-Sandbox-Token`). */
+  token: string;
+  root: string;
+  pid: number;
+}
+
+/**
+ * Everything a caller needs to reach and manage a sandbox later, as plain JSON (stored in
+ * `sandboxes.handle`). The Kubernetes handle joins this union.
+ */
+export type SandboxHandle = LocalSandboxHandle;
+
+export class SandboxError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SandboxError';
+  }
+}
+
+/**
+ * Starts, watches and removes sandboxes: one executor per sandbox, reached over HTTP with the
+ * sandbox's token. Every method that changes a sandbox returns or takes the handle, so a handle
+ * stored by one process (say, before a gateway restart) is enough for another to take over.
+ */
+export abstract class SandboxDriver {
+  /** The `driver` its handles carry. */
+  abstract readonly kind: SandboxHandle['driver'];
+
+  /** Creates the sandbox's storage and starts its executor. */
+  abstract provision(spec: SandboxSpec): Promise<SandboxHandle>;
+
+  abstract status(handle: SandboxHandle): Promise<SandboxStatus>;
+
+  /**
+   * Returns a handle to a running executor: the current one when it answers, otherwise a restarted
+   * one (new address, same token and files). Store the returned handle: its address may have changed.
+   */
+  abstract ensureRunning(handle: SandboxHandle): Promise<SandboxHandle>;
+
+  /** Stops the executor; the sandbox's files stay. */
+  abstract stop(handle: SandboxHandle): Promise<void>;
+
+  resume(handle: SandboxHandle): Promise<SandboxHandle> {
+    return this.ensureRunning(handle);
+  }
+
+  /** Stops the executor and deletes the sandbox's files. */
+  abstract destroy(handle: SandboxHandle): Promise<void>;
+
+  /** Stops every executor this driver runs (process shutdown). The driver takes no work afterwards. */
+  abstract close(): Promise<void>;
+}

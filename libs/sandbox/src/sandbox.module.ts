@@ -1,0 +1,25 @@
+import { DynamicModule, Global, Module } from '@nestjs/common';
+import { BERTH_CONFIG, BerthConfig, closeOnShutdown } from '@berth/config';
+import { LocalSandboxDriver } from './local-driver';
+import { SandboxDriver } from './sandbox-driver';
+
+/** The driver for this deployment. Always local for now; the Kubernetes driver is chosen here once the config names it. */
+export function createSandboxDriver(config: BerthConfig): SandboxDriver {
+  return new LocalSandboxDriver({ dataDir: config.dataDir });
+}
+
+@Global()
+@Module({})
+export class SandboxModule {
+  static forRoot(): DynamicModule {
+    return {
+      module: SandboxModule,
+      providers: [
+        { provide: SandboxDriver, inject: [BERTH_CONFIG], useFactory: createSandboxDriver },
+        // Executors are children of this process: none may outlive it.
+        closeOnShutdown<SandboxDriver>(SandboxDriver, (driver) => driver.close()),
+      ],
+      exports: [SandboxDriver],
+    };
+  }
+}

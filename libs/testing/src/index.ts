@@ -1,0 +1,2 @@
+// Stand-ins for what cannot run here (a paid LLM), shared by the tests and the benchmarks.
+export * from './llm-stub';
