@@ -1,4 +1,5 @@
 import { projectRoot } from '@berth/config';
+import { LlmStub } from '@berth/testing';
 import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -115,7 +116,7 @@ describe('processes', () => {
   it('starts the executor only with a sandbox token and refuses calls without it', async () => {
     const refused = run('dist/apps/executor/src/main.js', [], {});
     expect(await refused.exited).toBe(2);
-    const proc = run('dist/apps/executor/src/main.js', [], { BERTH_SANDBOX_TOKEN: 'sandbox-token' });
+    const proc = run('dist/apps/executor/src/main.js', [], { BERTH_SANDBOX_TOKEN: 'sandbox-token', BERTH_SANDBOX_ROOT: dataDir });
     try {
       const deadline = Date.now() + 10_000;
       while (!proc.output().includes('"executor":"ready"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -127,5 +128,58 @@ describe('processes', () => {
       proc.child.kill('SIGTERM');
     }
     expect(await proc.exited).toBe(0);
+  });
+
+  it('resumes a run after the embedded default is killed and started again', async () => {
+    const llm = new LlmStub();
+    await llm.start();
+    const text = 'survive kill -9 of the whole server';
+    llm.script(text, [
+      { toolCalls: [{ name: 'terminal', arguments: { command: 'sleep 60', timeout: 120 } }] },
+      { toolCalls: [{ name: 'finish', arguments: { message: 'resumed' } }] },
+    ]);
+    const port = await freePort();
+    const env = { BERTH_DATA_DIR: dataDir, OH_SESSION_API_KEYS_0: 'k' };
+    const headers = { 'X-Session-API-Key': 'k', 'content-type': 'application/json' };
+    let proc = run('dist/apps/gateway/src/main.js', ['--port', String(port)], env);
+    try {
+      await waitFor(`http://127.0.0.1:${port}/ready`);
+      const created = await fetch(`http://127.0.0.1:${port}/api/conversations`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({
+          agent: { kind: 'Agent', llm: { model: 'stub', api_key: 'x', base_url: llm.url, num_retries: 0 }, tools: [{ name: 'terminal' }] },
+          workspace: { working_dir: '/workspace/project' },
+          initial_message: { role: 'user', content: [{ type: 'text', text }] },
+        }),
+      });
+      const { id } = (await created.json()) as { id: string };
+      const events = async () => ((await (await fetch(`http://127.0.0.1:${port}/api/conversations/${id}/events/search?limit=100`, { headers })).json()) as { items: any[] }).items;
+      let deadline = Date.now() + 30_000;
+      while (!(await events()).some((e: { kind: string }) => e.kind === 'ActionEvent')) {
+        if (Date.now() > deadline) throw new Error('the action never started');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      proc.child.kill('SIGKILL');
+      await proc.exited;
+      proc = run('dist/apps/gateway/src/main.js', ['--port', String(port)], env);
+      await waitFor(`http://127.0.0.1:${port}/ready`);
+      deadline = Date.now() + 30_000;
+      let status = '';
+      while (status !== 'finished') {
+        if (Date.now() > deadline) throw new Error(`not finished after the restart (${status})`);
+        await new Promise((r) => setTimeout(r, 200));
+        status = ((await (await fetch(`http://127.0.0.1:${port}/api/conversations/${id}`, { headers })).json()) as { execution_status: string }).execution_status;
+      }
+      const log = await events();
+      expect(log.filter((e: { kind: string }) => e.kind === 'AgentErrorEvent').map((e: { error: string }) => e.error)).toEqual([
+        expect.stringMatching(/restart occurred/),
+      ]);
+      expect(log.filter((e: { kind: string }) => e.kind === 'ActionEvent').length).toBe(2);
+    } finally {
+      proc.child.kill('SIGTERM');
+      await proc.exited;
+      await llm.stop();
+    }
   });
 });

@@ -40,6 +40,8 @@ export async function startServer(
     LOG_LEVEL: 'error',
     OH_SECRET_KEY: 'test-secret-key',
     BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}`,
+    // Gateway-only unless a suite asks for workers (BERTH_ROLE: 'all'): runs stay queued.
+    BERTH_ROLE: 'gateway',
   };
   if (storage === 'postgres') {
     base.DATABASE_URL = process.env.BERTH_TEST_DATABASE_URL as string;

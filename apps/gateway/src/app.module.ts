@@ -1,4 +1,5 @@
 import { DynamicModule, Module } from '@nestjs/common';
+import { AgentModule } from '@berth/agent';
 import { BusModule } from '@berth/bus';
 import { ConfigModule } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
@@ -27,6 +28,8 @@ export class AppModule {
         ConversationsModule,
         EventsModule,
         SocketsModule,
+        // The embedded default (and any `--role all`) runs the workers in the same process.
+        ...(config.role === 'all' ? [AgentModule.forRoot()] : []),
       ],
     };
   }

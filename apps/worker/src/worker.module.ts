@@ -1,4 +1,5 @@
 import { DynamicModule, Module } from '@nestjs/common';
+import { AgentModule } from '@berth/agent';
 import { BusModule } from '@berth/bus';
 import { ConfigModule } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
@@ -6,16 +7,20 @@ import { CryptoModule } from '@berth/crypto';
 import { PersistenceModule } from '@berth/persistence';
 import { QueueModule } from '@berth/queue';
 
-/**
- * The worker process: the shared storage, event bus and run queue. It takes runs from the queue
- * once the agent loop lands (issue "Agent runs"); today it migrates the database and reports health.
- */
+/** The worker process: takes runs from the queue and runs the agent loop (AgentModule). */
 @Module({})
 export class WorkerModule {
   static forRoot(config: BerthConfig): DynamicModule {
     return {
       module: WorkerModule,
-      imports: [ConfigModule.forRoot(config), PersistenceModule.forRoot(), BusModule.forRoot(), QueueModule.forRoot(), CryptoModule.forRoot()],
+      imports: [
+        ConfigModule.forRoot(config),
+        PersistenceModule.forRoot(),
+        BusModule.forRoot(),
+        QueueModule.forRoot(),
+        CryptoModule.forRoot(),
+        AgentModule.forRoot(),
+      ],
     };
   }
 }

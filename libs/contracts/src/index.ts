@@ -4,3 +4,4 @@ export * from './events';
 export * from './conversation';
 export * from './responses';
 export * from './validation';
+export * from './tools';

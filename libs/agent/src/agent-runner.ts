@@ -1,0 +1,318 @@
+import { Logger } from '@nestjs/common';
+import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
+import { messageEvent, naiveTimestamp, newUuid, OHEvent, stateUpdateEvent } from '@berth/contracts';
+import { SecretVault } from '@berth/crypto';
+import { ConversationRow, Database, EventLog, Prisma } from '@berth/persistence';
+import { AgentTool, ToolCatalog } from './agent-tools';
+import { buildMessages } from './history';
+import { classifyLlmError, complete, createClient, LlmConfig, LlmReply } from './llm';
+import { addUsage, statsSnapshot } from './metrics';
+import { isStuck } from './stuck-detector';
+import { systemPrompt } from './system-prompt';
+
+type Json = Record<string, any>;
+
+/** Where sandbox tools run: the conversation's sandbox, reached through its driver. */
+export abstract class ToolRuntime {
+  /** The directory the agent works in, inside its sandbox (created on demand). */
+  abstract workingDir(conversation: ConversationRow): Promise<string>;
+  abstract execute(conversation: ConversationRow, tool: string, action: Json, signal: AbortSignal): Promise<Json>;
+}
+
+export class ToolFailure extends Error {}
+
+const RESTARTED =
+  'A restart occurred while this tool was in progress. The tool call was interrupted and its result is unknown; ' +
+  'check the current state before repeating it.';
+
+function text(value: string) {
+  return [{ cache_prompt: false, type: 'text', text: value }];
+}
+
+/**
+ * The agent loop of one run: ask the LLM, record its actions, run them, record what they observed,
+ * until it finishes, errs, gets stuck, is paused between steps, or is interrupted (which aborts the
+ * LLM call in flight). Everything it knows comes from the event log, so any worker can take over a
+ * run that another one dropped; actions left without an observation get an AgentErrorEvent first.
+ */
+export class AgentRunner {
+  private readonly logger = new Logger('AgentRunner');
+
+  constructor(
+    private readonly db: Database,
+    private readonly log: EventLog,
+    private readonly recorder: EventRecorder,
+    private readonly status: ConversationStatus,
+    private readonly bus: EventBus,
+    private readonly vault: SecretVault,
+    private readonly tools: ToolCatalog,
+    private readonly runtime: ToolRuntime,
+  ) {}
+
+  async run(tenantId: string, conversationId: string): Promise<void> {
+    const interrupt = new AbortController();
+    // An InterruptEvent written by any gateway aborts the step in flight here.
+    const unsubscribe = await this.bus.subscribe(conversationId, (m) => {
+      if (m.json.includes('"kind":"InterruptEvent"')) interrupt.abort();
+    });
+    try {
+      await this.loop(tenantId, conversationId, interrupt.signal);
+    } finally {
+      unsubscribe();
+      await this.status.broadcastFullState(conversationId);
+    }
+  }
+
+  private load(id: string): Promise<ConversationRow | null> {
+    return this.db.prisma.conversation.findUnique({ where: { id } });
+  }
+
+  private async loop(tenantId: string, id: string, interrupted: AbortSignal): Promise<void> {
+    let row = await this.load(id);
+    if (!row || row.executionStatus !== 'running') return;
+    const agent = this.vault.openAgent(row.agent as Json);
+    const llm = agent.llm as LlmConfig;
+    const client = createClient(llm);
+    const tools = this.tools.forAgent(agent);
+    const byName = new Map(tools.map((t) => [t.name, t]));
+    await this.ensureSystemPrompt(row, agent, tools);
+    await this.resolveUnansweredActions(row, byName, interrupted);
+
+    let iterations = 0;
+    for (;;) {
+      row = await this.load(id);
+      // Pause (or a deletion) takes effect between steps.
+      if (!row || row.executionStatus !== 'running' || interrupted.aborted) return;
+      if (iterations >= row.maxIterations) {
+        await this.fail(tenantId, id, 'MaxIterationsReached', `Agent reached the maximum number of iterations (${row.maxIterations}).`, {
+          kind: 'agent_action',
+          retryable: true,
+          user_action: 'retry',
+        });
+        return;
+      }
+      const events = await this.log.all(id);
+      // A user message that arrives after this point is read by the next step (or restarts the run).
+      const seenUserMessage = row.lastUserMessageId;
+      if (row.stuckDetection && isStuck(events)) {
+        await this.status.transition(tenantId, id, ['running'], 'stuck');
+        return;
+      }
+
+      let reply: LlmReply;
+      try {
+        reply = await complete(client, llm, buildMessages(events), tools.map((t) => t.definition), interrupted, (delta) =>
+          void this.recorder.broadcast(id, { id: newUuid(), timestamp: naiveTimestamp(), source: 'agent', content: delta, kind: 'StreamingDeltaEvent' }),
+        );
+      } catch (err) {
+        if (interrupted.aborted) return;
+        const { code, detail, classification } = classifyLlmError(err);
+        this.logger.warn(`LLM call of ${id} failed: ${code}: ${detail}`);
+        await this.fail(tenantId, id, code, detail, classification);
+        return;
+      }
+      iterations++;
+      await this.recordUsage(id, llm, reply);
+
+      if (!reply.toolCalls.length) {
+        await this.recorder.record(id, {
+          ...messageEvent('assistant', 'agent', text(reply.content) as never),
+          llm_response_id: reply.responseId,
+        });
+        if (await this.finishAndCheckRestart(tenantId, id, seenUserMessage)) iterations = 0;
+        else return;
+        continue;
+      }
+
+      const actions = await this.recordActions(id, reply, byName);
+      if (this.needsConfirmation(row, actions.map((a) => a.tool))) {
+        await this.db.prisma.conversation.update({
+          where: { id },
+          data: { state: { ...(row.state as Json), awaiting_confirmation: actions.map((a) => a.event.id) } },
+        });
+        await this.status.transition(tenantId, id, ['running'], 'waiting_for_confirmation');
+        return;
+      }
+      let finished = false;
+      for (const action of actions) {
+        if (interrupted.aborted) return;
+        finished = (await this.execute(row, action.event, action.tool, interrupted)) || finished;
+      }
+      if (finished) {
+        if (await this.finishAndCheckRestart(tenantId, id, seenUserMessage)) iterations = 0;
+        else return;
+      }
+    }
+  }
+
+  /**
+   * Marks the run finished; true when the run must go on: a user message came in during the last
+   * step (sent while running, so nothing restarted it), or a new run was started meanwhile.
+   */
+  private async finishAndCheckRestart(tenantId: string, id: string, seenUserMessage: string | null): Promise<boolean> {
+    await this.status.transition(tenantId, id, ['running'], 'finished');
+    const row = await this.load(id);
+    if (row?.executionStatus === 'running') return true;
+    if (row && row.lastUserMessageId !== seenUserMessage) {
+      return this.status.transition(tenantId, id, ['finished', 'idle'], 'running');
+    }
+    return false;
+  }
+
+  private async fail(tenantId: string, id: string, code: string, detail: string, classification: Json): Promise<void> {
+    await this.recorder.record(id, {
+      id: newUuid(),
+      timestamp: naiveTimestamp(),
+      source: 'environment',
+      code,
+      detail,
+      classification: { ...classification, error_id: newUuid().replace(/-/g, '') },
+      kind: 'ConversationErrorEvent',
+    });
+    await this.status.transition(tenantId, id, ['running'], 'error');
+  }
+
+  private async ensureSystemPrompt(row: ConversationRow, agent: Json, tools: AgentTool[]): Promise<void> {
+    const existing = await this.log.latest(row.id, 1, ['SystemPromptEvent']);
+    if (existing.length) return;
+    const workingDir = await this.runtime.workingDir(row);
+    const suffix = (row.options as Json).agent_launch_additions?.system_message_suffix_append ?? agent.agent_context?.system_message_suffix;
+    await this.recorder.record(row.id, {
+      id: newUuid(),
+      timestamp: naiveTimestamp(),
+      source: 'agent',
+      system_prompt: text(agent.system_prompt ?? systemPrompt(workingDir, suffix))[0],
+      tools: tools.map((t) => t.spec),
+      kind: 'SystemPromptEvent',
+    });
+  }
+
+  /**
+   * Actions without an answer: the ones accepted after a confirmation pause run now; any other was
+   * cut short by a crash and gets an AgentErrorEvent saying so, then the loop goes on.
+   */
+  private async resolveUnansweredActions(row: ConversationRow, byName: Map<string, AgentTool>, interrupted: AbortSignal): Promise<void> {
+    const recent = await this.log.latest(row.id, 500, ['ActionEvent', 'ObservationEvent', 'UserRejectObservation', 'AgentErrorEvent']);
+    const answered = new Set<unknown>();
+    const unanswered: OHEvent[] = [];
+    for (const e of recent) {
+      if (e.kind !== 'ActionEvent') {
+        answered.add(e.tool_call_id);
+        continue;
+      }
+      if (!answered.has(e.tool_call_id)) unanswered.push(e);
+    }
+    const awaiting = new Set<string>((row.state as Json).awaiting_confirmation ?? []);
+    for (const action of unanswered.reverse()) {
+      const tool = byName.get(String(action.tool_name));
+      if (awaiting.has(action.id) && tool && !interrupted.aborted) await this.execute(row, action, tool, interrupted);
+      else await this.agentError(row.id, action, RESTARTED);
+    }
+    if (awaiting.size) {
+      const { awaiting_confirmation: _done, ...state } = row.state as Json;
+      await this.db.prisma.conversation.update({ where: { id: row.id }, data: { state } });
+    }
+  }
+
+  private async recordUsage(id: string, llm: LlmConfig, reply: LlmReply): Promise<void> {
+    const current = await this.db.prisma.conversation.findUnique({ where: { id }, select: { stats: true } });
+    if (!current) return;
+    const stats = addUsage(current.stats as Json, llm, reply);
+    await this.db.prisma.conversation.update({ where: { id }, data: { stats: stats as Prisma.InputJsonValue } });
+    await this.recorder.record(id, stateUpdateEvent('stats', statsSnapshot(stats)));
+  }
+
+  /** One ActionEvent per tool call; calls that cannot become actions are answered with an AgentErrorEvent. */
+  private async recordActions(id: string, reply: LlmReply, byName: Map<string, AgentTool>): Promise<{ event: OHEvent; tool: AgentTool }[]> {
+    const out: { event: OHEvent; tool: AgentTool }[] = [];
+    let first = true;
+    for (const call of reply.toolCalls) {
+      const tool = byName.get(call.name);
+      let args: unknown;
+      let problem: string | null = null;
+      try {
+        args = JSON.parse(call.arguments || '{}');
+      } catch (err) {
+        problem = `Error parsing tool call arguments as JSON: ${(err as Error).message}`;
+      }
+      const parsed = !problem && tool ? tool.parse(args) : null;
+      if (!tool) problem = `Tool '${call.name}' not found. Available: ${[...byName.keys()].join(', ')}`;
+      else if (parsed && 'error' in parsed) problem = parsed.error;
+      const event: OHEvent = {
+        id: newUuid(),
+        timestamp: naiveTimestamp(),
+        source: 'agent',
+        thought: first ? text(reply.content) : [],
+        ...(first && reply.reasoning ? { reasoning_content: reply.reasoning } : {}),
+        thinking_blocks: [],
+        ...(parsed && 'action' in parsed && tool ? { action: { ...parsed.action, kind: tool.actionKind } } : {}),
+        tool_name: call.name,
+        tool_call_id: call.id,
+        tool_call: { id: call.id, name: call.name, arguments: call.arguments, origin: 'completion' },
+        llm_response_id: reply.responseId,
+        security_risk: 'UNKNOWN',
+        ...(typeof (args as Json)?.summary === 'string' ? { summary: (args as Json).summary } : {}),
+        kind: 'ActionEvent',
+      };
+      first = false;
+      await this.recorder.record(id, event);
+      if (problem || !tool) await this.agentError(id, event, problem ?? 'invalid tool call');
+      else out.push({ event, tool });
+    }
+    return out;
+  }
+
+  private needsConfirmation(row: ConversationRow, tools: AgentTool[]): boolean {
+    const policy = row.confirmationPolicy as Json;
+    if (!tools.some((t) => t.inSandbox)) return false;
+    if (policy.kind === 'AlwaysConfirm') return true;
+    // Without a security analyzer every risk is UNKNOWN: ConfirmRisky confirms it unless told not to.
+    if (policy.kind === 'ConfirmRisky') return policy.confirm_unknown !== false;
+    return false;
+  }
+
+  /** Runs one action and records its observation (or the error); true when it was `finish`. */
+  private async execute(row: ConversationRow, action: OHEvent, tool: AgentTool, interrupted: AbortSignal): Promise<boolean> {
+    const fields = { ...((action.action as Json) ?? {}) };
+    delete fields.kind;
+    let observation: Json;
+    if (tool.name === 'finish') observation = { content: text(String(fields.message ?? '')), is_error: false, kind: tool.observationKind };
+    else if (tool.name === 'think') observation = { content: text('Your thought has been logged.'), is_error: false, kind: tool.observationKind };
+    else {
+      try {
+        observation = await this.runtime.execute(row, tool.name, fields, interrupted);
+      } catch (err) {
+        if (interrupted.aborted) {
+          await this.agentError(row.id, action, 'The action was interrupted by the user.');
+          return false;
+        }
+        await this.agentError(row.id, action, err instanceof ToolFailure ? err.message : `Tool execution failed: ${(err as Error).message}`);
+        return false;
+      }
+    }
+    await this.recorder.record(row.id, {
+      id: newUuid(),
+      timestamp: naiveTimestamp(),
+      source: 'environment',
+      tool_name: tool.name,
+      tool_call_id: action.tool_call_id,
+      action_id: action.id,
+      observation,
+      kind: 'ObservationEvent',
+    });
+    return tool.name === 'finish';
+  }
+
+  private async agentError(conversationId: string, action: OHEvent, error: string): Promise<void> {
+    await this.recorder.record(conversationId, {
+      id: newUuid(),
+      timestamp: naiveTimestamp(),
+      source: 'agent',
+      tool_name: action.tool_name,
+      tool_call_id: action.tool_call_id,
+      error,
+      kind: 'AgentErrorEvent',
+    });
+  }
+}
+

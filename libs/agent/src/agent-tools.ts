@@ -1,0 +1,23 @@
+import type OpenAI from 'openai';
+
+type Json = Record<string, unknown>;
+
+/** A tool as the agent loop sees it: its LLM definition, its event kinds, and where it runs. */
+export interface AgentTool {
+  /** the LLM-facing function name (`terminal`, `finish`, …) */
+  name: string;
+  definition: OpenAI.Chat.Completions.ChatCompletionTool;
+  /** ToolDefinition JSON listed by SystemPromptEvent.tools */
+  spec: Json;
+  actionKind: string;
+  observationKind: string;
+  /** executed in the conversation's sandbox (false: answered by the worker itself) */
+  inSandbox: boolean;
+  /** Validates the LLM's arguments; returns the action fields (without `kind`) or an error for the agent. */
+  parse(args: unknown): { action: Json } | { error: string };
+}
+
+/** The agent's tools: the ones its spec names that Berth has, plus finish and think. */
+export abstract class ToolCatalog {
+  abstract forAgent(agent: { tools?: { name: string }[]; include_default_tools?: string[] }): AgentTool[];
+}

@@ -1,0 +1,129 @@
+import { randomUUID } from 'node:crypto';
+import { InProcessRunLock, RedisRunLock, RunLock } from './run-lock';
+import { BullRunQueue, InProcessRunQueue, RunQueue, RunRequest } from './run-queue';
+
+const REDIS_URL = process.env.BERTH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+const queues: [string, () => RunQueue][] = [
+  ['in-process', () => new InProcessRunQueue()],
+  ['BullMQ', () => new BullRunQueue(REDIS_URL, `berth-spec-${randomUUID()}`, 2000)],
+];
+
+function deferred() {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** One contract, two queues: what the workers rely on whichever backs them. */
+describe.each(queues)('RunQueue contract (%s)', (_name, make) => {
+  let queue: RunQueue;
+  beforeEach(() => {
+    queue = make();
+  });
+  afterEach(async () => {
+    await queue.close();
+  });
+
+  it('hands every enqueued run to the handler', async () => {
+    const seen: RunRequest[] = [];
+    await queue.consume(async (run) => void seen.push(run), 4);
+    const runs = Array.from({ length: 5 }, () => ({ tenantId: randomUUID(), conversationId: randomUUID() }));
+    for (const run of runs) await queue.enqueue(run);
+    await until(() => seen.length === 5, 'five runs handled');
+    expect(seen.map((r) => r.conversationId).sort()).toEqual(runs.map((r) => r.conversationId).sort());
+    expect(seen[0]).toEqual(runs.find((r) => r.conversationId === seen[0].conversationId));
+  });
+
+  it('runs at most `concurrency` handlers at once', async () => {
+    let active = 0;
+    let peak = 0;
+    let done = 0;
+    const gate = deferred();
+    await queue.consume(async () => {
+      active++;
+      peak = Math.max(peak, active);
+      await gate.promise;
+      active--;
+      done++;
+    }, 2);
+    for (let i = 0; i < 6; i++) await queue.enqueue({ tenantId: 't', conversationId: randomUUID() });
+    await until(() => active === 2, 'two handlers active');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(active).toBe(2);
+    gate.resolve();
+    await until(() => done === 6, 'all six handled');
+    expect(peak).toBe(2);
+  });
+
+  it('keeps runs enqueued before anyone consumes', async () => {
+    const id = randomUUID();
+    await queue.enqueue({ tenantId: 't', conversationId: id });
+    const seen: string[] = [];
+    await queue.consume(async (run) => void seen.push(run.conversationId), 1);
+    await until(() => seen.length === 1, 'the early run handled');
+    expect(seen).toEqual([id]);
+  });
+
+  it('answers ping', async () => {
+    await expect(queue.ping()).resolves.toBeUndefined();
+  });
+});
+
+const locks: [string, (ttlMs: number) => RunLock][] = [
+  ['in-process', () => new InProcessRunLock()],
+  ['Redis', (ttlMs) => new RedisRunLock(REDIS_URL, ttlMs, `berth-spec-${randomUUID()}`)],
+];
+
+describe.each(locks)('RunLock contract (%s)', (_name, make) => {
+  let lock: RunLock;
+  beforeEach(() => {
+    lock = make(1000);
+  });
+  afterEach(async () => {
+    await lock.close();
+  });
+
+  it('grants one holder per conversation and hands over on release', async () => {
+    const id = randomUUID();
+    const first = await lock.acquire(id, 0);
+    expect(first).not.toBeNull();
+    expect(await lock.acquire(id, 0)).toBeNull();
+    expect(await lock.acquire(randomUUID(), 0)).not.toBeNull();
+    const waiting = lock.acquire(id, 5000);
+    await first!.release();
+    expect(await waiting).not.toBeNull();
+  });
+
+  it('keeps a live holder\'s lease beyond its ttl (renewal)', async () => {
+    const id = randomUUID();
+    const lease = await lock.acquire(id, 0);
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(await lock.acquire(id, 0)).toBeNull();
+    await lease!.release();
+  });
+});
+
+describe('RunLock (Redis): a dead holder', () => {
+  it('lets its lease lapse after the ttl', async () => {
+    const prefix = `berth-spec-${randomUUID()}`;
+    const dead = new RedisRunLock(REDIS_URL, 800, prefix);
+    const alive = new RedisRunLock(REDIS_URL, 800, prefix);
+    const id = randomUUID();
+    expect(await dead.acquire(id, 0)).not.toBeNull();
+    await dead.close(); // its renewals stop, as when a worker is killed
+    expect(await alive.acquire(id, 0)).toBeNull();
+    const taken = await alive.acquire(id, 5000);
+    expect(taken).not.toBeNull();
+    await taken!.release();
+    await alive.close();
+  });
+});
