@@ -207,6 +207,14 @@ describe.each(STORAGES)('agent runs (%s)', (storage) => {
     expect(llm.requestsFor(text).length).toBe(3);
   });
 
+  it('stops a run that repeats itself as stuck', async () => {
+    const text = `stuck ${storage}`;
+    llm.script(text, () => ({ toolCalls: [{ name: 'terminal', arguments: { command: 'echo same' } }] }));
+    const id = await start(text);
+    expect((await waitStatus(id, ['stuck', 'error', 'finished'])).execution_status).toBe('stuck');
+    expect(llm.requestsFor(text).length).toBe(4);
+  });
+
   it('reports an LLM authentication failure as a ConversationErrorEvent', async () => {
     const text = `bad key ${storage}`;
     llm.script(text, [{ status: 401, errorCode: 'invalid_api_key' }]);

@@ -1,11 +1,6 @@
 import { DynamicModule, Module } from '@nestjs/common';
-import { AgentModule } from '@berth/agent';
-import { BusModule } from '@berth/bus';
-import { ConfigModule } from '@berth/config';
+import { AgentModule, platformModules } from '@berth/agent';
 import type { BerthConfig } from '@berth/config';
-import { CryptoModule } from '@berth/crypto';
-import { PersistenceModule } from '@berth/persistence';
-import { QueueModule } from '@berth/queue';
 import { AuthModule } from './auth/auth.module';
 import { ConversationsModule } from './conversations/conversations.module';
 import { EventsModule } from './events/events.module';
@@ -18,11 +13,7 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [
-        ConfigModule.forRoot(config),
-        PersistenceModule.forRoot(),
-        BusModule.forRoot(),
-        QueueModule.forRoot(),
-        CryptoModule.forRoot(),
+        ...platformModules(config),
         AuthModule,
         HealthModule,
         ConversationsModule,

@@ -8,3 +8,4 @@ export * from './run-worker';
 export * from './sandbox-runtime';
 export * from './stuck-detector';
 export * from './tool-catalog';
+export * from './platform-modules';

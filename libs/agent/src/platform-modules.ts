@@ -1,0 +1,12 @@
+import type { DynamicModule } from '@nestjs/common';
+import { BusModule } from '@berth/bus';
+import { ConfigModule } from '@berth/config';
+import type { BerthConfig } from '@berth/config';
+import { CryptoModule } from '@berth/crypto';
+import { PersistenceModule } from '@berth/persistence';
+import { QueueModule } from '@berth/queue';
+
+/** What every Berth process stands on: configuration, storage, event bus, run queue, secrets. */
+export function platformModules(config: BerthConfig): DynamicModule[] {
+  return [ConfigModule.forRoot(config), PersistenceModule.forRoot(), BusModule.forRoot(), QueueModule.forRoot(), CryptoModule.forRoot()];
+}
