@@ -1,10 +1,13 @@
-/** An error the HTTP layer answers as `{"detail": …}` with this status (a bad request, not a tool failure). */
+/**
+ * An error the HTTP layer answers as `{"detail": …}` with this status (a bad request, not a tool
+ * failure). `detail` is a message, or a FastAPI-style list of validation issues (422).
+ */
 export class HttpError extends Error {
   constructor(
     readonly status: number,
-    readonly detail: string,
+    readonly detail: string | readonly unknown[],
   ) {
-    super(detail);
+    super(typeof detail === 'string' ? detail : JSON.stringify(detail));
     this.name = 'HttpError';
   }
 }

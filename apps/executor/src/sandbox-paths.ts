@@ -1,5 +1,6 @@
 import { lstat, readlink, realpath } from 'node:fs/promises';
-import { basename, dirname, join, resolve, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
+import { HttpError } from './errors';
 
 /** The executor's own files inside the sandbox: `<root>/.berth/…`. */
 export const BERTH_DIR = '.berth';
@@ -42,6 +43,24 @@ export class SandboxPaths {
   async locate(path: string): Promise<{ real: string; inside: boolean }> {
     const real = await resolveReal(path);
     return { real, inside: this.contains(real) };
+  }
+
+  /**
+   * The real path of a path given to the workspace API (files, git, bash cwd): it must be absolute
+   * (400 `Path must be absolute`) and resolve inside the root, symlinks followed, even dangling ones
+   * (403 `Path is outside the sandbox: <path>`).
+   */
+  async requireInside(path: string): Promise<string> {
+    if (!isAbsolute(path)) throw new HttpError(400, 'Path must be absolute');
+    if (path.includes('\0')) throw new HttpError(400, 'Path must not contain NUL bytes');
+    let real: string;
+    try {
+      real = await resolveReal(path);
+    } catch (err) {
+      throw new HttpError(400, `Path cannot be resolved: ${(err as Error).message}`);
+    }
+    if (!this.contains(real)) throw new HttpError(403, `Path is outside the sandbox: ${path}`);
+    return real;
   }
 
   /** `<root>/.berth/<parts…>` */

@@ -2,7 +2,7 @@ import { DynamicModule, Module } from '@nestjs/common';
 import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
 import { SecretVault } from '@berth/crypto';
 import { Database, EventLog } from '@berth/persistence';
-import { SandboxDriver, SandboxModule } from '@berth/sandbox';
+import { SandboxManager } from '@berth/sandbox';
 import { AgentRunner, ToolRuntime } from './agent-runner';
 import { ToolCatalog } from './agent-tools';
 import { RunWorker } from './run-worker';
@@ -12,21 +12,16 @@ import { ContractToolCatalog } from './tool-catalog';
 /**
  * The worker side of Berth: takes runs from the queue and runs the agent loop, with tools in the
  * conversation's sandbox. Imported by apps/worker, and by the gateway in the embedded default.
- * Needs the global config, persistence, bus, queue and crypto modules.
+ * Needs the platform modules (platformModules).
  */
 @Module({})
 export class AgentModule {
   static forRoot(): DynamicModule {
     return {
       module: AgentModule,
-      imports: [SandboxModule.forRoot()],
       providers: [
         { provide: ToolCatalog, useClass: ContractToolCatalog },
-        {
-          provide: ToolRuntime,
-          inject: [Database, SandboxDriver, SecretVault],
-          useFactory: (db: Database, driver: SandboxDriver, vault: SecretVault) => new SandboxToolRuntime(db, driver, vault),
-        },
+        { provide: ToolRuntime, inject: [SandboxManager], useFactory: (sandboxes: SandboxManager) => new SandboxToolRuntime(sandboxes) },
         {
           provide: AgentRunner,
           inject: [Database, EventLog, EventRecorder, ConversationStatus, EventBus, SecretVault, ToolCatalog, ToolRuntime],

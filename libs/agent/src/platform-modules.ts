@@ -5,8 +5,9 @@ import type { BerthConfig } from '@berth/config';
 import { CryptoModule } from '@berth/crypto';
 import { PersistenceModule } from '@berth/persistence';
 import { QueueModule } from '@berth/queue';
+import { SandboxModule } from '@berth/sandbox';
 
-/** What every Berth process stands on: configuration, storage, event bus, run queue, secrets. */
+/** What every Berth process stands on: configuration, storage, event bus, run queue, secrets, sandboxes. */
 export function platformModules(config: BerthConfig): DynamicModule[] {
-  return [ConfigModule.forRoot(config), PersistenceModule.forRoot(), BusModule.forRoot(), QueueModule.forRoot(), CryptoModule.forRoot()];
+  return [ConfigModule.forRoot(config), PersistenceModule.forRoot(), BusModule.forRoot(), QueueModule.forRoot(), CryptoModule.forRoot(), SandboxModule.forRoot()];
 }

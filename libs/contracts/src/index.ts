@@ -5,3 +5,4 @@ export * from './conversation';
 export * from './responses';
 export * from './validation';
 export * from './tools';
+export * from './workspace';

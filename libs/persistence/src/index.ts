@@ -4,4 +4,4 @@ export * from './event-log';
 export * from './migrations';
 export * from './persistence.module';
 export { Prisma } from './generated/prisma/client';
-export type { Conversation as ConversationRow, Event as EventRow } from './generated/prisma/client';
+export type { Conversation as ConversationRow, Event as EventRow, Sandbox as SandboxRow } from './generated/prisma/client';

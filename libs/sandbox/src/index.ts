@@ -2,3 +2,4 @@ export * from './sandbox-driver';
 export * from './executor-client';
 export * from './local-driver';
 export * from './sandbox.module';
+export * from './sandbox-manager';

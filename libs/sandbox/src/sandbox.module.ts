@@ -1,7 +1,10 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import { BERTH_CONFIG, BerthConfig, closeOnShutdown } from '@berth/config';
+import { SecretVault } from '@berth/crypto';
+import { Database } from '@berth/persistence';
 import { LocalSandboxDriver } from './local-driver';
 import { SandboxDriver } from './sandbox-driver';
+import { SandboxManager } from './sandbox-manager';
 
 /** The driver for this deployment. Always local for now; the Kubernetes driver is chosen here once the config names it. */
 export function createSandboxDriver(config: BerthConfig): SandboxDriver {
@@ -16,10 +19,15 @@ export class SandboxModule {
       module: SandboxModule,
       providers: [
         { provide: SandboxDriver, inject: [BERTH_CONFIG], useFactory: createSandboxDriver },
+        {
+          provide: SandboxManager,
+          inject: [Database, SandboxDriver, SecretVault],
+          useFactory: (db: Database, driver: SandboxDriver, vault: SecretVault) => new SandboxManager(db, driver, vault),
+        },
         // Executors are children of this process: none may outlive it.
         closeOnShutdown<SandboxDriver>(SandboxDriver, (driver) => driver.close()),
       ],
-      exports: [SandboxDriver],
+      exports: [SandboxDriver, SandboxManager],
     };
   }
 }
