@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
 import { addZodComponents } from './common/api-docs';
 import { corsOriginAllowed } from './common/cors';
+import { stripSandboxPrefix } from './common/sandbox-prefix';
 import { HttpErrorFilter } from './common/http-error.filter';
 import { MalformedJson } from './common/zod-validation.pipe';
 import { OPENHANDS_API_VERSION } from './health/server-info.service';
@@ -66,7 +67,12 @@ function installGetBodyReader(fastify: FastifyInstance, bodyLimit: number): void
 
 /** Builds the gateway (not yet listening); used by main and by the tests. */
 export async function createGatewayApp(config: BerthConfig): Promise<NestFastifyApplication> {
-  const adapter = new FastifyAdapter({ bodyLimit: config.maxBodyBytes, routerOptions: { maxParamLength: 512 }, trustProxy: true });
+  const adapter = new FastifyAdapter({
+    bodyLimit: config.maxBodyBytes,
+    routerOptions: { maxParamLength: 512 },
+    trustProxy: true,
+    rewriteUrl: stripSandboxPrefix,
+  });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
     logger: logLevels(config.logLevel),
     bodyParser: false,

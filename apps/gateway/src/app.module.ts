@@ -5,6 +5,7 @@ import { AuthModule } from './auth/auth.module';
 import { ConversationsModule } from './conversations/conversations.module';
 import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
+import { SandboxesModule } from './sandboxes/sandboxes.module';
 import { SocketsModule } from './sockets/sockets.module';
 
 @Module({})
@@ -19,6 +20,7 @@ export class AppModule {
         ConversationsModule,
         EventsModule,
         SocketsModule,
+        SandboxesModule,
         // The embedded default (and any `--role all`) runs the workers in the same process.
         ...(config.role === 'all' ? [AgentModule.forRoot()] : []),
       ],

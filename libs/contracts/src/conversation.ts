@@ -116,6 +116,7 @@ export const StartConversationRequestSchema = z
     agent_settings: z.record(z.string(), z.unknown()).optional(),
     agent_profile_id: uuidLike.optional(),
     workspace: WorkspaceSchema,
+    sandbox_id: uuidLike.nullish().describe('Berth: run in this existing sandbox instead of a new one'),
     worktree: z.boolean().default(false),
     conversation_id: uuidLike.nullish(),
     parent_conversation_id: uuidLike.nullish(),

@@ -6,3 +6,4 @@ export * from './responses';
 export * from './validation';
 export * from './tools';
 export * from './workspace';
+export * from './sandbox';

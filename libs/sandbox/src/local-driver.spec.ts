@@ -6,10 +6,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Test } from '@nestjs/testing';
 import { BerthConfig, ConfigModule } from '@berth/config';
+import { CryptoModule } from '@berth/crypto';
+import { PersistenceModule } from '@berth/persistence';
 import { ExecutorClient } from './executor-client';
 import { LocalSandboxDriver } from './local-driver';
 import { SandboxDriverFixture, describeSandboxDriverContract } from './sandbox-driver.contract';
 import { SandboxDriver, SandboxHandle } from './sandbox-driver';
+import { SandboxManager } from './sandbox-manager';
 import { SandboxModule } from './sandbox.module';
 
 /** Needs the built executor (`npm test` builds first). */
@@ -206,10 +209,17 @@ describe('LocalSandboxDriver', () => {
 
   it('SandboxModule provides the local driver from the config and stops its executors at shutdown', async () => {
     const moduleRef = await Test.createTestingModule({
-      imports: [ConfigModule.forRoot({ dataDir } as BerthConfig), SandboxModule.forRoot()],
+      // The manager beside the driver needs storage and the secret vault: the embedded ones here.
+      imports: [
+        ConfigModule.forRoot({ dataDir, databaseUrl: null, secretKey: 'spec-key' } as BerthConfig),
+        PersistenceModule.forRoot(),
+        CryptoModule.forRoot(),
+        SandboxModule.forRoot(),
+      ],
     }).compile();
     const driver = moduleRef.get(SandboxDriver);
     expect(driver).toBeInstanceOf(LocalSandboxDriver);
+    expect(moduleRef.get(SandboxManager).driverKind).toBe('local');
     const handle = await driver.provision({ id: randomUUID() });
     expect(handle.root.startsWith(join(dataDir, 'sandboxes'))).toBe(true);
     await moduleRef.close();

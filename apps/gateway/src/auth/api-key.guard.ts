@@ -1,8 +1,9 @@
-import { ExecutionContext, Injectable, ServiceUnavailableException } from '@nestjs/common';
+import { ExecutionContext, Injectable, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
 import { AuthGuard } from '@nestjs/passport';
 import { Database } from '@berth/persistence';
 import type { FastifyRequest } from 'fastify';
 import type { Principal } from '../common/tenant.decorator';
+import { sandboxOfRequest } from '../common/sandbox-prefix';
 import { ApiKeyService } from './api-key.service';
 
 const STARTUP_WAIT_MS = 15_000;
@@ -26,9 +27,19 @@ export class ApiKeyGuard extends AuthGuard('api-key') {
     const request = context.switchToHttp().getRequest<FastifyRequest & { user?: Principal }>();
     if (this.keys.isOpen && !request.headers['x-session-api-key']) {
       request.user = (await this.keys.resolve(undefined)) as Principal;
-      return true;
+    } else if (!((await super.canActivate(context)) as boolean)) {
+      return false;
     }
-    return (await super.canActivate(context)) as boolean;
+    await this.limitToSandbox(request as FastifyRequest & { user: Principal });
+    return true;
+  }
+
+  /** Under `/sandboxes/{id}` the caller's view is that sandbox, which must be the caller's own. */
+  private async limitToSandbox(request: FastifyRequest & { user: Principal }): Promise<void> {
+    const sandboxId = sandboxOfRequest(request.raw);
+    if (!sandboxId) return;
+    if (!(await this.keys.ownsSandbox(request.user.tenantId, sandboxId))) throw new NotFoundException({ detail: `Sandbox not found: ${sandboxId}` });
+    request.user = { ...request.user, sandboxId };
   }
 
   private async waitForDatabase(): Promise<void> {

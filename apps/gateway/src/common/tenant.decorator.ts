@@ -5,6 +5,8 @@ export interface Principal {
   tenantId: string;
   /** `env:<n>` for OH_SESSION_API_KEYS_n, the api_keys row id otherwise, `open` without auth */
   keyId: string;
+  /** set under `/sandboxes/{id}/…`: everything is limited to that sandbox */
+  sandboxId?: string;
 }
 
 export const CurrentPrincipal = createParamDecorator(

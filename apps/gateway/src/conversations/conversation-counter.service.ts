@@ -15,7 +15,7 @@ const MAX_TENANTS = 10_000;
  */
 @Injectable()
 export class ConversationCounter implements OnModuleDestroy {
-  /** tenant → status ('' = all) → count */
+  /** tenant → `status|sandbox` ('' = all) → count */
   private readonly cache = new Map<string, Map<string, { value: number; at: number }>>();
   private readonly generation = new Map<string, number>();
   private readonly stopListening: () => void;
@@ -31,12 +31,14 @@ export class ConversationCounter implements OnModuleDestroy {
     this.stopListening();
   }
 
-  async count(tenantId: string, status?: ExecutionStatus): Promise<number> {
-    const key = status ?? '';
+  async count(tenantId: string, status?: ExecutionStatus, sandboxId?: string): Promise<number> {
+    const key = `${status ?? ''}|${sandboxId ?? ''}`;
     const hit = this.cache.get(tenantId)?.get(key);
     if (hit && Date.now() - hit.at < MAX_AGE_MS) return hit.value;
     const generation = this.generation.get(tenantId) ?? 0;
-    const value = await this.db.prisma.conversation.count({ where: { tenantId, ...(status ? { executionStatus: status } : {}) } });
+    const value = await this.db.prisma.conversation.count({
+      where: { tenantId, ...(status ? { executionStatus: status } : {}), ...(sandboxId ? { sandboxId } : {}) },
+    });
     if ((this.generation.get(tenantId) ?? 0) === generation) {
       if (this.cache.size >= MAX_TENANTS) this.cache.clear();
       let perStatus = this.cache.get(tenantId);

@@ -45,9 +45,14 @@ export class ConversationsService {
     return toConversationInfo(row, this.config.conversationsPath, includeSkills);
   }
 
+  /** What the caller may see: its tenant's conversations, only one sandbox's under `/sandboxes/{id}`. */
+  scope(p: Principal): Prisma.ConversationWhereInput {
+    return p.sandboxId ? { tenantId: p.tenantId, sandboxId: p.sandboxId } : { tenantId: p.tenantId };
+  }
+
   /** The caller's conversation, or null: another tenant's conversation does not exist for the caller. */
   find(p: Principal, id: string): Promise<ConversationRow | null> {
-    return this.db.prisma.conversation.findFirst({ where: { id, tenantId: p.tenantId } });
+    return this.db.prisma.conversation.findFirst({ where: { id, ...this.scope(p) } });
   }
 
   async require(p: Principal, id: string, notFound = conversationNotFound): Promise<ConversationRow> {
@@ -68,6 +73,7 @@ export class ConversationsService {
       throw validationError('body', ['agent_settings'], 'agent_settings is not supported by this server yet; send `agent`');
     }
     if (req.parent_conversation_id) await this.checkParent(p, parseUuid(req.parent_conversation_id) as string, req.workspace.working_dir);
+    const sandboxId = await this.sandboxFor(p, req.sandbox_id);
 
     let agent: Json;
     let secrets: Record<string, StoredSecret>;
@@ -118,6 +124,7 @@ export class ConversationsService {
             secrets: secrets as Prisma.InputJsonValue,
             tags: req.tags,
             options: options as Prisma.InputJsonValue,
+            sandboxId,
             executionStatus: initial ? 'running' : 'idle',
             lastUserMessageId: initial?.id ?? null,
             createdAt: now,
@@ -145,6 +152,18 @@ export class ConversationsService {
     return { created: true, info: this.info(row) };
   }
 
+  /** The sandbox a new conversation joins: the one of the `/sandboxes/{id}` prefix, or `sandbox_id`. */
+  private async sandboxFor(p: Principal, requested: string | null | undefined): Promise<string | null> {
+    const id = p.sandboxId ?? (requested ? parseUuid(requested) : null);
+    if (!id) return null;
+    if (p.sandboxId && requested && parseUuid(requested) !== p.sandboxId) {
+      throw validationError('body', ['sandbox_id'], `sandbox_id differs from the sandbox of this URL (${p.sandboxId})`);
+    }
+    const sandbox = await this.db.prisma.sandbox.findFirst({ where: { id, tenantId: p.tenantId }, select: { id: true } });
+    if (!sandbox) throw new NotFoundException({ detail: `Sandbox not found: ${id}` });
+    return id;
+  }
+
   private async attachExisting(p: Principal, id: string): Promise<Json | null> {
     const existing = await this.db.prisma.conversation.findUnique({ where: { id } });
     if (!existing) return null;
@@ -163,12 +182,12 @@ export class ConversationsService {
   async search(p: Principal, q: ConversationSearchQuery): Promise<{ items: Json[]; next_page_id: string | null }> {
     const field = q.sort_order.startsWith('UPDATED') ? 'updatedAt' : 'createdAt';
     const dir = q.sort_order.endsWith('_DESC') ? 'desc' : 'asc';
-    const where: Prisma.ConversationWhereInput = { tenantId: p.tenantId };
+    const where: Prisma.ConversationWhereInput = this.scope(p);
     if (q.status) where.executionStatus = q.status;
     const startId = q.page_id ? parseUuid(q.page_id) : null;
     if (startId) {
       const start = await this.db.prisma.conversation.findFirst({
-        where: { id: startId, tenantId: p.tenantId },
+        where: { id: startId, ...this.scope(p) },
         select: { createdAt: true, updatedAt: true },
       });
       if (start) {
@@ -193,12 +212,12 @@ export class ConversationsService {
   }
 
   count(p: Principal, status?: ExecutionStatus): Promise<number> {
-    return this.counter.count(p.tenantId, status);
+    return this.counter.count(p.tenantId, status, p.sandboxId);
   }
 
   async batch(p: Principal, ids: string[], includeSkills = false): Promise<(Json | null)[]> {
     const parsed = ids.map((i) => parseUuid(i) as string);
-    const rows = await this.db.prisma.conversation.findMany({ where: { tenantId: p.tenantId, id: { in: parsed } } });
+    const rows = await this.db.prisma.conversation.findMany({ where: { ...this.scope(p), id: { in: parsed } } });
     const byId = new Map(rows.map((r) => [r.id, r]));
     return parsed.map((id) => {
       const row = byId.get(id);
@@ -210,18 +229,19 @@ export class ConversationsService {
     const data: Prisma.ConversationUpdateManyMutationInput = { updatedAt: new Date() };
     if (patch.title !== undefined) data.title = patch.title;
     if (patch.tags !== undefined) data.tags = patch.tags;
-    const { count } = await this.db.prisma.conversation.updateMany({ where: { id, tenantId: p.tenantId }, data });
+    const { count } = await this.db.prisma.conversation.updateMany({ where: { id, ...this.scope(p) }, data });
     if (!count) throw conversationNotFound(id);
   }
 
   /** Deletes the conversation and its events; the sandbox's files are kept (as OpenHands). */
   async remove(p: Principal, id: string, notFound: (id: string) => Error): Promise<void> {
-    const { count } = await this.db.prisma.conversation.deleteMany({ where: { id, tenantId: p.tenantId } });
+    const { count } = await this.db.prisma.conversation.deleteMany({ where: { id, ...this.scope(p) } });
     if (!count) throw notFound(id);
     await this.counter.changed(p.tenantId);
   }
 
   async run(p: Principal, id: string): Promise<void> {
+    await this.require(p, id);
     const result = await this.runs.start(p.tenantId, id);
     if (result === 'not_found') throw conversationNotFound(id);
     if (result === 'already_running') throw alreadyRunning();
@@ -230,7 +250,7 @@ export class ConversationsService {
   /** Adds or replaces secrets (encrypted at rest); existing ones with other names stay. */
   async setSecrets(p: Principal, id: string, secrets: Record<string, SecretInput>): Promise<void> {
     await this.db.prisma.$transaction(async (tx) => {
-      const row = await tx.conversation.findFirst({ where: { id, tenantId: p.tenantId }, select: { secrets: true } });
+      const row = await tx.conversation.findFirst({ where: { id, ...this.scope(p) }, select: { secrets: true } });
       if (!row) throw conversationNotFound(id);
       const merged = { ...(row.secrets as Record<string, StoredSecret>), ...this.vault.sealSecrets(secrets) };
       await tx.conversation.update({ where: { id }, data: { secrets: merged as Prisma.InputJsonValue } });
@@ -239,7 +259,7 @@ export class ConversationsService {
 
   async setConfirmationPolicy(p: Principal, id: string, policy: Json): Promise<void> {
     const { count } = await this.db.prisma.conversation.updateMany({
-      where: { id, tenantId: p.tenantId },
+      where: { id, ...this.scope(p) },
       data: { confirmationPolicy: policy as Prisma.InputJsonValue },
     });
     if (!count) throw conversationNotFound(id);

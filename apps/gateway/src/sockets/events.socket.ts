@@ -47,8 +47,9 @@ export class EventsSocket implements OnModuleInit {
 
   private async handle(ws: WebSocket, req: SocketRequest): Promise<void> {
     await this.db.ready;
-    const principal = await authenticateSocket(ws, req, this.keys, this.config.wsAuthTimeoutMs);
-    if (!principal || ws.readyState !== WebSocket.OPEN) return;
+    const authenticated = await authenticateSocket(ws, req, this.keys, this.config.wsAuthTimeoutMs);
+    if (!authenticated || ws.readyState !== WebSocket.OPEN) return;
+    const principal: Principal = req.sandboxId ? { ...authenticated, sandboxId: req.sandboxId } : authenticated;
 
     const id = parseUuid(req.params.conversation_id ?? '');
     const row = id ? await this.conversations.find(principal, id) : null;

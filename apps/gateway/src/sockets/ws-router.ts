@@ -5,10 +5,13 @@ import type { BerthConfig } from '@berth/config';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { match, MatchFunction } from 'path-to-regexp';
+import { sandboxOfRequest, stripSandboxPrefix } from '../common/sandbox-prefix';
 import { WebSocket, WebSocketServer } from 'ws';
 
 export interface SocketRequest {
   params: Record<string, string>;
+  /** the sandbox of a `/sandboxes/{id}/sockets/…` connection */
+  sandboxId?: string;
   query: URLSearchParams;
   headers: IncomingMessage['headers'];
 }
@@ -62,7 +65,7 @@ export class WsRouter implements OnApplicationBootstrap, BeforeApplicationShutdo
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     let url: URL;
     try {
-      url = new URL(req.url ?? '/', 'http://localhost');
+      url = new URL(stripSandboxPrefix(req), 'http://localhost');
     } catch {
       socket.end('HTTP/1.1 400 Bad Request\r\n\r\n');
       return;
@@ -80,7 +83,7 @@ export class WsRouter implements OnApplicationBootstrap, BeforeApplicationShutdo
         this.alive.add(ws);
         ws.on('pong', () => this.alive.add(ws));
         ws.on('error', (err) => this.logger.debug(`socket error: ${err.message}`));
-        route.handler(ws, { params, query: url.searchParams, headers: req.headers });
+        route.handler(ws, { params, query: url.searchParams, headers: req.headers, sandboxId: sandboxOfRequest(req) });
       });
       return;
     }

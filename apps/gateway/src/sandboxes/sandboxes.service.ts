@@ -1,0 +1,84 @@
+import { Injectable, Logger, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
+import { CreateSandboxRequest, parseUuid, utcTimestamp, uuidHex } from '@berth/contracts';
+import { Database, Prisma } from '@berth/persistence';
+import type { SandboxRow } from '@berth/persistence';
+import { SandboxManager } from '@berth/sandbox';
+import type { Principal } from '../common/tenant.decorator';
+
+export const sandboxNotFound = (id: string) => new NotFoundException({ detail: `Sandbox not found: ${id}` });
+
+/** The runtime API: sandboxes a tenant creates, lists, pauses, resumes and deletes. */
+@Injectable()
+export class SandboxesService {
+  private readonly logger = new Logger('Sandboxes');
+
+  constructor(
+    private readonly db: Database,
+    private readonly sandboxes: SandboxManager,
+  ) {}
+
+  info(row: SandboxRow, baseUrl: string) {
+    return {
+      id: row.id,
+      status: row.status,
+      driver: row.driver,
+      url: `${baseUrl}/sandboxes/${row.id}`,
+      env: Object.keys(row.env as Record<string, string>).sort(),
+      idle_timeout: row.idleTimeoutSeconds,
+      ttl: row.ttlSeconds,
+      created_at: utcTimestamp(row.createdAt),
+      updated_at: utcTimestamp(row.updatedAt),
+      last_activity_at: utcTimestamp(row.lastActivityAt),
+    };
+  }
+
+  /** The caller's sandbox; another tenant's answers 404. */
+  async require(p: Principal, id: string): Promise<SandboxRow> {
+    const row = await this.db.prisma.sandbox.findFirst({ where: { id, tenantId: p.tenantId } });
+    if (!row) throw sandboxNotFound(id);
+    return row;
+  }
+
+  /** Creates the sandbox and starts its executor before answering, so it is usable at once. */
+  async create(p: Principal, req: CreateSandboxRequest): Promise<SandboxRow> {
+    const row = await this.sandboxes.create(p.tenantId, { env: req.env, idleTimeoutSeconds: req.idle_timeout, ttlSeconds: req.ttl ?? null });
+    await this.start(row.id);
+    return this.require(p, row.id);
+  }
+
+  async resume(p: Principal, id: string): Promise<SandboxRow> {
+    await this.require(p, id);
+    await this.start(id);
+    return this.require(p, id);
+  }
+
+  async pause(p: Principal, id: string): Promise<SandboxRow> {
+    await this.sandboxes.pause(await this.require(p, id));
+    return this.require(p, id);
+  }
+
+  async remove(p: Principal, id: string): Promise<void> {
+    await this.sandboxes.destroy(await this.require(p, id));
+  }
+
+  async list(p: Principal, q: { page_id?: string; limit: number; status?: string }) {
+    const where: Prisma.SandboxWhereInput = { tenantId: p.tenantId, ...(q.status ? { status: q.status } : {}) };
+    const startId = q.page_id ? parseUuid(q.page_id) : null;
+    if (startId) {
+      const start = await this.db.prisma.sandbox.findFirst({ where: { id: startId, tenantId: p.tenantId }, select: { createdAt: true } });
+      if (start) where.OR = [{ createdAt: { lt: start.createdAt } }, { createdAt: start.createdAt, id: { lte: startId } }];
+    }
+    const rows = await this.db.prisma.sandbox.findMany({ where, orderBy: [{ createdAt: 'desc' }, { id: 'desc' }], take: q.limit + 1 });
+    const more = rows.length > q.limit;
+    return { rows: rows.slice(0, q.limit), nextPageId: more ? uuidHex(rows[q.limit].id) : null };
+  }
+
+  private async start(id: string): Promise<void> {
+    try {
+      await this.sandboxes.ensureRunning(id);
+    } catch (err) {
+      this.logger.error(`sandbox ${id} did not start: ${(err as Error).message}`);
+      throw new ServiceUnavailableException({ detail: `Sandbox ${id} could not be started: ${(err as Error).message}` });
+    }
+  }
+}

@@ -1,0 +1,101 @@
+import { SandboxInfoSchema } from '@berth/contracts';
+import { sha256Hex } from '@berth/crypto';
+import { Database } from '@berth/persistence';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { api, SocketClient, startRequest, STORAGES, useServer } from './support/server';
+
+const KEY = 'sandbox-key';
+
+describe.each(STORAGES)('sandboxes: runtime API and the /sandboxes/{id} surface (%s)', (storage) => {
+  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY }, KEY);
+  const call = ctx.call;
+
+  it('creates a running sandbox, gets, lists, pauses, resumes and deletes it', async () => {
+    const created = await call('POST', '/api/sandboxes', { env: { GREETING: 'hi', TOKEN: 'secret-value' }, idle_timeout: 600, ttl: 3600 });
+    expect(created.status).toBe(201);
+    const info = SandboxInfoSchema.parse(created.body);
+    expect(info).toMatchObject({ status: 'running', driver: 'local', idle_timeout: 600, ttl: 3600, env: ['GREETING', 'TOKEN'] });
+    expect(info.url).toBe(`${ctx.server.url}/sandboxes/${info.id}`);
+    expect(JSON.stringify(created.body)).not.toContain('secret-value');
+    const root = join(ctx.server.dataDir, 'sandboxes', info.id);
+    expect(existsSync(root)).toBe(true);
+    // The token is stored encrypted.
+    const row = await ctx.server.app.get(Database).prisma.sandbox.findUniqueOrThrow({ where: { id: info.id } });
+    expect(String((row.handle as { token: string }).token)).toMatch(/^gAAAAA/);
+
+    expect((await call('GET', `/api/sandboxes/${info.id}`)).body.id).toBe(info.id);
+    const second = (await call('POST', '/api/sandboxes', {})).body;
+    const page = await call('GET', '/api/sandboxes?limit=1');
+    expect(page.body.items.map((s: { id: string }) => s.id)).toEqual([second.id]);
+    const next = await call('GET', `/api/sandboxes?limit=1&page_id=${page.body.next_page_id}`);
+    expect(next.body.items[0].id).toBe(info.id);
+
+    const paused = await call('POST', `/api/sandboxes/${info.id}/pause`);
+    expect(paused.body.status).toBe('paused');
+    const pid = (row.handle as { pid: number }).pid;
+    expect(() => process.kill(pid, 0)).toThrow();
+    expect(existsSync(root)).toBe(true);
+    expect((await call('POST', `/api/sandboxes/${info.id}/resume`)).body.status).toBe('running');
+    expect((await api(ctx.server, 'GET', `/sandboxes/${info.id}/health`)).body).toEqual({ status: 'ok' });
+
+    expect((await call('DELETE', `/api/sandboxes/${info.id}`)).body).toEqual({ success: true });
+    expect((await call('GET', `/api/sandboxes/${info.id}`)).status).toBe(404);
+    expect(existsSync(root)).toBe(false);
+    await call('DELETE', `/api/sandboxes/${second.id}`);
+  });
+
+  it('validates the request and answers 404 for unknown ids', async () => {
+    expect((await call('POST', '/api/sandboxes', { env: { 'BAD-NAME': 'x' } })).status).toBe(422);
+    expect((await call('POST', '/api/sandboxes', { idle_timeout: 1 })).status).toBe(422);
+    expect((await call('POST', '/api/sandboxes', { unknown: true })).status).toBe(422);
+    expect((await call('GET', '/api/sandboxes?limit=500')).status).toBe(422);
+    expect((await call('GET', `/api/sandboxes/${randomUUID()}`)).status).toBe(404);
+    expect((await call('GET', '/api/sandboxes/not-a-uuid')).status).toBe(422);
+    expect((await call('POST', `/api/sandboxes/${randomUUID()}/pause`)).status).toBe(404);
+  });
+
+  it('limits /sandboxes/{id}/api/conversations to that sandbox, and sockets too', async () => {
+    const a = (await call('POST', '/api/sandboxes', {})).body.id;
+    const b = (await call('POST', '/api/sandboxes', {})).body.id;
+    const inA = await call('POST', `/sandboxes/${a}/api/conversations`, startRequest());
+    expect(inA.status).toBe(201);
+    expect(inA.body.sandbox_id).toBe(a);
+    const attached = await call('POST', '/api/conversations', startRequest({ sandbox_id: b }));
+    expect(attached.body.sandbox_id).toBe(b);
+    expect((await call('POST', '/api/conversations', startRequest({ sandbox_id: randomUUID() }))).status).toBe(404);
+
+    const searchA = await call('GET', `/sandboxes/${a}/api/conversations/search`);
+    expect(searchA.body.items.map((c: { id: string }) => c.id)).toEqual([inA.body.id]);
+    expect((await call('GET', `/sandboxes/${a}/api/conversations/count`)).body).toBe(1);
+    expect((await call('GET', `/sandboxes/${b}/api/conversations/${inA.body.id}`)).status).toBe(404);
+    expect((await call('GET', `/api/conversations/${inA.body.id}`)).status).toBe(200);
+    expect((await call('GET', `/sandboxes/${a}/server_info`)).body.title).toBe('OpenHands Agent Server');
+
+    const ws = new SocketClient(`${ctx.server.wsUrl}/sandboxes/${a}/sockets/events/${inA.body.id}?session_api_key=${KEY}`);
+    expect((await ws.waitFor((f) => f.length >= 1))[0].key).toBe('full_state');
+    ws.close();
+    const wrong = new SocketClient(`${ctx.server.wsUrl}/sandboxes/${b}/sockets/events/${inA.body.id}?session_api_key=${KEY}`);
+    expect(await wrong.waitClosed()).toBe(4004);
+
+    // Deleting a sandbox keeps its conversations (their sandbox_id becomes null).
+    await call('DELETE', `/api/sandboxes/${a}`);
+    expect((await call('GET', `/api/conversations/${inA.body.id}`)).body.sandbox_id).toBeNull();
+    await call('DELETE', `/api/sandboxes/${b}`);
+  });
+
+  it("hides another tenant's sandboxes (404, never 403)", async () => {
+    const db = ctx.server.app.get(Database);
+    const tenantId = randomUUID();
+    const otherKey = `other-${randomUUID()}`;
+    await db.prisma.tenant.create({ data: { id: tenantId, name: `t-${tenantId}` } });
+    await db.prisma.apiKey.create({ data: { id: randomUUID(), tenantId, name: 'k', prefix: 'other', keyHash: sha256Hex(otherKey) } });
+    const mine = (await call('POST', '/api/sandboxes', {})).body.id;
+    expect((await api(ctx.server, 'GET', `/api/sandboxes/${mine}`, { key: otherKey })).status).toBe(404);
+    expect((await api(ctx.server, 'GET', `/sandboxes/${mine}/api/conversations/search`, { key: otherKey })).status).toBe(404);
+    expect((await api(ctx.server, 'DELETE', `/api/sandboxes/${mine}`, { key: otherKey })).status).toBe(404);
+    expect((await api(ctx.server, 'GET', '/api/sandboxes', { key: otherKey })).body.items).toEqual([]);
+    await call('DELETE', `/api/sandboxes/${mine}`);
+  });
+});
