@@ -80,6 +80,10 @@ export async function createGatewayApp(config: BerthConfig): Promise<NestFastify
   const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
   installJsonParser(fastify, config.maxBodyBytes);
   installGetBodyReader(fastify, config.maxBodyBytes);
+  // Uploads are streamed to the sandbox untouched (the executor parses and limits them).
+  for (const type of ['multipart/form-data', 'application/octet-stream']) {
+    fastify.addContentTypeParser(type, (_request, _payload, done) => done(null, undefined));
+  }
   const corsBase = { credentials: true, methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], maxAge: 600 };
   const corsAllowed = { ...corsBase, origin: true };
   const corsDenied = { ...corsBase, origin: false };

@@ -7,6 +7,7 @@ import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
 import { SandboxesModule } from './sandboxes/sandboxes.module';
 import { SocketsModule } from './sockets/sockets.module';
+import { WorkspaceModule } from './workspace/workspace.module';
 
 @Module({})
 export class AppModule {
@@ -21,6 +22,7 @@ export class AppModule {
         EventsModule,
         SocketsModule,
         SandboxesModule,
+        WorkspaceModule,
         // The embedded default (and any `--role all`) runs the workers in the same process.
         ...(config.role === 'all' ? [AgentModule.forRoot()] : []),
       ],
