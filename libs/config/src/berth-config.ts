@@ -29,6 +29,8 @@ export interface BerthConfig {
   maxConcurrentRuns: number;
   /** how long a silent worker keeps its runs before another worker takes them over */
   runStallMs: number;
+  /** how often idle sandboxes are looked for (0 = never) */
+  reaperIntervalMs: number;
   logLevel: string;
   /** DEBUG: 5xx bodies carry the stack trace, as OpenHands does. */
   debug: boolean;
@@ -125,6 +127,7 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     wsAuthTimeoutMs: readInt(env, 'BERTH_WS_AUTH_TIMEOUT_MS', 10_000, 100),
     maxConcurrentRuns: readInt(env, 'OH_MAX_CONCURRENT_RUNS', 10, 1),
     runStallMs: readInt(env, 'BERTH_RUN_STALL_MS', 30_000, 500),
+    reaperIntervalMs: readInt(env, 'BERTH_REAPER_INTERVAL_MS', 30_000, 0),
     logLevel: env.LOG_LEVEL ?? 'info',
     debug: readFlag(env, 'DEBUG'),
   };

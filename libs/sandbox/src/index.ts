@@ -3,3 +3,4 @@ export * from './executor-client';
 export * from './local-driver';
 export * from './sandbox.module';
 export * from './sandbox-manager';
+export * from './sandbox-reaper';

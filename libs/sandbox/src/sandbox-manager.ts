@@ -102,11 +102,11 @@ export class SandboxManager {
     return { ...(stored as unknown as SandboxHandle), token: this.vault.decrypt(stored.token) };
   }
 
-  /** Stops the executor; the files stay. */
-  async pause(row: SandboxRow): Promise<void> {
+  /** Stops the executor; the files stay. `paused` by a user, `stopped` by the idle clock. */
+  async pause(row: SandboxRow, status: 'paused' | 'stopped' = 'paused'): Promise<void> {
     const handle = this.handleOf(row);
     if (handle) await this.driver.stop(handle);
-    await this.setStatus(row.id, 'paused');
+    await this.setStatus(row.id, status);
   }
 
   /** Removes the executor, the files and the row. */

@@ -5,6 +5,7 @@ import { Database } from '@berth/persistence';
 import { LocalSandboxDriver } from './local-driver';
 import { SandboxDriver } from './sandbox-driver';
 import { SandboxManager } from './sandbox-manager';
+import { SandboxReaper } from './sandbox-reaper';
 
 /** The driver for this deployment. Always local for now; the Kubernetes driver is chosen here once the config names it. */
 export function createSandboxDriver(config: BerthConfig): SandboxDriver {
@@ -24,10 +25,11 @@ export class SandboxModule {
           inject: [Database, SandboxDriver, SecretVault],
           useFactory: (db: Database, driver: SandboxDriver, vault: SecretVault) => new SandboxManager(db, driver, vault),
         },
+        SandboxReaper,
         // Executors are children of this process: none may outlive it.
         closeOnShutdown<SandboxDriver>(SandboxDriver, (driver) => driver.close()),
       ],
-      exports: [SandboxDriver, SandboxManager],
+      exports: [SandboxDriver, SandboxManager, SandboxReaper],
     };
   }
 }

@@ -1,0 +1,101 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { BERTH_CONFIG } from '@berth/config';
+import type { BerthConfig } from '@berth/config';
+import { Database } from '@berth/persistence';
+import type { SandboxRow } from '@berth/persistence';
+import { RunLock } from '@berth/queue';
+import { SANDBOX_TOKEN_HEADER } from './executor-client';
+import { SandboxManager } from './sandbox-manager';
+
+const SWEEP_LEASE = 'sandbox-reaper';
+const BATCH = 500;
+
+interface ExecutorActivity {
+  running_commands?: number;
+  running_terminals?: number;
+}
+
+/**
+ * The idle clock. A sandbox is idle when nothing touched it for its idle_timeout: no API call, no
+ * tool call, no command still running in it, and no run of one of its conversations in progress —
+ * an agent waiting on its LLM is not idle (Daytona's auto-stop counts that as idle). Idle sandboxes
+ * are stopped (files kept; the next call starts them again); sandboxes past their ttl are deleted.
+ * One replica sweeps at a time (a lease), every BERTH_REAPER_INTERVAL_MS.
+ */
+@Injectable()
+export class SandboxReaper implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger('SandboxReaper');
+  private timer?: NodeJS.Timeout;
+  private sweeping?: Promise<void>;
+
+  constructor(
+    private readonly db: Database,
+    private readonly sandboxes: SandboxManager,
+    private readonly lock: RunLock,
+    @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    if (!this.config.reaperIntervalMs) return;
+    this.timer = setInterval(() => void this.sweepOnce(), this.config.reaperIntervalMs);
+    this.timer.unref();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    clearInterval(this.timer);
+    await this.sweeping;
+  }
+
+  /** One sweep (skipped when another replica is sweeping); returns what it did, for tests and logs. */
+  async sweepOnce(now = new Date()): Promise<{ stopped: string[]; deleted: string[] }> {
+    const done = { stopped: [] as string[], deleted: [] as string[] };
+    if (this.sweeping) return done;
+    const lease = await this.lock.acquire(SWEEP_LEASE, 0);
+    if (!lease) return done;
+    const sweep = this.sweep(now, done).catch((err: Error) => this.logger.warn(`sweep failed: ${err.message}`));
+    this.sweeping = sweep;
+    try {
+      await sweep;
+    } finally {
+      this.sweeping = undefined;
+      await lease.release();
+    }
+    return done;
+  }
+
+  private async sweep(now: Date, done: { stopped: string[]; deleted: string[] }): Promise<void> {
+    const rows = await this.db.prisma.sandbox.findMany({ orderBy: { lastActivityAt: 'asc' }, take: BATCH });
+    for (const row of rows) {
+      if (row.ttlSeconds !== null && row.createdAt.getTime() + row.ttlSeconds * 1000 <= now.getTime()) {
+        await this.sandboxes.destroy(row);
+        done.deleted.push(row.id);
+        this.logger.log(`deleted sandbox ${row.id}: past its ttl`);
+        continue;
+      }
+      if (row.status !== 'running' || row.lastActivityAt.getTime() + row.idleTimeoutSeconds * 1000 > now.getTime()) continue;
+      if (await this.busy(row)) {
+        await this.sandboxes.touch(row.id);
+        continue;
+      }
+      await this.sandboxes.pause(row, 'stopped');
+      done.stopped.push(row.id);
+      this.logger.log(`stopped sandbox ${row.id}: idle for ${row.idleTimeoutSeconds} s`);
+    }
+  }
+
+  /** Activity the row does not show: a run of one of its conversations, a command still running. */
+  private async busy(row: SandboxRow): Promise<boolean> {
+    const running = await this.db.prisma.conversation.count({ where: { sandboxId: row.id, executionStatus: 'running' } });
+    if (running) return true;
+    const handle = this.sandboxes.handleOf(row);
+    if (!handle) return false;
+    try {
+      const res = await fetch(`${handle.url}/api/activity`, { headers: { [SANDBOX_TOKEN_HEADER]: handle.token }, signal: AbortSignal.timeout(5000) });
+      if (!res.ok) return false;
+      const activity = (await res.json()) as ExecutorActivity;
+      return (activity.running_commands ?? 0) > 0 || (activity.running_terminals ?? 0) > 0;
+    } catch {
+      return false;
+    }
+  }
+}
