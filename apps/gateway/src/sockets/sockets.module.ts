@@ -1,12 +1,14 @@
 import { Module } from '@nestjs/common';
 import { ConversationsModule } from '../conversations/conversations.module';
 import { EventsModule } from '../events/events.module';
+import { WorkspaceModule } from '../workspace/workspace.module';
+import { BashEventsSocket } from './bash-events.socket';
 import { EventsSocket } from './events.socket';
 import { WsRouter } from './ws-router';
 
 @Module({
-  imports: [ConversationsModule, EventsModule],
-  providers: [WsRouter, EventsSocket],
+  imports: [ConversationsModule, EventsModule, WorkspaceModule],
+  providers: [WsRouter, EventsSocket, BashEventsSocket],
   exports: [WsRouter],
 })
 export class SocketsModule {}

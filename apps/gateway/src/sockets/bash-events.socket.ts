@@ -1,0 +1,88 @@
+import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { BERTH_CONFIG } from '@berth/config';
+import type { BerthConfig } from '@berth/config';
+import { Database } from '@berth/persistence';
+import { SANDBOX_TOKEN_HEADER } from '@berth/sandbox';
+import { WebSocket } from 'ws';
+import { ApiKeyService } from '../auth/api-key.service';
+import type { Principal } from '../common/tenant.decorator';
+import { WorkspaceProxyService } from '../workspace/workspace-proxy.service';
+import { authenticateSocket } from './socket-auth';
+import { SocketRequest, WsRouter } from './ws-router';
+
+const NOT_FOUND = 4004;
+const BAD_REQUEST = 4000;
+
+/**
+ * `WS /sockets/bash-events` (contract §4.2) of a sandbox: authenticated here, then joined frame for
+ * frame to the sandbox's executor, which keeps the bash events and streams them.
+ */
+@Injectable()
+export class BashEventsSocket implements OnModuleInit {
+  private readonly logger = new Logger('BashEventsSocket');
+
+  constructor(
+    private readonly router: WsRouter,
+    private readonly keys: ApiKeyService,
+    private readonly db: Database,
+    private readonly workspace: WorkspaceProxyService,
+    @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
+  ) {}
+
+  onModuleInit(): void {
+    this.router.register('/sockets/bash-events', (ws, req) => {
+      this.handle(ws, req).catch((err: Error) => {
+        this.logger.warn(`bash-events socket failed: ${err.message}`);
+        if (ws.readyState === WebSocket.OPEN) ws.close(1011, 'Internal error');
+      });
+    });
+  }
+
+  private async handle(client: WebSocket, req: SocketRequest): Promise<void> {
+    await this.db.ready;
+    const authenticated = await authenticateSocket(client, req, this.keys, this.config.wsAuthTimeoutMs);
+    if (!authenticated || client.readyState !== WebSocket.OPEN) return;
+    const principal: Principal = req.sandboxId ? { ...authenticated, sandboxId: req.sandboxId } : authenticated;
+    if (req.sandboxId && !(await this.keys.ownsSandbox(principal.tenantId, req.sandboxId))) {
+      client.close(NOT_FOUND, 'Sandbox not found');
+      return;
+    }
+    let sandboxId: string;
+    try {
+      sandboxId = await this.workspace.sandboxFor(principal);
+    } catch {
+      client.close(BAD_REQUEST, 'Use /sandboxes/{sandbox_id}/sockets/bash-events');
+      return;
+    }
+    const handle = await this.workspace.handle(sandboxId);
+    const query = new URLSearchParams(req.query);
+    query.delete('session_api_key');
+    const upstream = new WebSocket(`${handle.url.replace(/^http/, 'ws')}/sockets/bash-events?${query}`, {
+      headers: { [SANDBOX_TOKEN_HEADER]: handle.token },
+    });
+    const pending: string[] = [];
+    upstream.on('open', () => {
+      for (const frame of pending.splice(0)) upstream.send(frame);
+    });
+    upstream.on('message', (data, isBinary) => {
+      if (client.readyState === WebSocket.OPEN) client.send(data, { binary: isBinary });
+      this.workspace.touch(sandboxId);
+    });
+    client.on('message', (data) => {
+      const frame = data.toString('utf8');
+      if (upstream.readyState === WebSocket.OPEN) upstream.send(frame);
+      else pending.push(frame);
+      this.workspace.touch(sandboxId);
+    });
+    const closeBoth = (code: number, reason: string) => {
+      const safe = code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 ? code : 1011;
+      if (client.readyState === WebSocket.OPEN) client.close(safe, reason);
+      if (upstream.readyState === WebSocket.OPEN || upstream.readyState === WebSocket.CONNECTING) upstream.terminate();
+    };
+    upstream.on('close', (code, reason) => closeBoth(code, reason.toString()));
+    upstream.on('error', (err) => closeBoth(1011, `Sandbox unavailable: ${err.message}`));
+    client.on('close', () => {
+      if (upstream.readyState !== WebSocket.CLOSED) upstream.close();
+    });
+  }
+}
