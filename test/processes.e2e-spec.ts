@@ -1,49 +1,8 @@
-import { projectRoot } from '@berth/config';
 import { LlmStub } from '@berth/testing';
-import { ChildProcess, spawn } from 'node:child_process';
+import { freePort, run, waitFor } from './support/processes';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-
-const ROOT = projectRoot();
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-async function waitFor(url: string, status = 200, timeoutMs = 30_000): Promise<Response> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const res = await fetch(url);
-      if (res.status === status) return res;
-    } catch {
-      /* not listening yet */
-    }
-    if (Date.now() > deadline) throw new Error(`${url} did not answer ${status}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** Exit code, or 'SIGTERM' for a clean Nest shutdown (it re-raises the signal after closing). */
-type Exit = number | string | null;
-
-function run(script: string, args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<Exit> } {
-  const child = spawn(process.execPath, [join(ROOT, script), ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: 'pipe' });
-  let output = '';
-  child.stdout?.on('data', (d) => (output += d));
-  child.stderr?.on('data', (d) => (output += d));
-  const exited = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal)));
-  return { child, output: () => output, exited };
-}
 
 /** The real entry points, as `npm start` and the chart run them (built by `pretest`). */
 describe('processes', () => {

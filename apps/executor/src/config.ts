@@ -15,6 +15,8 @@ export interface ExecutorConfig {
   maxWaitMs: number;
   /** Largest request body. */
   maxBodyBytes: number;
+  /** Largest file `POST /api/file/upload` takes. */
+  maxUploadBytes: number;
 }
 
 export class ConfigError extends Error {}
@@ -51,5 +53,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ExecutorConfig
     noOutputTimeoutMs: positiveInt(env, 'BERTH_TERMINAL_NO_OUTPUT_TIMEOUT_MS', 30_000),
     maxWaitMs: positiveInt(env, 'BERTH_TERMINAL_MAX_WAIT_MS', 300_000),
     maxBodyBytes: positiveInt(env, 'BERTH_MAX_BODY_BYTES', 10 * 1024 * 1024),
+    maxUploadBytes: positiveInt(env, 'BERTH_MAX_UPLOAD_BYTES', 1024 * 1024 * 1024),
   };
 }

@@ -14,10 +14,15 @@ import {
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { Activity } from './activity';
+import { BashEventStore } from './bash/bash-event-store';
+import { BashService } from './bash/bash-service';
 import { ExecutorConfig } from './config';
 import { HttpError } from './errors';
 import { FileEditor } from './file-editor/file-editor';
+import { FileService } from './files/files';
+import { GitService } from './git/git';
 import { SandboxPaths } from './sandbox-paths';
 import { TaskTracker } from './task-tracker';
 import { TerminalTool } from './terminal/terminal-tool';
@@ -40,11 +45,20 @@ function currentUser(): string | null {
   }
 }
 
-/** Runs the tools of every conversation of one sandbox. */
+/**
+ * Everything the executor serves for one sandbox: the tools of every conversation, and the
+ * workspace API (files, bash commands and their events, git), with the activity the idle clock reads.
+ */
 export class Executor {
   readonly paths: SandboxPaths;
+  readonly activity = new Activity();
+  readonly files: FileService;
+  readonly git: GitService;
+  readonly bashEvents: BashEventStore;
+  readonly bash: BashService;
   private readonly conversations = new Map<string, ConversationTools>();
-  private readonly shellEnv: Record<string, string>;
+  /** The environment of every shell: built from scratch, nothing inherited but a few locale variables. */
+  readonly shellEnv: Record<string, string>;
   private readonly username = currentUser();
   private readonly hostname = hostname().split('.')[0] || null;
 
@@ -62,8 +76,27 @@ export class Executor {
       GIT_PAGER: 'cat',
       // Python buffers a pipe's output; unbuffered, prompts and progress show up as printed.
       PYTHONUNBUFFERED: '1',
+      // git never looks for a repository above the sandbox (the host's checkout, say).
+      GIT_CEILING_DIRECTORIES: dirname(config.root),
     });
     this.shellEnv = env;
+    this.files = new FileService(this.paths, config.maxUploadBytes);
+    this.git = new GitService(this.paths, env);
+    this.bashEvents = new BashEventStore(this.paths.internal('bash_events'));
+    this.bash = new BashService({
+      paths: this.paths,
+      store: this.bashEvents,
+      env,
+      activity: this.activity,
+      prepareDir: (dir) => this.git.ensureRepo(dir),
+    });
+  }
+
+  /** Terminal tool commands running now. */
+  get runningTerminals(): number {
+    let count = 0;
+    for (const tools of this.conversations.values()) if (tools.terminal.busy) count++;
+    return count;
   }
 
   /** `POST /api/tools/execute`: validates the request, runs the tool, returns its observation. */
@@ -109,9 +142,10 @@ export class Executor {
     rmSync(this.paths.internal('run', id), { recursive: true, force: true });
   }
 
-  /** Kills every shell's process group now (shutdown, process exit). */
+  /** Kills every shell's and bash command's process group now (shutdown, process exit). */
   killAll(): void {
     for (const tools of this.conversations.values()) tools.terminal.killNow();
+    this.bash.killAll();
   }
 
   /** Closes every conversation (SIGTERM). */
@@ -133,6 +167,7 @@ export class Executor {
       throw new HttpError(422, `working_dir ${workingDir} cannot be created: ${(err as Error).message}`);
     }
     if (!(await stat(real)).isDirectory()) throw new HttpError(422, `working_dir ${workingDir} is not a directory`);
+    await this.git.ensureRepo(real);
     return real;
   }
 

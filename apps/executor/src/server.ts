@@ -1,8 +1,23 @@
+import {
+  BashEventIdsBodySchema,
+  BashEventSearchQuerySchema,
+  ExecuteBashRequestSchema,
+  FileHomeQuerySchema,
+  FilePathQuerySchema,
+  GitChangesQuerySchema,
+  GitDiffQuerySchema,
+  parseUuid,
+  uuidHex,
+} from '@berth/contracts';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import { serveBashSocket } from './bash/bash-socket';
 import { ExecutorConfig } from './config';
 import { HttpError } from './errors';
 import { Executor } from './executor';
+import { queryOf, readJson, readText, reply, validate } from './http';
 
 export const SANDBOX_TOKEN_HEADER = 'x-sandbox-token';
 
@@ -13,51 +28,199 @@ export function tokenMatches(offered: string, expected: string): boolean {
   return timingSafeEqual(a, b) && offered.length === expected.length;
 }
 
-function reply(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent || res.destroyed) return;
-  const json = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
-  res.end(json);
+interface Call {
+  req: IncomingMessage;
+  res: ServerResponse;
+  query: URLSearchParams;
+  /** Captures of the route's pattern. */
+  params: string[];
 }
 
-/**
- * Reads a JSON body of at most `limit` bytes. A larger body is read to its end but not kept (so the
- * client gets its 413 rather than a reset connection), up to a point: far beyond the limit the
- * connection is dropped.
- */
-function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= limit) chunks.push(chunk);
-      else if (size > limit * 8) req.destroy();
-      else chunks.length = 0;
-    });
-    req.on('error', reject);
-    req.on('close', () => reject(new HttpError(400, 'The request body was not received completely')));
-    req.on('end', () => {
-      if (size > limit) return reject(new HttpError(413, `Request body is larger than ${limit} bytes`));
-      const text = Buffer.concat(chunks).toString('utf8');
-      if (text.trim() === '') return reject(new HttpError(400, 'The request body is empty: a JSON object is expected'));
-      try {
-        resolve(JSON.parse(text));
-      } catch (err) {
-        reject(new HttpError(400, `The request body is not valid JSON: ${(err as Error).message}`));
-      }
-    });
-  });
+interface Route {
+  pattern: RegExp;
+  methods: Record<string, (call: Call) => Promise<void>>;
 }
 
 const CLOSE_ROUTE = /^\/api\/sessions\/([^/]+)\/close$/;
+const BASH_SOCKET_PATH = '/sockets/bash-events';
 
 /**
- * The executor's HTTP API (plain node:http, to start fast and stay small):
- * `GET /health` (open), and with the sandbox token `POST /api/tools/execute` and
- * `POST /api/sessions/{conversation_id}/close`.
+ * The executor's HTTP API (plain node:http, to start fast and stay small): `GET /health` (open),
+ * and with the sandbox token the tool calls of the worker (`/api/tools/execute`,
+ * `/api/sessions/{id}/close`), the workspace API with OpenHands' paths and bodies (`/api/file/*`,
+ * `/api/bash/*`, `/api/git/*`, `WS /sockets/bash-events`) that the gateway passes through, and
+ * `GET /api/activity` for the idle clock.
  */
 export function createExecutorServer(config: ExecutorConfig, executor: Executor): Server {
+  const ok = (call: Call, body: unknown) => reply(call.res, 200, body);
+  const download = async (call: Call) => {
+    const { path } = validate(FilePathQuerySchema, queryOf(call.query), 'query');
+    await executor.files.download(call.req, call.res, path);
+  };
+
+  const routes: Route[] = [
+    {
+      pattern: /^\/api\/tools\/execute$/,
+      methods: {
+        POST: async ({ req, res }) => {
+          const body = await readJson(req, config.maxBodyBytes);
+          // The caller hanging up before the answer (an interrupt, a worker gone) abandons the call.
+          const abandoned = new AbortController();
+          res.once('close', () => {
+            if (!res.writableFinished) abandoned.abort();
+          });
+          reply(res, 200, await executor.execute(body, abandoned.signal));
+        },
+      },
+    },
+    {
+      pattern: CLOSE_ROUTE,
+      methods: {
+        POST: async (call) => {
+          let id: string;
+          try {
+            id = decodeURIComponent(call.params[0]);
+          } catch {
+            throw new HttpError(422, 'conversation_id must be a UUID');
+          }
+          executor.closeConversation(id);
+          ok(call, { success: true });
+        },
+      },
+    },
+    {
+      pattern: /^\/api\/activity$/,
+      methods: { GET: async (call) => ok(call, executor.activity.snapshot(executor.bash.runningCount, executor.runningTerminals)) },
+    },
+
+    // Files (§3.5)
+    {
+      pattern: /^\/api\/file\/upload$/,
+      methods: {
+        POST: async (call) => {
+          const { path } = validate(FilePathQuerySchema, queryOf(call.query), 'query');
+          ok(call, await executor.files.upload(call.req, path));
+        },
+      },
+    },
+    {
+      pattern: /^\/api\/file\/download$/,
+      methods: { GET: download, HEAD: download },
+    },
+    {
+      pattern: /^\/api\/file\/create_directory$/,
+      methods: {
+        POST: async (call) => {
+          const { path } = validate(FilePathQuerySchema, queryOf(call.query), 'query');
+          ok(call, await executor.files.createDirectory(path));
+        },
+      },
+    },
+    {
+      pattern: /^\/api\/file\/home$/,
+      methods: {
+        GET: async (call) => {
+          const { include_hidden } = validate(FileHomeQuerySchema, queryOf(call.query), 'query');
+          ok(call, await executor.files.home(include_hidden ?? false));
+        },
+      },
+    },
+
+    // Bash (§3.4, §7.1)
+    {
+      pattern: /^\/api\/bash\/start_bash_command$/,
+      methods: {
+        POST: async (call) => {
+          const request = validate(ExecuteBashRequestSchema, await readJson(call.req, config.maxBodyBytes), 'body');
+          ok(call, (await executor.bash.start(request)).command);
+        },
+      },
+    },
+    {
+      pattern: /^\/api\/bash\/execute_bash_command$/,
+      methods: {
+        POST: async (call) => {
+          const request = validate(ExecuteBashRequestSchema, await readJson(call.req, config.maxBodyBytes), 'body');
+          ok(call, await (await executor.bash.start(request)).done);
+        },
+      },
+    },
+    {
+      pattern: /^\/api\/bash\/bash_events\/search\/?$/,
+      methods: {
+        GET: async (call) => ok(call, await executor.bashEvents.search(validate(BashEventSearchQuerySchema, queryOf(call.query), 'query'))),
+      },
+    },
+    {
+      // Declared with the trailing slash (§0); the bare form answers the same.
+      pattern: /^\/api\/bash\/bash_events\/?$/,
+      methods: {
+        GET: async (call) => {
+          const text = await readText(call.req, config.maxBodyBytes);
+          let ids: unknown;
+          if (text.trim() !== '') {
+            try {
+              ids = JSON.parse(text);
+            } catch (err) {
+              throw new HttpError(400, `The request body is not valid JSON: ${(err as Error).message}`);
+            }
+          } else if (call.query.has('event_ids')) {
+            ids = call.query.getAll('event_ids');
+          }
+          if (ids === undefined) throw new HttpError(422, [{ type: 'missing', loc: ['body'], msg: 'Field required', input: null }]);
+          const wanted = validate(BashEventIdsBodySchema, ids, 'body');
+          ok(
+            call,
+            await Promise.all(
+              wanted.map((id) => {
+                const uuid = parseUuid(id);
+                return uuid ? executor.bashEvents.get(uuidHex(uuid)) : null;
+              }),
+            ),
+          );
+        },
+        DELETE: async (call) => ok(call, { cleared_count: await executor.bashEvents.clear() }),
+      },
+    },
+    {
+      pattern: /^\/api\/bash\/bash_events\/([^/]+)$/,
+      methods: {
+        GET: async (call) => {
+          let raw: string;
+          try {
+            raw = decodeURIComponent(call.params[0]);
+          } catch {
+            throw new HttpError(404, 'Not Found');
+          }
+          const uuid = parseUuid(raw);
+          const event = uuid ? await executor.bashEvents.get(uuidHex(uuid)) : null;
+          if (!event) throw new HttpError(404, 'Not Found');
+          ok(call, event);
+        },
+      },
+    },
+
+    // Git (§3.6)
+    {
+      pattern: /^\/api\/git\/changes$/,
+      methods: {
+        GET: async (call) => {
+          const { path, ref } = validate(GitChangesQuerySchema, queryOf(call.query), 'query');
+          ok(call, await executor.git.changes(path, ref));
+        },
+      },
+    },
+    {
+      pattern: /^\/api\/git\/diff$/,
+      methods: {
+        GET: async (call) => {
+          const { path, ref, commit } = validate(GitDiffQuerySchema, queryOf(call.query), 'query');
+          ok(call, await executor.git.diff(path, ref, commit));
+        },
+      },
+    },
+  ];
+
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
       if (err instanceof HttpError) return reply(res, err.status, { detail: err.detail });
@@ -65,43 +228,52 @@ export function createExecutorServer(config: ExecutorConfig, executor: Executor)
       reply(res, 500, { detail: 'Internal Server Error', exception: (err as Error)?.message ?? String(err) });
     });
   });
-  // Long tool calls are normal: only receiving the request is bounded.
-  server.requestTimeout = 120_000;
+  // Long tool calls and uploads are normal: only receiving the headers is bounded here (an upload
+  // bounds its own silences).
+  server.requestTimeout = 0;
   server.headersTimeout = 60_000;
   server.keepAliveTimeout = 65_000;
 
+  function authorized(req: IncomingMessage): boolean {
+    const offered = req.headers[SANDBOX_TOKEN_HEADER];
+    return typeof offered === 'string' && tokenMatches(offered, config.token);
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
+    const url = new URL(req.url ?? '/', 'http://executor');
+    const path = url.pathname;
     if (path === '/health') {
       if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 405, { detail: 'Method Not Allowed' });
       return reply(res, 200, { status: 'ok' });
     }
-    const offered = req.headers[SANDBOX_TOKEN_HEADER];
-    if (typeof offered !== 'string' || !tokenMatches(offered, config.token)) return reply(res, 401, { detail: 'Unauthorized' });
-    if (path === '/api/tools/execute') {
-      if (req.method !== 'POST') return reply(res, 405, { detail: 'Method Not Allowed' });
-      const body = await readJson(req, config.maxBodyBytes);
-      // The caller hanging up before the answer (an interrupt, a worker gone) abandons the call.
-      const abandoned = new AbortController();
-      res.once('close', () => {
-        if (!res.writableFinished) abandoned.abort();
-      });
-      return reply(res, 200, await executor.execute(body, abandoned.signal));
-    }
-    const close = CLOSE_ROUTE.exec(path);
-    if (close) {
-      if (req.method !== 'POST') return reply(res, 405, { detail: 'Method Not Allowed' });
-      let id: string;
-      try {
-        id = decodeURIComponent(close[1]);
-      } catch {
-        throw new HttpError(422, 'conversation_id must be a UUID');
-      }
-      executor.closeConversation(id);
-      return reply(res, 200, { success: true });
+    if (!authorized(req)) return reply(res, 401, { detail: 'Unauthorized' });
+    for (const route of routes) {
+      const match = route.pattern.exec(path);
+      if (!match) continue;
+      const handler = route.methods[req.method ?? 'GET'];
+      if (!handler) return reply(res, 405, { detail: 'Method Not Allowed' });
+      if (path !== '/api/activity') executor.activity.touch();
+      return handler({ req, res, query: url.searchParams, params: match.slice(1) });
     }
     return reply(res, 404, { detail: 'Not Found' });
   }
+
+  // WebSockets: the upgrade carries the token in the same header (the gateway adds it).
+  const sockets = new WebSocketServer({ noServer: true, maxPayload: config.maxBodyBytes });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const refuse = (status: number, text: string) => {
+      const body = JSON.stringify({ detail: text });
+      socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    };
+    socket.on('error', () => undefined);
+    const url = new URL(req.url ?? '/', 'http://executor');
+    if (!authorized(req)) return refuse(401, 'Unauthorized');
+    if (url.pathname !== BASH_SOCKET_PATH) return refuse(404, 'Not Found');
+    sockets.handleUpgrade(req, socket, head, (ws) => serveBashSocket(ws, url.searchParams, executor.bash, executor.bashEvents, executor.activity));
+  });
+  server.on('close', () => {
+    for (const client of sockets.clients) client.terminate();
+  });
 
   return server;
 }

@@ -8,6 +8,7 @@ import { Test } from '@nestjs/testing';
 import { BerthConfig, ConfigModule } from '@berth/config';
 import { CryptoModule } from '@berth/crypto';
 import { PersistenceModule } from '@berth/persistence';
+import { QueueModule } from '@berth/queue';
 import { ExecutorClient } from './executor-client';
 import { LocalSandboxDriver } from './local-driver';
 import { SandboxDriverFixture, describeSandboxDriverContract } from './sandbox-driver.contract';
@@ -214,6 +215,7 @@ describe('LocalSandboxDriver', () => {
         ConfigModule.forRoot({ dataDir, databaseUrl: null, secretKey: 'spec-key' } as BerthConfig),
         PersistenceModule.forRoot(),
         CryptoModule.forRoot(),
+        QueueModule.forRoot(),
         SandboxModule.forRoot(),
       ],
     }).compile();

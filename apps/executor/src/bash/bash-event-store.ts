@@ -15,7 +15,8 @@ let lastMicros = 0;
  * emission order.
  */
 export function bashTimestamp(): string {
-  const micros = Math.max(Date.now() * 1000, lastMicros + 1);
+  // Wall-clock time with the monotonic clock's sub-millisecond resolution.
+  const micros = Math.max(Math.floor((performance.timeOrigin + performance.now()) * 1000), lastMicros + 1);
   lastMicros = micros;
   const fraction = micros % 1_000_000;
   const seconds = new Date(Math.floor(micros / 1_000_000) * 1000).toISOString().slice(0, 19);
@@ -101,7 +102,10 @@ export class BashEventStore {
   private async passesOrder(name: string, orderGt: number): Promise<boolean> {
     if (!name.includes('_BashOutput_')) return true;
     let order = this.orders.get(name);
-    if (order === undefined) order = (await this.load(name))?.order ?? null;
+    if (order === undefined) {
+      const event = await this.load(name);
+      order = event?.kind === 'BashOutput' ? event.order : null;
+    }
     return order === null || order > orderGt;
   }
 

@@ -1,5 +1,6 @@
 import { BashCommand, BashEvent, BashOutput, ExecuteBashRequest } from '@berth/contracts';
 import { ChildProcess, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
@@ -18,6 +19,8 @@ const KILL_GRACE_MS = 1000;
 /** Output waiting to be written to the event log beyond which the command's pipes are paused. */
 const MAX_PENDING_CHARS = 8 * MAX_CHUNK_CHARS;
 const SHELL = '/bin/bash';
+/** Sessions remembered for the clean-up at exit (the oldest are forgotten beyond). */
+const MAX_REMEMBERED_SESSIONS = 10_000;
 /** setTimeout's limit (about 24.8 days). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -59,6 +62,8 @@ export class BashService {
   private readonly log = new SerialQueue();
   private pendingChars = 0;
   private readonly paused = new Set<ChildProcess>();
+  /** Sessions the commands opened (shell pid → its start time). */
+  private readonly sessions = new Map<number, string>();
 
   constructor(private readonly options: BashServiceOptions) {}
 
@@ -177,12 +182,12 @@ export class BashService {
       return this.failed(running, (err as Error).message);
     }
     running.child = child;
+    if (child.pid !== undefined) this.rememberSession(child.pid);
 
     return new Promise<BashOutput>((resolveDone) => {
       const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
       let flushTimer: NodeJS.Timeout | null = null;
       let timedOut = false;
-      let killTimer: NodeJS.Timeout | null = null;
       let giveUpTimer: NodeJS.Timeout | null = null;
       let spawnError: Error | null = null;
       let exitCode: number | null = null;
@@ -232,11 +237,12 @@ export class BashService {
           timedOut = true;
           // SIGTERM first so the command's traps can run, SIGKILL a second later.
           signalGroup('SIGTERM');
-          killTimer = setTimeout(() => {
-            killTimer = null;
+          // The SIGKILL goes out even if the shell has ended by then: whatever in its group
+          // survived SIGTERM dies too.
+          setTimeout(() => {
             signalGroup('SIGKILL');
             // Something outside the group may still hold the pipes: stop waiting for them.
-            giveUpTimer = setTimeout(finish, KILL_GRACE_MS);
+            if (!finished) giveUpTimer ??= setTimeout(finish, KILL_GRACE_MS);
           }, KILL_GRACE_MS);
         },
         Math.min(Math.max(0, command.timeout * 1000), MAX_TIMER_MS),
@@ -247,7 +253,7 @@ export class BashService {
         if (finished) return;
         finished = true;
         running.finished = true;
-        for (const timer of [flushTimer, timeoutTimer, killTimer, giveUpTimer]) if (timer) clearTimeout(timer);
+        for (const timer of [flushTimer, timeoutTimer, giveUpTimer]) if (timer) clearTimeout(timer);
         this.paused.delete(child);
         child.stdout?.destroy();
         child.stderr?.destroy();
@@ -273,17 +279,51 @@ export class BashService {
         exited = true;
         // A signal ends it with -signal, as Python's returncode says.
         exitCode = code ?? (signal ? -(osConstants.signals[signal] ?? 1) : -1);
-        if (timedOut && killTimer) {
-          // Killed at its timeout: the pipes get a moment to drain.
-          clearTimeout(killTimer);
-          killTimer = null;
-          giveUpTimer = setTimeout(finish, KILL_GRACE_MS);
-        }
+        // Ended by its timeout: the pipes get a moment to drain.
+        if (timedOut) giveUpTimer ??= setTimeout(finish, KILL_GRACE_MS);
       });
       // Done when the shell has exited and its pipes are closed (whatever it left running may hold
       // them open until the timeout, as in OpenHands).
       child.on('close', finish);
     });
+  }
+
+  /** Notes a command's session (its shell's pid) and when it started, to find what it leaves behind. */
+  private rememberSession(pid: number): void {
+    const started = processStartTime(pid);
+    if (started === null) return;
+    this.sessions.set(pid, started);
+    if (this.sessions.size > MAX_REMEMBERED_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
+  }
+
+  /**
+   * What finished commands left running in the background (`server &`, `nohup …`) goes with the
+   * executor: every process of a session one of its commands opened. A session id whose leader pid
+   * now belongs to another process (pid reuse) is left alone.
+   */
+  private killLeftovers(): void {
+    if (this.sessions.size === 0) return;
+    let entries: string[];
+    try {
+      entries = readdirSync('/proc');
+    } catch {
+      return;
+    }
+    const reused = new Set<number>();
+    for (const [sid, started] of this.sessions) {
+      const now = processStartTime(sid);
+      if (now !== null && now !== started) reused.add(sid);
+    }
+    for (const entry of entries) {
+      if (!/^\d+$/.test(entry)) continue;
+      const stat = processStat(Number(entry));
+      if (!stat || !this.sessions.has(stat.sid) || reused.has(stat.sid)) continue;
+      try {
+        process.kill(Number(entry), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
   }
 
   /**
@@ -310,5 +350,22 @@ export class BashService {
       }
     }
     this.running.clear();
+    this.killLeftovers();
   }
+}
+
+/** Session id and start time (clock ticks after boot) of a process, from /proc; null if gone. */
+function processStat(pid: number): { sid: number; started: string } | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces and parentheses).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { sid: Number(fields[3]), started: fields[19] };
+  } catch {
+    return null;
+  }
+}
+
+function processStartTime(pid: number): string | null {
+  return processStat(pid)?.started ?? null;
 }

@@ -1,15 +1,18 @@
 import { FileBrowserEntry, FileHome } from '@berth/contracts';
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { chmod, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { basename, dirname, join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { HttpError } from '../errors';
+import { StreamGarbage } from '../memory';
 import { BERTH_DIR, SandboxPaths } from '../sandbox-paths';
 import { multipartBoundary, MultipartError, parseMultipart } from './multipart';
 
 const MAX_FAVORITES = 50;
+const DOWNLOAD_BUFFER_BYTES = 256 * 1024;
+const UPLOAD_BUFFER_BYTES = 1024 * 1024;
+/** What a multipart body may carry beyond the file itself (headers, boundaries, small fields). */
+const MULTIPART_OVERHEAD_BYTES = 1024 * 1024;
 /** An upload that sends nothing for this long is dropped. */
 const UPLOAD_IDLE_MS = 120_000;
 /** After a refused upload, this much of the rest of the body is read (and dropped) so the client sees the answer. */
@@ -30,6 +33,28 @@ function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException)?.code;
 }
 
+/**
+ * A single `Range: bytes=a-b` (or `a-`, or `-n`) of a file of `size` bytes; undefined to send the
+ * whole file (no header, several ranges, another unit), 'unsatisfiable' for a range past the end.
+ */
+export function byteRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
+  const m = header ? /^bytes=(\d*)-(\d*)$/.exec(header.trim()) : null;
+  if (!m || (m[1] === '' && m[2] === '')) return undefined;
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    if (suffix === 0) return 'unsatisfiable';
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    if (m[2] !== '' && Number(m[2]) < start) return undefined;
+  }
+  return start >= size ? 'unsatisfiable' : { start, end };
+}
+
 /** Async iteration over a request that leaves it readable (not destroyed) when the loop stops early. */
 function chunksOf(req: IncomingMessage): AsyncIterable<Buffer> {
   return { [Symbol.asyncIterator]: () => req.iterator({ destroyOnReturn: false }) as AsyncIterator<Buffer> };
@@ -46,13 +71,12 @@ export class FileService {
   ) {}
 
   /** `POST /api/file/upload?path=`: `{"success": true}` once the file is in place. */
-  async upload(req: IncomingMessage, res: ServerResponse, path: string): Promise<{ success: true }> {
+  async upload(req: IncomingMessage, path: string): Promise<{ success: true }> {
     try {
       return await this.receive(req, path);
     } catch (err) {
       // The rest of the body is read (up to a point) so the client gets the answer, not a reset.
       if (!req.complete && !req.destroyed) {
-        res.setHeader('connection', 'close');
         let drained = 0;
         req.on('data', (chunk: Buffer) => {
           drained += chunk.length;
@@ -93,10 +117,25 @@ export class FileService {
       throw new HttpError(500, `Failed to upload file: ${err.message}`);
     });
     let size = 0;
+    const garbage = new StreamGarbage();
+    // The socket's chunks are copied into one buffer written out when full: they die young, and
+    // the disk sees few large writes.
+    const buffer = Buffer.allocUnsafe(UPLOAD_BUFFER_BYTES);
+    let buffered = 0;
+    const flush = async () => {
+      for (let offset = 0; offset < buffered; ) offset += (await handle.write(buffer, offset, buffered - offset)).bytesWritten;
+      buffered = 0;
+    };
     const write = async (data: Buffer) => {
       size += data.length;
+      garbage.add(data.length);
       if (size > this.maxUploadBytes) throw this.tooLarge();
-      for (let offset = 0; offset < data.length; ) offset += (await handle.write(data, offset, data.length - offset)).bytesWritten;
+      for (let offset = 0; offset < data.length; ) {
+        const copied = data.copy(buffer, buffered, offset);
+        buffered += copied;
+        offset += copied;
+        if (buffered === buffer.length) await flush();
+      }
     };
     let renamed = false;
     try {
@@ -105,7 +144,7 @@ export class FileService {
       } else {
         let found = false;
         let writing = false;
-        for await (const event of parseMultipart(chunksOf(req), boundary)) {
+        for await (const event of parseMultipart(this.limited(chunksOf(req)), boundary)) {
           if (event.type === 'part') {
             // The first `file` field is the upload; every other field is read past.
             writing = !found && event.part.name === 'file';
@@ -119,6 +158,7 @@ export class FileService {
         if (!found) throw new HttpError(422, [{ type: 'missing', loc: ['body', 'file'], msg: 'Field required', input: null }]);
       }
       if (!req.complete) throw new HttpError(400, 'The request body was not received completely');
+      await flush();
       await handle.close();
       if (existing) await chmod(tmp, existing.mode & 0o7777).catch(() => undefined);
       await rename(tmp, target);
@@ -135,6 +175,16 @@ export class FileService {
     }
   }
 
+  /** The whole multipart body is bounded too (other fields, however large, are only read past). */
+  private async *limited(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    let total = 0;
+    for await (const chunk of source) {
+      total += chunk.length;
+      if (total > this.maxUploadBytes + MULTIPART_OVERHEAD_BYTES) throw this.tooLarge();
+      yield chunk;
+    }
+  }
+
   private tooLarge(): HttpError {
     return new HttpError(413, `File is larger than the upload limit of ${this.maxUploadBytes} bytes`);
   }
@@ -147,25 +197,47 @@ export class FileService {
       throw new HttpError(500, `Failed to download file: ${(err as Error).message}`);
     });
     if (!info.isFile()) throw new HttpError(400, 'Path is not a file');
-    const stream = createReadStream(real);
     // Opening can still fail (permissions): answer that as an error, not as a cut-off 200.
-    await new Promise<void>((resolve, reject) => {
-      stream.once('open', () => resolve());
-      stream.once('error', (err) => reject(new HttpError(500, `Failed to download file: ${err.message}`)));
+    const handle = await open(real, 'r').catch((err: Error) => {
+      throw new HttpError(500, `Failed to download file: ${err.message}`);
     });
-    res.writeHead(200, {
-      'content-type': 'application/octet-stream',
-      'content-length': info.size,
-      'content-disposition': attachmentDisposition(basename(path)),
-      'last-modified': info.mtime.toUTCString(),
-    });
-    if (req.method === 'HEAD') {
-      stream.destroy();
-      res.end();
-      return;
+    try {
+      const headers: Record<string, string | number> = {
+        'content-type': 'application/octet-stream',
+        'content-disposition': attachmentDisposition(basename(path)),
+        'last-modified': info.mtime.toUTCString(),
+        'accept-ranges': 'bytes',
+      };
+      const range = byteRange(req.headers.range, info.size);
+      if (range === 'unsatisfiable') {
+        res.writeHead(416, { 'content-range': `bytes */${info.size}`, 'content-type': 'application/json' });
+        return void res.end(JSON.stringify({ detail: 'Range Not Satisfiable' }));
+      }
+      const start = range?.start ?? 0;
+      const length = range ? range.end - range.start + 1 : info.size;
+      if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${info.size}`;
+      res.writeHead(range ? 206 : 200, { ...headers, 'content-length': length });
+      if (req.method === 'HEAD') return void res.end();
+      // One buffer, reused once the socket has taken its bytes: memory stays flat, and a slow
+      // client slows the reading down.
+      const buffer = Buffer.allocUnsafe(DOWNLOAD_BUFFER_BYTES);
+      let left = length;
+      let position = start;
+      while (left > 0 && !res.destroyed) {
+        const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, left), position);
+        if (bytesRead === 0) break;
+        left -= bytesRead;
+        position += bytesRead;
+        await new Promise<void>((resolve, reject) => res.write(buffer.subarray(0, bytesRead), (err) => (err ? reject(err) : resolve())));
+      }
+      // A file that shrank meanwhile, or a client gone: the response ends short (Content-Length tells).
+      if (left > 0) res.destroy();
+      else res.end();
+    } catch {
+      res.destroy();
+    } finally {
+      await handle.close().catch(() => undefined);
     }
-    // A hung-up client or a read error ends the response where it is (Content-Length tells).
-    await pipeline(stream, res).catch(() => res.destroy());
   }
 
   /** `POST /api/file/create_directory?path=`: mkdir -p (idempotent). */

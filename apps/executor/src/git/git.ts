@@ -10,6 +10,7 @@ export const GIT_EMPTY_TREE = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';
 /** Larger files get no diff (as OpenHands). */
 const MAX_DIFF_FILE_BYTES = 1024 * 1024;
 const GIT_TIMEOUT_MS = 30_000;
+const SAFE_CONFIG = ['-c', 'core.fsmonitor=false', '-c', 'core.quotePath=false', '-c', 'diff.external=', '-c', 'core.hooksPath=/dev/null'];
 
 export class GitCommandError extends Error {
   constructor(
@@ -57,7 +58,8 @@ export class GitService {
 
   run(args: string[], cwd: string): Promise<Buffer> {
     return new Promise((resolve, reject) => {
-      execFile('git', args, { cwd, env: this.env, encoding: 'buffer', maxBuffer: 256 * 1024 * 1024, timeout: GIT_TIMEOUT_MS }, (err, stdout, stderr) => {
+      // The repository's own config must not make the executor run programs (hooks never run here).
+      execFile('git', [...SAFE_CONFIG, ...args], { cwd, env: this.env, encoding: 'buffer', maxBuffer: 256 * 1024 * 1024, timeout: GIT_TIMEOUT_MS }, (err, stdout, stderr) => {
         if (err) return reject(new GitCommandError(args, stderr.toString('utf8').trim() || err.message));
         resolve(stdout);
       });
@@ -174,7 +176,7 @@ export class GitService {
     const base = await this.base(dir, ref);
     const changes: GitChange[] = [];
     const add = (status: GitChangeStatus, path: string) => changes.push({ status, path: posix(path) });
-    const fields = (await this.run(['-c', 'core.quotePath=false', 'diff', '--name-status', '-z', '--relative', base, '--'], dir)).toString('utf8').split('\0');
+    const fields = (await this.run(['diff', '--no-ext-diff', '--no-textconv', '--name-status', '-z', '--relative', base, '--'], dir)).toString('utf8').split('\0');
     for (let i = 0; i < fields.length && fields[i] !== ''; ) {
       const code = fields[i++];
       if (code.startsWith('R')) {
@@ -253,7 +255,7 @@ export class GitService {
     let original: string | null = null;
     if (base !== GIT_EMPTY_TREE) {
       const inRepo = posix(relative(repo, file));
-      const shown = await this.run(['show', `${base}:${inRepo}`], repo).catch(() => null);
+      const shown = await this.run(['show', '--no-textconv', `${base}:${inRepo}`], repo).catch(() => null);
       const text = shown && decodeText(shown);
       original = text === null || text === undefined ? null : normalizeContent(text);
     }

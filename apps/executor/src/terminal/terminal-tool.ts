@@ -83,6 +83,11 @@ export class TerminalTool {
     this.dropSession();
   }
 
+  /** Whether a command of this terminal is running now. */
+  get busy(): boolean {
+    return this.session?.running ?? false;
+  }
+
   /** Synchronous kill for process exit. */
   killNow(): void {
     this.session?.killGroup('SIGKILL');

@@ -1,0 +1,201 @@
+import { Database } from '@berth/persistence';
+import { SandboxReaper } from '@berth/sandbox';
+import { randomUUID } from 'node:crypto';
+import { api, SocketClient, STORAGES, useServer } from './support/server';
+
+const KEY = 'workspace-key';
+
+/**
+ * The OpenHands SDK's remote Workspace, call for call (contract §9, §7.1): pointed at
+ * `http://host/sandboxes/<id>` it must work unchanged.
+ */
+class PythonStyleWorkspace {
+  constructor(
+    private readonly host: string,
+    private readonly key: string,
+  ) {}
+
+  private headers(extra: Record<string, string> = {}) {
+    return { 'X-Session-API-Key': this.key, ...extra };
+  }
+
+  async alive(): Promise<boolean> {
+    return (await fetch(`${this.host}/health`)).status === 200;
+  }
+
+  async serverInfo(): Promise<any> {
+    return (await fetch(`${this.host}/server_info`, { headers: this.headers() })).json();
+  }
+
+  async upload(path: string, content: Buffer, name = 'file.bin'): Promise<Response> {
+    const form = new FormData();
+    form.append('file', new Blob([content]), name);
+    return fetch(`${this.host}/api/file/upload?path=${encodeURIComponent(path)}`, { method: 'POST', headers: this.headers(), body: form });
+  }
+
+  async download(path: string): Promise<Response> {
+    return fetch(`${this.host}/api/file/download?path=${encodeURIComponent(path)}`, { headers: this.headers() });
+  }
+
+  /** RemoteWorkspace.execute_command: start, then poll BashOutput events until one has an exit code. */
+  async executeCommand(command: string, cwd?: string, timeout = 30): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+    const started = await fetch(`${this.host}/api/bash/start_bash_command`, {
+      method: 'POST',
+      headers: this.headers({ 'content-type': 'application/json' }),
+      body: JSON.stringify({ command, timeout, ...(cwd ? { cwd } : {}) }),
+    });
+    if (started.status !== 200) throw new Error(`start_bash_command: ${started.status} ${await started.text()}`);
+    const { id } = (await started.json()) as { id: string };
+    let stdout = '';
+    let stderr = '';
+    let lastOrder = -1;
+    const deadline = Date.now() + (timeout + 10) * 1000;
+    while (Date.now() < deadline) {
+      const query = new URLSearchParams({ command_id__eq: id, sort_order: 'TIMESTAMP', limit: '100', kind__eq: 'BashOutput' });
+      if (lastOrder >= 0) query.set('order__gt', String(lastOrder));
+      const page = (await (await fetch(`${this.host}/api/bash/bash_events/search?${query}`, { headers: this.headers() })).json()) as { items: any[] };
+      for (const item of page.items) {
+        stdout += item.stdout ?? '';
+        stderr += item.stderr ?? '';
+        lastOrder = Math.max(lastOrder, item.order);
+        if (item.exit_code !== null && item.exit_code !== undefined) return { exitCode: item.exit_code, stdout, stderr };
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error('command did not finish');
+  }
+
+  async gitChanges(path: string): Promise<any> {
+    return (await fetch(`${this.host}/api/git/changes?path=${encodeURIComponent(path)}`, { headers: this.headers() })).json();
+  }
+
+  async gitDiff(path: string): Promise<any> {
+    return (await fetch(`${this.host}/api/git/diff?path=${encodeURIComponent(path)}`, { headers: this.headers() })).json();
+  }
+}
+
+describe.each(STORAGES)('sandbox workspace through the gateway (%s)', (storage) => {
+  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY }, KEY);
+
+  it('serves the OpenHands remote Workspace call sequence under /sandboxes/{id}', async () => {
+    const sandbox = (await ctx.call('POST', '/api/sandboxes', {})).body;
+    const ws = new PythonStyleWorkspace(sandbox.url, KEY);
+    expect(await ws.alive()).toBe(true);
+    expect((await ws.serverInfo()).title).toBe('OpenHands Agent Server');
+
+    const home = (await ctx.call('GET', `/sandboxes/${sandbox.id}/api/file/home`)).body.home as string;
+    const project = `${home}/project`;
+    const payload = Buffer.from(Array.from({ length: 70_000 }, (_, i) => i % 251));
+    expect((await ws.upload(`${project}/data.bin`, payload)).status).toBe(200);
+    const downloaded = await ws.download(`${project}/data.bin`);
+    expect(downloaded.status).toBe(200);
+    expect(downloaded.headers.get('content-disposition')).toContain('data.bin');
+    expect(Buffer.from(await downloaded.arrayBuffer()).equals(payload)).toBe(true);
+
+    const result = await ws.executeCommand('git init -q . && echo hello > a.txt && ls && echo oops >&2', project);
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toContain('data.bin');
+    expect(result.stderr).toContain('oops');
+
+    const changes = (await ws.gitChanges(project)) as { status: string; path: string }[];
+    expect(changes.map((c) => c.path).sort()).toEqual(['a.txt', 'data.bin']);
+    expect(changes.every((c) => c.status === 'ADDED')).toBe(true);
+    const diff = await ws.gitDiff(`${project}/a.txt`);
+    expect(diff.original).toBeNull();
+    expect(String(diff.modified).trimEnd()).toBe('hello');
+    await ctx.call('DELETE', `/api/sandboxes/${sandbox.id}`);
+  });
+
+  it('refuses paths outside the sandbox and needs the key', async () => {
+    const sandbox = (await ctx.call('POST', '/api/sandboxes', {})).body;
+    const outside = await api(ctx.server, 'GET', `/sandboxes/${sandbox.id}/api/file/download?path=/etc/passwd`, { key: KEY });
+    expect(outside.status).toBeGreaterThanOrEqual(400);
+    expect(outside.status).toBeLessThan(500);
+    expect((await api(ctx.server, 'GET', `/sandboxes/${sandbox.id}/api/file/home`)).status).toBe(401);
+    expect((await api(ctx.server, 'GET', `/sandboxes/${randomUUID()}/api/file/home`, { key: KEY })).status).toBe(404);
+    await ctx.call('DELETE', `/api/sandboxes/${sandbox.id}`);
+  });
+
+  it('resumes a paused sandbox on the next call that needs it', async () => {
+    const sandbox = (await ctx.call('POST', '/api/sandboxes', {})).body;
+    await ctx.call('POST', `/api/sandboxes/${sandbox.id}/pause`);
+    const home = await ctx.call('GET', `/sandboxes/${sandbox.id}/api/file/home`);
+    expect(home.status).toBe(200);
+    expect((await ctx.call('GET', `/api/sandboxes/${sandbox.id}`)).body.status).toBe('running');
+    await ctx.call('DELETE', `/api/sandboxes/${sandbox.id}`);
+  });
+});
+
+describe('top-level workspace routes', () => {
+  const withDb = useServer('postgres', { OH_SESSION_API_KEYS_0: KEY }, KEY);
+  it('name the sandbox prefix when there is no default sandbox', async () => {
+    const res = await withDb.call('GET', '/api/file/home');
+    expect(res.status).toBe(400);
+    expect(res.body.detail).toContain('/sandboxes/{sandbox_id}/api/');
+  });
+});
+
+describe('top-level workspace routes (embedded default)', () => {
+  const embedded = useServer('embedded', {});
+  it('act on the default sandbox, as the OpenHands local server does', async () => {
+    const home = await embedded.call('GET', '/api/file/home');
+    expect(home.status).toBe(200);
+    expect(home.body.home).toContain('sandboxes');
+  });
+});
+
+describe.each(STORAGES)('the idle clock (%s)', (storage) => {
+  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY, BERTH_REAPER_INTERVAL_MS: '0' }, KEY);
+  const age = async (id: string, field: 'lastActivityAt' | 'createdAt', seconds: number) =>
+    ctx.server.app.get(Database).prisma.sandbox.update({ where: { id }, data: { [field]: new Date(Date.now() - seconds * 1000) } });
+
+  it('stops idle sandboxes, spares busy ones, resumes on the next call, and deletes those past their ttl', async () => {
+    const reaper = ctx.server.app.get(SandboxReaper);
+    const idle = (await ctx.call('POST', '/api/sandboxes', { idle_timeout: 10 })).body.id;
+    const busy = (await ctx.call('POST', '/api/sandboxes', { idle_timeout: 10 })).body.id;
+    const expiring = (await ctx.call('POST', '/api/sandboxes', { ttl: 10 })).body.id;
+
+    const started = await ctx.call('POST', `/sandboxes/${busy}/api/bash/start_bash_command`, { command: 'sleep 20', timeout: 60 });
+    expect(started.status).toBe(200);
+    await age(idle, 'lastActivityAt', 60);
+    await age(busy, 'lastActivityAt', 60);
+    await age(expiring, 'createdAt', 60);
+
+    const swept = await reaper.sweepOnce();
+    expect(swept.stopped).toEqual([idle]);
+    expect(swept.deleted).toEqual([expiring]);
+    expect((await ctx.call('GET', `/api/sandboxes/${idle}`)).body.status).toBe('stopped');
+    expect((await ctx.call('GET', `/api/sandboxes/${busy}`)).body.status).toBe('running');
+    expect((await ctx.call('GET', `/api/sandboxes/${expiring}`)).status).toBe(404);
+
+    // Transparent resume: the next call that needs the sandbox starts it again.
+    expect((await ctx.call('GET', `/sandboxes/${idle}/api/file/home`)).status).toBe(200);
+    expect((await ctx.call('GET', `/api/sandboxes/${idle}`)).body.status).toBe('running');
+    for (const id of [idle, busy]) await ctx.call('DELETE', `/api/sandboxes/${id}`);
+  });
+});
+
+describe('bash events socket through the gateway (embedded)', () => {
+  const ctx = useServer('embedded', { OH_SESSION_API_KEYS_0: KEY }, KEY);
+  it('replays and streams a sandbox bash events, and starts commands sent as frames', async () => {
+    const sandbox = (await ctx.call('POST', '/api/sandboxes', {})).body.id;
+    await ctx.call('POST', `/sandboxes/${sandbox}/api/bash/execute_bash_command`, { command: 'echo before' });
+    const ws = new SocketClient(`${ctx.server.wsUrl}/sandboxes/${sandbox}/sockets/bash-events?session_api_key=${KEY}&resend_mode=all`);
+    await ws.waitFor((f) => f.some((e) => e.kind === 'BashOutput' && String(e.stdout).includes('before')));
+    ws.send({ command: 'echo over-the-socket' });
+    await ws.waitFor((f) => f.some((e) => e.kind === 'BashOutput' && String(e.stdout).includes('over-the-socket') && e.exit_code === 0));
+    ws.close();
+    expect(await new SocketClient(`${ctx.server.wsUrl}/sandboxes/${sandbox}/sockets/bash-events?session_api_key=wrong`).waitClosed()).toBe(4001);
+  });
+});
+
+describe('bash event batch reads through the gateway', () => {
+  const ctx = useServer('embedded', { OH_SESSION_API_KEYS_0: KEY }, KEY);
+  it('take the ids as a JSON body on GET, as OpenHands clients send them', async () => {
+    const sandbox = (await ctx.call('POST', '/api/sandboxes', {})).body.id;
+    const command = (await ctx.call('POST', `/sandboxes/${sandbox}/api/bash/start_bash_command`, { command: 'echo batch' })).body;
+    const batch = await ctx.call('GET', `/sandboxes/${sandbox}/api/bash/bash_events/`, [command.id, 'f'.repeat(32)]);
+    expect(batch.status).toBe(200);
+    expect(batch.body.map((e: { id: string } | null) => e?.id ?? null)).toEqual([command.id, null]);
+  });
+});
