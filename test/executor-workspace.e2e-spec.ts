@@ -1,5 +1,4 @@
-import { projectRoot } from '@berth/config';
-import { ChildProcess, spawn } from 'node:child_process';
+import { RunningExecutor, startExecutor as startSandboxExecutor } from './support/processes';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
@@ -13,44 +12,15 @@ import { WebSocket } from 'ws';
  * driven over real HTTP and WebSocket connections as the gateway will pass them through.
  */
 
-const ENTRY = join(projectRoot(), 'dist/apps/executor/src/main.js');
 const TOKEN = 'executor-workspace-e2e-token';
 const AUTH = { 'x-sandbox-token': TOKEN };
 const MiB = 1024 * 1024;
 
 type Json = Record<string, any>;
 
-interface RunningExecutor {
-  port: number;
-  child: ChildProcess;
-  exited: Promise<number | string | null>;
-  stop(): Promise<number | string | null>;
-}
-
-async function startExecutor(root: string, env: Record<string, string> = {}): Promise<RunningExecutor> {
-  const child = spawn(process.execPath, [ENTRY], {
-    env: { PATH: process.env.PATH ?? '', BERTH_SANDBOX_TOKEN: TOKEN, BERTH_SANDBOX_ROOT: root, BERTH_EXECUTOR_PORT: '0', ...env },
-    stdio: 'pipe',
-  });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<number | string | null>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal)));
-  const deadline = Date.now() + 10_000;
-  while (!output.includes('\n')) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the executor did not start: ${output}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  const ready = JSON.parse(output.split('\n')[0]);
-  return {
-    port: ready.port,
-    child,
-    exited,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      return exited;
-    },
-  };
+/** This suite's executor: the built one, with this suite's token. */
+function startExecutor(root: string, env: Record<string, string> = {}): Promise<RunningExecutor> {
+  return startSandboxExecutor(root, TOKEN, env);
 }
 
 /** One executor's HTTP API. */

@@ -1,5 +1,6 @@
+import { RunningExecutor, startExecutor as startSandboxExecutor } from './support/processes';
 import { projectRoot } from '@berth/config';
-import { ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,47 +18,9 @@ const NO_OUTPUT_MS = 2000;
 
 type Json = Record<string, any>;
 
-interface RunningExecutor {
-  port: number;
-  child: ChildProcess;
-  exited: Promise<number | string | null>;
-  output(): string;
-  stop(): Promise<number | string | null>;
-}
-
-async function startExecutor(root: string, env: Record<string, string> = {}): Promise<RunningExecutor> {
-  const child = spawn(process.execPath, [ENTRY], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      BERTH_SANDBOX_TOKEN: TOKEN,
-      BERTH_SANDBOX_ROOT: root,
-      BERTH_EXECUTOR_PORT: '0',
-      BERTH_TERMINAL_NO_OUTPUT_TIMEOUT_MS: String(NO_OUTPUT_MS),
-      ...env,
-    },
-    stdio: 'pipe',
-  });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<number | string | null>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal)));
-  const deadline = Date.now() + 10_000;
-  while (!output.includes('\n')) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the executor did not start: ${output}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  const ready = JSON.parse(output.split('\n')[0]);
-  expect(ready).toEqual({ executor: 'ready', port: expect.any(Number) });
-  return {
-    port: ready.port,
-    child,
-    exited,
-    output: () => output,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      return exited;
-    },
-  };
+/** This suite's executor: the built one, with this suite's token. */
+function startExecutor(root: string, env: Record<string, string> = {}): Promise<RunningExecutor> {
+  return startSandboxExecutor(root, TOKEN, { BERTH_TERMINAL_NO_OUTPUT_TIMEOUT_MS: String(NO_OUTPUT_MS), ...env });
 }
 
 async function post(port: number, path: string, body: unknown, headers: Record<string, string> = { 'x-sandbox-token': TOKEN }): Promise<{ status: number; body: Json }> {

@@ -47,3 +47,33 @@ export function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
 }
+
+export interface RunningExecutor {
+  port: number;
+  child: ChildProcess;
+  exited: Promise<Exit>;
+  output: () => string;
+  stop(): Promise<Exit>;
+}
+
+/** The built executor for a sandbox root, started as the local driver starts it; resolves once ready. */
+export async function startExecutor(root: string, token: string, env: Record<string, string> = {}): Promise<RunningExecutor> {
+  const proc = run('dist/apps/executor/src/main.js', [], { BERTH_SANDBOX_TOKEN: token, BERTH_SANDBOX_ROOT: root, BERTH_EXECUTOR_PORT: '0', ...env });
+  const deadline = Date.now() + 10_000;
+  while (!proc.output().includes('\n')) {
+    if (Date.now() > deadline || proc.child.exitCode !== null) throw new Error(`the executor did not start: ${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const ready = JSON.parse(proc.output().split('\n')[0]) as { executor: string; port: number };
+  if (ready.executor !== 'ready') throw new Error(`unexpected ready line: ${proc.output()}`);
+  return {
+    port: ready.port,
+    child: proc.child,
+    exited: proc.exited,
+    output: proc.output,
+    stop: async () => {
+      if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGTERM');
+      return proc.exited;
+    },
+  };
+}
