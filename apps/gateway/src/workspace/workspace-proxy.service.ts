@@ -4,7 +4,7 @@ import type { BerthConfig } from '@berth/config';
 import { DEFAULT_TENANT_ID, Database } from '@berth/persistence';
 import { SANDBOX_TOKEN_HEADER, SandboxHandle, SandboxManager } from '@berth/sandbox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Readable } from 'node:stream';
+import { IncomingMessage, request as httpRequest } from 'node:http';
 import type { Principal } from '../common/tenant.decorator';
 
 /** The embedded default's own sandbox: top-level /api/file|bash|git act on it, as the OpenHands local server does. */
@@ -53,10 +53,10 @@ export class WorkspaceProxyService {
       const value = request.headers[name];
       if (typeof value === 'string') headers[name] = value;
     }
-    let body: string | AsyncIterable<Uint8Array> | undefined;
     let url = request.url;
+    let body: string | undefined;
     if (request.method === 'GET' && Array.isArray(request.body)) {
-      // OpenHands' batch reads take a JSON list in a GET body, which fetch cannot send: as a query instead.
+      // OpenHands' batch reads take a JSON list in a GET body: sent on as a query instead.
       const query = new URLSearchParams();
       for (const id of request.body) query.append('event_ids', String(id));
       url += `${url.includes('?') ? '&' : '?'}${query}`;
@@ -66,29 +66,28 @@ export class WorkspaceProxyService {
       // A JSON body Fastify already read (bash routes): sent on as JSON.
       body = JSON.stringify(request.body);
       headers['content-type'] = 'application/json';
-      delete headers['content-length'];
-    } else if (request.method !== 'GET' && request.method !== 'HEAD') {
-      body = request.raw;
+      headers['content-length'] = String(Buffer.byteLength(body));
     }
-    // The client went away before its answer was complete: stop the executor's work on it too.
-    const abort = new AbortController();
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) abort.abort();
+    const target = new URL(url, handle.url);
+    const upstream = await new Promise<IncomingMessage>((resolve, reject) => {
+      const outgoing = httpRequest(target, { method: request.method, headers }, resolve);
+      outgoing.on('error', reject);
+      // The client went away before its answer was complete: stop the executor's work on it too.
+      reply.raw.once('close', () => {
+        if (!reply.raw.writableFinished) outgoing.destroy();
+      });
+      if (body !== undefined) outgoing.end(body);
+      else if (request.method === 'GET' || request.method === 'HEAD') outgoing.end();
+      // Uploads: piped with backpressure, so the gateway holds a few chunks at most.
+      else request.raw.pipe(outgoing);
     });
-    const upstream = await fetch(handle.url + url, {
-      method: request.method,
-      headers,
-      body: body as RequestInit['body'],
-      signal: abort.signal,
-      duplex: 'half',
-    } as RequestInit);
     this.touch(sandboxId);
-    reply.status(upstream.status);
+    reply.status(upstream.statusCode ?? 502);
     for (const name of FORWARDED_RESPONSE_HEADERS) {
-      const value = upstream.headers.get(name);
-      if (value !== null) reply.header(name, value);
+      const value = upstream.headers[name];
+      if (typeof value === 'string') reply.header(name, value);
     }
-    await reply.send(upstream.body ? Readable.fromWeb(upstream.body as never) : undefined);
+    await reply.send(upstream);
   }
 
   /** The executor's address and token, starting it when needed (404 for a sandbox gone meanwhile). */
