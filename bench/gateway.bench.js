@@ -19,6 +19,7 @@ const { runLoad, runSequential, runPool, request, keepAliveAgent } = require('./
 const { freePort, spawnNode, waitForHttp, getStatus, cpuSecondsByName, rssBytes } = require('./lib/proc');
 const { ms, int } = require('./lib/stats');
 const storage = require('./lib/storage');
+const { berthEnv } = require('./lib/berth');
 const { summarizeProfile, formatSummary } = require('./lib/cpuprofile');
 
 const BENCH = 'gateway';
@@ -69,16 +70,6 @@ function printResult(log, label, r, { repeated = false } = {}) {
   }
   if (r.otherCpu > NOISY_OTHER_CPU) log(`    ! other processes kept ${pct(r.otherCpu)} of a core busy during this scenario: figures are disturbed`);
   if (r.errors) log(`    ! ${r.errors} error(s); first: ${r.firstError || JSON.stringify(r.statuses)}`);
-}
-
-/** Environment for the Berth child: the caller's, minus anything that would change Berth's setup. */
-function berthEnv(extra) {
-  const env = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (/^(OH_|BERTH_|DATABASE_URL$|REDIS_URL$|SESSION_API_KEY$|LOG_LEVEL$|DEBUG$|PORT$|HOST$|NODE_OPTIONS$)/.test(k)) continue;
-    env[k] = v;
-  }
-  return { ...env, NODE_ENV: 'production', ...extra };
 }
 
 async function benchRawFastify(ctx) {

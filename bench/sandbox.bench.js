@@ -1,0 +1,115 @@
+'use strict';
+/**
+ * Sandbox time-to-interactive (run by bench/run.js): `POST /api/sandboxes` → first
+ * `execute_bash_command` result through `/sandboxes/{id}`, sequentially over BENCH_SANDBOXES
+ * sandboxes (default 100; each is deleted after its measurement, not timed), on each storage mode.
+ * Anchors (issue): Daytona p50 0.11 s / p99 0.29 s, E2B 0.44 s / 0.99 s. Targets: p50 ≤ 150 ms cold,
+ * ≤ 30 ms with a warm pool of pre-started executors (no warm pool yet: cold only).
+ */
+const fs = require('node:fs');
+const path = require('node:path');
+const { request, keepAliveAgent } = require('./lib/load');
+const { freePort, spawnNode, waitForHttp } = require('./lib/proc');
+const { ms, summarize } = require('./lib/stats');
+const storage = require('./lib/storage');
+const { berthEnv } = require('./lib/berth');
+
+const BENCH = 'sandbox';
+const HOST = '127.0.0.1';
+const API_KEY = 'bench-key';
+const AUTH = { 'X-Session-API-Key': API_KEY };
+const TARGET_COLD_P50_MS = 150;
+const WARM_UP = 5;
+
+async function prepare(ctx, mode) {
+  if (mode === 'embedded') return { label: 'embedded (PGlite, in-process bus)', env: {} };
+  const problem = await storage.pgProblem(ctx.options.pgAdminUrl);
+  if (problem) return null;
+  const db = await storage.createDatabase(ctx.options.pgAdminUrl, `berth_bench_sbx_${process.pid}`);
+  ctx.defer(`drop database ${db.name}`, () => db.drop());
+  const env = { DATABASE_URL: db.url };
+  if (!(await storage.redisProblem(ctx.options.redisUrl))) {
+    const prefix = `berth_bench_sbx_${process.pid}`;
+    env.REDIS_URL = ctx.options.redisUrl;
+    env.BERTH_QUEUE_PREFIX = prefix;
+    ctx.defer(`delete redis keys ${prefix}:*`, () => storage.redisDeletePrefix(ctx.options.redisUrl, prefix));
+  }
+  return { label: `PostgreSQL (db ${db.name})${env.REDIS_URL ? ' + Redis' : ''}`, env };
+}
+
+async function benchMode(ctx, mode, count) {
+  const { log } = ctx;
+  const store = await prepare(ctx, mode);
+  if (!store) {
+    ctx.report({ bench: BENCH, storage: mode, target: 'all', measured: 'skipped (storage unreachable)', ok: null });
+    return;
+  }
+  const dataDir = ctx.tmpdir(`berth-bench-sbx-${mode}-`);
+  const port = await freePort();
+  const main = path.join(ctx.root, 'dist/apps/gateway/src/main.js');
+  if (!fs.existsSync(main)) throw new Error(`${main} is missing; run \`npm run build\``);
+  const env = berthEnv({ OH_SESSION_API_KEYS_0: API_KEY, LOG_LEVEL: 'warn', BERTH_DATA_DIR: dataDir, BERTH_REAPER_INTERVAL_MS: '0', ...store.env });
+  const berth = spawnNode(`berth[${mode}]`, main, { args: ['--host', HOST, '--port', String(port)], env, cwd: ctx.root });
+  ctx.defer(`stop berth[${mode}]`, () => berth.stop());
+  await waitForHttp(berth, `http://${HOST}:${port}/ready`, { timeoutMs: 120_000 });
+  log(`\n  [${mode}] storage: ${store.label}; ${count} sandboxes, one at a time (+${WARM_UP} warm-up)`);
+
+  const agent = keepAliveAgent(2);
+  const target = { host: HOST, port };
+  const total = [];
+  const create = [];
+  const firstCommand = [];
+  let failures = 0;
+  try {
+    for (let i = 0; i < count + WARM_UP; i++) {
+      const t0 = process.hrtime.bigint();
+      const created = await request(agent, target, { method: 'POST', path: '/api/sandboxes', headers: AUTH, body: '{}', readBody: true });
+      const t1 = process.hrtime.bigint();
+      if (created.status !== 201) {
+        failures++;
+        continue;
+      }
+      const { id } = JSON.parse(created.body);
+      const ran = await request(agent, target, {
+        method: 'POST',
+        path: `/sandboxes/${id}/api/bash/execute_bash_command`,
+        headers: AUTH,
+        body: { command: 'echo ready' },
+        readBody: true,
+      });
+      const t2 = process.hrtime.bigint();
+      const ok = ran.status === 200 && JSON.parse(ran.body).exit_code === 0;
+      if (!ok) failures++;
+      if (ok && i >= WARM_UP) {
+        create.push(Number(t1 - t0) / 1e6);
+        firstCommand.push(Number(t2 - t1) / 1e6);
+        total.push(Number(t2 - t0) / 1e6);
+      }
+      await request(agent, target, { method: 'DELETE', path: `/api/sandboxes/${id}`, headers: AUTH });
+    }
+  } finally {
+    agent.destroy();
+  }
+  const t = summarize(total);
+  const c = summarize(create);
+  const f = summarize(firstCommand);
+  log(`  [${mode}] create (executor started):  p50 ${ms(c.p50)} ms  p95 ${ms(c.p95)}  p99 ${ms(c.p99)}`);
+  log(`  [${mode}] first execute_bash_command: p50 ${ms(f.p50)} ms  p95 ${ms(f.p95)}  p99 ${ms(f.p99)}`);
+  log(`  [${mode}] time to interactive:        p50 ${ms(t.p50)} ms  p95 ${ms(t.p95)}  p99 ${ms(t.p99)}  (failures: ${failures})`);
+  log('  anchors: Daytona p50 110 ms / p99 290 ms; E2B p50 440 ms / p99 990 ms');
+  ctx.report({
+    bench: BENCH,
+    storage: mode,
+    target: `time to interactive p50 ≤ ${TARGET_COLD_P50_MS} ms (cold)`,
+    measured: `p50 ${ms(t.p50)} ms, p99 ${ms(t.p99)} ms over ${t.n}${failures ? `, ${failures} failed` : ''}`,
+    ok: t.p50 <= TARGET_COLD_P50_MS && failures === 0,
+  });
+  ctx.report({ bench: BENCH, storage: mode, target: 'time to interactive p50 ≤ 30 ms (warm pool)', measured: 'no warm pool yet', ok: null });
+}
+
+async function run(ctx) {
+  const count = Number(process.env.BENCH_SANDBOXES || 100);
+  for (const mode of ctx.options.storage) await benchMode(ctx, mode, count);
+}
+
+module.exports = { run };
