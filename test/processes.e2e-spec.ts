@@ -1,5 +1,5 @@
 import { LlmStub } from '@berth/testing';
-import { freePort, run, waitFor } from './support/processes';
+import { freePort, killProcessesUnder, run, waitFor } from './support/processes';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +10,10 @@ describe('processes', () => {
   beforeEach(() => {
     dataDir = mkdtempSync(join(tmpdir(), 'berth-proc-'));
   });
-  afterEach(() => rmSync(dataDir, { recursive: true, force: true }));
+  afterEach(() => {
+    killProcessesUnder(dataDir);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
 
   it('starts the embedded default with --host/--port, serves, and stops cleanly on SIGTERM', async () => {
     const port = await freePort();

@@ -2,6 +2,7 @@ import { projectRoot } from '@berth/config';
 import { ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { LlmStub } from '@berth/testing';
+import { killProcessesUnder } from './support/processes';
 import { api, startServer, TestServer, userMessage } from './support/server';
 
 const KEY = 'recovery-key';
@@ -33,7 +34,14 @@ describe('a worker killed mid-run (PostgreSQL + Redis, workers as child processe
     server = await startServer('postgres', { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'gateway', BERTH_RUN_STALL_MS: '1500' });
   });
   afterAll(async () => {
-    for (const w of workers) w.kill('SIGKILL');
+    // SIGTERM: the surviving worker stops the executors it started or took over (none is left behind).
+    for (const w of workers) {
+      if (w.exitCode !== null || w.signalCode !== null) continue;
+      const exited = new Promise((resolve) => w.once('exit', resolve));
+      w.kill('SIGTERM');
+      await exited;
+    }
+    killProcessesUnder(server.dataDir);
     await server.close();
     await llm.stop();
   });

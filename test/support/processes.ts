@@ -1,6 +1,6 @@
 import { projectRoot } from '@berth/config';
 import { ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -76,4 +76,30 @@ export async function startExecutor(root: string, token: string, env: Record<str
       return proc.exited;
     },
   };
+}
+
+/**
+ * Ends every process working inside `dir` (Linux /proc): executors orphaned on purpose by a test
+ * that kill -9s their parent must not outlive the test.
+ */
+export function killProcessesUnder(dir: string): number {
+  let killed = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    let cwd: string;
+    try {
+      cwd = readlinkSync(`/proc/${entry}/cwd`).replace(/ \(deleted\)$/, '');
+    } catch {
+      continue;
+    }
+    if (cwd === dir || cwd.startsWith(`${dir}/`)) {
+      try {
+        process.kill(Number(entry), 'SIGKILL');
+        killed++;
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+  return killed;
 }
