@@ -270,45 +270,36 @@ export class TerminalTool {
     const suffix = specialKey
       ? `\n[The command completed with exit code ${exitCode}. CTRL+${command.at(-1)!.toUpperCase()} was sent.]`
       : `\n[The command completed with exit code ${exitCode}.]`;
-    const { text, dir } = this.render(session.takeOutput());
-    this.unreported = false;
-    this.partial = false;
-    return terminalObservation(text, {
-      command,
-      exit_code: exitCode,
-      metadata: cmdOutputMetadata({
-        exit_code: exitCode,
-        pid: end?.backgroundPid ?? -1,
-        username: this.environment.username,
-        hostname: this.environment.hostname,
-        working_dir: end?.cwd ?? session.cwd,
-        py_interpreter_path: end?.pythonPath ?? '',
-        suffix,
-      }),
-      full_output_save_dir: dir,
+    return this.ended(session, command, exitCode, {
+      pid: end?.backgroundPid ?? -1,
+      working_dir: end?.cwd ?? session.cwd,
+      py_interpreter_path: end?.pythonPath ?? '',
+      suffix,
     });
   }
 
   /** The shell itself ended (`exit`, killed): the command's end, and a new session next time. */
   private exited(session: BashSession, command: string): TerminalObservation {
     const exitCode = session.exitCode;
-    const { text, dir } = this.render(session.takeOutput());
     const cwd = session.cwd;
     this.session = null;
+    return this.ended(session, command, exitCode, {
+      working_dir: cwd,
+      suffix:
+        `\n[The command completed with exit code ${exitCode}.]` +
+        '\n[The shell exited, which ended the terminal session. The next command starts a new session in the working directory; environment variables and other session state are lost.]',
+    });
+  }
+
+  /** The observation of a command that is over: its output, exit code and where the shell is. */
+  private ended(session: BashSession, command: string, exitCode: number, metadata: Partial<CmdOutputMetadata>): TerminalObservation {
+    const { text, dir } = this.render(session.takeOutput());
     this.unreported = false;
     this.partial = false;
     return terminalObservation(text, {
       command,
       exit_code: exitCode,
-      metadata: cmdOutputMetadata({
-        exit_code: exitCode,
-        username: this.environment.username,
-        hostname: this.environment.hostname,
-        working_dir: cwd,
-        suffix:
-          `\n[The command completed with exit code ${exitCode}.]` +
-          '\n[The shell exited, which ended the terminal session. The next command starts a new session in the working directory; environment variables and other session state are lost.]',
-      }),
+      metadata: cmdOutputMetadata({ exit_code: exitCode, username: this.environment.username, hostname: this.environment.hostname, ...metadata }),
       full_output_save_dir: dir,
     });
   }
