@@ -14,6 +14,8 @@ export interface BerthConfig {
   dockerHostAddr: string | null;
   /** PostgreSQL URL; null = embedded PGlite under dataDir. */
   databaseUrl: string | null;
+  /** PostgreSQL connections per process */
+  dbPoolSize: number;
   /** Redis URL; null = in-process queue and event bus. */
   redisUrl: string | null;
   /** Key prefix of Berth's BullMQ queues in Redis (lets several deployments share one Redis). */
@@ -116,6 +118,7 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     corsOriginRegex,
     dockerHostAddr: env.DOCKER_HOST_ADDR || null,
     databaseUrl: env.DATABASE_URL || null,
+    dbPoolSize: readInt(env, 'BERTH_DB_POOL_SIZE', 20, 1, 1000),
     redisUrl: env.REDIS_URL || null,
     queuePrefix: env.BERTH_QUEUE_PREFIX || 'berth',
     dataDir,

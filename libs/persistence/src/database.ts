@@ -16,7 +16,12 @@ const MIGRATION_LOCK_ID = 7_415_202_611;
 export interface DatabaseOptions {
   databaseUrl: string | null;
   dataDir: string;
+  /** PostgreSQL connections this process may hold */
+  poolSize?: number;
 }
+
+/** How long a transaction may wait for a connection: runs and requests share the pool under load. */
+export const TRANSACTION_OPTIONS = { maxWait: 10_000, timeout: 15_000 };
 
 /**
  * PostgreSQL when DATABASE_URL is set, otherwise embedded PostgreSQL (PGlite) under
@@ -35,7 +40,7 @@ export class Database {
   constructor(options: DatabaseOptions) {
     if (options.databaseUrl) {
       this.kind = 'postgres';
-      this.pool = new Pool({ connectionString: options.databaseUrl, max: 10 });
+      this.pool = new Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 20 });
       // A dropped idle connection must not crash the process; the pool replaces it.
       this.pool.on('error', (err) => this.logger.warn(`idle PostgreSQL connection failed: ${err.message}`));
       this.prisma = new PrismaClient({ adapter: new PrismaPg(this.pool) });

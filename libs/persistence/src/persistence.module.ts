@@ -13,7 +13,7 @@ export class PersistenceModule {
         {
           provide: Database,
           inject: [BERTH_CONFIG],
-          useFactory: (config: BerthConfig) => new Database({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }),
+          useFactory: (config: BerthConfig) => new Database({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.dbPoolSize }),
         },
         { provide: EventLog, inject: [Database], useFactory: (db: Database) => new EventLog(db) },
         closeOnShutdown<Database>(Database, (db) => db.close()),

@@ -15,7 +15,7 @@ import {
   uuidHex,
 } from '@berth/contracts';
 import { SecretDecryptError, SecretInput, SecretVault, StoredSecret } from '@berth/crypto';
-import { ConversationRow, Database, EventLog, Prisma } from '@berth/persistence';
+import { ConversationRow, Database, EventLog, Prisma, TRANSACTION_OPTIONS } from '@berth/persistence';
 import { validationError } from '../common/zod-validation.pipe';
 import type { Principal } from '../common/tenant.decorator';
 import { ServerInfoService } from '../health/server-info.service';
@@ -134,7 +134,7 @@ export class ConversationsService {
         const out: { seq: number; event: OHEvent }[] = [];
         for (const event of initialEvents) out.push({ seq: await this.log.append(id, event, tx), event });
         return out;
-      });
+      }, TRANSACTION_OPTIONS);
     } catch (err) {
       if ((err as { code?: string }).code === ROW_NOT_UNIQUE) {
         const existing = await this.attachExisting(p, id);
@@ -254,7 +254,7 @@ export class ConversationsService {
       if (!row) throw conversationNotFound(id);
       const merged = { ...(row.secrets as Record<string, StoredSecret>), ...this.vault.sealSecrets(secrets) };
       await tx.conversation.update({ where: { id }, data: { secrets: merged as Prisma.InputJsonValue } });
-    });
+    }, TRANSACTION_OPTIONS);
   }
 
   async setConfirmationPolicy(p: Principal, id: string, policy: Json): Promise<void> {
