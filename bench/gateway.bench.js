@@ -18,8 +18,7 @@ const path = require('node:path');
 const { runLoad, runSequential, runPool, request, keepAliveAgent } = require('./lib/load');
 const { freePort, spawnNode, waitForHttp, getStatus, cpuSecondsByName, rssBytes } = require('./lib/proc');
 const { ms, int } = require('./lib/stats');
-const storage = require('./lib/storage');
-const { berthEnv } = require('./lib/berth');
+const { berthEnv, prepareStorage } = require('./lib/berth');
 const { summarizeProfile, formatSummary } = require('./lib/cpuprofile');
 
 const BENCH = 'gateway';
@@ -87,31 +86,6 @@ async function benchRawFastify(ctx) {
   return r;
 }
 
-async function prepareStorage(ctx, mode) {
-  const { options, log } = ctx;
-  if (mode === 'embedded') return { label: 'embedded (PGlite, in-process bus)', env: {} };
-  const pgProblem = await storage.pgProblem(options.pgAdminUrl);
-  if (pgProblem) {
-    log(`  postgres: skipped — PostgreSQL not reachable at ${options.pgAdminUrl}: ${pgProblem}`);
-    return null;
-  }
-  const db = await storage.createDatabase(options.pgAdminUrl, `berth_bench_${process.pid}`);
-  ctx.defer(`drop database ${db.name}`, () => db.drop());
-  const env = { DATABASE_URL: db.url };
-  let label = `PostgreSQL (db ${db.name})`;
-  const redisProblem = await storage.redisProblem(options.redisUrl);
-  if (redisProblem) {
-    log(`  postgres: Redis not reachable at ${options.redisUrl} (${redisProblem}); using the in-process queue and bus`);
-    label += ' + in-process bus';
-  } else {
-    const prefix = `berth_bench_${process.pid}`;
-    env.REDIS_URL = options.redisUrl;
-    env.BERTH_QUEUE_PREFIX = prefix;
-    ctx.defer(`delete redis keys ${prefix}:*`, () => storage.redisDeletePrefix(options.redisUrl, prefix));
-    label += ` + Redis (prefix ${prefix})`;
-  }
-  return { label, env, db };
-}
 
 async function seed(target, n) {
   const agent = keepAliveAgent(SEED_CONCURRENCY);

@@ -11,8 +11,7 @@ const path = require('node:path');
 const { request, keepAliveAgent } = require('./lib/load');
 const { freePort, spawnNode, waitForHttp } = require('./lib/proc');
 const { ms, summarize } = require('./lib/stats');
-const storage = require('./lib/storage');
-const { berthEnv } = require('./lib/berth');
+const { berthEnv, prepareStorage } = require('./lib/berth');
 
 const BENCH = 'sandbox';
 const HOST = '127.0.0.1';
@@ -21,25 +20,10 @@ const AUTH = { 'X-Session-API-Key': API_KEY };
 const TARGET_COLD_P50_MS = 150;
 const WARM_UP = 5;
 
-async function prepare(ctx, mode) {
-  if (mode === 'embedded') return { label: 'embedded (PGlite, in-process bus)', env: {} };
-  const problem = await storage.pgProblem(ctx.options.pgAdminUrl);
-  if (problem) return null;
-  const db = await storage.createDatabase(ctx.options.pgAdminUrl, `berth_bench_sbx_${process.pid}`);
-  ctx.defer(`drop database ${db.name}`, () => db.drop());
-  const env = { DATABASE_URL: db.url };
-  if (!(await storage.redisProblem(ctx.options.redisUrl))) {
-    const prefix = `berth_bench_sbx_${process.pid}`;
-    env.REDIS_URL = ctx.options.redisUrl;
-    env.BERTH_QUEUE_PREFIX = prefix;
-    ctx.defer(`delete redis keys ${prefix}:*`, () => storage.redisDeletePrefix(ctx.options.redisUrl, prefix));
-  }
-  return { label: `PostgreSQL (db ${db.name})${env.REDIS_URL ? ' + Redis' : ''}`, env };
-}
 
 async function benchMode(ctx, mode, count) {
   const { log } = ctx;
-  const store = await prepare(ctx, mode);
+  const store = await prepareStorage(ctx, mode, `berth_bench_sbx_${process.pid}`);
   if (!store) {
     ctx.report({ bench: BENCH, storage: mode, target: 'all', measured: 'skipped (storage unreachable)', ok: null });
     return;

@@ -18,8 +18,13 @@ export interface NewSandbox {
  * removes them through the driver, and keeps `sandboxes` in step — status, address, activity, and
  * the handle with its token encrypted (the token never leaves the server).
  */
+/** A running executor, once checked, is trusted this long before it is checked again. */
+const VERIFIED_FOR_MS = 5000;
+
 export class SandboxManager {
   private readonly starting = new Map<string, Promise<SandboxHandle>>();
+  /** Handles checked running recently: a workspace poll every 100 ms must not re-check each time. */
+  private readonly verified = new Map<string, { handle: SandboxHandle; at: number }>();
 
   constructor(
     private readonly db: Database,
@@ -64,6 +69,8 @@ export class SandboxManager {
 
   /** A running executor for the sandbox: started, restarted or reused; one start at a time per sandbox. */
   ensureRunning(sandboxId: string): Promise<SandboxHandle> {
+    const known = this.verified.get(sandboxId);
+    if (known && Date.now() - known.at < VERIFIED_FOR_MS) return Promise.resolve(known.handle);
     let pending = this.starting.get(sandboxId);
     if (!pending) {
       pending = this.start(sandboxId).finally(() => this.starting.delete(sandboxId));
@@ -79,6 +86,7 @@ export class SandboxManager {
     try {
       handle = stored ? await this.driver.ensureRunning(stored) : await this.driver.provision({ id: sandboxId, env: row.env as Record<string, string> });
     } catch (err) {
+      this.verified.delete(sandboxId);
       await this.setStatus(sandboxId, 'error');
       throw err;
     }
@@ -92,6 +100,7 @@ export class SandboxManager {
         lastActivityAt: new Date(),
       },
     });
+    this.verified.set(sandboxId, { handle, at: Date.now() });
     return handle;
   }
 
@@ -104,6 +113,7 @@ export class SandboxManager {
 
   /** Stops the executor; the files stay. `paused` by a user, `stopped` by the idle clock. */
   async pause(row: SandboxRow, status: 'paused' | 'stopped' = 'paused'): Promise<void> {
+    this.verified.delete(row.id);
     const handle = this.handleOf(row);
     if (handle) await this.driver.stop(handle);
     await this.setStatus(row.id, status);
@@ -111,6 +121,7 @@ export class SandboxManager {
 
   /** Removes the executor, the files and the row. */
   async destroy(row: SandboxRow): Promise<void> {
+    this.verified.delete(row.id);
     const handle = this.handleOf(row);
     if (handle) await this.driver.destroy(handle);
     await this.db.prisma.sandbox.deleteMany({ where: { id: row.id } });

@@ -20,10 +20,6 @@ export class RunControlService {
     private readonly status: ConversationStatus,
   ) {}
 
-  transition(tenantId: string, conversationId: string, from: ExecutionStatus[], to: ExecutionStatus): Promise<boolean> {
-    return this.status.transition(tenantId, conversationId, from, to);
-  }
-
   /** Marks the conversation running and queues the run for a worker. */
   async start(tenantId: string, conversationId: string): Promise<StartResult> {
     const { count } = await this.db.prisma.conversation.updateMany({
@@ -45,30 +41,26 @@ export class RunControlService {
       await this.queue.enqueue({ tenantId, conversationId });
     } catch (err) {
       this.logger.error(`could not queue the run of ${conversationId}: ${(err as Error).message}`);
-      await this.transition(tenantId, conversationId, ['running'], 'idle');
+      await this.status.transition(tenantId, conversationId, ['running'], 'idle');
       throw new ServiceUnavailableException({ detail: 'The run queue is unavailable; try again shortly.' });
     }
   }
 
   /** Pause takes effect between agent steps; only idle and running conversations change (as OpenHands). */
   async pause(tenantId: string, conversationId: string): Promise<void> {
-    if (await this.transition(tenantId, conversationId, ['idle', 'running'], 'paused')) {
+    if (await this.status.transition(tenantId, conversationId, ['idle', 'running'], 'paused')) {
       await this.recorder.record(conversationId, pauseEvent());
     }
-    await this.broadcastFullState(conversationId);
+    await this.status.broadcastFullState(conversationId);
   }
 
   /** Interrupt stops a running conversation at once; otherwise it behaves as pause. */
   async interrupt(tenantId: string, conversationId: string): Promise<void> {
-    if (await this.transition(tenantId, conversationId, ['running'], 'paused')) {
+    if (await this.status.transition(tenantId, conversationId, ['running'], 'paused')) {
       await this.recorder.record(conversationId, interruptEvent());
-      await this.broadcastFullState(conversationId);
+      await this.status.broadcastFullState(conversationId);
       return;
     }
     await this.pause(tenantId, conversationId);
-  }
-
-  broadcastFullState(conversationId: string): Promise<void> {
-    return this.status.broadcastFullState(conversationId);
   }
 }

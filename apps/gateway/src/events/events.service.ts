@@ -1,5 +1,5 @@
 import { Injectable, NotFoundException } from '@nestjs/common';
-import { EventRecorder } from '@berth/bus';
+import { ConversationStatus, EventRecorder } from '@berth/bus';
 import {
   EventSearchQuery,
   messageEvent,
@@ -30,6 +30,7 @@ export class EventsService {
     private readonly recorder: EventRecorder,
     private readonly conversations: ConversationsService,
     private readonly runs: RunControlService,
+    private readonly status: ConversationStatus,
     private readonly serverInfo: ServerInfoService,
   ) {}
 
@@ -87,7 +88,7 @@ export class EventsService {
     this.serverInfo.touch();
     await this.db.prisma.conversation.update({ where: { id }, data: { lastUserMessageId: message.id } });
     await this.recorder.record(id, stateUpdateEvent('last_user_message_id', message.id));
-    await this.runs.transition(p.tenantId, id, ['finished', 'stuck'], 'idle');
+    await this.status.transition(p.tenantId, id, ['finished', 'stuck'], 'idle');
     if (req.run) await this.runs.start(p.tenantId, id);
     return message;
   }
@@ -100,7 +101,7 @@ export class EventsService {
       return;
     }
     for (const action of await this.pendingActions(id)) await this.recorder.record(id, userRejectObservation(action, reason));
-    await this.runs.transition(p.tenantId, id, ['waiting_for_confirmation'], 'idle');
+    await this.status.transition(p.tenantId, id, ['waiting_for_confirmation'], 'idle');
   }
 
   /** ActionEvents that no observation, rejection or error has answered yet. */
