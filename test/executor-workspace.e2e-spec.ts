@@ -1,4 +1,4 @@
-import { RunningExecutor, startExecutor as startSandboxExecutor } from './support/processes';
+import { alive, eventually, RunningExecutor, startExecutor as startSandboxExecutor } from './support/processes';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
@@ -130,24 +130,6 @@ class Api {
       events,
     };
   }
-}
-
-/** A live process (zombies excluded). */
-function alive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) [ZX] /s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return true;
 }
 
 /** Resident memory of a process, from /proc (kB → bytes). */

@@ -1,4 +1,4 @@
-import { RunningExecutor, startExecutor as startSandboxExecutor } from './support/processes';
+import { alive, eventually, RunningExecutor, startExecutor as startSandboxExecutor } from './support/processes';
 import { projectRoot } from '@berth/config';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -89,24 +89,6 @@ function processesRunning(argv: string[]): number[] {
     }
   }
   return pids;
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^\d+ \(.*\) [ZX] /s.test(stat);
-  } catch {
-    return false;
-  }
-}
-
-async function eventually(check: () => boolean, timeoutMs = 5000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return true;
 }
 
 const COMPLETED = (code: number) => `\n[The command completed with exit code ${code}.]`;

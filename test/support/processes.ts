@@ -29,6 +29,25 @@ export async function waitFor(url: string, status = 200, timeoutMs = 30_000): Pr
   }
 }
 
+/** Polls `check` every 50 ms; false when it has not held within `timeoutMs`. */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
+/** A live process (zombies excluded). */
+export function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) [ZX] /s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 /** Exit code, or 'SIGTERM' for a clean Nest shutdown (it re-raises the signal after closing). */
 export type Exit = number | string | null;
 

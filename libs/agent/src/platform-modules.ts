@@ -6,8 +6,9 @@ import { CryptoModule } from '@berth/crypto';
 import { PersistenceModule } from '@berth/persistence';
 import { QueueModule } from '@berth/queue';
 import { SandboxModule } from '@berth/sandbox';
+import { WebhooksModule } from '@berth/webhooks';
 
-/** What every Berth process stands on: configuration, storage, event bus, run queue, secrets, sandboxes. */
+/** What every Berth process stands on: configuration, storage, event bus, run queue, secrets, sandboxes, webhooks. */
 export function platformModules(config: BerthConfig): DynamicModule[] {
-  return [ConfigModule.forRoot(config), PersistenceModule.forRoot(), BusModule.forRoot(), QueueModule.forRoot(), CryptoModule.forRoot(), SandboxModule.forRoot()];
+  return [ConfigModule.forRoot(config), PersistenceModule.forRoot(), BusModule.forRoot(), QueueModule.forRoot(), CryptoModule.forRoot(), SandboxModule.forRoot(), WebhooksModule.forRoot()];
 }

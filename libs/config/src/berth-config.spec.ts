@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { ConfigError, isLoopbackHost, loadConfig, parseArgs, readEnvList } from './berth-config';
+import { ConfigError, isLoopbackHost, loadConfig, parseArgs, readEnvList, readWebhooks } from './berth-config';
 
 describe('loadConfig', () => {
   it('has OpenHands-compatible defaults', () => {
@@ -189,6 +189,51 @@ describe('readEnvList', () => {
   it('throws ConfigError naming the variable for malformed JSON', () => {
     expect(() => readEnvList({ MY_LIST: '[oops' }, 'MY_LIST')).toThrow(/MY_LIST/);
     expect(() => readEnvList({ MY_LIST: '[oops' }, 'MY_LIST')).toThrow(ConfigError);
+  });
+});
+
+describe('readWebhooks', () => {
+  it('is empty by default and has the contract defaults', () => {
+    expect(readWebhooks({})).toEqual([]);
+    expect(readWebhooks({ OH_WEBHOOKS_0_BASE_URL: 'http://r.example/hooks/' })).toEqual([
+      {
+        baseUrl: 'http://r.example/hooks',
+        headers: {},
+        eventBufferSize: 5,
+        flushDelayMs: 30_000,
+        numRetries: 3,
+        retryDelayMs: 5000,
+        maxQueueSize: 1000,
+        maxBatchBytes: 5 * 1024 * 1024,
+      },
+    ]);
+  });
+
+  it('reads OH_WEBHOOKS_<n>_* up to the first gap, and the JSON list form', () => {
+    const indexed = readWebhooks({
+      OH_WEBHOOKS_0_BASE_URL: 'http://a',
+      OH_WEBHOOKS_0_HEADERS: '{"Authorization":"Bearer t"}',
+      OH_WEBHOOKS_0_FLUSH_DELAY: '0.5',
+      OH_WEBHOOKS_1_BASE_URL: 'https://b',
+      OH_WEBHOOKS_1_NUM_RETRIES: '0',
+      OH_WEBHOOKS_3_BASE_URL: 'http://skipped',
+    });
+    expect(indexed.map((w) => w.baseUrl)).toEqual(['http://a', 'https://b']);
+    expect(indexed[0]).toMatchObject({ headers: { Authorization: 'Bearer t' }, flushDelayMs: 500 });
+    expect(indexed[1].numRetries).toBe(0);
+    const json = readWebhooks({ OH_WEBHOOKS: JSON.stringify([{ base_url: 'http://c', headers: { X: 'y' }, event_buffer_size: 9 }]) });
+    expect(json).toMatchObject([{ baseUrl: 'http://c', headers: { X: 'y' }, eventBufferSize: 9 }]);
+  });
+
+  it.each([
+    [{ OH_WEBHOOKS_0_BASE_URL: 'ftp://x' }, /BASE_URL/],
+    [{ OH_WEBHOOKS_0_BASE_URL: 'http://x', OH_WEBHOOKS_0_HEADERS: '{"a":1}' }, /HEADERS/],
+    [{ OH_WEBHOOKS_0_BASE_URL: 'http://x', OH_WEBHOOKS_0_EVENT_BUFFER_SIZE: '0' }, /EVENT_BUFFER_SIZE/],
+    [{ OH_WEBHOOKS_0_BASE_URL: 'http://x', OH_WEBHOOKS_0_FLUSH_DELAY: '-1' }, /FLUSH_DELAY/],
+    [{ OH_WEBHOOKS: '{"base_url":"http://x"}' }, /OH_WEBHOOKS/],
+  ])('rejects %j', (env, message) => {
+    expect(() => readWebhooks(env)).toThrow(ConfigError);
+    expect(() => readWebhooks(env)).toThrow(message);
   });
 });
 

@@ -2,6 +2,22 @@ import { isAbsolute, resolve } from 'node:path';
 
 export type Role = 'all' | 'gateway' | 'worker';
 
+/** One webhook receiver (contract §8): events in batches, ConversationInfo on lifecycle changes. */
+export interface WebhookSpec {
+  baseUrl: string;
+  headers: Record<string, string>;
+  /** events per POST; a batch is sent as soon as this many are waiting */
+  eventBufferSize: number;
+  /** how long the first waiting event may wait for others to join its batch */
+  flushDelayMs: number;
+  numRetries: number;
+  /** delay before the first retry; doubles on each further one unless Retry-After says otherwise */
+  retryDelayMs: number;
+  /** undelivered events kept per conversation (older ones are dropped) and conversation updates queued */
+  maxQueueSize: number;
+  maxBatchBytes: number;
+}
+
 /** Everything Berth reads from its environment, parsed once at start-up (README "Configuration"). */
 export interface BerthConfig {
   host: string;
@@ -36,6 +52,7 @@ export interface BerthConfig {
   logLevel: string;
   /** DEBUG: 5xx bodies carry the stack trace, as OpenHands does. */
   debug: boolean;
+  webhooks: WebhookSpec[];
 }
 
 export class ConfigError extends Error {}
@@ -70,6 +87,66 @@ function readInt(env: Env, name: string, fallback: number, min = 0, max = Number
     throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${raw}"`);
   }
   return value;
+}
+
+/** A duration given in seconds (OpenHands style), returned in milliseconds. */
+function readSeconds(env: Env, name: string, fallbackSeconds: number, min: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallbackSeconds * 1000;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min) throw new ConfigError(`${name} must be a number of seconds ≥ ${min}, got "${raw}"`);
+  return Math.round(value * 1000);
+}
+
+/** OH_WEBHOOKS_<n>_* (n from 0 up to the first gap) or a JSON list in OH_WEBHOOKS, as OpenHands reads them. */
+export function readWebhooks(env: Env): WebhookSpec[] {
+  const fromJson = env.OH_WEBHOOKS?.trim() ? parseWebhookJson(env.OH_WEBHOOKS) : undefined;
+  const specs: WebhookSpec[] = [];
+  for (let i = 0; fromJson ? i < fromJson.length : env[`OH_WEBHOOKS_${i}_BASE_URL`] !== undefined; i++) {
+    const prefix = `OH_WEBHOOKS_${i}_`;
+    // The JSON form is read through the same field parsers as the indexed variables.
+    const fields: Env = fromJson
+      ? Object.fromEntries(Object.entries(fromJson[i]).map(([k, v]) => [prefix + k.toUpperCase(), typeof v === 'string' ? v : JSON.stringify(v)]))
+      : env;
+    const baseUrl = (fields[`${prefix}BASE_URL`] ?? '').replace(/\/+$/, '');
+    if (!/^https?:\/\/[^/]/.test(baseUrl)) throw new ConfigError(`${prefix}BASE_URL must be an http(s) URL, got "${baseUrl}"`);
+    let headers: Record<string, string> = {};
+    const rawHeaders = fields[`${prefix}HEADERS`];
+    if (rawHeaders) {
+      try {
+        headers = JSON.parse(rawHeaders);
+      } catch {
+        throw new ConfigError(`${prefix}HEADERS must be a JSON object of strings`);
+      }
+      if (typeof headers !== 'object' || headers === null || Array.isArray(headers) || Object.values(headers).some((v) => typeof v !== 'string')) {
+        throw new ConfigError(`${prefix}HEADERS must be a JSON object of strings`);
+      }
+    }
+    specs.push({
+      baseUrl,
+      headers,
+      eventBufferSize: readInt(fields, `${prefix}EVENT_BUFFER_SIZE`, 5, 1, 10_000),
+      flushDelayMs: readSeconds(fields, `${prefix}FLUSH_DELAY`, 30, 0.001),
+      numRetries: readInt(fields, `${prefix}NUM_RETRIES`, 3, 0, 100),
+      retryDelayMs: readSeconds(fields, `${prefix}RETRY_DELAY`, 5, 0),
+      maxQueueSize: readInt(fields, `${prefix}MAX_QUEUE_SIZE`, 1000, 1),
+      maxBatchBytes: readInt(fields, `${prefix}MAX_BATCH_BYTES`, 5 * 1024 * 1024, 1024),
+    });
+  }
+  return specs;
+}
+
+function parseWebhookJson(json: string): Record<string, unknown>[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch {
+    parsed = null;
+  }
+  if (!Array.isArray(parsed) || parsed.some((v) => typeof v !== 'object' || v === null || Array.isArray(v))) {
+    throw new ConfigError('OH_WEBHOOKS must be a JSON list of webhook objects');
+  }
+  return parsed as Record<string, unknown>[];
 }
 
 function readFlag(env: Env, name: string): boolean {
@@ -133,6 +210,7 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     reaperIntervalMs: readInt(env, 'BERTH_REAPER_INTERVAL_MS', 30_000, 0),
     logLevel: env.LOG_LEVEL ?? 'info',
     debug: readFlag(env, 'DEBUG'),
+    webhooks: readWebhooks(env),
   };
 }
 

@@ -18,6 +18,7 @@ import { SecretDecryptError, SecretInput, SecretVault, StoredSecret } from '@ber
 import { ConversationRow, Database, EventLog, Prisma, TRANSACTION_OPTIONS } from '@berth/persistence';
 import { validationError } from '../common/zod-validation.pipe';
 import type { Principal } from '../common/tenant.decorator';
+import { WebhookDispatcher } from '@berth/webhooks';
 import { ServerInfoService } from '../health/server-info.service';
 import { ConversationOptions, toConversationInfo, withAgentDefaults } from '@berth/persistence';
 import { alreadyRunning, conversationNotFound } from './conversation-errors';
@@ -38,6 +39,7 @@ export class ConversationsService {
     private readonly vault: SecretVault,
     private readonly serverInfo: ServerInfoService,
     private readonly counter: ConversationCounter,
+    private readonly webhooks: WebhookDispatcher,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
@@ -148,6 +150,7 @@ export class ConversationsService {
       this.serverInfo.touch();
       await this.runs.enqueue(p.tenantId, id);
     }
+    await this.webhooks.conversationChanged(id);
     const row = await this.require(p, id);
     return { created: true, info: this.info(row) };
   }
@@ -231,13 +234,17 @@ export class ConversationsService {
     if (patch.tags !== undefined) data.tags = patch.tags;
     const { count } = await this.db.prisma.conversation.updateMany({ where: { id, ...this.scope(p) }, data });
     if (!count) throw conversationNotFound(id);
+    await this.webhooks.conversationChanged(id);
   }
 
   /** Deletes the conversation and its events; the sandbox's files are kept (as OpenHands). */
   async remove(p: Principal, id: string, notFound: (id: string) => Error): Promise<void> {
+    const row = await this.find(p, id);
+    if (!row) throw notFound(id);
     const { count } = await this.db.prisma.conversation.deleteMany({ where: { id, ...this.scope(p) } });
     if (!count) throw notFound(id);
     await this.counter.changed(p.tenantId);
+    await this.webhooks.conversationDeleted(row);
   }
 
   async run(p: Principal, id: string): Promise<void> {

@@ -3,6 +3,7 @@ import { ConversationStatus, EventRecorder } from '@berth/bus';
 import { ExecutionStatus, interruptEvent, pauseEvent } from '@berth/contracts';
 import { Database } from '@berth/persistence';
 import { RunQueue } from '@berth/queue';
+import { WebhookDispatcher } from '@berth/webhooks';
 
 const STARTABLE: ExecutionStatus[] = ['idle', 'paused', 'waiting_for_confirmation', 'finished', 'error', 'stuck'];
 
@@ -18,6 +19,7 @@ export class RunControlService {
     private readonly recorder: EventRecorder,
     private readonly queue: RunQueue,
     private readonly status: ConversationStatus,
+    private readonly webhooks: WebhookDispatcher,
   ) {}
 
   /** Marks the conversation running and queues the run for a worker. */
@@ -50,6 +52,7 @@ export class RunControlService {
   async pause(tenantId: string, conversationId: string): Promise<void> {
     if (await this.status.transition(tenantId, conversationId, ['idle', 'running'], 'paused')) {
       await this.recorder.record(conversationId, pauseEvent());
+      await this.webhooks.conversationChanged(conversationId);
     }
     await this.status.broadcastFullState(conversationId);
   }
@@ -58,6 +61,7 @@ export class RunControlService {
   async interrupt(tenantId: string, conversationId: string): Promise<void> {
     if (await this.status.transition(tenantId, conversationId, ['running'], 'paused')) {
       await this.recorder.record(conversationId, interruptEvent());
+      await this.webhooks.conversationChanged(conversationId);
       await this.status.broadcastFullState(conversationId);
       return;
     }

@@ -1,0 +1,2 @@
+// Runtime entry of @berth/webhooks: the compiled sources (npm run build).
+module.exports = require('../../dist/libs/webhooks/src/index.js');

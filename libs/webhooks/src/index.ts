@@ -1,0 +1,3 @@
+export * from './webhook-sender';
+export * from './webhook-dispatcher';
+export * from './webhooks.module';

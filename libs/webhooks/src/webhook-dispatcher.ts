@@ -1,0 +1,188 @@
+import { Logger } from '@nestjs/common';
+import type { BerthConfig, WebhookSpec } from '@berth/config';
+import { uuidHex } from '@berth/contracts';
+import { ConversationRow, Database, EventLog, toConversationInfo } from '@berth/persistence';
+import { JobQueue } from '@berth/queue';
+import { postWebhook, retryDelayMs, webhookKey } from './webhook-sender';
+
+export type WebhookJob =
+  /** send the conversation's undelivered events, batch after batch */
+  | { type: 'events'; webhook: string; conversationId: string }
+  /** send one ConversationInfo snapshot */
+  | { type: 'conversation'; webhook: string; info: Record<string, unknown> };
+
+/** Cursors remembered as existing, so an event costs no INSERT; cleared when it grows this big. */
+const KNOWN_CURSORS_LIMIT = 50_000;
+
+/**
+ * Webhook delivery (contract §8). Events are never copied into the queue: each receiver has a
+ * cursor per conversation over the event log, and a job per (receiver, conversation) sends what lies
+ * beyond it, in batches of `event_buffer_size`, then moves the cursor. A job waits `flush_delay` for a
+ * batch to fill and is promoted at once when one has. A receiver that fails is retried with backoff
+ * (Retry-After honoured); a restart, a dead worker or a lost job is made good by the sweep, which
+ * re-queues every conversation whose cursor lags its log. ConversationInfo snapshots are jobs of
+ * their own, in a queue bounded by the receivers' `max_queue_size`.
+ */
+export class WebhookDispatcher {
+  private readonly logger = new Logger('Webhooks');
+  private readonly specs = new Map<string, WebhookSpec>();
+  private readonly knownCursors = new Set<string>();
+  private sweepTimer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly db: Database,
+    private readonly log: EventLog,
+    private readonly events: JobQueue<WebhookJob>,
+    private readonly conversations: JobQueue<WebhookJob>,
+    private readonly config: Pick<BerthConfig, 'webhooks' | 'sessionApiKeys' | 'conversationsPath'>,
+  ) {
+    for (const spec of config.webhooks) this.specs.set(webhookKey(spec), spec);
+  }
+
+  get enabled(): boolean {
+    return this.specs.size > 0;
+  }
+
+  /** Starts delivering and sweeping in this process (every process delivers; the queue shares the work). */
+  async start(): Promise<void> {
+    if (!this.enabled) return;
+    const backoffMs = (retry: number, err: Error, job: WebhookJob) => this.backoff(retry, err, job);
+    await this.events.consume((job) => this.deliver(job), { concurrency: 4, backoffMs });
+    // One at a time, so a receiver sees a conversation's snapshots in the order they were taken.
+    await this.conversations.consume((job) => this.deliver(job), { concurrency: 1, backoffMs });
+    const flushes = [...this.specs.values()].map((s) => s.flushDelayMs);
+    const everyMs = Math.min(30_000, Math.max(1000, Math.min(...flushes)));
+    this.sweepTimer = setInterval(() => void this.sweep(), everyMs);
+    this.sweepTimer.unref();
+    await this.sweep();
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweepTimer);
+    await this.events.close();
+    await this.conversations.close();
+  }
+
+  /** The recorder stored events `seqs` of a conversation. */
+  async eventsStored(conversationId: string, seqs: number[]): Promise<void> {
+    for (const [key, spec] of this.specs) {
+      await this.ensureCursor(key, conversationId, Math.min(...seqs) - 1);
+      const jobId = `events.${key}.${conversationId}`;
+      await this.events.add({ type: 'events', webhook: key, conversationId }, { jobId, delayMs: spec.flushDelayMs, attempts: spec.numRetries + 1 });
+      if (seqs.some((seq) => seq % spec.eventBufferSize === 0)) await this.events.promote(jobId);
+    }
+  }
+
+  /** Start, pause, interrupt, update: every receiver gets the conversation as it now is. */
+  async conversationChanged(conversationId: string): Promise<void> {
+    if (!this.enabled) return;
+    const row = await this.db.prisma.conversation.findUnique({ where: { id: conversationId } });
+    if (row) await this.announce(row);
+  }
+
+  /** Delete: the last snapshot, with execution_status "deleting" as OpenHands sends it. */
+  async conversationDeleted(row: ConversationRow): Promise<void> {
+    await this.announce({ ...row, executionStatus: 'deleting' });
+  }
+
+  private async announce(row: ConversationRow): Promise<void> {
+    if (!this.enabled) return;
+    // Receivers see skills and no secrets (toConversationInfo never shows secret values).
+    const info = toConversationInfo(row, this.config.conversationsPath, true);
+    const bound = [...this.specs.values()].reduce((sum, s) => sum + s.maxQueueSize, 0);
+    try {
+      for (const [key, spec] of this.specs) {
+        while ((await this.conversations.size()) >= bound) {
+          this.logger.warn('conversation webhook queue is full: dropping its oldest update');
+          await this.conversations.dropOldest();
+        }
+        await this.conversations.add({ type: 'conversation', webhook: key, info }, { attempts: spec.numRetries + 1 });
+      }
+    } catch (err) {
+      // The API call that changed the conversation has succeeded; a queue outage must not undo that.
+      this.logger.error(`could not queue the conversation webhook for ${row.id}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Re-queues every (receiver, conversation) whose cursor lags the event log. */
+  async sweep(): Promise<void> {
+    try {
+      const lagging = await this.db.prisma.$queryRaw<{ webhook_key: string; conversation_id: string }[]>`
+        SELECT w."webhook_key", w."conversation_id"::text AS "conversation_id"
+          FROM "webhook_cursors" w JOIN "conversations" c ON c."id" = w."conversation_id"
+         WHERE w."delivered_seq" < c."last_seq"`;
+      for (const { webhook_key: key, conversation_id: conversationId } of lagging) {
+        const spec = this.specs.get(key);
+        if (!spec) continue;
+        await this.events.add({ type: 'events', webhook: key, conversationId }, { jobId: `events.${key}.${conversationId}`, attempts: spec.numRetries + 1 });
+      }
+    } catch (err) {
+      this.logger.warn(`webhook sweep failed: ${(err as Error).message}`);
+    }
+  }
+
+  private async deliver(job: WebhookJob): Promise<void> {
+    const spec = this.specs.get(job.webhook);
+    if (!spec) return; // the receiver was removed from the configuration since the job was queued
+    if (job.type === 'conversation') {
+      await postWebhook(spec, '/conversations', JSON.stringify(job.info), this.config.sessionApiKeys[0]);
+      return;
+    }
+    while (await this.sendNextBatch(job.webhook, spec, job.conversationId));
+  }
+
+  /** Sends the batch after the cursor and moves it; false when nothing is left to send. */
+  private async sendNextBatch(key: string, spec: WebhookSpec, conversationId: string): Promise<boolean> {
+    const [position] = await this.db.prisma.$queryRaw<{ delivered_seq: number; last_seq: number }[]>`
+      SELECT w."delivered_seq", c."last_seq"
+        FROM "webhook_cursors" w JOIN "conversations" c ON c."id" = w."conversation_id"
+       WHERE w."webhook_key" = ${key} AND w."conversation_id" = ${conversationId}::uuid`;
+    if (!position || position.last_seq <= position.delivered_seq) return false;
+    let from = position.delivered_seq;
+    if (position.last_seq - from > spec.maxQueueSize) {
+      from = position.last_seq - spec.maxQueueSize;
+      this.logger.warn(`webhook ${spec.baseUrl}: dropping ${from - position.delivered_seq} undelivered events of ${conversationId} (max_queue_size)`);
+      if (!(await this.moveCursor(key, conversationId, position.delivered_seq, from))) return true;
+    }
+    const stored = await this.log.range(conversationId, from, position.last_seq, spec.eventBufferSize);
+    const batch: string[] = [];
+    let bytes = 2;
+    for (const { event } of stored) {
+      const json = JSON.stringify(event);
+      const size = Buffer.byteLength(json) + 1;
+      if (batch.length && bytes + size > spec.maxBatchBytes) break;
+      batch.push(json);
+      bytes += size;
+    }
+    if (!batch.length) return false;
+    await postWebhook(spec, `/events/${uuidHex(conversationId)}`, `[${batch.join(',')}]`, this.config.sessionApiKeys[0]);
+    await this.moveCursor(key, conversationId, from, stored[batch.length - 1].seq);
+    return true;
+  }
+
+  /** Compare-and-set, so two deliverers racing on one cursor never move it backwards. */
+  private async moveCursor(key: string, conversationId: string, from: number, to: number): Promise<boolean> {
+    const moved = await this.db.prisma.$executeRaw`
+      UPDATE "webhook_cursors" SET "delivered_seq" = ${to}, "updated_at" = now()
+       WHERE "webhook_key" = ${key} AND "conversation_id" = ${conversationId}::uuid AND "delivered_seq" = ${from}`;
+    return moved > 0;
+  }
+
+  /** A conversation's cursor starts just before the first event this receiver should see. */
+  private async ensureCursor(key: string, conversationId: string, deliveredSeq: number): Promise<void> {
+    const name = `${key}.${conversationId}`;
+    if (this.knownCursors.has(name)) return;
+    await this.db.prisma.$executeRaw`
+      INSERT INTO "webhook_cursors" ("webhook_key", "conversation_id", "delivered_seq")
+      VALUES (${key}, ${conversationId}::uuid, ${deliveredSeq})
+      ON CONFLICT DO NOTHING`;
+    if (this.knownCursors.size >= KNOWN_CURSORS_LIMIT) this.knownCursors.clear();
+    this.knownCursors.add(name);
+  }
+
+  private backoff(retry: number, err: Error, job: WebhookJob): number {
+    const spec = this.specs.get(job.webhook);
+    this.logger.warn(`webhook delivery failed (retry ${retry}): ${err.message}`);
+    return spec ? retryDelayMs(spec, retry, err) : 0;
+  }
+}

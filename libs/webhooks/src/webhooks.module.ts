@@ -1,0 +1,49 @@
+import { DynamicModule, Global, Module } from '@nestjs/common';
+import { BERTH_CONFIG, BerthConfig } from '@berth/config';
+import { EventRecorder } from '@berth/bus';
+import { Database, EventLog } from '@berth/persistence';
+import { BullJobQueue, InProcessJobQueue, JobQueue } from '@berth/queue';
+import { WebhookDispatcher, WebhookJob } from './webhook-dispatcher';
+
+function webhookQueue(config: BerthConfig, name: string, keepFailed: number): JobQueue<WebhookJob> {
+  return config.redisUrl ? new BullJobQueue<WebhookJob>(name, config.redisUrl, config.queuePrefix, keepFailed) : new InProcessJobQueue<WebhookJob>();
+}
+
+@Global()
+@Module({})
+export class WebhooksModule {
+  static forRoot(): DynamicModule {
+    return {
+      module: WebhooksModule,
+      providers: [
+        {
+          provide: WebhookDispatcher,
+          inject: [Database, EventLog, EventRecorder, BERTH_CONFIG],
+          useFactory: (db: Database, log: EventLog, recorder: EventRecorder, config: BerthConfig) => {
+            const hooks = config.webhooks.length > 0;
+            const dispatcher = new WebhookDispatcher(
+              db,
+              log,
+              // Failed event jobs are dropped (their events stay in the log for the sweep); failed
+              // conversation snapshots are kept for inspection.
+              hooks ? webhookQueue(config, 'berth-webhook-events', 0) : new InProcessJobQueue<WebhookJob>(),
+              hooks ? webhookQueue(config, 'berth-webhook-conversations', 1000) : new InProcessJobQueue<WebhookJob>(),
+              config,
+            );
+            if (hooks) recorder.onStored((conversationId, seqs) => dispatcher.eventsStored(conversationId, seqs));
+            return dispatcher;
+          },
+        },
+        {
+          provide: Symbol('webhook delivery'),
+          inject: [WebhookDispatcher],
+          useFactory: (dispatcher: WebhookDispatcher) => ({
+            onApplicationBootstrap: () => dispatcher.start(),
+            onApplicationShutdown: () => dispatcher.close(),
+          }),
+        },
+      ],
+      exports: [WebhookDispatcher],
+    };
+  }
+}
