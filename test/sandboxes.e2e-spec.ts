@@ -24,6 +24,9 @@ describe.each(STORAGES)('sandboxes: runtime API and the /sandboxes/{id} surface 
     // The token is stored encrypted.
     const row = await ctx.server.app.get(Database).prisma.sandbox.findUniqueOrThrow({ where: { id: info.id } });
     expect(String((row.handle as { token: string }).token)).toMatch(/^gAAAAA/);
+    // The sandbox's variables reach its shells; the executor's own do not.
+    const echoed = await call('POST', `/sandboxes/${info.id}/api/bash/execute_bash_command`, { command: 'echo "$GREETING/$TOKEN/${BERTH_SANDBOX_TOKEN:-none}"' });
+    expect(echoed.body.stdout).toContain('hi/secret-value/none');
 
     expect((await call('GET', `/api/sandboxes/${info.id}`)).body.id).toBe(info.id);
     const second = (await call('POST', '/api/sandboxes', {})).body;

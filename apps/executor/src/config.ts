@@ -17,6 +17,8 @@ export interface ExecutorConfig {
   maxBodyBytes: number;
   /** Largest file `POST /api/file/upload` takes. */
   maxUploadBytes: number;
+  /** The sandbox's own variables (POST /api/sandboxes `env`), which its shells see. */
+  sandboxEnv: Record<string, string>;
 }
 
 export class ConfigError extends Error {}
@@ -27,6 +29,15 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
   const value = Number(raw);
   if (!Number.isInteger(value) || value <= 0) throw new ConfigError(`${name} must be a positive integer (got ${JSON.stringify(raw)})`);
   return value;
+}
+
+/** The variables named by BERTH_SANDBOX_ENV_NAMES (never the executor's own BERTH_* settings). */
+function sandboxEnvOf(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of (env.BERTH_SANDBOX_ENV_NAMES ?? '').split(',')) {
+    if (name && !name.startsWith('BERTH_') && env[name] !== undefined) out[name] = env[name] as string;
+  }
+  return out;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): ExecutorConfig {
@@ -54,5 +65,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ExecutorConfig
     maxWaitMs: positiveInt(env, 'BERTH_TERMINAL_MAX_WAIT_MS', 300_000),
     maxBodyBytes: positiveInt(env, 'BERTH_MAX_BODY_BYTES', 10 * 1024 * 1024),
     maxUploadBytes: positiveInt(env, 'BERTH_MAX_UPLOAD_BYTES', 1024 * 1024 * 1024),
+    sandboxEnv: sandboxEnvOf(env),
   };
 }

@@ -67,7 +67,7 @@ export class Executor {
     const env: Record<string, string> = {};
     for (const name of INHERITED_ENV) if (process.env[name]) env[name] = process.env[name]!;
     env.PATH ??= '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-    Object.assign(env, {
+    Object.assign(env, config.sandboxEnv, {
       HOME: config.root,
       TERM: 'dumb',
       PS1: '',

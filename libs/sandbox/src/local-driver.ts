@@ -145,7 +145,13 @@ export class LocalSandboxDriver extends SandboxDriver {
     const env: Record<string, string> = {};
     for (const name of INHERITED_ENV) if (process.env[name] !== undefined) env[name] = process.env[name]!;
     // The driver's own variables come last: a spec cannot replace the token or the root.
-    Object.assign(env, extraEnv, { BERTH_SANDBOX_TOKEN: token, BERTH_EXECUTOR_PORT: '0', BERTH_SANDBOX_ROOT: root });
+    Object.assign(env, extraEnv, {
+      BERTH_SANDBOX_TOKEN: token,
+      BERTH_EXECUTOR_PORT: '0',
+      BERTH_SANDBOX_ROOT: root,
+      // Which of its variables the executor hands on to the sandbox's shells.
+      BERTH_SANDBOX_ENV_NAMES: Object.keys(extraEnv).join(','),
+    });
     let child: ChildProcess;
     try {
       // stderr goes straight to the file (not through us), so it keeps working if this process dies first.
