@@ -1,7 +1,6 @@
-import { sha256Hex } from '@berth/crypto';
 import { Database } from '@berth/persistence';
 import { randomUUID } from 'node:crypto';
-import { api, SocketClient, startRequest, startServer, STORAGES, TestServer } from './support/server';
+import { api, createTenant, SocketClient, startRequest, startServer, STORAGES, TestServer } from './support/server';
 
 const KEY = 'surface-key-1';
 const ROTATED = 'surface-key-2';
@@ -108,10 +107,7 @@ describe.each(STORAGES)('HTTP surface: auth, CORS, OpenAPI, probes (%s)', (stora
 
   it('scopes everything by tenant: another tenant sees 404, never 403', async () => {
     const db = server.app.get(Database);
-    const tenantId = randomUUID();
-    const tenantKey = `tenant-key-${randomUUID()}`;
-    await db.prisma.tenant.create({ data: { id: tenantId, name: `t-${tenantId}` } });
-    await db.prisma.apiKey.create({ data: { id: randomUUID(), tenantId, name: 'ci', prefix: tenantKey.slice(0, 8), keyHash: sha256Hex(tenantKey) } });
+    const { tenantId, key: tenantKey } = await createTenant(server);
 
     const mine = (await api(server, 'POST', '/api/conversations', { body: startRequest(), key: KEY })).body.id;
     const theirs = (await api(server, 'POST', '/api/conversations', { body: startRequest(), key: tenantKey })).body.id;

@@ -1,7 +1,9 @@
 import { Database } from '@berth/persistence';
 import { SandboxReaper } from '@berth/sandbox';
 import { randomUUID } from 'node:crypto';
-import { api, SocketClient, STORAGES, useServer } from './support/server';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { api, createTenant, SocketClient, STORAGES, useServer } from './support/server';
 
 const KEY = 'workspace-key';
 
@@ -126,21 +128,67 @@ describe.each(STORAGES)('sandbox workspace through the gateway (%s)', (storage) 
   });
 });
 
-describe('top-level workspace routes', () => {
-  const withDb = useServer('postgres', { OH_SESSION_API_KEYS_0: KEY }, KEY);
-  it('name the sandbox prefix when there is no default sandbox', async () => {
-    const res = await withDb.call('GET', '/api/file/home');
-    expect(res.status).toBe(400);
-    expect(res.body.detail).toContain('/sandboxes/{sandbox_id}/api/');
-  });
-});
+describe.each(STORAGES)('top-level workspace routes, routed by path (%s)', (storage) => {
+  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY }, KEY);
+  const top = new PythonStyleWorkspace('', KEY);
 
-describe('top-level workspace routes (embedded default)', () => {
-  const embedded = useServer('embedded', {});
-  it('act on the default sandbox, as the OpenHands local server does', async () => {
-    const home = await embedded.call('GET', '/api/file/home');
+  beforeAll(() => {
+    (top as unknown as { host: string }).host = ctx.server.url;
+  });
+
+  it("go to the tenant's home sandbox, where a conversation made under the home works too", async () => {
+    const home = await ctx.call('GET', '/api/file/home');
     expect(home.status).toBe(200);
     expect(home.body.home).toContain('sandboxes');
+    const workingDir = `${home.body.home}/workspace/project/${randomUUID().replace(/-/g, '')}`;
+    const created = await ctx.call('POST', '/api/conversations', {
+      agent: { kind: 'Agent', llm: { model: 'm' } },
+      workspace: { kind: 'LocalWorkspace', working_dir: workingDir },
+    });
+    expect(created.status).toBe(201);
+    const homeSandbox = created.body.sandbox_id;
+    expect(homeSandbox).toEqual(expect.any(String));
+
+    const ran = await ctx.call('POST', '/api/bash/execute_bash_command', { command: 'pwd && echo made > made.txt', cwd: workingDir });
+    expect(ran.status).toBe(200);
+    expect(ran.body.stdout).toContain(workingDir);
+    expect(await (await top.download(`${workingDir}/made.txt`)).text()).toBe('made\n');
+    expect((await top.upload(`${workingDir}/up.txt`, Buffer.from('up'))).status).toBe(200);
+    const changes = await top.gitChanges(workingDir);
+    expect(changes.map((c: { path: string }) => c.path).sort()).toEqual(['made.txt', 'up.txt']);
+    // The same files through the sandbox prefix: one machine.
+    const viaPrefix = await fetch(`${ctx.server.url}/sandboxes/${homeSandbox}/api/file/download?path=${encodeURIComponent(`${workingDir}/up.txt`)}`, { headers: { 'X-Session-API-Key': KEY } });
+    expect(await viaPrefix.text()).toBe('up');
+  });
+
+  it("go to a conversation's own sandbox when the path lies in its working dir, translated to where the sandbox keeps it", async () => {
+    const workingDir = `/srv/${randomUUID()}`;
+    const created = await ctx.call('POST', '/api/conversations', {
+      agent: { kind: 'Agent', llm: { model: 'm' } },
+      workspace: { kind: 'LocalWorkspace', working_dir: workingDir },
+    });
+    const id = created.body.id;
+    expect((await top.upload(`${workingDir}/notes/a.txt`, Buffer.from('in the conversation sandbox'))).status).toBe(200);
+    expect(existsSync(join(ctx.server.dataDir, 'sandboxes', id, workingDir, 'notes', 'a.txt'))).toBe(true);
+    expect(await (await top.download(`${workingDir}/notes/a.txt`)).text()).toBe('in the conversation sandbox');
+    const ran = await ctx.call('POST', '/api/bash/execute_bash_command', { command: 'cat notes/a.txt', cwd: workingDir });
+    expect(ran.body.stdout).toContain('in the conversation sandbox');
+  });
+
+  it('refuse a path in no working dir and outside the home, naming the sandbox prefix', async () => {
+    const res = await top.download('/etc/passwd');
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { detail: string }).detail).toContain('/sandboxes/{sandbox_id}/api/');
+    const relative = await ctx.call('POST', '/api/bash/execute_bash_command', { command: 'true', cwd: 'relative/dir' });
+    expect(relative.status).toBe(400);
+  });
+
+  it("never route into another tenant's conversation", async () => {
+    const workingDir = `/srv/${randomUUID()}`;
+    await ctx.call('POST', '/api/conversations', { agent: { kind: 'Agent', llm: { model: 'm' } }, workspace: { kind: 'LocalWorkspace', working_dir: workingDir } });
+    const other = (await createTenant(ctx.server)).key;
+    const res = await api(ctx.server, 'GET', `/api/file/download?path=${encodeURIComponent(`${workingDir}/x`)}`, { key: other });
+    expect(res.status).toBe(400);
   });
 });
 

@@ -1,6 +1,7 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { loadConfig } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
+import { sha256Hex } from '@berth/crypto';
 import { Database } from '@berth/persistence';
 import { randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
@@ -82,6 +83,16 @@ export function useServer(storage: Storage, env: Record<string, string>, key?: s
     await ctx.server.close();
   });
   return ctx;
+}
+
+/** A tenant of its own with one API key (stored hashed, as tenant keys are). */
+export async function createTenant(server: TestServer): Promise<{ tenantId: string; key: string }> {
+  const db = server.app.get(Database);
+  const tenantId = randomUUID();
+  const key = `tenant-key-${randomUUID()}`;
+  await db.prisma.tenant.create({ data: { id: tenantId, name: `t-${tenantId}` } });
+  await db.prisma.apiKey.create({ data: { id: randomUUID(), tenantId, name: 'test', prefix: key.slice(0, 8), keyHash: sha256Hex(key) } });
+  return { tenantId, key };
 }
 
 export interface Reply<T = any> {

@@ -1,22 +1,11 @@
 import type { ConversationRow } from '@berth/persistence';
-import { ExecutorClient, ExecutorError, SandboxHandle, SandboxManager } from '@berth/sandbox';
-import { isAbsolute, join, normalize } from 'node:path';
+import { ExecutorClient, ExecutorError, SandboxHandle, SandboxManager, sandboxWorkingDir } from '@berth/sandbox';
 import { ToolFailure, ToolRuntime } from './agent-runner';
 
 type Json = Record<string, any>;
 
 /** A tool call may run this long beyond its own timeout before the worker gives up on the executor. */
 const CALL_MARGIN_MS = 10 * 60_000;
-
-/**
- * The working directory inside a sandbox: a path already under the sandbox's root is kept; any
- * other (`/workspace/project`) is placed under the root, so nothing outside it is ever touched.
- */
-export function sandboxWorkingDir(root: string, requested: string): string {
-  const path = normalize(requested);
-  if (isAbsolute(path) && (path === root || path.startsWith(`${root}/`))) return path;
-  return join(root, path.replace(/^\/+/, ''));
-}
 
 /**
  * Runs sandbox tools for the agent loop: finds (or creates) the conversation's sandbox, makes sure

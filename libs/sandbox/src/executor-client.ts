@@ -74,6 +74,11 @@ export class ExecutorClient {
     return this.call('POST', '/api/tools/execute', request, options) as Promise<ExecuteResult>;
   }
 
+  /** `mkdir -p` inside the sandbox (idempotent). */
+  async createDirectory(path: string, options: ExecutorCallOptions = {}): Promise<void> {
+    await this.call('POST', `/api/file/create_directory?path=${encodeURIComponent(path)}`, undefined, options);
+  }
+
   /** Ends the conversation's session in the executor (its terminal and other per-conversation state). */
   async closeSession(conversationId: string, options: ExecutorCallOptions = {}): Promise<void> {
     await this.call('POST', `/api/sessions/${encodeURIComponent(conversationId)}/close`, {}, options);

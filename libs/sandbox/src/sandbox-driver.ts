@@ -1,3 +1,4 @@
+import { isAbsolute, join, normalize } from 'node:path';
 /** What a caller asks for: the sandbox's id (a uuid, also its folder or pod name) and extra variables for its executor. */
 export interface SandboxSpec {
   id: string;
@@ -24,6 +25,16 @@ export interface LocalSandboxHandle {
  * `sandboxes.handle`). The Kubernetes handle joins this union.
  */
 export type SandboxHandle = LocalSandboxHandle;
+
+/**
+ * The working directory inside a sandbox: a path already under the sandbox's root is kept; any
+ * other (`/workspace/project`) is placed under the root, so nothing outside it is ever touched.
+ */
+export function sandboxWorkingDir(root: string, requested: string): string {
+  const path = normalize(requested);
+  if (isAbsolute(path) && (path === root || path.startsWith(`${root}/`))) return path;
+  return join(root, path.replace(/^\/+/, ''));
+}
 
 export class SandboxError extends Error {
   constructor(message: string) {

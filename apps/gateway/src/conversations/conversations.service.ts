@@ -20,6 +20,7 @@ import { validationError } from '../common/zod-validation.pipe';
 import type { Principal } from '../common/tenant.decorator';
 import { WebhookDispatcher } from '@berth/webhooks';
 import { ServerInfoService } from '../health/server-info.service';
+import { WorkspaceRoutingService } from '../workspace/workspace-routing.service';
 import { ConversationOptions, toConversationInfo, withAgentDefaults } from '@berth/persistence';
 import { alreadyRunning, conversationNotFound } from './conversation-errors';
 import { ConversationCounter } from './conversation-counter.service';
@@ -40,6 +41,7 @@ export class ConversationsService {
     private readonly serverInfo: ServerInfoService,
     private readonly counter: ConversationCounter,
     private readonly webhooks: WebhookDispatcher,
+    private readonly routing: WorkspaceRoutingService,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
@@ -75,7 +77,7 @@ export class ConversationsService {
       throw validationError('body', ['agent_settings'], 'agent_settings is not supported by this server yet; send `agent`');
     }
     if (req.parent_conversation_id) await this.checkParent(p, parseUuid(req.parent_conversation_id) as string, req.workspace.working_dir);
-    const sandboxId = await this.sandboxFor(p, req.sandbox_id);
+    const sandboxId = await this.sandboxFor(p, req.sandbox_id, req.workspace.working_dir);
 
     let agent: Json;
     let secrets: Record<string, StoredSecret>;
@@ -155,10 +157,13 @@ export class ConversationsService {
     return { created: true, info: this.info(row) };
   }
 
-  /** The sandbox a new conversation joins: the one of the `/sandboxes/{id}` prefix, or `sandbox_id`. */
-  private async sandboxFor(p: Principal, requested: string | null | undefined): Promise<string | null> {
+  /**
+   * The sandbox a new conversation joins: the one of the `/sandboxes/{id}` prefix, or `sandbox_id`, or
+   * the tenant's home when the working dir lies under it; null = a sandbox of its own, made on first use.
+   */
+  private async sandboxFor(p: Principal, requested: string | null | undefined, workingDir: string): Promise<string | null> {
     const id = p.sandboxId ?? (requested ? parseUuid(requested) : null);
-    if (!id) return null;
+    if (!id) return this.routing.homeContaining(p.tenantId, workingDir);
     if (p.sandboxId && requested && parseUuid(requested) !== p.sandboxId) {
       throw validationError('body', ['sandbox_id'], `sandbox_id differs from the sandbox of this URL (${p.sandboxId})`);
     }

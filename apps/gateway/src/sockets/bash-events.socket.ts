@@ -7,11 +7,11 @@ import { WebSocket } from 'ws';
 import { ApiKeyService } from '../auth/api-key.service';
 import type { Principal } from '../common/tenant.decorator';
 import { WorkspaceProxyService } from '../workspace/workspace-proxy.service';
+import { WorkspaceRoutingService } from '../workspace/workspace-routing.service';
 import { authenticateSocket } from './socket-auth';
 import { SocketRequest, WsRouter } from './ws-router';
 
 const NOT_FOUND = 4004;
-const BAD_REQUEST = 4000;
 
 /**
  * `WS /sockets/bash-events` (contract §4.2) of a sandbox: authenticated here, then joined frame for
@@ -26,6 +26,7 @@ export class BashEventsSocket implements OnModuleInit {
     private readonly keys: ApiKeyService,
     private readonly db: Database,
     private readonly workspace: WorkspaceProxyService,
+    private readonly routing: WorkspaceRoutingService,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
@@ -47,14 +48,8 @@ export class BashEventsSocket implements OnModuleInit {
       client.close(NOT_FOUND, 'Sandbox not found');
       return;
     }
-    let sandboxId: string;
-    try {
-      sandboxId = await this.workspace.sandboxFor(principal);
-    } catch {
-      client.close(BAD_REQUEST, 'Use /sandboxes/{sandbox_id}/sockets/bash-events');
-      return;
-    }
-    const handle = await this.workspace.handle(sandboxId);
+    // Without a sandbox prefix: the tenant's home sandbox, where Agent Canvas's conversations work.
+    const { sandboxId, handle } = await this.routing.route(principal, null);
     const query = new URLSearchParams(req.query);
     query.delete('session_api_key');
     const upstream = new WebSocket(`${handle.url.replace(/^http/, 'ws')}/sockets/bash-events?${query}`, {
