@@ -2,10 +2,12 @@ import { DynamicModule, Module } from '@nestjs/common';
 import { AgentModule, platformModules } from '@berth/agent';
 import type { BerthConfig } from '@berth/config';
 import { AuthModule } from './auth/auth.module';
+import { CatalogModule } from './catalog/catalog.module';
 import { ConversationsModule } from './conversations/conversations.module';
 import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
 import { SandboxesModule } from './sandboxes/sandboxes.module';
+import { SettingsModule } from './settings/settings.module';
 import { SocketsModule } from './sockets/sockets.module';
 import { WorkspaceModule } from './workspace/workspace.module';
 
@@ -23,6 +25,8 @@ export class AppModule {
         SocketsModule,
         SandboxesModule,
         WorkspaceModule,
+        SettingsModule,
+        CatalogModule,
         // The embedded default (and any `--role all`) runs the workers in the same process.
         ...(config.role === 'all' ? [AgentModule.forRoot()] : []),
       ],

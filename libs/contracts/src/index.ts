@@ -7,3 +7,4 @@ export * from './validation';
 export * from './tools';
 export * from './workspace';
 export * from './sandbox';
+export * from './settings';

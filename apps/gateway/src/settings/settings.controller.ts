@@ -1,0 +1,49 @@
+import { Body, Controller, Get, Patch, UseGuards } from '@nestjs/common';
+import { ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import { SettingsFormSchema, SettingsResponseSchema, SettingsUpdateRequestSchema } from '@berth/contracts';
+import type { SettingsUpdateRequest } from '@berth/contracts';
+import { ApiKeyGuard } from '../auth/api-key.guard';
+import { ApiJson, ApiJsonBody } from '../common/api-docs';
+import { CurrentPrincipal } from '../common/tenant.decorator';
+import type { Principal } from '../common/tenant.decorator';
+import { ZodPipe } from '../common/zod-validation.pipe';
+import { ExposeSecrets } from './expose-secrets.decorator';
+import type { SecretExposure } from './expose-secrets.decorator';
+import { SettingsService } from './settings.service';
+
+@ApiTags('Settings')
+@ApiSecurity('session-api-key')
+@UseGuards(ApiKeyGuard)
+@Controller('api/settings')
+export class SettingsController {
+  constructor(private readonly settings: SettingsService) {}
+
+  @Get('agent-schema')
+  @ApiOperation({ summary: 'The agent settings form: the fields Berth supports, by section' })
+  @ApiJson(200, SettingsFormSchema)
+  agentSchema() {
+    return this.settings.agentForm;
+  }
+
+  @Get('conversation-schema')
+  @ApiOperation({ summary: 'The conversation settings form' })
+  @ApiJson(200, SettingsFormSchema)
+  conversationSchema() {
+    return this.settings.conversationForm;
+  }
+
+  @Get()
+  @ApiOperation({ summary: "The tenant's settings; the LLM api_key is masked unless X-Expose-Secrets asks for it" })
+  @ApiJson(200, SettingsResponseSchema)
+  get(@CurrentPrincipal() p: Principal, @ExposeSecrets() exposure: SecretExposure) {
+    return this.settings.get(p, exposure);
+  }
+
+  @Patch()
+  @ApiOperation({ summary: 'Change settings with merge patches (all or nothing); the answer shows no secret' })
+  @ApiJsonBody(SettingsUpdateRequestSchema)
+  @ApiJson(200, SettingsResponseSchema)
+  update(@CurrentPrincipal() p: Principal, @Body(new ZodPipe(SettingsUpdateRequestSchema)) body: SettingsUpdateRequest) {
+    return this.settings.update(p, body);
+  }
+}
