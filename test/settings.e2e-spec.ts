@@ -29,6 +29,50 @@ describe.each(STORAGES)('settings, secrets and LLM profiles (%s)', (storage) => 
     tenant = await createTenant(ctx.server);
   });
 
+  it('starts a conversation from agent_settings as Agent Canvas sends them: its own token back, client tools, its id', async () => {
+    await call('PATCH', '/api/settings', { agent_settings_diff: { llm: { model: 'openai/stub', api_key: LLM_KEY, base_url: 'http://127.0.0.1:9/v1' } } });
+    const shown = (await call('GET', '/api/settings', undefined, { 'X-Expose-Secrets': 'encrypted' })).body.agent_settings;
+    const conversationId = randomUUID();
+    const body = {
+      agent_settings: {
+        schema_version: 5,
+        agent_kind: 'openhands',
+        llm: { ...shown.llm, stream: true },
+        tools: [{ name: 'terminal', params: {} }],
+        agent_context: { skills: [], load_public_skills: false },
+      },
+      workspace: { kind: 'LocalWorkspace', working_dir: `/workspace/project/${conversationId.replace(/-/g, '')}` },
+      client_tools: [{ name: 'canvas_ui_control', description: 'Drive the UI', parameters: { type: 'object', properties: {} } }],
+      confirmation_policy: { kind: 'NeverConfirm' },
+      worktree: true,
+      autotitle: true,
+      secrets_encrypted: true,
+      conversation_id: conversationId,
+      tags: { clientsource: 'agentcanvas' },
+    };
+    const started = await call('POST', '/api/conversations', body);
+    expect(started.status).toBe(201);
+    expect(started.body.id).toBe(conversationId);
+    expect(started.body.agent).toMatchObject({ kind: 'Agent', llm: { model: 'openai/stub', api_key: null, stream: true }, tools: [{ name: 'terminal' }] });
+    expect(started.body.client_tools.map((t: { name: string }) => t.name)).toEqual(['canvas_ui_control']);
+    const row = await ctx.server.app.get(Database).prisma.conversation.findUniqueOrThrow({ where: { id: conversationId } });
+    expect(ctx.server.app.get(SecretVault).openAgent(row.agent as typeof AGENT).llm.api_key).toBe(LLM_KEY);
+
+    // No llm at all: the tenant's stored one, and every sandbox tool.
+    const bare = await call('POST', '/api/conversations', { agent_settings: {}, workspace: { working_dir: '/workspace/project' } });
+    expect(bare.status).toBe(201);
+    expect(bare.body.agent.llm.model).toBe('openai/stub');
+    expect(bare.body.agent.tools.map((t: { name: string }) => t.name)).toEqual(['terminal', 'file_editor', 'task_tracker']);
+
+    const acp = await call('POST', '/api/conversations', { ...body, conversation_id: undefined, agent_settings: { agent_kind: 'acp' } });
+    expect(acp.status).toBe(422);
+    expect(acp.body.detail[0].loc).toEqual(['body', 'agent_settings', 'agent_kind']);
+    const badModel = await call('POST', '/api/conversations', { ...body, conversation_id: undefined, agent_settings: { llm: { model: 42 } } });
+    expect(badModel.status).toBe(422);
+    expect(badModel.body.detail[0].loc).toEqual(['body', 'agent_settings', 'llm', 'model']);
+    expect(JSON.stringify([started.body, bare.body, acp.body, badModel.body])).not.toContain(LLM_KEY);
+  });
+
   it('answers the defaults to a tenant that saved nothing, in the shape Agent Canvas reads', async () => {
     const res = await call('GET', '/api/settings');
     expect(res.status).toBe(200);

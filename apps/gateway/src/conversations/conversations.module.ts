@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { SettingsModule } from '../settings/settings.module';
 import { WorkspaceModule } from '../workspace/workspace.module';
 import { ConversationCounter } from './conversation-counter.service';
 import { ConversationsController } from './conversations.controller';
@@ -6,7 +7,7 @@ import { ConversationsService } from './conversations.service';
 import { RunControlService } from './run-control.service';
 
 @Module({
-  imports: [WorkspaceModule],
+  imports: [WorkspaceModule, SettingsModule],
   controllers: [ConversationsController],
   providers: [ConversationsService, RunControlService, ConversationCounter],
   exports: [ConversationsService, RunControlService],

@@ -3,7 +3,10 @@ import { EventRecorder } from '@berth/bus';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import {
+  AgentSchema,
   ConversationSearchQuery,
+  EXECUTOR_TOOL_NAMES,
+  toValidationIssues,
   ExecutionStatus,
   finalResponseText,
   messageEvent,
@@ -16,11 +19,12 @@ import {
 } from '@berth/contracts';
 import { SecretDecryptError, SecretInput, SecretVault, StoredSecret } from '@berth/crypto';
 import { ConversationRow, Database, EventLog, Prisma, TRANSACTION_OPTIONS } from '@berth/persistence';
-import { validationError } from '../common/zod-validation.pipe';
+import { validationError, ValidationFailed } from '../common/zod-validation.pipe';
 import type { Principal } from '../common/tenant.decorator';
 import { WebhookDispatcher } from '@berth/webhooks';
 import { ServerInfoService } from '../health/server-info.service';
 import { WorkspaceRoutingService } from '../workspace/workspace-routing.service';
+import { SettingsService } from '../settings/settings.service';
 import { ConversationOptions, toConversationInfo, withAgentDefaults } from '@berth/persistence';
 import { alreadyRunning, conversationNotFound } from './conversation-errors';
 import { ConversationCounter } from './conversation-counter.service';
@@ -42,6 +46,7 @@ export class ConversationsService {
     private readonly counter: ConversationCounter,
     private readonly webhooks: WebhookDispatcher,
     private readonly routing: WorkspaceRoutingService,
+    private readonly settings: SettingsService,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
@@ -73,16 +78,15 @@ export class ConversationsService {
       if (existing) return { created: false, info: existing };
     }
     if (req.agent_profile_id) throw new NotFoundException({ detail: `Agent profile not found: ${req.agent_profile_id}` });
-    if (!req.agent) {
-      throw validationError('body', ['agent_settings'], 'agent_settings is not supported by this server yet; send `agent`');
-    }
     if (req.parent_conversation_id) await this.checkParent(p, parseUuid(req.parent_conversation_id) as string, req.workspace.working_dir);
     const sandboxId = await this.sandboxFor(p, req.sandbox_id, req.workspace.working_dir);
 
     let agent: Json;
     let secrets: Record<string, StoredSecret>;
     try {
-      agent = this.vault.sealAgent(withAgentDefaults(req.agent as Json), req.secrets_encrypted);
+      agent = req.agent
+        ? this.vault.sealAgent(withAgentDefaults(req.agent as Json), req.secrets_encrypted)
+        : this.vault.sealAgent(withAgentDefaults(await this.agentFromSettings(p, req.agent_settings as Json)));
       secrets = this.vault.sealSecrets(req.secrets as Record<string, SecretInput>, req.secrets_encrypted);
     } catch (err) {
       if (err instanceof SecretDecryptError) throw new BadRequestException({ detail: `secrets_encrypted is set but ${err.message}` });
@@ -155,6 +159,34 @@ export class ConversationsService {
     await this.webhooks.conversationChanged(id);
     const row = await this.require(p, id);
     return { created: true, info: this.info(row) };
+  }
+
+  /**
+   * The Agent that `agent_settings` (as Agent Canvas sends them) describe: its llm over the tenant's
+   * stored one, its tools (all sandbox tools when none), agent_context and mcp_config. The api_key
+   * may come back as this server's token from GET /api/settings or as the mask; both stand for the
+   * stored key.
+   */
+  private async agentFromSettings(p: Principal, settings: Json): Promise<Json> {
+    if (settings.agent_kind !== undefined && settings.agent_kind !== 'openhands') {
+      throw validationError('body', ['agent_settings', 'agent_kind'], "Berth runs the OpenHands agent only (agent_kind 'openhands')", 'value_error', settings.agent_kind);
+    }
+    const stored = (await this.settings.get(p, 'encrypted')).agent_settings;
+    const sent = (settings.llm ?? {}) as Json;
+    const candidate = {
+      kind: 'Agent',
+      llm: { ...stored.llm, ...sent, api_key: sent.api_key ?? stored.llm.api_key },
+      tools: settings.tools ?? stored.tools ?? EXECUTOR_TOOL_NAMES.map((name) => ({ name, params: {} })),
+      ...(settings.agent_context !== undefined ? { agent_context: settings.agent_context } : {}),
+      mcp_config: settings.mcp_config ?? {},
+    };
+    const parsed = AgentSchema.safeParse(candidate);
+    if (!parsed.success) {
+      throw new ValidationFailed(toValidationIssues(parsed.error, 'body', candidate).map((i) => ({ ...i, loc: ['body', 'agent_settings', ...i.loc.slice(1)] })));
+    }
+    const agent = parsed.data as Json & { llm: Json };
+    if (typeof agent.llm.api_key === 'string') agent.llm.api_key = await this.settings.revealSecret(p, agent.llm.api_key);
+    return agent;
   }
 
   /**
