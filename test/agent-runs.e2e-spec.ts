@@ -242,6 +242,27 @@ describe.each(STORAGES)('agent runs (%s)', (storage) => {
     expect(llm.requestsFor(text)[2].body.messages.filter((m) => m.role === 'tool').length).toBe(2);
   });
 
+  it('offers client tools to the LLM, emits their ActionEvent for the client and acknowledges at once', async () => {
+    const text = `client tool ${storage}`;
+    llm.script(text, [
+      { toolCalls: [{ name: 'canvas_ui_control', arguments: { panel: 'files' } }] },
+      { toolCalls: [{ name: 'finish', arguments: { message: 'shown' } }] },
+    ]);
+    const parameters = { type: 'object', properties: { panel: { type: 'string' } }, required: ['panel'] };
+    const id = await start(text, { client_tools: [{ name: 'canvas_ui_control', description: 'Show a panel of the UI', parameters }] });
+    await waitStatus(id, ['finished']);
+    const offered = llm.requestsFor(text)[0].body.tools.find((t: any) => t.function.name === 'canvas_ui_control');
+    expect(offered.function).toEqual({ name: 'canvas_ui_control', description: 'Show a panel of the UI', parameters });
+    const all = await events(id);
+    const action = all.find((e) => e.kind === 'ActionEvent' && e.tool_name === 'canvas_ui_control');
+    expect(action.action).toEqual({ panel: 'files', kind: 'ClientAction_canvas_ui_control' });
+    const ack = all.find((e) => e.kind === 'ObservationEvent' && e.action_id === action.id);
+    expect(ack.observation).toMatchObject({ kind: 'ClientObservation', is_error: false });
+    // The acknowledgement went back to the LLM as the tool's result.
+    const toolReply = llm.requestsFor(text)[1].body.messages.find((m: any) => m.role === 'tool');
+    expect(JSON.stringify(toolReply.content)).toContain('canvas_ui_control');
+  });
+
   it('waits for confirmation with AlwaysConfirm, then runs the accepted action', async () => {
     const text = `confirm ${storage}`;
     llm.script(text, [

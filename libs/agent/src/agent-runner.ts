@@ -4,6 +4,7 @@ import { messageEvent, naiveTimestamp, newUuid, OHEvent, stateUpdateEvent } from
 import { SecretVault } from '@berth/crypto';
 import { ConversationRow, Database, EventLog, Prisma } from '@berth/persistence';
 import { AgentTool, ToolCatalog } from './agent-tools';
+import { clientTools } from './tool-catalog';
 import { buildMessages } from './history';
 import { classifyLlmError, complete, createClient, LlmConfig, LlmReply } from './llm';
 import { addUsage, statsSnapshot } from './metrics';
@@ -73,7 +74,7 @@ export class AgentRunner {
     const agent = this.vault.openAgent(row.agent as Json);
     const llm = agent.llm as LlmConfig;
     const client = createClient(llm);
-    const tools = this.tools.forAgent(agent);
+    const tools = [...this.tools.forAgent(agent), ...clientTools((row.options as Json).client_tools as Parameters<typeof clientTools>[0])];
     const byName = new Map(tools.map((t) => [t.name, t]));
     await this.ensureSystemPrompt(row, agent, tools);
     await this.resolveUnansweredActions(row, byName, interrupted);
@@ -278,6 +279,7 @@ export class AgentRunner {
     let observation: Json;
     if (tool.name === 'finish') observation = { content: text(String(fields.message ?? '')), is_error: false, kind: tool.observationKind };
     else if (tool.name === 'think') observation = { content: text('Your thought has been logged.'), is_error: false, kind: tool.observationKind };
+    else if (tool.answer) observation = tool.answer(fields);
     else {
       try {
         observation = await this.runtime.execute(row, tool.name, fields, interrupted);

@@ -15,6 +15,8 @@ export interface AgentTool {
   inSandbox: boolean;
   /** Validates the LLM's arguments; returns the action fields (without `kind`) or an error for the agent. */
   parse(args: unknown): { action: Json } | { error: string };
+  /** The observation of a tool the worker answers at once (a client tool's acknowledgement). */
+  answer?(action: Json): Json;
 }
 
 /** The agent's tools: the ones its spec names that Berth has, plus finish and think. */

@@ -29,3 +29,35 @@ export class ContractToolCatalog extends ToolCatalog {
     }));
   }
 }
+
+interface ClientToolSpec {
+  name: string;
+  description?: string;
+  parameters?: Record<string, unknown>;
+}
+
+/**
+ * The conversation's `client_tools`: tools the client (Agent Canvas) carries out itself. The LLM is
+ * offered them; a call becomes an ActionEvent (`ClientAction_<name>`) that the client sees on its
+ * socket, and the agent gets an acknowledgement at once, as OpenHands does.
+ */
+export function clientTools(specs: ClientToolSpec[] | undefined): AgentTool[] {
+  return (specs ?? []).map((spec) => {
+    const parameters = spec.parameters ?? { type: 'object', properties: {} };
+    return {
+      name: spec.name,
+      definition: { type: 'function', function: { name: spec.name, description: spec.description ?? '', parameters } },
+      spec: { name: spec.name, description: spec.description ?? '', parameters, kind: 'ClientTool' },
+      actionKind: `ClientAction_${spec.name}`,
+      observationKind: 'ClientObservation',
+      inSandbox: false,
+      parse: (args: unknown) =>
+        args !== null && typeof args === 'object' && !Array.isArray(args) ? { action: args as Record<string, unknown> } : { error: 'Arguments must be a JSON object' },
+      answer: () => ({
+        content: [{ type: 'text', text: `The client received the ${spec.name} call and carries it out.` }],
+        is_error: false,
+        kind: 'ClientObservation',
+      }),
+    };
+  });
+}
