@@ -162,6 +162,19 @@ describe.each(STORAGES)('conversations REST (%s)', (storage) => {
     expect((await call('GET', `/api/conversations?${tooMany}`)).status).toBe(422);
   });
 
+  it('titles a conversation from its first user message (autotitle), unless told not to', async () => {
+    const titled = await call('POST', '/api/conversations', startRequest({ initial_message: userMessage('  Fix the flaky   login test\nwith details') }));
+    expect(titled.body.title).toBe('Fix the flaky login test');
+    const untitled = await call('POST', '/api/conversations', startRequest({ autotitle: false, initial_message: userMessage('no title please') }));
+    expect(untitled.body.title).toBeNull();
+    const later = (await call('POST', '/api/conversations', startRequest())).body.id;
+    await call('POST', `/api/conversations/${later}/events`, userMessage('x'.repeat(80)));
+    const title = (await call('GET', `/api/conversations/${later}`)).body.title;
+    expect(title).toBe(`${'x'.repeat(49)}…`);
+    await call('POST', `/api/conversations/${later}/events`, userMessage('a second message'));
+    expect((await call('GET', `/api/conversations/${later}`)).body.title).toBe(title);
+  });
+
   it('updates title and tags, validates them, and deletes', async () => {
     const id = (await call('POST', '/api/conversations', startRequest({ tags: { a: '1' } }))).body.id;
     expect((await call('PATCH', `/api/conversations/${id}`, { title: '  My title  ', tags: { b: '2' } })).body).toEqual({ success: true });

@@ -4,6 +4,7 @@ import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import {
   AgentSchema,
+  autoTitle,
   ConversationSearchQuery,
   EXECUTOR_TOOL_NAMES,
   toValidationIssues,
@@ -134,6 +135,7 @@ export class ConversationsService {
             options: options as Prisma.InputJsonValue,
             sandboxId,
             executionStatus: initial ? 'running' : 'idle',
+            title: initial && req.autotitle ? autoTitle(req.initial_message!.content) : null,
             lastUserMessageId: initial?.id ?? null,
             createdAt: now,
             updatedAt: now,

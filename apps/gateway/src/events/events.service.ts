@@ -2,6 +2,7 @@ import { Injectable, NotFoundException } from '@nestjs/common';
 import { ConversationStatus, EventRecorder } from '@berth/bus';
 import {
   EventSearchQuery,
+  autoTitle,
   messageEvent,
   normalizeTimestampFilter,
   OHEvent,
@@ -82,11 +83,13 @@ export class EventsService {
    * sent on the socket) queues a run unless one is already going, which will read the message.
    */
   async sendMessage(p: Principal, id: string, req: SendMessageRequest): Promise<OHEvent> {
-    await this.requireConversation(p, id);
+    const conversation = await this.requireConversation(p, id);
     const message = messageEvent('user', 'user', req.content, req.sender);
     await this.recorder.record(id, message);
     this.serverInfo.touch();
-    await this.db.prisma.conversation.update({ where: { id }, data: { lastUserMessageId: message.id } });
+    // autotitle (on unless the client turned it off): the first message names an untitled conversation.
+    const title = conversation.title === null && (conversation.options as { autotitle?: boolean }).autotitle !== false ? autoTitle(req.content) : null;
+    await this.db.prisma.conversation.update({ where: { id }, data: { lastUserMessageId: message.id, ...(title ? { title } : {}) } });
     await this.recorder.record(id, stateUpdateEvent('last_user_message_id', message.id));
     await this.status.transition(p.tenantId, id, ['finished', 'stuck'], 'idle');
     if (req.run) await this.runs.start(p.tenantId, id);
