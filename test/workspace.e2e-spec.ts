@@ -175,6 +175,49 @@ describe.each(STORAGES)('top-level workspace routes, routed by path (%s)', (stor
     expect(ran.body.stdout).toContain('in the conversation sandbox');
   });
 
+  it('serve the working dir as static files, with the workspace session cookie as the key', async () => {
+    const session = await fetch(`${ctx.server.url}/api/auth/workspace-session`, { method: 'POST', headers: { 'X-Session-API-Key': KEY } });
+    expect(session.status).toBe(204);
+    const setCookie = session.headers.get('set-cookie') as string;
+    expect(setCookie).toBe(`oh_workspace_session_key=${KEY}; Path=/api/conversations; HttpOnly; SameSite=None; Max-Age=315360000; Secure; Partitioned`);
+    const cookie = { cookie: setCookie.split(';')[0] };
+
+    const home = (await ctx.call('GET', '/api/file/home')).body.home;
+    const workingDir = `${home}/site-${randomUUID()}`;
+    const id = (await ctx.call('POST', '/api/conversations', { agent: { kind: 'Agent', llm: { model: 'm' } }, workspace: { working_dir: workingDir } })).body.id;
+    await top.upload(`${workingDir}/index.html`, Buffer.from('<h1>hi</h1>'));
+    await top.upload(`${workingDir}/app.js`, Buffer.from('console.log(1)'));
+    await top.upload(`${workingDir}/empty/readme.txt`, Buffer.from('no index here'));
+    const base = `${ctx.server.url}/api/conversations/${id}/workspace`;
+
+    const index = await fetch(`${base}/`, { headers: cookie });
+    expect(index.status).toBe(200);
+    expect(index.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(index.headers.get('content-disposition')).toBeNull();
+    expect(await index.text()).toBe('<h1>hi</h1>');
+    const script = await fetch(`${base}/app.js`, { headers: cookie });
+    expect(script.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(await script.text()).toBe('console.log(1)');
+    expect((await fetch(`${base}/app.js`, { headers: { 'X-Session-API-Key': KEY } })).status).toBe(200);
+
+    expect((await fetch(`${base}/missing.css`, { headers: cookie })).status).toBe(404);
+    const noIndex = await fetch(`${base}/empty`, { headers: cookie });
+    expect(noIndex.status).toBe(404);
+    expect(((await noIndex.json()) as { detail: string }).detail).toBe('No index.html in directory');
+    const escape = await fetch(`${base}/..%2F..%2Fetc%2Fpasswd`, { headers: cookie });
+    expect(escape.status).toBe(400);
+    expect(((await escape.json()) as { detail: string }).detail).toBe('Path is outside the workspace');
+
+    expect((await fetch(`${base}/app.js`)).status).toBe(401);
+    expect((await fetch(`${base}/app.js`, { headers: { cookie: 'oh_workspace_session_key=wrong' } })).status).toBe(401);
+    // The cookie opens nothing but the workspace files.
+    expect((await fetch(`${ctx.server.url}/api/conversations/${id}`, { headers: cookie })).status).toBe(401);
+
+    const cleared = await fetch(`${ctx.server.url}/api/auth/workspace-session`, { method: 'DELETE', headers: { 'X-Session-API-Key': KEY } });
+    expect(cleared.status).toBe(204);
+    expect(cleared.headers.get('set-cookie')).toContain('oh_workspace_session_key=; Path=/api/conversations; HttpOnly; SameSite=None; Max-Age=0');
+  });
+
   it('refuse a path in no working dir and outside the home, naming the sandbox prefix', async () => {
     const res = await top.download('/etc/passwd');
     expect(res.status).toBe(400);

@@ -1,10 +1,11 @@
-import { ExecutionContext, Injectable, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
+import { ExecutionContext, Injectable, NotFoundException, ServiceUnavailableException, UnauthorizedException } from '@nestjs/common';
 import { AuthGuard } from '@nestjs/passport';
 import { Database } from '@berth/persistence';
 import type { FastifyRequest } from 'fastify';
 import type { Principal } from '../common/tenant.decorator';
 import { sandboxOfRequest } from '../common/sandbox-prefix';
 import { ApiKeyService } from './api-key.service';
+import { workspaceSessionKey } from './workspace-session';
 
 const STARTUP_WAIT_MS = 15_000;
 
@@ -25,7 +26,12 @@ export class ApiKeyGuard extends AuthGuard('api-key') {
   override async canActivate(context: ExecutionContext): Promise<boolean> {
     if (!this.db.isMigrated) await this.waitForDatabase();
     const request = context.switchToHttp().getRequest<FastifyRequest & { user?: Principal }>();
-    if (this.keys.isOpen && !request.headers['x-session-api-key']) {
+    const cookieKey = request.headers['x-session-api-key'] ? undefined : workspaceSessionKey(request.url.split('?')[0], request.headers);
+    if (cookieKey !== undefined) {
+      const principal = await this.keys.resolve(cookieKey);
+      if (!principal) throw new UnauthorizedException();
+      request.user = principal;
+    } else if (this.keys.isOpen && !request.headers['x-session-api-key']) {
       request.user = (await this.keys.resolve(undefined)) as Principal;
     } else if (!((await super.canActivate(context)) as boolean)) {
       return false;

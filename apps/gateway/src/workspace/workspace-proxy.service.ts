@@ -1,8 +1,9 @@
-import { Injectable } from '@nestjs/common';
-import { SANDBOX_TOKEN_HEADER, SandboxManager } from '@berth/sandbox';
+import { BadRequestException, Injectable, NotFoundException } from '@nestjs/common';
+import { SANDBOX_TOKEN_HEADER, SandboxHandle, SandboxManager } from '@berth/sandbox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { IncomingMessage, request as httpRequest } from 'node:http';
-import { isAbsolute } from 'node:path';
+import { isAbsolute, join, normalize } from 'node:path';
+import { contentTypeOf } from './content-type';
 import type { Principal } from '../common/tenant.decorator';
 import { WorkspaceRoutingService } from './workspace-routing.service';
 
@@ -50,20 +51,7 @@ export class WorkspaceProxyService {
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(Buffer.byteLength(body));
     }
-    const url = parsed.pathname + parsed.search;
-    const target = new URL(url, handle.url);
-    const upstream = await new Promise<IncomingMessage>((resolve, reject) => {
-      const outgoing = httpRequest(target, { method: request.method, headers }, resolve);
-      outgoing.on('error', reject);
-      // The client went away before its answer was complete: stop the executor's work on it too.
-      reply.raw.once('close', () => {
-        if (!reply.raw.writableFinished) outgoing.destroy();
-      });
-      if (body !== undefined) outgoing.end(body);
-      else if (request.method === 'GET' || request.method === 'HEAD') outgoing.end();
-      // Uploads: piped with backpressure, so the gateway holds a few chunks at most.
-      else request.raw.pipe(outgoing);
-    });
+    const upstream = await this.send(handle, request.method, parsed.pathname + parsed.search, headers, reply, body ?? request);
     this.touch(sandboxId);
     reply.status(upstream.statusCode ?? 502);
     for (const name of FORWARDED_RESPONSE_HEADERS) {
@@ -71,6 +59,66 @@ export class WorkspaceProxyService {
       if (typeof value === 'string') reply.header(name, value);
     }
     await reply.send(upstream);
+  }
+
+  /**
+   * `GET /api/conversations/{id}/workspace/{path}` (contract §3.7): a file of the conversation's
+   * working dir with its content type inferred, as a static web server would serve it (a folder
+   * serves its index.html); nothing outside the working dir.
+   */
+  async serveWorkspaceFile(p: Principal, conversation: { working_dir: string }, relativePath: string, reply: FastifyReply): Promise<void> {
+    const root = normalize(conversation.working_dir);
+    const wanted = normalize(join(root, relativePath));
+    if (wanted !== root && !wanted.startsWith(root.endsWith('/') ? root : `${root}/`)) {
+      throw new BadRequestException({ detail: 'Path is outside the workspace' });
+    }
+    const { sandboxId, handle, toSandboxPath } = await this.routing.route(p, wanted);
+    const download = (path: string) =>
+      this.send(handle, 'GET', `/api/file/download?path=${encodeURIComponent(toSandboxPath(path))}`, { [SANDBOX_TOKEN_HEADER]: handle.token }, reply);
+    let served = wanted;
+    let upstream = await download(served);
+    if (upstream.statusCode === 400) {
+      // Not a file: a folder serves its index.html.
+      upstream.resume();
+      served = join(wanted, 'index.html');
+      upstream = await download(served);
+      if (upstream.statusCode === 404) {
+        upstream.resume();
+        throw new NotFoundException({ detail: 'No index.html in directory' });
+      }
+    }
+    this.touch(sandboxId);
+    if (upstream.statusCode !== 200) {
+      reply.status(upstream.statusCode ?? 502).header('content-type', 'application/json');
+      await reply.send(upstream);
+      return;
+    }
+    reply.status(200).header('content-type', contentTypeOf(served));
+    if (typeof upstream.headers['content-length'] === 'string') reply.header('content-length', upstream.headers['content-length']);
+    await reply.send(upstream);
+  }
+
+  /** One request to a sandbox's executor; the answer comes back as a stream. */
+  private send(
+    handle: SandboxHandle,
+    method: string,
+    pathAndQuery: string,
+    headers: Record<string, string>,
+    reply: FastifyReply,
+    body?: string | FastifyRequest,
+  ): Promise<IncomingMessage> {
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      const outgoing = httpRequest(new URL(pathAndQuery, handle.url), { method, headers }, resolve);
+      outgoing.on('error', reject);
+      // The client went away before its answer was complete: stop the executor's work on it too.
+      reply.raw.once('close', () => {
+        if (!reply.raw.writableFinished) outgoing.destroy();
+      });
+      if (typeof body === 'string') outgoing.end(body);
+      else if (body === undefined || method === 'GET' || method === 'HEAD') outgoing.end();
+      // Uploads: piped with backpressure, so the gateway holds a few chunks at most.
+      else body.raw.pipe(outgoing);
+    });
   }
 
   /** Workspace calls keep the sandbox from being reaped; written at most every few seconds. */

@@ -1,0 +1,38 @@
+import { Controller, Get, Param, Req, Res, UseGuards } from '@nestjs/common';
+import { ApiOperation, ApiProduces, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ApiKeyGuard } from '../auth/api-key.guard';
+import { UuidPipe } from '../common/id.pipe';
+import { CurrentPrincipal } from '../common/tenant.decorator';
+import type { Principal } from '../common/tenant.decorator';
+import { WorkspaceProxyService } from '../workspace/workspace-proxy.service';
+import { ConversationsService } from './conversations.service';
+
+/**
+ * `GET /api/conversations/{id}/workspace[/{path}]` (contract §3.7): the working dir as a static web
+ * server, for a UI's previews (authenticated by header or by the workspace session cookie).
+ */
+@ApiTags('Conversations')
+@ApiSecurity('session-api-key')
+@UseGuards(ApiKeyGuard)
+@Controller('api/conversations/:conversation_id/workspace')
+export class ConversationWorkspaceController {
+  constructor(
+    private readonly conversations: ConversationsService,
+    private readonly workspace: WorkspaceProxyService,
+  ) {}
+
+  @Get(['', '*'])
+  @ApiOperation({ summary: "A file of the conversation's working dir (a folder serves its index.html)" })
+  @ApiProduces('*/*')
+  async serve(
+    @CurrentPrincipal() p: Principal,
+    @Param('conversation_id', new UuidPipe()) id: string,
+    @Req() request: FastifyRequest,
+    @Res() reply: FastifyReply,
+  ): Promise<void> {
+    const row = await this.conversations.require(p, id);
+    const path = (request.params as Record<string, string | undefined>)['*'] ?? '';
+    await this.workspace.serveWorkspaceFile(p, { working_dir: (row.workspace as { working_dir: string }).working_dir }, path, reply);
+  }
+}
