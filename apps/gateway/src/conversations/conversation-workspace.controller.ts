@@ -1,5 +1,5 @@
 import { Controller, Get, Param, Req, Res, UseGuards } from '@nestjs/common';
-import { ApiOperation, ApiProduces, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiKeyGuard } from '../auth/api-key.guard';
 import { UuidPipe } from '../common/id.pipe';
@@ -24,7 +24,7 @@ export class ConversationWorkspaceController {
 
   @Get(['', '*'])
   @ApiOperation({ summary: "A file of the conversation's working dir (a folder serves its index.html)" })
-  @ApiProduces('*/*')
+  @ApiOkResponse({ description: 'The file, its content type inferred from its name', content: { '*/*': { schema: { type: 'string', format: 'binary' } } } })
   async serve(
     @CurrentPrincipal() p: Principal,
     @Param('conversation_id', new UuidPipe()) id: string,
