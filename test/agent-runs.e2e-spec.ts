@@ -251,16 +251,16 @@ describe.each(STORAGES)('agent runs (%s)', (storage) => {
     const parameters = { type: 'object', properties: { panel: { type: 'string' } }, required: ['panel'] };
     const id = await start(text, { client_tools: [{ name: 'canvas_ui_control', description: 'Show a panel of the UI', parameters }] });
     await waitStatus(id, ['finished']);
-    const offered = llm.requestsFor(text)[0].body.tools.find((t: any) => t.function.name === 'canvas_ui_control');
-    expect(offered.function).toEqual({ name: 'canvas_ui_control', description: 'Show a panel of the UI', parameters });
+    const offered = llm.requestsFor(text)[0].body.tools?.find((t) => t.function.name === 'canvas_ui_control');
+    expect(offered?.function).toEqual({ name: 'canvas_ui_control', description: 'Show a panel of the UI', parameters });
     const all = await events(id);
     const action = all.find((e) => e.kind === 'ActionEvent' && e.tool_name === 'canvas_ui_control');
     expect(action.action).toEqual({ panel: 'files', kind: 'ClientAction_canvas_ui_control' });
     const ack = all.find((e) => e.kind === 'ObservationEvent' && e.action_id === action.id);
     expect(ack.observation).toMatchObject({ kind: 'ClientObservation', is_error: false });
     // The acknowledgement went back to the LLM as the tool's result.
-    const toolReply = llm.requestsFor(text)[1].body.messages.find((m: any) => m.role === 'tool');
-    expect(JSON.stringify(toolReply.content)).toContain('canvas_ui_control');
+    const toolReply = llm.requestsFor(text)[1].body.messages.find((m) => m.role === 'tool');
+    expect(JSON.stringify(toolReply?.content)).toContain('canvas_ui_control');
   });
 
   it('waits for confirmation with AlwaysConfirm, then runs the accepted action', async () => {
