@@ -1,10 +1,11 @@
 import { SandboxInfoSchema } from '@berth/contracts';
-import { sha256Hex } from '@berth/crypto';
 import { Database } from '@berth/persistence';
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { api, SocketClient, startRequest, STORAGES, useServer } from './support/server';
+import { LocalSandboxDriver, SandboxDriver } from '@berth/sandbox';
+import { eventually } from './support/processes';
+import { api, createTenant, SocketClient, startRequest, STORAGES, useServer } from './support/server';
 
 const KEY = 'sandbox-key';
 
@@ -89,16 +90,31 @@ describe.each(STORAGES)('sandboxes: runtime API and the /sandboxes/{id} surface 
   });
 
   it("hides another tenant's sandboxes (404, never 403)", async () => {
-    const db = ctx.server.app.get(Database);
-    const tenantId = randomUUID();
-    const otherKey = `other-${randomUUID()}`;
-    await db.prisma.tenant.create({ data: { id: tenantId, name: `t-${tenantId}` } });
-    await db.prisma.apiKey.create({ data: { id: randomUUID(), tenantId, name: 'k', prefix: 'other', keyHash: sha256Hex(otherKey) } });
+    const otherKey = (await createTenant(ctx.server)).key;
     const mine = (await call('POST', '/api/sandboxes', {})).body.id;
     expect((await api(ctx.server, 'GET', `/api/sandboxes/${mine}`, { key: otherKey })).status).toBe(404);
     expect((await api(ctx.server, 'GET', `/sandboxes/${mine}/api/conversations/search`, { key: otherKey })).status).toBe(404);
     expect((await api(ctx.server, 'DELETE', `/api/sandboxes/${mine}`, { key: otherKey })).status).toBe(404);
     expect((await api(ctx.server, 'GET', '/api/sandboxes', { key: otherKey })).body.items).toEqual([]);
     await call('DELETE', `/api/sandboxes/${mine}`);
+  });
+});
+
+describe.each(STORAGES)('sandboxes from the warm pool (%s)', (storage) => {
+  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY, BERTH_WARM_POOL_SIZE: '2' }, KEY);
+
+  it('get an executor started before they were asked for, and work as any other', async () => {
+    const driver = ctx.server.app.get(SandboxDriver) as LocalSandboxDriver;
+    await eventually(() => driver.warmExecutors === 2);
+    const created = await ctx.call('POST', '/api/sandboxes', { env: { GREETING: 'from-the-pool' } });
+    expect(created.status).toBe(201);
+    const row = await ctx.server.app.get(Database).prisma.sandbox.findUniqueOrThrow({ where: { id: created.body.id } });
+    const pid = (row.handle as { pid: number }).pid;
+    // Dormant executors are started with BERTH_EXECUTOR_DORMANT; a cold start never is.
+    expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain('BERTH_EXECUTOR_DORMANT=1');
+    const echoed = await ctx.call('POST', `/sandboxes/${created.body.id}/api/bash/execute_bash_command`, { command: 'echo "$GREETING" && git status --short | wc -l' });
+    expect(echoed.body.stdout).toContain('from-the-pool');
+    expect(echoed.body.exit_code).toBe(0);
+    expect((await ctx.call('DELETE', `/api/sandboxes/${created.body.id}`)).status).toBe(200);
   });
 });

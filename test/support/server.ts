@@ -43,6 +43,8 @@ export async function startServer(
     BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}`,
     // Gateway-only unless a suite asks for workers (BERTH_ROLE: 'all'): runs stay queued.
     BERTH_ROLE: 'gateway',
+    // Executors start on demand unless a suite asks for a warm pool (two cores: no idle executors per server).
+    BERTH_WARM_POOL_SIZE: '0',
   };
   if (storage === 'postgres') {
     base.DATABASE_URL = process.env.BERTH_TEST_DATABASE_URL as string;

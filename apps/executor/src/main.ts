@@ -1,6 +1,8 @@
+import { isAbsolute } from 'node:path';
 import { ConfigError, loadConfig } from './config';
+import { HttpError } from './errors';
 import { Executor } from './executor';
-import { createExecutorServer } from './server';
+import { createDormantExecutorServer, createExecutorServer, executorHandlers } from './server';
 
 /**
  * The sandbox executor: runs inside a conversation's sandbox (a child process, later a pod) and
@@ -8,43 +10,90 @@ import { createExecutorServer } from './server';
  * key and no database or Redis credentials: only the per-sandbox token it is started with.
  *
  * Environment: BERTH_SANDBOX_TOKEN (required), BERTH_SANDBOX_ROOT (required; every path a tool
- * touches stays under it), BERTH_EXECUTOR_PORT (0 = any free port; 127.0.0.1 only),
- * BERTH_TERMINAL_NO_OUTPUT_TIMEOUT_MS (30000), BERTH_TERMINAL_MAX_WAIT_MS (300000),
- * BERTH_MAX_BODY_BYTES (10 MiB). Once listening it prints one line, `{"executor":"ready","port":N}`,
- * which the sandbox driver reads. SIGTERM kills every shell's process group and exits 0.
+ * touches stays under it), BERTH_SANDBOX_ENV_NAMES (the variables its shells see),
+ * BERTH_EXECUTOR_PORT (0 = any free port; 127.0.0.1 only), BERTH_TERMINAL_NO_OUTPUT_TIMEOUT_MS
+ * (30000), BERTH_TERMINAL_MAX_WAIT_MS (300000), BERTH_MAX_BODY_BYTES (10 MiB). With
+ * BERTH_EXECUTOR_DORMANT=1 it starts without a root, as a member of the warm pool, and takes one
+ * (and the sandbox's variables) from `POST /api/init`. Once listening it prints one line,
+ * `{"executor":"ready","port":N}`, which the sandbox driver reads. SIGTERM kills every shell's
+ * process group and exits 0.
  */
 function main(): void {
-  let config;
+  let executor: Executor | undefined;
+  const dormant = process.env.BERTH_EXECUTOR_DORMANT === '1';
+  let server;
   try {
-    config = loadConfig();
+    if (dormant) {
+      const token = process.env.BERTH_SANDBOX_TOKEN ?? '';
+      if (!token) throw new ConfigError('BERTH_SANDBOX_TOKEN is required');
+      // The driver gives a staging folder as the root, prepared now (git init) and moved into place
+      // before /api/init names its final path.
+      const staging = loadConfig({ BERTH_SANDBOX_ROOT: process.cwd(), ...process.env });
+      prepared(staging);
+      server = createDormantExecutorServer(token, async (body) => {
+        let config;
+        try {
+          config = loadConfig({ ...process.env, ...initEnv(body) });
+        } catch (err) {
+          throw err instanceof ConfigError ? new HttpError(422, err.message) : err;
+        }
+        executor = prepared(config);
+        process.chdir(config.root);
+        return executorHandlers(config, executor);
+      });
+      listen(server, staging.port);
+    } else {
+      const config = loadConfig();
+      executor = prepared(config);
+      server = createExecutorServer(config, executor);
+      listen(server, config.port);
+    }
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     console.error(`berth executor: ${err.message}`);
     process.exit(2);
   }
-  const executor = new Executor(config);
-  const server = createExecutorServer(config, executor);
 
   // However the process ends, no shell outlives it.
-  process.on('exit', () => executor.killAll());
+  process.on('exit', () => executor?.killAll());
 
   let stopping = false;
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    executor.closeAll();
+    executor?.closeAll();
     server.close();
     server.closeAllConnections();
     process.exit(0);
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+}
 
+/** An executor whose root is being made a git repository (as OpenHands does) before the first command needs it. */
+function prepared(config: ReturnType<typeof loadConfig>): Executor {
+  const executor = new Executor(config);
+  void executor.git.ensureRepo(config.root);
+  return executor;
+}
+
+/** `POST /api/init` {root, env}: the sandbox's folder and variables, as the environment would give them. */
+function initEnv(body: unknown): Record<string, string> {
+  const { root, env = {} } = (body ?? {}) as { root?: unknown; env?: unknown };
+  if (typeof root !== 'string' || !isAbsolute(root)) throw new HttpError(422, 'root must be an absolute path');
+  if (typeof env !== 'object' || env === null || Array.isArray(env) || Object.values(env).some((v) => typeof v !== 'string')) {
+    throw new HttpError(422, 'env must be an object of strings');
+  }
+  const variables = Object.fromEntries(Object.entries(env as Record<string, string>).filter(([name]) => !name.startsWith('BERTH_')));
+  return { ...variables, BERTH_SANDBOX_ROOT: root, BERTH_SANDBOX_ENV_NAMES: Object.keys(variables).join(',') };
+}
+
+function listen(server: ReturnType<typeof createExecutorServer>, port: number): void {
   server.on('error', (err) => {
     console.error(`berth executor: cannot listen: ${err.message}`);
     process.exit(1);
   });
-  server.listen(config.port, '127.0.0.1', () => {
+  server.listen(port, '127.0.0.1', () => {
     const address = server.address() as { port: number };
     // The driver reads the port from this first line.
     process.stdout.write(`${JSON.stringify({ executor: 'ready', port: address.port })}\n`);

@@ -51,7 +51,76 @@ const BASH_SOCKET_PATH = '/sockets/bash-events';
  * `/api/bash/*`, `/api/git/*`, `WS /sockets/bash-events`) that the gateway passes through, and
  * `GET /api/activity` for the idle clock.
  */
+/** What serves one sandbox: its HTTP requests, its WebSocket upgrades, and what to end on close. */
+export interface ExecutorHandlers {
+  request(req: IncomingMessage, res: ServerResponse): void;
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  close(): void;
+}
+
 export function createExecutorServer(config: ExecutorConfig, executor: Executor): Server {
+  return serve(executorHandlers(config, executor));
+}
+
+/** An HTTP server for `handlers` (long tool calls and uploads are normal: only headers are timed). */
+function serve(handlers: ExecutorHandlers): Server {
+  const server = createServer((req, res) => handlers.request(req, res));
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  server.keepAliveTimeout = 65_000;
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handlers.upgrade(req, socket, head));
+  server.on('close', () => handlers.close());
+  return server;
+}
+
+/**
+ * A pre-started executor of the warm pool (BERTH_EXECUTOR_DORMANT=1): up and listening but serving
+ * no sandbox until the driver's `POST /api/init` (with the token it was started with) names one;
+ * from then on it is that sandbox's executor. The slow part of a start — the process and its
+ * modules — is done before anyone asks for a sandbox.
+ */
+export function createDormantExecutorServer(token: string, init: (body: unknown) => Promise<ExecutorHandlers>): Server {
+  let live: ExecutorHandlers | undefined;
+  let initializing = false;
+  const authorized = (req: IncomingMessage) => {
+    const offered = req.headers[SANDBOX_TOKEN_HEADER];
+    return typeof offered === 'string' && tokenMatches(offered, token);
+  };
+  const dormant = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const path = new URL(req.url ?? '/', 'http://executor').pathname;
+    if (path === '/health') return reply(res, 200, { status: 'ok' });
+    if (!authorized(req)) return reply(res, 401, { detail: 'Unauthorized' });
+    if (path !== '/api/init') return reply(res, 503, { detail: 'This executor serves no sandbox yet' });
+    if (req.method !== 'POST') return reply(res, 405, { detail: 'Method Not Allowed' });
+    if (initializing) return reply(res, 409, { detail: 'Already initializing' });
+    initializing = true;
+    try {
+      live = await init(await readJson(req, DORMANT_MAX_BODY_BYTES));
+    } finally {
+      initializing = false;
+    }
+    reply(res, 200, { status: 'ready' });
+  };
+  return serve({
+    request: (req, res) => {
+      if (live) return live.request(req, res);
+      dormant(req, res).catch((err: unknown) => {
+        if (err instanceof HttpError) return reply(res, err.status, { detail: err.detail });
+        reply(res, 500, { detail: 'Initialization failed', exception: (err as Error)?.message ?? String(err) });
+      });
+    },
+    upgrade: (req, socket, head) => {
+      if (live) return live.upgrade(req, socket, head);
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    },
+    close: () => live?.close(),
+  });
+}
+
+const DORMANT_MAX_BODY_BYTES = 1024 * 1024;
+
+/** The request handlers of a sandbox's executor. */
+export function executorHandlers(config: ExecutorConfig, executor: Executor): ExecutorHandlers {
   const ok = (call: Call, body: unknown) => reply(call.res, 200, body);
   const download = async (call: Call) => {
     const { path } = validate(FilePathQuerySchema, queryOf(call.query), 'query');
@@ -221,18 +290,13 @@ export function createExecutorServer(config: ExecutorConfig, executor: Executor)
     },
   ];
 
-  const server = createServer((req, res) => {
+  const request = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((err: unknown) => {
       if (err instanceof HttpError) return reply(res, err.status, { detail: err.detail });
       process.stderr.write(`berth executor: ${(err as Error)?.stack ?? String(err)}\n`);
       reply(res, 500, { detail: 'Internal Server Error', exception: (err as Error)?.message ?? String(err) });
     });
-  });
-  // Long tool calls and uploads are normal: only receiving the headers is bounded here (an upload
-  // bounds its own silences).
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
-  server.keepAliveTimeout = 65_000;
+  };
 
   function authorized(req: IncomingMessage): boolean {
     const offered = req.headers[SANDBOX_TOKEN_HEADER];
@@ -260,7 +324,7 @@ export function createExecutorServer(config: ExecutorConfig, executor: Executor)
 
   // WebSockets: the upgrade carries the token in the same header (the gateway adds it).
   const sockets = new WebSocketServer({ noServer: true, maxPayload: config.maxBodyBytes });
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const refuse = (status: number, text: string) => {
       const body = JSON.stringify({ detail: text });
       socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
@@ -270,10 +334,10 @@ export function createExecutorServer(config: ExecutorConfig, executor: Executor)
     if (!authorized(req)) return refuse(401, 'Unauthorized');
     if (url.pathname !== BASH_SOCKET_PATH) return refuse(404, 'Not Found');
     sockets.handleUpgrade(req, socket, head, (ws) => serveBashSocket(ws, url.searchParams, executor.bash, executor.bashEvents, executor.activity));
-  });
-  server.on('close', () => {
+  };
+  const close = () => {
     for (const client of sockets.clients) client.terminate();
-  });
+  };
 
-  return server;
+  return { request, upgrade, close };
 }

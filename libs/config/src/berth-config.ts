@@ -49,6 +49,8 @@ export interface BerthConfig {
   runStallMs: number;
   /** how often idle sandboxes are looked for (0 = never) */
   reaperIntervalMs: number;
+  /** executors each process keeps started for the next new sandboxes (0 = start them on demand) */
+  warmPoolSize: number;
   logLevel: string;
   /** DEBUG: 5xx bodies carry the stack trace, as OpenHands does. */
   debug: boolean;
@@ -208,6 +210,7 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     maxConcurrentRuns: readInt(env, 'OH_MAX_CONCURRENT_RUNS', 10, 1),
     runStallMs: readInt(env, 'BERTH_RUN_STALL_MS', 30_000, 500),
     reaperIntervalMs: readInt(env, 'BERTH_REAPER_INTERVAL_MS', 30_000, 0),
+    warmPoolSize: readInt(env, 'BERTH_WARM_POOL_SIZE', 2, 0, 100),
     logLevel: env.LOG_LEVEL ?? 'info',
     debug: readFlag(env, 'DEBUG'),
     webhooks: readWebhooks(env),

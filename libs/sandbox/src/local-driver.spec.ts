@@ -55,6 +55,21 @@ async function executorsIn(root: string): Promise<number[]> {
   return pids;
 }
 
+/** Live executors waiting in the warm pool of a data dir (each works in a staging folder under its .pool folder). */
+async function pooledIn(dataDir: string): Promise<number[]> {
+  const poolDir = join(dataDir, 'sandboxes', '.pool');
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (dirname(await readlink(`/proc/${entry}/cwd`)) === poolDir && (await readFile(`/proc/${entry}/environ`, 'utf8')).includes('BERTH_EXECUTOR_DORMANT=1')) pids.push(Number(entry));
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return pids;
+}
+
 function tempDataDir(): string {
   return mkdtempSync(join(tmpdir(), 'berth-sandbox-'));
 }
@@ -197,6 +212,90 @@ describe('LocalSandboxDriver', () => {
     await writeFile(script, "console.error('cannot open the workspace'); process.exit(3);");
     const driver = newDriver({ executorEntry: script });
     await expect(driver.provision({ id: randomUUID() })).rejects.toThrow(/code 3.*cannot open the workspace/s);
+  });
+
+  describe('warm pool', () => {
+    it('hands a pre-started executor to a new sandbox, in its folder, with its variables, and refills', async () => {
+      const driver = newDriver({ warmPoolSize: 2 });
+      driver.warm();
+      await until(() => driver.warmExecutors === 2);
+      const waiting = await pooledIn(dataDir);
+      expect(waiting).toHaveLength(2);
+
+      const id = randomUUID();
+      const handle = await driver.provision({ id, env: { GREETING: 'warm' } });
+      const root = join(dataDir, 'sandboxes', id);
+      expect(waiting).toContain(handle.pid);
+      expect(handle.root).toBe(root);
+      expect(await readlink(`/proc/${handle.pid}/cwd`)).toBe(root);
+      expect(existsSync(join(root, '.berth', 'executor.log'))).toBe(true);
+      // Its token is the sandbox's: the process's own environment says so (how a later process recognizes it).
+      expect((await environOf(handle.pid)).BERTH_SANDBOX_TOKEN).toBe(handle.token);
+      const client = new ExecutorClient(handle);
+      expect(await client.acceptsToken()).toBe(true);
+      const res = await fetch(`${handle.url}/api/bash/execute_bash_command`, {
+        method: 'POST',
+        headers: { 'x-sandbox-token': handle.token, 'content-type': 'application/json' },
+        body: JSON.stringify({ command: 'echo "$GREETING" && pwd', cwd: root }),
+      });
+      const out = (await res.json()) as { stdout: string };
+      expect(out.stdout).toContain('warm');
+      expect(out.stdout).toContain(root);
+      // Outside the folder stays refused, as for a cold start.
+      const outside = await fetch(`${handle.url}/api/file/download?path=${encodeURIComponent('/etc/passwd')}`, { headers: { 'x-sandbox-token': handle.token } });
+      expect(outside.status).toBe(403);
+
+      await until(() => driver.warmExecutors === 2);
+      expect(await pooledIn(dataDir)).not.toContain(handle.pid);
+      await driver.close();
+      await until(async () => (await pooledIn(dataDir)).length === 0 && !alive(handle.pid));
+    });
+
+    it('starts cold when the pooled executor died while waiting, and treats a claimed one that dies as crashed', async () => {
+      const driver = newDriver({ warmPoolSize: 1 });
+      driver.warm();
+      await until(() => driver.warmExecutors === 1);
+      const [doomed] = await pooledIn(dataDir);
+      process.kill(doomed, 'SIGKILL');
+      await until(() => !alive(doomed));
+      const handle = await driver.provision({ id: randomUUID(), env: { KEPT: 'yes' } });
+      expect(handle.pid).not.toBe(doomed);
+      expect(await new ExecutorClient(handle).health()).toEqual({ status: 'ok' });
+
+      await until(() => driver.warmExecutors === 1);
+      const second = await driver.provision({ id: randomUUID(), env: { KEPT: 'yes' } });
+      process.kill(second.pid, 'SIGKILL');
+      await until(() => !alive(second.pid));
+      expect(await driver.status(second)).toBe('error');
+      const restarted = await driver.ensureRunning(second);
+      expect(restarted.token).toBe(second.token);
+      expect(await environOf(restarted.pid)).toMatchObject({ KEPT: 'yes', BERTH_SANDBOX_ROOT: second.root });
+    });
+
+    it('a dormant executor answers health and, with its token, one init; nothing else', async () => {
+      const token = 'dormant-token';
+      const child = spawn(process.execPath, [join(process.cwd(), 'dist/apps/executor/src/main.js')], {
+        cwd: dataDir,
+        env: { PATH: process.env.PATH, BERTH_EXECUTOR_DORMANT: '1', BERTH_SANDBOX_TOKEN: token, BERTH_EXECUTOR_PORT: '0' },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      strangers.push(child);
+      const port = await new Promise<number>((resolve) => child.stdout!.once('data', (line: Buffer) => resolve(JSON.parse(line.toString()).port)));
+      const base = `http://127.0.0.1:${port}`;
+      const init = (body: unknown, key = token) =>
+        fetch(`${base}/api/init`, { method: 'POST', headers: { 'x-sandbox-token': key, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const root = join(dataDir, 'claimed');
+
+      expect((await fetch(`${base}/health`)).status).toBe(200);
+      expect((await fetch(`${base}/api/file/home`, { headers: { 'x-sandbox-token': token } })).status).toBe(503);
+      expect((await init({ root }, 'wrong')).status).toBe(401);
+      expect((await init({ root: 'relative' })).status).toBe(422);
+      expect((await init({ root, env: { A: 1 } })).status).toBe(422);
+      expect((await init({ root, env: { GREETING: 'hi' } })).status).toBe(200);
+      const home = await fetch(`${base}/api/file/home`, { headers: { 'x-sandbox-token': token } });
+      expect(((await home.json()) as { home: string }).home).toBe(root);
+      expect((await init({ root })).status).toBe(404);
+    });
   });
 
   it('kills an executor that never reports ready', async () => {

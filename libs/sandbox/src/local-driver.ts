@@ -1,11 +1,11 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
-import { chmod, mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Logger } from '@nestjs/common';
 import { projectRoot } from '@berth/config';
-import { ExecutorClient } from './executor-client';
+import { ExecutorClient, SANDBOX_TOKEN_HEADER } from './executor-client';
 import { LocalSandboxHandle, SandboxDriver, SandboxError, SandboxHandle, SandboxSpec, SandboxStatus } from './sandbox-driver';
 
 export interface LocalSandboxDriverOptions {
@@ -15,6 +15,8 @@ export interface LocalSandboxDriverOptions {
   executorEntry?: string;
   /** How long an executor may take to print its ready line. */
   startTimeoutMs?: number;
+  /** Executors kept started and waiting for a sandbox, so that a provision need not start one (default 0). */
+  warmPoolSize?: number;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -25,9 +27,13 @@ const PROBE_TIMEOUT_MS = 2_000;
 const EXIT_POLL_MS = 50;
 /** The parent's variables an executor inherits; nothing else (no database, Redis or LLM credentials). */
 const INHERITED_ENV = ['PATH', 'LANG'];
+/** `<dataDir>/sandboxes/.pool/`: where warm-pool executors wait (not a uuid, so never a sandbox's folder). */
+const POOL_DIR = '.pool';
+const POOL_REFILL_DELAY_MS = 1000;
 
 /** An executor this driver runs: its own child, or one adopted from a handle of an earlier process. */
 interface Executor {
+  /** its sandbox's id; '' while it waits in the warm pool */
   id: string;
   pid: number;
   port: number;
@@ -36,6 +42,8 @@ interface Executor {
   child?: ChildProcess;
   /** Set when the driver ends it, so that its exit is not taken for a crash. */
   stopping: boolean;
+  /** where its stdout and stderr go (a pooled executor's log moves into its sandbox when claimed) */
+  logPath?: string;
 }
 
 /**
@@ -55,12 +63,86 @@ export class LocalSandboxDriver extends SandboxDriver {
   /** The tail of each sandbox's queue of lifecycle operations, which run one at a time. */
   private readonly locks = new Map<string, Promise<void>>();
   private closed = false;
+  private readonly warmPoolSize: number;
+  /** Dormant executors (BERTH_EXECUTOR_DORMANT) waiting for a sandbox, and how many are starting. */
+  private readonly pool: Executor[] = [];
+  private warming = 0;
 
   constructor(options: LocalSandboxDriverOptions) {
     super();
     this.sandboxesDir = join(options.dataDir, 'sandboxes');
     this.executorEntry = options.executorEntry ?? join(projectRoot(), 'dist/apps/executor/src/main.js');
     this.startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+    this.warmPoolSize = options.warmPoolSize ?? 0;
+  }
+
+  /** Executors started and waiting for a sandbox now. */
+  get warmExecutors(): number {
+    return this.pool.length;
+  }
+
+  /** Tops the warm pool up to its size, in the background. */
+  override warm(): void {
+    while (!this.closed && this.pool.length + this.warming < this.warmPoolSize) {
+      this.warming++;
+      const token = newToken();
+      // Its future sandbox folder, made ready (git init, log) while it waits; moved into place when claimed.
+      const staging = join(this.sandboxesDir, POOL_DIR, token.slice(0, 16).replace(/[^A-Za-z0-9]/g, '0'));
+      mkdir(join(staging, '.berth'), { recursive: true, mode: 0o700 })
+        .then(() => this.spawn('', token, staging, join(staging, '.berth', 'executor.log'), { BERTH_EXECUTOR_DORMANT: '1', BERTH_SANDBOX_ROOT: staging }))
+        .then(
+          (executor) => {
+            if (this.closed) void this.discard(executor);
+            else this.pool.push(executor);
+          },
+          (err: Error) => {
+            this.logger.warn(`warm pool: ${err.message}`);
+            void rm(staging, { recursive: true, force: true });
+          },
+        )
+        .finally(() => this.warming--);
+    }
+  }
+
+  /**
+   * A pooled executor made this sandbox's: its staging folder moved to the sandbox's place, then it
+   * is told the folder and the variables. Null when the pool is empty or the executor refuses (the
+   * caller starts one cold).
+   */
+  private async claimPooled(id: string, root: string, env: Record<string, string>): Promise<Executor | null> {
+    const pooled = this.pool.shift();
+    if (!pooled) return null;
+    this.refillSoon();
+    try {
+      await rename(pooled.root, root);
+      await chmod(root, 0o700);
+      const res = await fetch(`http://127.0.0.1:${pooled.port}/api/init`, {
+        method: 'POST',
+        headers: { [SANDBOX_TOKEN_HEADER]: pooled.token, 'content-type': 'application/json' },
+        body: JSON.stringify({ root, env }),
+        signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+      });
+      if (!res.ok) throw new Error(`init answered ${res.status}: ${await res.text()}`);
+    } catch (err) {
+      this.logger.warn(`warm pool: executor ${pooled.pid} could not take sandbox ${id}: ${(err as Error).message}`);
+      await this.terminate(pooled);
+      return null;
+    }
+    Object.assign(pooled, { id, root, logPath: join(root, '.berth', 'executor.log') });
+    this.executors.set(id, pooled);
+    this.crashed.delete(id);
+    return pooled;
+  }
+
+  /** A refill starts a Node process (~100 ms of CPU): a moment later, not while a new sandbox takes its first calls. */
+  private refillSoon(): void {
+    if (!this.closed) setTimeout(() => this.warm(), POOL_REFILL_DELAY_MS).unref();
+  }
+
+  /** Ends a pooled executor that will serve no sandbox, and its staging folder. */
+  private async discard(executor: Executor): Promise<void> {
+    await this.terminate(executor);
+    await rm(executor.root, { recursive: true, force: true });
   }
 
   async provision(spec: SandboxSpec): Promise<SandboxHandle> {
@@ -73,9 +155,12 @@ export class LocalSandboxDriver extends SandboxDriver {
       if (current && (await answers(current))) return handleOf(current);
       if (current) await this.terminate(current);
       await mkdir(this.sandboxesDir, { recursive: true, mode: 0o700 });
+      await writeFile(this.specFile(spec.id), JSON.stringify({ env }), { mode: 0o600 });
+      // A new sandbox takes a pooled executor with its folder; an existing folder keeps its files.
+      const warm = existsSync(root) ? null : await this.claimPooled(spec.id, root, env);
+      if (warm) return handleOf(warm);
       await mkdir(root, { recursive: true, mode: 0o700 });
       await chmod(root, 0o700);
-      await writeFile(this.specFile(spec.id), JSON.stringify({ env }), { mode: 0o600 });
       return handleOf(await this.start(spec.id, newToken(), root, env));
     });
   }
@@ -127,6 +212,7 @@ export class LocalSandboxDriver extends SandboxDriver {
     // Operations under way may still start an executor: let them finish, then stop everything.
     await Promise.allSettled([...this.locks.values()]);
     await Promise.all([...this.executors.values()].map((executor) => this.terminate(executor)));
+    await Promise.all(this.pool.splice(0).map((executor) => this.discard(executor)));
   }
 
   private async stopExecutor(handle: SandboxHandle, root: string): Promise<void> {
@@ -139,27 +225,34 @@ export class LocalSandboxDriver extends SandboxDriver {
   private async start(id: string, token: string, root: string, extraEnv: Record<string, string>): Promise<Executor> {
     const logDir = join(root, '.berth');
     await mkdir(logDir, { recursive: true, mode: 0o700 });
-    const logPath = join(logDir, 'executor.log');
-    const log = await open(logPath, 'a', 0o600);
-    const logStart = (await log.stat()).size;
-    const env: Record<string, string> = {};
-    for (const name of INHERITED_ENV) if (process.env[name] !== undefined) env[name] = process.env[name]!;
-    // The driver's own variables come last: a spec cannot replace the token or the root.
-    Object.assign(env, extraEnv, {
-      BERTH_SANDBOX_TOKEN: token,
-      BERTH_EXECUTOR_PORT: '0',
+    const executor = await this.spawn(id, token, root, join(logDir, 'executor.log'), {
+      ...extraEnv,
       BERTH_SANDBOX_ROOT: root,
       // Which of its variables the executor hands on to the sandbox's shells.
       BERTH_SANDBOX_ENV_NAMES: Object.keys(extraEnv).join(','),
     });
+    this.executors.set(id, executor);
+    this.crashed.delete(id);
+    return executor;
+  }
+
+  /** Starts an executor process in `cwd` with `vars` (and nothing of this process's environment but PATH and LANG). */
+  private async spawn(id: string, token: string, cwd: string, logPath: string, vars: Record<string, string>): Promise<Executor> {
+    const log = await open(logPath, 'a', 0o600);
+    const logStart = (await log.stat()).size;
+    const env: Record<string, string> = {};
+    for (const name of INHERITED_ENV) if (process.env[name] !== undefined) env[name] = process.env[name]!;
+    // The driver's own variables come last: a spec cannot replace the token or the port.
+    Object.assign(env, vars, { BERTH_SANDBOX_TOKEN: token, BERTH_EXECUTOR_PORT: '0' });
     let child: ChildProcess;
     try {
       // stderr goes straight to the file (not through us), so it keeps working if this process dies first.
-      child = spawn(process.execPath, [this.executorEntry], { cwd: root, env, stdio: ['ignore', 'pipe', log.fd], detached: false });
+      child = spawn(process.execPath, [this.executorEntry], { cwd, env, stdio: ['ignore', 'pipe', log.fd], detached: false });
     } finally {
       await log.close();
     }
-    child.on('error', (err) => this.logger.warn(`executor of sandbox ${id}: ${err.message}`));
+    const label = id ? `executor of sandbox ${id}` : 'pooled executor';
+    child.on('error', (err) => this.logger.warn(`${label}: ${err.message}`));
     const exited = new Promise<void>((resolve) => {
       child.once('exit', () => resolve());
       child.once('error', () => resolve());
@@ -176,17 +269,22 @@ export class LocalSandboxDriver extends SandboxDriver {
       child.kill('SIGKILL');
       await exited;
       const stderr = await readTail(logPath, logStart);
-      throw new SandboxError(`executor of sandbox ${id} did not start: ${(err as Error).message}${stderr ? `; stderr: ${stderr}` : ''}`);
+      throw new SandboxError(`${label} did not start: ${(err as Error).message}${stderr ? `; stderr: ${stderr}` : ''}`);
     }
-    const executor: Executor = { id, pid: child.pid!, port, token, root, child, stopping: false };
+    const executor: Executor = { id, pid: child.pid!, port, token, root: cwd, child, stopping: false, logPath };
     child.once('exit', (code, signal) => {
-      if (this.executors.get(id) === executor) this.executors.delete(id);
-      if (executor.stopping) return;
-      this.crashed.add(id);
-      this.logger.warn(`executor of sandbox ${id} exited on its own (${signal ?? `code ${code}`}); see ${logPath}`);
+      const pooled = this.pool.indexOf(executor);
+      if (pooled >= 0) {
+        // A waiting executor died: the pool heals itself.
+        this.pool.splice(pooled, 1);
+        this.refillSoon();
+        return;
+      }
+      if (this.executors.get(executor.id) === executor) this.executors.delete(executor.id);
+      if (executor.stopping || !executor.id) return;
+      this.crashed.add(executor.id);
+      this.logger.warn(`executor of sandbox ${executor.id} exited on its own (${signal ?? `code ${code}`}); see ${join(executor.root, '.berth', 'executor.log')}`);
     });
-    this.executors.set(id, executor);
-    this.crashed.delete(id);
     return executor;
   }
 

@@ -70,6 +70,9 @@ export abstract class SandboxDriver {
     return this.ensureRunning(handle);
   }
 
+  /** Starts keeping executors ready for the next provisions (a driver without a warm pool does nothing). */
+  warm(): void {}
+
   /** Stops the executor and deletes the sandbox's files. */
   abstract destroy(handle: SandboxHandle): Promise<void>;
 

@@ -1,5 +1,5 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
-import { BERTH_CONFIG, BerthConfig, closeOnShutdown } from '@berth/config';
+import { BERTH_CONFIG, BerthConfig } from '@berth/config';
 import { SecretVault } from '@berth/crypto';
 import { Database } from '@berth/persistence';
 import { LocalSandboxDriver } from './local-driver';
@@ -9,7 +9,7 @@ import { SandboxReaper } from './sandbox-reaper';
 
 /** The driver for this deployment. Always local for now; the Kubernetes driver is chosen here once the config names it. */
 export function createSandboxDriver(config: BerthConfig): SandboxDriver {
-  return new LocalSandboxDriver({ dataDir: config.dataDir });
+  return new LocalSandboxDriver({ dataDir: config.dataDir, warmPoolSize: config.warmPoolSize });
 }
 
 @Global()
@@ -26,8 +26,12 @@ export class SandboxModule {
           useFactory: (db: Database, driver: SandboxDriver, vault: SecretVault) => new SandboxManager(db, driver, vault),
         },
         SandboxReaper,
-        // Executors are children of this process: none may outlive it.
-        closeOnShutdown<SandboxDriver>(SandboxDriver, (driver) => driver.close()),
+        // The warm pool fills once the process is up; executors are its children: none may outlive it.
+        {
+          provide: Symbol('sandbox driver lifecycle'),
+          inject: [SandboxDriver],
+          useFactory: (driver: SandboxDriver) => ({ onApplicationBootstrap: () => driver.warm(), onApplicationShutdown: () => driver.close() }),
+        },
       ],
       exports: [SandboxDriver, SandboxManager, SandboxReaper],
     };

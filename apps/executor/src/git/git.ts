@@ -107,6 +107,8 @@ export class GitService {
       this.prepared.delete(dir);
       return;
     }
+    // A folder with its own .git is a repository's top (no git process needed to say so).
+    if (await lstat(join(dir, '.git')).then(() => true, () => false)) return;
     if (await this.repoOf(dir)) return;
     await this.run(['init', '-q'], dir);
     if (dir === this.paths.root) {
