@@ -264,6 +264,17 @@ describe.each(STORAGES)('the idle clock (%s)', (storage) => {
     expect((await ctx.call('GET', `/api/sandboxes/${idle}`)).body.status).toBe('running');
     for (const id of [idle, busy]) await ctx.call('DELETE', `/api/sandboxes/${id}`);
   });
+
+  it("counts a conversation's events as its sandbox's activity", async () => {
+    const reaper = ctx.server.app.get(SandboxReaper);
+    const sandbox = (await ctx.call('POST', '/api/sandboxes', { idle_timeout: 10 })).body.id;
+    const conversation = (await ctx.call('POST', '/api/conversations', { agent: { kind: 'Agent', llm: { model: 'm' } }, workspace: { working_dir: '/workspace/project' }, sandbox_id: sandbox })).body.id;
+    await age(sandbox, 'lastActivityAt', 60);
+    expect((await ctx.call('POST', `/api/conversations/${conversation}/events`, { role: 'user', content: [{ type: 'text', text: 'still here' }] })).status).toBe(200);
+    expect((await reaper.sweepOnce()).stopped).not.toContain(sandbox);
+    expect((await ctx.call('GET', `/api/sandboxes/${sandbox}`)).body.status).toBe('running');
+    await ctx.call('DELETE', `/api/sandboxes/${sandbox}`);
+  });
 });
 
 describe('bash events socket through the gateway (embedded)', () => {

@@ -5,6 +5,7 @@ import { mkdir, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Test } from '@nestjs/testing';
+import { BusModule } from '@berth/bus';
 import { BerthConfig, ConfigModule } from '@berth/config';
 import { CryptoModule } from '@berth/crypto';
 import { PersistenceModule } from '@berth/persistence';
@@ -315,6 +316,7 @@ describe('LocalSandboxDriver', () => {
         PersistenceModule.forRoot(),
         CryptoModule.forRoot(),
         QueueModule.forRoot(),
+        BusModule.forRoot(),
         SandboxModule.forRoot(),
       ],
     }).compile();

@@ -20,11 +20,15 @@ export interface NewSandbox {
  */
 /** A running executor, once checked, is trusted this long before it is checked again. */
 const VERIFIED_FOR_MS = 5000;
+/** Events count as activity at this resolution (the idle timeout is minutes). */
+const ACTIVITY_WRITE_EVERY_MS = 10_000;
 
 export class SandboxManager {
   private readonly starting = new Map<string, Promise<SandboxHandle>>();
   /** Handles checked running recently: a workspace poll every 100 ms must not re-check each time. */
   private readonly verified = new Map<string, { handle: SandboxHandle; at: number }>();
+  /** When each conversation's events last counted as its sandbox's activity. */
+  private readonly activeConversations = new Map<string, number>();
 
   constructor(
     private readonly db: Database,
@@ -129,6 +133,20 @@ export class SandboxManager {
 
   async touch(sandboxId: string): Promise<void> {
     await this.db.prisma.sandbox.updateMany({ where: { id: sandboxId }, data: { lastActivityAt: new Date() } });
+  }
+
+  /**
+   * An event of a conversation is activity of its sandbox (a message while no run goes on, a state
+   * change): at most one write per conversation every few seconds.
+   */
+  async conversationActive(conversationId: string): Promise<void> {
+    const now = Date.now();
+    if (now - (this.activeConversations.get(conversationId) ?? 0) < ACTIVITY_WRITE_EVERY_MS) return;
+    if (this.activeConversations.size >= 10_000) this.activeConversations.clear();
+    this.activeConversations.set(conversationId, now);
+    await this.db.prisma.$executeRaw`
+      UPDATE "sandboxes" SET "last_activity_at" = now()
+       WHERE "id" = (SELECT "sandbox_id" FROM "conversations" WHERE "id" = ${conversationId}::uuid)`;
   }
 
   private async setStatus(sandboxId: string, status: string): Promise<void> {

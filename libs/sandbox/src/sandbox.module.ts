@@ -1,5 +1,6 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import { BERTH_CONFIG, BerthConfig } from '@berth/config';
+import { EventRecorder } from '@berth/bus';
 import { SecretVault } from '@berth/crypto';
 import { Database } from '@berth/persistence';
 import { LocalSandboxDriver } from './local-driver';
@@ -22,8 +23,13 @@ export class SandboxModule {
         { provide: SandboxDriver, inject: [BERTH_CONFIG], useFactory: createSandboxDriver },
         {
           provide: SandboxManager,
-          inject: [Database, SandboxDriver, SecretVault],
-          useFactory: (db: Database, driver: SandboxDriver, vault: SecretVault) => new SandboxManager(db, driver, vault),
+          inject: [Database, SandboxDriver, SecretVault, EventRecorder],
+          useFactory: (db: Database, driver: SandboxDriver, vault: SecretVault, recorder: EventRecorder) => {
+            const manager = new SandboxManager(db, driver, vault);
+            // Every stored event keeps its conversation's sandbox from looking idle.
+            recorder.onStored((conversationId) => manager.conversationActive(conversationId));
+            return manager;
+          },
         },
         SandboxReaper,
         // The warm pool fills once the process is up; executors are its children: none may outlive it.
