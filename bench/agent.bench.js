@@ -33,6 +33,7 @@
  * Environment (besides BENCH_STORAGE, BENCH_PG_URL, BENCH_REDIS_URL of bench/run.js):
  *   BENCH_AGENT_SIZES             concurrent conversations per scenario (default 50,200,500)
  *   BENCH_AGENT_LATENCY_N         sequential conversations measured for the first-action latency (default 50)
+ *   BENCH_AGENT_GAP_MS            pause between those conversations, for the warm pool to refill (default 1500)
  *   BENCH_AGENT_HIGH_CONCURRENCY  OH_MAX_CONCURRENT_RUNS of the extra run of the largest size (default 50; 0 = none)
  *   BENCH_AGENT_PROVISION_N       executors started by the provisioning measurement (default 20; 0 = skip)
  *   BENCH_AGENT_RSS_LIMIT_GIB     abort a scenario when machine memory in use grows by more (default 16)
@@ -151,6 +152,7 @@ function agentOptions() {
   return {
     sizes,
     latencyN: intEnv('BENCH_AGENT_LATENCY_N', 50, 1),
+    gapMs: intEnv('BENCH_AGENT_GAP_MS', 1500, 0),
     highConcurrency: intEnv('BENCH_AGENT_HIGH_CONCURRENCY', 50, 0),
     provisionN: intEnv('BENCH_AGENT_PROVISION_N', 20, 0),
     rssLimit: intEnv('BENCH_AGENT_RSS_LIMIT_GIB', 16, 0.1) * GiB,
@@ -533,6 +535,8 @@ async function benchFirstAction(ctx, mode, stub, aopts) {
         continue;
       }
       if (i >= LATENCY_WARMUP) recs.push(rec);
+      // Conversations a moment apart, so each finds the warm pool refilled (BERTH_WARM_POOL_SIZE, default 2).
+      if (aopts.gapMs) await new Promise((resolve) => setTimeout(resolve, aopts.gapMs));
     }
   } finally {
     agent.destroy();

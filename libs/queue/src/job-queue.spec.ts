@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { BullJobQueue, InProcessJobQueue, JobQueue, RetryLater } from './job-queue';
+import { until } from '@berth/testing';
 
 const REDIS_URL = process.env.BERTH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -11,14 +12,6 @@ const queues: [string, () => JobQueue<Job>][] = [
   ['in-process', () => new InProcessJobQueue<Job>()],
   ['BullMQ', () => new BullJobQueue<Job>('spec-jobs', REDIS_URL, `berth-spec-${randomUUID()}`, 0)],
 ];
-
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** One contract, two queues: what webhook delivery relies on whichever backs it. */
 describe.each(queues)('JobQueue contract (%s)', (_name, make) => {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { InProcessRunLock, RedisRunLock, RunLock } from './run-lock';
 import { BullRunQueue, InProcessRunQueue, RunQueue, RunRequest } from './run-queue';
+import { until } from '@berth/testing';
 
 const REDIS_URL = process.env.BERTH_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -13,14 +14,6 @@ function deferred() {
   let resolve!: () => void;
   const promise = new Promise<void>((r) => (resolve = r));
   return { promise, resolve };
-}
-
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** One contract, two queues: what the workers rely on whichever backs them. */

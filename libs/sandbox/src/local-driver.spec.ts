@@ -16,6 +16,7 @@ import { SandboxDriverFixture, describeSandboxDriverContract } from './sandbox-d
 import { SandboxDriver, SandboxHandle } from './sandbox-driver';
 import { SandboxManager } from './sandbox-manager';
 import { SandboxModule } from './sandbox.module';
+import { until } from '@berth/testing';
 
 /** Needs the built executor (`npm test` builds first). */
 
@@ -26,10 +27,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
-  while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 20));
 }
 
 async function environOf(pid: number): Promise<Record<string, string>> {
