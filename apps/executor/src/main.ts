@@ -26,10 +26,10 @@ function main(): void {
     if (dormant) {
       const token = process.env.BERTH_SANDBOX_TOKEN ?? '';
       if (!token) throw new ConfigError('BERTH_SANDBOX_TOKEN is required');
-      // The driver gives a staging folder as the root, prepared now (git init) and moved into place
-      // before /api/init names its final path.
+      // The driver gives a staging folder as the root, made now what a first command there would make
+      // it (a git repository), and moved into place before /api/init names its final path.
       const staging = loadConfig({ BERTH_SANDBOX_ROOT: process.cwd(), ...process.env });
-      prepared(staging);
+      void new Executor(staging).git.ensureRepo(staging.root);
       server = createDormantExecutorServer(token, async (body) => {
         let config;
         try {
@@ -37,14 +37,14 @@ function main(): void {
         } catch (err) {
           throw err instanceof ConfigError ? new HttpError(422, err.message) : err;
         }
-        executor = prepared(config);
+        executor = new Executor(config);
         process.chdir(config.root);
         return executorHandlers(config, executor);
       });
       listen(server, staging.port);
     } else {
       const config = loadConfig();
-      executor = prepared(config);
+      executor = new Executor(config);
       server = createExecutorServer(config, executor);
       listen(server, config.port);
     }
@@ -68,13 +68,6 @@ function main(): void {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
-}
-
-/** An executor whose root is being made a git repository (as OpenHands does) before the first command needs it. */
-function prepared(config: ReturnType<typeof loadConfig>): Executor {
-  const executor = new Executor(config);
-  void executor.git.ensureRepo(config.root);
-  return executor;
 }
 
 /** `POST /api/init` {root, env}: the sandbox's folder and variables, as the environment would give them. */
