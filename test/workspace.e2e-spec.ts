@@ -218,6 +218,18 @@ describe.each(STORAGES)('top-level workspace routes, routed by path (%s)', (stor
     expect(cleared.headers.get('set-cookie')).toContain('oh_workspace_session_key=; Path=/api/conversations; HttpOnly; SameSite=None; Max-Age=0');
   });
 
+  it("stop a deleted conversation's own sandbox, keeping its files", async () => {
+    const workingDir = `/srv/${randomUUID()}`;
+    const id = (await ctx.call('POST', '/api/conversations', { agent: { kind: 'Agent', llm: { model: 'm' } }, workspace: { working_dir: workingDir } })).body.id;
+    expect((await top.upload(`${workingDir}/kept.txt`, Buffer.from('kept'))).status).toBe(200);
+    const row = await ctx.server.app.get(Database).prisma.sandbox.findUniqueOrThrow({ where: { id } });
+    const pid = (row.handle as { pid: number }).pid;
+    expect((await ctx.call('DELETE', `/api/conversations/${id}`)).status).toBe(200);
+    expect((await ctx.call('GET', `/api/sandboxes/${id}`)).body.status).toBe('stopped');
+    expect(() => process.kill(pid, 0)).toThrow();
+    expect(existsSync(join(ctx.server.dataDir, 'sandboxes', id, workingDir, 'kept.txt'))).toBe(true);
+  });
+
   it('refuse a path in no working dir and outside the home, naming the sandbox prefix', async () => {
     const res = await top.download('/etc/passwd');
     expect(res.status).toBe(400);

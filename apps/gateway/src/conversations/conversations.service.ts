@@ -1,4 +1,4 @@
-import { BadRequestException, ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
+import { BadRequestException, ConflictException, Inject, Injectable, Logger, NotFoundException } from '@nestjs/common';
 import { EventRecorder } from '@berth/bus';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
@@ -22,6 +22,7 @@ import { SecretDecryptError, SecretInput, SecretVault, StoredSecret } from '@ber
 import { ConversationRow, Database, EventLog, Prisma, TRANSACTION_OPTIONS } from '@berth/persistence';
 import { validationError, ValidationFailed } from '../common/zod-validation.pipe';
 import type { Principal } from '../common/tenant.decorator';
+import { SandboxManager } from '@berth/sandbox';
 import { WebhookDispatcher } from '@berth/webhooks';
 import { ServerInfoService } from '../health/server-info.service';
 import { WorkspaceRoutingService } from '../workspace/workspace-routing.service';
@@ -37,6 +38,8 @@ const ROW_NOT_UNIQUE = 'P2002';
 
 @Injectable()
 export class ConversationsService {
+  private readonly logger = new Logger('Conversations');
+
   constructor(
     private readonly db: Database,
     private readonly log: EventLog,
@@ -48,6 +51,7 @@ export class ConversationsService {
     private readonly webhooks: WebhookDispatcher,
     private readonly routing: WorkspaceRoutingService,
     private readonly settings: SettingsService,
+    private readonly sandboxes: SandboxManager,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
@@ -284,6 +288,14 @@ export class ConversationsService {
     if (!count) throw notFound(id);
     await this.counter.changed(p.tenantId);
     await this.webhooks.conversationDeleted(row);
+    if (row.sandboxId === row.id) await this.stopOwnSandbox(row.id);
+  }
+
+  /** A sandbox made for a conversation (named after it) serves no one once it is gone: its executor stops, its files stay. */
+  private async stopOwnSandbox(sandboxId: string): Promise<void> {
+    const sandbox = await this.db.prisma.sandbox.findUnique({ where: { id: sandboxId } });
+    if (sandbox?.status !== 'running') return;
+    await this.sandboxes.pause(sandbox, 'stopped').catch((err: Error) => this.logger.warn(`could not stop sandbox ${sandboxId}: ${err.message}`));
   }
 
   async run(p: Principal, id: string): Promise<void> {
