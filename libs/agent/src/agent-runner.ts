@@ -3,7 +3,7 @@ import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
 import { messageEvent, naiveTimestamp, newUuid, OHEvent, stateUpdateEvent } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
 import { ConversationRow, Database, EventLog, Prisma } from '@berth/persistence';
-import { AgentTool, ToolCatalog } from './agent-tools';
+import { AgentTool, llmText, ToolCatalog } from './agent-tools';
 import { clientTools } from './tool-catalog';
 import { buildMessages } from './history';
 import { classifyLlmError, complete, createClient, LlmConfig, LlmReply } from './llm';
@@ -25,10 +25,6 @@ export class ToolFailure extends Error {}
 const RESTARTED =
   'A restart occurred while this tool was in progress. The tool call was interrupted and its result is unknown; ' +
   'check the current state before repeating it.';
-
-function text(value: string) {
-  return [{ cache_prompt: false, type: 'text', text: value }];
-}
 
 /**
  * The agent loop of one run: ask the LLM, record its actions, run them, record what they observed,
@@ -117,7 +113,7 @@ export class AgentRunner {
 
       if (!reply.toolCalls.length) {
         await this.recorder.record(id, {
-          ...messageEvent('assistant', 'agent', text(reply.content) as never),
+          ...messageEvent('assistant', 'agent', llmText(reply.content) as never),
           llm_response_id: reply.responseId,
         });
         if (await this.finishAndCheckRestart(tenantId, id, seenUserMessage)) iterations = 0;
@@ -182,7 +178,7 @@ export class AgentRunner {
       id: newUuid(),
       timestamp: naiveTimestamp(),
       source: 'agent',
-      system_prompt: text(agent.system_prompt ?? systemPrompt(workingDir, suffix))[0],
+      system_prompt: llmText(agent.system_prompt ?? systemPrompt(workingDir, suffix))[0],
       tools: tools.map((t) => t.spec),
       kind: 'SystemPromptEvent',
     });
@@ -243,7 +239,7 @@ export class AgentRunner {
         id: newUuid(),
         timestamp: naiveTimestamp(),
         source: 'agent',
-        thought: first ? text(reply.content) : [],
+        thought: first ? llmText(reply.content) : [],
         ...(first && reply.reasoning ? { reasoning_content: reply.reasoning } : {}),
         thinking_blocks: [],
         ...(parsed && 'action' in parsed && tool ? { action: { ...parsed.action, kind: tool.actionKind } } : {}),
@@ -277,9 +273,7 @@ export class AgentRunner {
     const fields = { ...((action.action as Json) ?? {}) };
     delete fields.kind;
     let observation: Json;
-    if (tool.name === 'finish') observation = { content: text(String(fields.message ?? '')), is_error: false, kind: tool.observationKind };
-    else if (tool.name === 'think') observation = { content: text('Your thought has been logged.'), is_error: false, kind: tool.observationKind };
-    else if (tool.answer) observation = tool.answer(fields);
+    if (tool.answer) observation = tool.answer(fields);
     else {
       try {
         observation = await this.runtime.execute(row, tool.name, fields, interrupted);

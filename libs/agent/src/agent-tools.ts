@@ -2,6 +2,11 @@ import type OpenAI from 'openai';
 
 type Json = Record<string, unknown>;
 
+/** Text content as the agent's events carry it. */
+export function llmText(value: string) {
+  return [{ cache_prompt: false, type: 'text', text: value }];
+}
+
 /** A tool as the agent loop sees it: its LLM definition, its event kinds, and where it runs. */
 export interface AgentTool {
   /** the LLM-facing function name (`terminal`, `finish`, …) */
@@ -15,7 +20,7 @@ export interface AgentTool {
   inSandbox: boolean;
   /** Validates the LLM's arguments; returns the action fields (without `kind`) or an error for the agent. */
   parse(args: unknown): { action: Json } | { error: string };
-  /** The observation of a tool the worker answers at once (a client tool's acknowledgement). */
+  /** The observation of a tool the worker answers itself (finish, think, a client tool's acknowledgement). */
   answer?(action: Json): Json;
 }
 

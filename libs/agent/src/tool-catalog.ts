@@ -1,7 +1,13 @@
 import { EXECUTOR_TOOL_NAMES, openAITool, parseToolArguments, TOOL_SPECS, toolDefinitionJson, ToolName } from '@berth/contracts';
-import { AgentTool, ToolCatalog } from './agent-tools';
+import { AgentTool, llmText, ToolCatalog } from './agent-tools';
 
 const DEFAULT_TOOLS: Record<string, ToolName> = { FinishTool: 'finish', ThinkTool: 'think' };
+
+/** The observations of the built-ins, which the worker answers itself. */
+const BUILTIN_ANSWERS: Partial<Record<ToolName, (action: Record<string, unknown>) => string>> = {
+  finish: (action) => String(action.message ?? ''),
+  think: () => 'Your thought has been logged.',
+};
 
 /**
  * The tools of libs/contracts, as an agent's spec selects them: the sandbox tools it names
@@ -15,18 +21,23 @@ export class ContractToolCatalog extends ToolCatalog {
     for (const builtin of agent.include_default_tools ?? Object.keys(DEFAULT_TOOLS)) {
       if (DEFAULT_TOOLS[builtin]) names.push(DEFAULT_TOOLS[builtin]);
     }
-    return names.map((name) => ({
-      name,
-      definition: openAITool(name) as unknown as AgentTool['definition'],
-      spec: toolDefinitionJson(name) as unknown as Record<string, unknown>,
-      actionKind: TOOL_SPECS[name].actionKind,
-      observationKind: TOOL_SPECS[name].observationKind,
-      inSandbox: TOOL_SPECS[name].executor,
-      parse: (args: unknown) => {
-        const parsed = parseToolArguments(name, args);
-        return parsed.ok ? { action: parsed.action as Record<string, unknown> } : { error: parsed.error };
-      },
-    }));
+    return names.map((name) => {
+      const spec = TOOL_SPECS[name];
+      const answer = BUILTIN_ANSWERS[name];
+      return {
+        name,
+        definition: openAITool(name) as unknown as AgentTool['definition'],
+        spec: toolDefinitionJson(name) as unknown as Record<string, unknown>,
+        actionKind: spec.actionKind,
+        observationKind: spec.observationKind,
+        inSandbox: spec.executor,
+        parse: (args: unknown) => {
+          const parsed = parseToolArguments(name, args);
+          return parsed.ok ? { action: parsed.action as Record<string, unknown> } : { error: parsed.error };
+        },
+        ...(answer ? { answer: (action: Record<string, unknown>) => ({ content: llmText(answer(action)), is_error: false, kind: spec.observationKind }) } : {}),
+      };
+    });
   }
 }
 

@@ -1,4 +1,4 @@
-import { omitNulls, utcTimestamp, uuidHex } from '@berth/contracts';
+import { omitNulls, SECRET_MASK, utcTimestamp, uuidHex } from '@berth/contracts';
 import { SecretVault, StoredSecret } from '@berth/crypto';
 import type { Conversation as ConversationRow } from './generated/prisma/client';
 
@@ -78,15 +78,13 @@ export function toConversationInfo(row: ConversationRow, conversationsPath: stri
   };
 }
 
-const MASK = '**********';
-
 /** The `full_state` value (ConversationState with nulls omitted; set secrets shown masked). */
 export function toFullState(row: ConversationRow, conversationsPath: string): Json {
   const state = row.state as ConversationStateExtras;
   const options = row.options as ConversationOptions;
   return omitNulls({
     id: row.id,
-    agent: SecretVault.redactAgent(row.agent as Json, MASK),
+    agent: SecretVault.redactAgent(row.agent as Json, SECRET_MASK),
     workspace: row.workspace,
     persistence_dir: persistenceDir(conversationsPath, row.id),
     max_iterations: row.maxIterations,
@@ -103,7 +101,7 @@ export function toFullState(row: ConversationRow, conversationsPath: string): Js
     leaf_event_id: row.leafEventId,
     head_is_empty: row.leafEventId === null,
     stats: row.stats,
-    secret_registry: { secret_sources: SecretVault.redactSecrets(row.secrets as Record<string, StoredSecret>, MASK) },
+    secret_registry: { secret_sources: SecretVault.redactSecrets(row.secrets as Record<string, StoredSecret>, SECRET_MASK) },
     tags: row.tags,
     agent_state: state.agent_state ?? {},
     hook_config: options.hook_config ?? null,

@@ -74,6 +74,11 @@ export class ExecutorClient {
     return this.call('POST', '/api/tools/execute', request, options) as Promise<ExecuteResult>;
   }
 
+  /** Makes a dormant (warm-pool) executor the executor of the sandbox in `root`, with its variables. */
+  async init(root: string, env: Record<string, string>, options: ExecutorCallOptions = {}): Promise<void> {
+    await this.call('POST', '/api/init', { root, env }, options);
+  }
+
   /** `mkdir -p` inside the sandbox (idempotent). */
   async createDirectory(path: string, options: ExecutorCallOptions = {}): Promise<void> {
     await this.call('POST', `/api/file/create_directory?path=${encodeURIComponent(path)}`, undefined, options);

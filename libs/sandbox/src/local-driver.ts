@@ -5,7 +5,7 @@ import { chmod, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/pro
 import { join } from 'node:path';
 import { Logger } from '@nestjs/common';
 import { projectRoot } from '@berth/config';
-import { ExecutorClient, SANDBOX_TOKEN_HEADER } from './executor-client';
+import { ExecutorClient } from './executor-client';
 import { LocalSandboxHandle, SandboxDriver, SandboxError, SandboxHandle, SandboxSpec, SandboxStatus } from './sandbox-driver';
 
 export interface LocalSandboxDriverOptions {
@@ -116,13 +116,7 @@ export class LocalSandboxDriver extends SandboxDriver {
     try {
       await rename(pooled.root, root);
       await chmod(root, 0o700);
-      const res = await fetch(`http://127.0.0.1:${pooled.port}/api/init`, {
-        method: 'POST',
-        headers: { [SANDBOX_TOKEN_HEADER]: pooled.token, 'content-type': 'application/json' },
-        body: JSON.stringify({ root, env }),
-        signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
-      });
-      if (!res.ok) throw new Error(`init answered ${res.status}: ${await res.text()}`);
+      await new ExecutorClient(handleOf(pooled)).init(root, env, { timeoutMs: PROBE_TIMEOUT_MS });
     } catch (err) {
       this.logger.warn(`warm pool: executor ${pooled.pid} could not take sandbox ${id}: ${(err as Error).message}`);
       await this.terminate(pooled);

@@ -35,20 +35,22 @@ export class WorkspaceRoutingService {
     private readonly db: Database,
   ) {}
 
-  /** The tenant's home sandbox (its row created on first use; started by the caller that needs it). */
-  async homeSandbox(tenantId: string): Promise<string> {
-    const id = homeSandboxId(tenantId);
+  /**
+   * The tenant's running home sandbox, with its root. Its row is made on first use (or again after a
+   * DELETE), not on every call: most calls find the executor already checked.
+   */
+  async home(tenantId: string): Promise<{ sandboxId: string; handle: SandboxHandle }> {
+    const sandboxId = homeSandboxId(tenantId);
+    try {
+      return { sandboxId, handle: await this.handle(sandboxId) };
+    } catch (err) {
+      if (!(err instanceof NotFoundException)) throw err;
+    }
     await this.db.prisma.sandbox.upsert({
-      where: { id },
-      create: { id, tenantId, driver: this.sandboxes.driverKind, status: 'starting' },
+      where: { id: sandboxId },
+      create: { id: sandboxId, tenantId, driver: this.sandboxes.driverKind, status: 'starting' },
       update: {},
     });
-    return id;
-  }
-
-  /** The running home sandbox, with its root. */
-  async home(tenantId: string): Promise<{ sandboxId: string; handle: SandboxHandle }> {
-    const sandboxId = await this.homeSandbox(tenantId);
     return { sandboxId, handle: await this.handle(sandboxId) };
   }
 
