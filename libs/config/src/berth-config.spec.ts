@@ -102,6 +102,32 @@ describe('loadConfig', () => {
     });
   });
 
+  describe('admin keys and tenant limits', () => {
+    it('reads BERTH_ADMIN_API_KEYS as a JSON list (as the Helm chart passes it) or _0.._N', () => {
+      expect(loadConfig({ BERTH_ADMIN_API_KEYS: '["a1", "a2"]' }, []).adminApiKeys).toEqual(['a1', 'a2']);
+      expect(loadConfig({ BERTH_ADMIN_API_KEYS_0: 'a', BERTH_ADMIN_API_KEYS_1: '', BERTH_ADMIN_API_KEYS_2: 'c' }, []).adminApiKeys).toEqual(['a', 'c']);
+      expect(loadConfig({}, []).adminApiKeys).toEqual([]);
+      expect(() => loadConfig({ BERTH_ADMIN_API_KEYS: 'nope' }, [])).toThrow(ConfigError);
+    });
+
+    it('refuses a key that is both an admin key and a session key', () => {
+      expect(() => loadConfig({ BERTH_ADMIN_API_KEYS_0: 'same', OH_SESSION_API_KEYS_0: 'same' }, [])).toThrow(/also a session API key/);
+    });
+
+    it('reads the BERTH_TENANT_* defaults, 0 (no limit) when unset', () => {
+      expect(loadConfig({}, []).tenantLimits).toEqual({ maxSandboxes: 0, maxRunningConversations: 0, requestsPerMinute: 0, maxSocketsPerKey: 0 });
+      const env = {
+        BERTH_TENANT_MAX_SANDBOXES: '3',
+        BERTH_TENANT_MAX_RUNNING_CONVERSATIONS: '2',
+        BERTH_TENANT_REQUESTS_PER_MINUTE: '600',
+        BERTH_TENANT_MAX_SOCKETS_PER_KEY: '10',
+      };
+      expect(loadConfig(env, []).tenantLimits).toEqual({ maxSandboxes: 3, maxRunningConversations: 2, requestsPerMinute: 600, maxSocketsPerKey: 10 });
+      expect(() => loadConfig({ BERTH_TENANT_MAX_SANDBOXES: '-1' }, [])).toThrow(ConfigError);
+      expect(loadConfig({}, []).wsMaxPendingPerAddress).toBe(16);
+    });
+  });
+
   describe('CORS', () => {
     it('reads OH_ALLOW_CORS_ORIGINS_* and the JSON form', () => {
       const env = { OH_ALLOW_CORS_ORIGINS_0: 'https://a.example', OH_ALLOW_CORS_ORIGINS_1: 'https://b.example' };

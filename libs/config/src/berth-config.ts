@@ -18,6 +18,18 @@ export interface WebhookSpec {
   maxBatchBytes: number;
 }
 
+/** Per-tenant limits; 0 = no limit. A tenant's own `quotas` override these defaults field by field. */
+export interface TenantLimits {
+  /** sandboxes starting or running at once */
+  maxSandboxes: number;
+  /** conversations running at once */
+  maxRunningConversations: number;
+  /** authenticated API requests per minute (all of the tenant's keys together) */
+  requestsPerMinute: number;
+  /** open WebSockets per API key */
+  maxSocketsPerKey: number;
+}
+
 /** Everything Berth reads from its environment, parsed once at start-up (README "Configuration"). */
 export interface BerthConfig {
   host: string;
@@ -25,6 +37,10 @@ export interface BerthConfig {
   role: Role;
   /** Keys of the default tenant (OH_SESSION_API_KEYS*, SESSION_API_KEY); empty = open server. */
   sessionApiKeys: string[];
+  /** Keys of /api/admin/* (BERTH_ADMIN_API_KEYS*); empty = the admin API refuses everyone. */
+  adminApiKeys: string[];
+  /** BERTH_TENANT_* defaults of every tenant's quotas */
+  tenantLimits: TenantLimits;
   corsOrigins: string[];
   corsOriginRegex: string | null;
   dockerHostAddr: string | null;
@@ -44,6 +60,8 @@ export interface BerthConfig {
   wsMaxBufferBytes: number;
   wsMaxSubscribers: number;
   wsAuthTimeoutMs: number;
+  /** sockets one client address may hold open while they have not authenticated yet */
+  wsMaxPendingPerAddress: number;
   maxConcurrentRuns: number;
   /** how long a silent worker keeps its runs before another worker takes them over */
   runStallMs: number;
@@ -173,6 +191,9 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
   const args = parseArgs(argv);
   const ohKeys = readEnvList(env, 'OH_SESSION_API_KEYS');
   const sessionApiKeys = (ohKeys ?? (env.SESSION_API_KEY ? [env.SESSION_API_KEY] : [])).filter((k) => k !== '');
+  const adminApiKeys = (readEnvList(env, 'BERTH_ADMIN_API_KEYS') ?? []).filter((k) => k !== '');
+  // A key that opens both doors would make a tenant key an admin key.
+  if (adminApiKeys.some((k) => sessionApiKeys.includes(k))) throw new ConfigError('a BERTH_ADMIN_API_KEYS key is also a session API key');
   const portRaw = args.port ?? (env.PORT || undefined);
   const port = portRaw === undefined ? 8000 : /^\d{1,5}$/.test(portRaw) ? Number(portRaw) : NaN;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`invalid port "${portRaw}"`);
@@ -193,6 +214,13 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     port,
     role,
     sessionApiKeys,
+    adminApiKeys,
+    tenantLimits: {
+      maxSandboxes: readInt(env, 'BERTH_TENANT_MAX_SANDBOXES', 0),
+      maxRunningConversations: readInt(env, 'BERTH_TENANT_MAX_RUNNING_CONVERSATIONS', 0),
+      requestsPerMinute: readInt(env, 'BERTH_TENANT_REQUESTS_PER_MINUTE', 0),
+      maxSocketsPerKey: readInt(env, 'BERTH_TENANT_MAX_SOCKETS_PER_KEY', 0),
+    },
     corsOrigins: readEnvList(env, 'OH_ALLOW_CORS_ORIGINS') ?? [],
     corsOriginRegex,
     dockerHostAddr: env.DOCKER_HOST_ADDR || null,
@@ -207,6 +235,7 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     wsMaxBufferBytes: readInt(env, 'BERTH_WS_MAX_BUFFER_BYTES', 8 * 1024 * 1024, 1024),
     wsMaxSubscribers: readInt(env, 'BERTH_WS_MAX_SUBSCRIBERS', 50, 1),
     wsAuthTimeoutMs: readInt(env, 'BERTH_WS_AUTH_TIMEOUT_MS', 10_000, 100),
+    wsMaxPendingPerAddress: readInt(env, 'BERTH_WS_MAX_PENDING_PER_ADDRESS', 16, 1),
     maxConcurrentRuns: readInt(env, 'OH_MAX_CONCURRENT_RUNS', 10, 1),
     runStallMs: readInt(env, 'BERTH_RUN_STALL_MS', 30_000, 500),
     reaperIntervalMs: readInt(env, 'BERTH_REAPER_INTERVAL_MS', 30_000, 0),
