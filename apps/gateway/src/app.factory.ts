@@ -5,6 +5,8 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import cors from '@fastify/cors';
 import type { BerthConfig } from '@berth/config';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { AppModule } from './app.module';
 import { addZodComponents } from './common/api-docs';
 import { corsOriginAllowed } from './common/cors';
@@ -65,6 +67,14 @@ function installGetBodyReader(fastify: FastifyInstance, bodyLimit: number): void
   });
 }
 
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The caller's X-Request-Id when it is a plain token (it reaches logs and the audit log), a new one otherwise. */
+function requestIdOf(req: IncomingMessage): string {
+  const sent = req.headers['x-request-id'];
+  return typeof sent === 'string' && REQUEST_ID.test(sent) ? sent : randomUUID();
+}
+
 /** Builds the gateway (not yet listening); used by main and by the tests. */
 export async function createGatewayApp(config: BerthConfig): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
@@ -72,12 +82,17 @@ export async function createGatewayApp(config: BerthConfig): Promise<NestFastify
     routerOptions: { maxParamLength: 512 },
     trustProxy: true,
     rewriteUrl: stripSandboxPrefix,
+    genReqId: requestIdOf,
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
     logger: logLevels(config.logLevel),
     bodyParser: false,
   });
   const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
+  fastify.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id);
+    done();
+  });
   installJsonParser(fastify, config.maxBodyBytes);
   installGetBodyReader(fastify, config.maxBodyBytes);
   // Uploads are streamed to the sandbox untouched (the executor parses and limits them).
@@ -104,6 +119,7 @@ export async function createGatewayApp(config: BerthConfig): Promise<NestFastify
     )
     .setVersion(OPENHANDS_API_VERSION)
     .addApiKey({ type: 'apiKey', in: 'header', name: 'X-Session-API-Key' }, 'session-api-key')
+    .addApiKey({ type: 'apiKey', in: 'header', name: 'X-Session-API-Key', description: 'a BERTH_ADMIN_API_KEYS key (/api/admin/* only)' }, 'admin-api-key')
     .build();
   const document = addZodComponents(SwaggerModule.createDocument(app, docConfig));
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'openapi.json', yamlDocumentUrl: 'openapi.yaml' });

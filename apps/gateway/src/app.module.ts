@@ -1,11 +1,14 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { AgentModule, platformModules } from '@berth/agent';
 import type { BerthConfig } from '@berth/config';
+import { AdminModule } from './admin/admin.module';
+import { AuditModule } from './audit/audit.module';
 import { AuthModule } from './auth/auth.module';
 import { CatalogModule } from './catalog/catalog.module';
 import { ConversationsModule } from './conversations/conversations.module';
 import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
+import { QuotasModule } from './quotas/quotas.module';
 import { SandboxesModule } from './sandboxes/sandboxes.module';
 import { SettingsModule } from './settings/settings.module';
 import { SocketsModule } from './sockets/sockets.module';
@@ -18,7 +21,10 @@ export class AppModule {
       module: AppModule,
       imports: [
         ...platformModules(config),
+        QuotasModule,
+        AuditModule,
         AuthModule,
+        AdminModule,
         HealthModule,
         ConversationsModule,
         EventsModule,

@@ -8,3 +8,4 @@ export * from './tools';
 export * from './workspace';
 export * from './sandbox';
 export * from './settings';
+export * from './admin';

@@ -1,16 +1,17 @@
 import { ExecutionContext, Injectable, NotFoundException, ServiceUnavailableException, UnauthorizedException } from '@nestjs/common';
 import { AuthGuard } from '@nestjs/passport';
 import { Database } from '@berth/persistence';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Principal } from '../common/tenant.decorator';
 import { sandboxOfRequest } from '../common/sandbox-prefix';
+import { QuotaService } from '../quotas/quota.service';
 import { ApiKeyService } from './api-key.service';
 import { workspaceSessionKey } from './workspace-session';
 
 const STARTUP_WAIT_MS = 15_000;
 
 /**
- * Guards every /api route. Runs before body validation (the JSON parser never rejects), so a wrong
+ * Guards every /api route and counts the request against its tenant's rate. Runs before body validation (the JSON parser never rejects), so a wrong
  * key answers 401 even for a malformed request, as OpenHands does. Requests that arrive while the
  * database is still migrating wait for it, then 503.
  */
@@ -19,6 +20,7 @@ export class ApiKeyGuard extends AuthGuard('api-key') {
   constructor(
     private readonly keys: ApiKeyService,
     private readonly db: Database,
+    private readonly quotas: QuotaService,
   ) {
     super();
   }
@@ -37,6 +39,9 @@ export class ApiKeyGuard extends AuthGuard('api-key') {
       return false;
     }
     await this.limitToSandbox(request as FastifyRequest & { user: Principal });
+    request.user = { ...(request.user as Principal), requestId: request.id };
+    const rate = await this.quotas.countRequest(request.user);
+    if (rate) context.switchToHttp().getResponse<FastifyReply>().headers(rate);
     return true;
   }
 

@@ -7,6 +7,8 @@ export interface Principal {
   keyId: string;
   /** set under `/sandboxes/{id}/…`: everything is limited to that sandbox */
   sandboxId?: string;
+  /** the request's id (X-Request-Id), for the audit log */
+  requestId?: string;
 }
 
 export const CurrentPrincipal = createParamDecorator(
