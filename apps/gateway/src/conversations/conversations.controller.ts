@@ -17,6 +17,7 @@ import {
 } from '@berth/contracts';
 import { z } from 'zod';
 import type { FastifyReply } from 'fastify';
+import { AuditService } from '../audit/audit.service';
 import { ApiKeyGuard } from '../auth/api-key.guard';
 import { ApiJson, ApiJsonBody, ApiQueryFrom } from '../common/api-docs';
 import { UuidPipe } from '../common/id.pipe';
@@ -38,6 +39,7 @@ export class ConversationsController {
   constructor(
     private readonly conversations: ConversationsService,
     private readonly runs: RunControlService,
+    private readonly audit: AuditService,
   ) {}
 
   @Get('search')
@@ -74,6 +76,7 @@ export class ConversationsController {
     @Res({ passthrough: true }) reply: FastifyReply,
   ) {
     const { created, info } = await this.conversations.create(p, body);
+    if (created) await this.audit.record(p, 'create', 'conversation', info.id as string);
     reply.status(created ? 201 : 200);
     return info;
   }
@@ -109,6 +112,7 @@ export class ConversationsController {
   @ApiJson(200, SuccessSchema)
   async remove(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
     await this.conversations.remove(p, id, conversationNotFoundBadRequest);
+    await this.audit.record(p, 'delete', 'conversation', id);
     return SUCCESS;
   }
 
@@ -118,6 +122,7 @@ export class ConversationsController {
   @ApiJson(200, SuccessSchema)
   async run(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
     await this.conversations.run(p, id);
+    await this.audit.record(p, 'run', 'conversation', id);
     return SUCCESS;
   }
 
@@ -128,6 +133,7 @@ export class ConversationsController {
   async pause(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
     await this.conversations.require(p, id, conversationNotFoundBadRequest);
     await this.runs.pause(p.tenantId, id);
+    await this.audit.record(p, 'pause', 'conversation', id);
     return SUCCESS;
   }
 
@@ -138,6 +144,7 @@ export class ConversationsController {
   async interrupt(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
     await this.conversations.require(p, id, conversationNotFoundBadRequest);
     await this.runs.interrupt(p.tenantId, id);
+    await this.audit.record(p, 'interrupt', 'conversation', id);
     return SUCCESS;
   }
 

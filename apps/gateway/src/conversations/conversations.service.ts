@@ -30,6 +30,7 @@ import { SettingsService } from '../settings/settings.service';
 import { ConversationOptions, toConversationInfo, withAgentDefaults } from '@berth/persistence';
 import { alreadyRunning, conversationNotFound } from './conversation-errors';
 import { ConversationCounter } from './conversation-counter.service';
+import { QuotaService } from '../quotas/quota.service';
 import { RunControlService } from './run-control.service';
 
 type Json = Record<string, unknown>;
@@ -52,6 +53,7 @@ export class ConversationsService {
     private readonly routing: WorkspaceRoutingService,
     private readonly settings: SettingsService,
     private readonly sandboxes: SandboxManager,
+    private readonly quotas: QuotaService,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
@@ -85,6 +87,7 @@ export class ConversationsService {
     if (req.agent_profile_id) throw new NotFoundException({ detail: `Agent profile not found: ${req.agent_profile_id}` });
     if (req.parent_conversation_id) await this.checkParent(p, parseUuid(req.parent_conversation_id) as string, req.workspace.working_dir);
     const sandboxId = await this.sandboxFor(p, req.sandbox_id, req.workspace.working_dir);
+    await this.quotas.admitConversation(p.tenantId, { ownSandbox: sandboxId === null, run: !!req.initial_message });
 
     let agent: Json;
     let secrets: Record<string, StoredSecret>;

@@ -4,6 +4,7 @@ import { ExecutionStatus, interruptEvent, pauseEvent } from '@berth/contracts';
 import { Database } from '@berth/persistence';
 import { RunQueue } from '@berth/queue';
 import { WebhookDispatcher } from '@berth/webhooks';
+import { QuotaService } from '../quotas/quota.service';
 
 const STARTABLE: ExecutionStatus[] = ['idle', 'paused', 'waiting_for_confirmation', 'finished', 'error', 'stuck'];
 
@@ -20,10 +21,12 @@ export class RunControlService {
     private readonly queue: RunQueue,
     private readonly status: ConversationStatus,
     private readonly webhooks: WebhookDispatcher,
+    private readonly quotas: QuotaService,
   ) {}
 
   /** Marks the conversation running and queues the run for a worker. */
   async start(tenantId: string, conversationId: string): Promise<StartResult> {
+    await this.quotas.checkRunStart(tenantId, conversationId);
     const { count } = await this.db.prisma.conversation.updateMany({
       where: { id: conversationId, tenantId, executionStatus: { in: STARTABLE } },
       data: { executionStatus: 'running' },

@@ -102,6 +102,12 @@ export class QuotaService implements OnModuleDestroy {
     if (live >= limit) throw this.sandboxLimit(limit);
   }
 
+  /** Before a conversation is created: its own sandbox and its first run (with an initial message) must fit. */
+  async admitConversation(tenantId: string, needs: { ownSandbox: boolean; run: boolean }): Promise<void> {
+    if (needs.ownSandbox) await this.checkSandboxStart(tenantId);
+    if (needs.run) await this.checkRunStart(tenantId);
+  }
+
   /** Before a run starts: 429 when the tenant already runs its limit (a conversation already running is left to answer 409). */
   async checkRunStart(tenantId: string, conversationId?: string): Promise<void> {
     const { maxRunningConversations: limit } = await this.limitsOf(tenantId);

@@ -3,6 +3,7 @@ import { ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import { CreateSandboxRequestSchema, SandboxInfoSchema, SandboxPageSchema, SandboxSearchQuerySchema, SuccessSchema } from '@berth/contracts';
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { AuditService } from '../audit/audit.service';
 import { ApiKeyGuard } from '../auth/api-key.guard';
 import { ApiJson, ApiJsonBody, ApiQueryFrom } from '../common/api-docs';
 import { UuidPipe } from '../common/id.pipe';
@@ -21,14 +22,19 @@ function baseUrl(req: FastifyRequest): string {
 @UseGuards(ApiKeyGuard)
 @Controller('api/sandboxes')
 export class SandboxesController {
-  constructor(private readonly sandboxes: SandboxesService) {}
+  constructor(
+    private readonly sandboxes: SandboxesService,
+    private readonly audit: AuditService,
+  ) {}
 
   @Post()
   @ApiOperation({ summary: 'Create a sandbox and start it; its agent-server surface is at `url`' })
   @ApiJsonBody(CreateSandboxRequestSchema)
   @ApiJson(201, SandboxInfoSchema, 'Created')
   async create(@CurrentPrincipal() p: Principal, @Body(new ZodPipe(CreateSandboxRequestSchema)) body: z.output<typeof CreateSandboxRequestSchema>, @Req() req: FastifyRequest) {
-    return this.sandboxes.info(await this.sandboxes.create(p, body), baseUrl(req));
+    const row = await this.sandboxes.create(p, body);
+    await this.audit.record(p, 'create', 'sandbox', row.id);
+    return this.sandboxes.info(row, baseUrl(req));
   }
 
   @Get()
@@ -52,7 +58,9 @@ export class SandboxesController {
   @ApiOperation({ summary: 'Stop the executor; files are kept' })
   @ApiJson(200, SandboxInfoSchema)
   async pause(@CurrentPrincipal() p: Principal, @Param('sandbox_id', new UuidPipe('sandbox_id')) id: string, @Req() req: FastifyRequest) {
-    return this.sandboxes.info(await this.sandboxes.pause(p, id), baseUrl(req));
+    const row = await this.sandboxes.pause(p, id);
+    await this.audit.record(p, 'pause', 'sandbox', id);
+    return this.sandboxes.info(row, baseUrl(req));
   }
 
   @Post(':sandbox_id/resume')
@@ -60,7 +68,9 @@ export class SandboxesController {
   @ApiOperation({ summary: 'Start the executor again (a dead one is restarted)' })
   @ApiJson(200, SandboxInfoSchema)
   async resume(@CurrentPrincipal() p: Principal, @Param('sandbox_id', new UuidPipe('sandbox_id')) id: string, @Req() req: FastifyRequest) {
-    return this.sandboxes.info(await this.sandboxes.resume(p, id), baseUrl(req));
+    const row = await this.sandboxes.resume(p, id);
+    await this.audit.record(p, 'resume', 'sandbox', id);
+    return this.sandboxes.info(row, baseUrl(req));
   }
 
   @Delete(':sandbox_id')
@@ -68,6 +78,7 @@ export class SandboxesController {
   @ApiJson(200, SuccessSchema)
   async remove(@CurrentPrincipal() p: Principal, @Param('sandbox_id', new UuidPipe('sandbox_id')) id: string) {
     await this.sandboxes.remove(p, id);
+    await this.audit.record(p, 'delete', 'sandbox', id);
     return { success: true };
   }
 }

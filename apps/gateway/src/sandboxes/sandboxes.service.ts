@@ -4,6 +4,7 @@ import { Database, Prisma } from '@berth/persistence';
 import type { SandboxRow } from '@berth/persistence';
 import { SandboxManager } from '@berth/sandbox';
 import type { Principal } from '../common/tenant.decorator';
+import { QuotaService } from '../quotas/quota.service';
 
 export const sandboxNotFound = (id: string) => new NotFoundException({ detail: `Sandbox not found: ${id}` });
 
@@ -15,6 +16,7 @@ export class SandboxesService {
   constructor(
     private readonly db: Database,
     private readonly sandboxes: SandboxManager,
+    private readonly quotas: QuotaService,
   ) {}
 
   info(row: SandboxRow, baseUrl: string) {
@@ -41,13 +43,14 @@ export class SandboxesService {
 
   /** Creates the sandbox and starts its executor before answering, so it is usable at once. */
   async create(p: Principal, req: CreateSandboxRequest): Promise<SandboxRow> {
-    const row = await this.sandboxes.create(p.tenantId, { env: req.env, idleTimeoutSeconds: req.idle_timeout, ttlSeconds: req.ttl ?? null });
+    const row = await this.quotas.admitSandbox(p.tenantId, () => this.sandboxes.create(p.tenantId, { env: req.env, idleTimeoutSeconds: req.idle_timeout, ttlSeconds: req.ttl ?? null }));
     await this.start(row.id);
     return this.require(p, row.id);
   }
 
   async resume(p: Principal, id: string): Promise<SandboxRow> {
     await this.require(p, id);
+    await this.quotas.checkSandboxStart(p.tenantId, id);
     await this.start(id);
     return this.require(p, id);
   }

@@ -1,6 +1,4 @@
-import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
-import { BERTH_CONFIG } from '@berth/config';
-import type { BerthConfig } from '@berth/config';
+import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { Database } from '@berth/persistence';
 import { SANDBOX_TOKEN_HEADER } from '@berth/sandbox';
 import { WebSocket } from 'ws';
@@ -8,7 +6,7 @@ import { ApiKeyService } from '../auth/api-key.service';
 import type { Principal } from '../common/tenant.decorator';
 import { WorkspaceProxyService } from '../workspace/workspace-proxy.service';
 import { WorkspaceRoutingService } from '../workspace/workspace-routing.service';
-import { authenticateSocket } from './socket-auth';
+import { SocketAuth } from './socket-auth';
 import { SocketRequest, WsRouter } from './ws-router';
 
 const NOT_FOUND = 4004;
@@ -24,10 +22,10 @@ export class BashEventsSocket implements OnModuleInit {
   constructor(
     private readonly router: WsRouter,
     private readonly keys: ApiKeyService,
+    private readonly socketAuth: SocketAuth,
     private readonly db: Database,
     private readonly workspace: WorkspaceProxyService,
     private readonly routing: WorkspaceRoutingService,
-    @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
   onModuleInit(): void {
@@ -41,7 +39,7 @@ export class BashEventsSocket implements OnModuleInit {
 
   private async handle(client: WebSocket, req: SocketRequest): Promise<void> {
     await this.db.ready;
-    const authenticated = await authenticateSocket(client, req, this.keys, this.config.wsAuthTimeoutMs);
+    const authenticated = await this.socketAuth.authenticate(client, req);
     if (!authenticated || client.readyState !== WebSocket.OPEN) return;
     const principal: Principal = req.sandboxId ? { ...authenticated, sandboxId: req.sandboxId } : authenticated;
     if (req.sandboxId && !(await this.keys.ownsSandbox(principal.tenantId, req.sandboxId))) {

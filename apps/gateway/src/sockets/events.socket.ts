@@ -5,13 +5,12 @@ import type { BerthConfig } from '@berth/config';
 import { normalizeTimestampFilter, parseUuid, SendMessageRequestSchema, serverErrorEvent, stateUpdateEvent } from '@berth/contracts';
 import { Database, EventLog } from '@berth/persistence';
 import { WebSocket } from 'ws';
-import { ApiKeyService } from '../auth/api-key.service';
 import type { Principal } from '../common/tenant.decorator';
 import { ConversationsService } from '../conversations/conversations.service';
 import { toFullState } from '@berth/persistence';
 import { EventsService } from '../events/events.service';
 import { EventStream } from './event-stream';
-import { authenticateSocket, isAuthFrame } from './socket-auth';
+import { isAuthFrame, SocketAuth } from './socket-auth';
 import { SocketRequest, WsRouter } from './ws-router';
 
 const NOT_FOUND = 4004;
@@ -27,7 +26,7 @@ export class EventsSocket implements OnModuleInit {
 
   constructor(
     private readonly router: WsRouter,
-    private readonly keys: ApiKeyService,
+    private readonly socketAuth: SocketAuth,
     private readonly db: Database,
     private readonly log: EventLog,
     private readonly bus: EventBus,
@@ -47,7 +46,7 @@ export class EventsSocket implements OnModuleInit {
 
   private async handle(ws: WebSocket, req: SocketRequest): Promise<void> {
     await this.db.ready;
-    const authenticated = await authenticateSocket(ws, req, this.keys, this.config.wsAuthTimeoutMs);
+    const authenticated = await this.socketAuth.authenticate(ws, req);
     if (!authenticated || ws.readyState !== WebSocket.OPEN) return;
     const principal: Principal = req.sandboxId ? { ...authenticated, sandboxId: req.sandboxId } : authenticated;
 

@@ -1,9 +1,18 @@
-import type { WebSocket } from 'ws';
-import type { ApiKeyService } from '../auth/api-key.service';
+import { Inject, Injectable } from '@nestjs/common';
+import { BERTH_CONFIG } from '@berth/config';
+import type { BerthConfig } from '@berth/config';
+import { isIP } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
+import { WebSocket } from 'ws';
+import { ApiKeyService } from '../auth/api-key.service';
 import type { Principal } from '../common/tenant.decorator';
-import type { SocketRequest } from './ws-router';
+import { QuotaService } from '../quotas/quota.service';
+import { SocketRequest, WsRouter } from './ws-router';
 
 export const AUTH_FAILED = 4001;
+const TRY_AGAIN_LATER = 1013;
+/** A refused socket that does not take the close frame is dropped after this long. */
+const CLOSE_GRACE_MS = 1000;
 
 /** Is this frame exactly an auth object ({type:"auth", session_api_key})? Such later frames are ignored. */
 export function isAuthFrame(frame: unknown): frame is { type: 'auth'; session_api_key?: string } {
@@ -12,22 +21,86 @@ export function isAuthFrame(frame: unknown): frame is { type: 'auth'; session_ap
   return (frame as { type?: unknown }).type === 'auth' && keys.every((k) => k === 'type' || k === 'session_api_key');
 }
 
+const PRIVATE_V4 = [/^127\./, /^10\./, /^192\.168\./, /^172\.(1[6-9]|2\d|3[01])\./, /^169\.254\./];
+
+/** Loopback, private or link-local: where a proxy in front of Berth (an ingress) connects from. */
+function isPrivateAddress(address: string): boolean {
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  if (isIP(v4) === 4) return PRIVATE_V4.some((r) => r.test(v4));
+  const v6 = address.toLowerCase();
+  return v6 === '::1' || /^f[cd]/.test(v6) || /^fe[89ab]/.test(v6);
+}
+
+/**
+ * The address a socket is counted under: the peer, or, when the peer is a proxy on a private
+ * network, the last X-Forwarded-For hop (the one that proxy added). A client on the internet cannot
+ * choose its address by sending the header itself.
+ */
+export function clientAddress(remoteAddress: string | undefined, headers: IncomingHttpHeaders): string {
+  const peer = remoteAddress ?? 'unknown';
+  const forwarded = headers['x-forwarded-for'];
+  if (typeof forwarded !== 'string' || !isPrivateAddress(peer)) return peer;
+  const hops = forwarded.split(',').map((h) => h.trim()).filter(Boolean);
+  return hops.at(-1) ?? peer;
+}
+
 /**
  * Socket auth as OpenHands does it (contract §1.3): the `session_api_key` query parameter, else the
  * X-Session-API-Key header; with neither (and keys configured) the first frame must be
- * {"type":"auth","session_api_key":…} within the timeout. Closes with 4001 and resolves null on failure.
+ * {"type":"auth","session_api_key":…} within BERTH_WS_AUTH_TIMEOUT_MS. A client address may hold
+ * only so many sockets waiting for that frame; an authenticated socket takes one of its key's
+ * socket slots while open. Refusals close the socket (4001 auth, 1013 over a limit) and resolve null.
  */
-export async function authenticateSocket(ws: WebSocket, req: SocketRequest, keys: ApiKeyService, timeoutMs: number): Promise<Principal | null> {
-  const fail = () => {
-    ws.close(AUTH_FAILED, 'Authentication failed');
-    return null;
-  };
-  const header = req.headers['x-session-api-key'];
-  const offered = req.query.get('session_api_key') ?? (Array.isArray(header) ? header[0] : header);
-  if (offered !== undefined) return (await keys.resolve(offered)) ?? fail();
-  if (keys.isOpen) return keys.resolve(undefined);
+@Injectable()
+export class SocketAuth {
+  /** unauthenticated sockets waiting for their auth frame, per client address */
+  private readonly pending = new Map<string, number>();
 
-  const frameKey = await new Promise<string | null>((resolve) => {
+  constructor(
+    private readonly keys: ApiKeyService,
+    private readonly quotas: QuotaService,
+    @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
+  ) {}
+
+  async authenticate(ws: WebSocket, req: SocketRequest): Promise<Principal | null> {
+    const principal = await this.identify(ws, req);
+    if (!principal || ws.readyState !== WebSocket.OPEN) return null;
+    if (!(await this.quotas.openSocket(principal, ws))) return refuse(ws, TRY_AGAIN_LATER, 'Too many sockets for this API key');
+    return principal;
+  }
+
+  private async identify(ws: WebSocket, req: SocketRequest): Promise<Principal | null> {
+    const header = req.headers['x-session-api-key'];
+    const offered = req.query.get('session_api_key') ?? (Array.isArray(header) ? header[0] : header);
+    if (offered !== undefined) return (await this.keys.resolve(offered)) ?? refuse(ws, AUTH_FAILED, 'Authentication failed');
+    if (this.keys.isOpen) return this.keys.resolve(undefined);
+
+    const address = clientAddress(req.remoteAddress, req.headers);
+    const waiting = this.pending.get(address) ?? 0;
+    if (waiting >= this.config.wsMaxPendingPerAddress) return refuse(ws, TRY_AGAIN_LATER, 'Too many unauthenticated sockets from this address');
+    this.pending.set(address, waiting + 1);
+    let frameKey: string | null;
+    try {
+      frameKey = await authFrame(ws, this.config.wsAuthTimeoutMs);
+    } finally {
+      const left = (this.pending.get(address) ?? 1) - 1;
+      if (left) this.pending.set(address, left);
+      else this.pending.delete(address);
+    }
+    if (frameKey === null) return refuse(ws, AUTH_FAILED, 'Authentication failed');
+    return (await this.keys.resolve(frameKey)) ?? refuse(ws, AUTH_FAILED, 'Authentication failed');
+  }
+}
+
+/** Closes the socket, dropping it if the peer does not take the close frame (a silent client holds nothing). */
+function refuse(ws: WebSocket, code: number, reason: string): null {
+  if (ws.readyState === WebSocket.OPEN) WsRouter.closeOrDrop(ws, code, reason, CLOSE_GRACE_MS);
+  return null;
+}
+
+/** The key of the first frame if it is an auth frame; null for anything else, a close or the timeout. */
+function authFrame(ws: WebSocket, timeoutMs: number): Promise<string | null> {
+  return new Promise<string | null>((resolve) => {
     const timer = setTimeout(() => done(null), timeoutMs);
     const done = (key: string | null) => {
       clearTimeout(timer);
@@ -47,6 +120,4 @@ export async function authenticateSocket(ws: WebSocket, req: SocketRequest, keys
     ws.on('message', onMessage);
     ws.on('close', onClose);
   });
-  if (frameKey === null) return fail();
-  return (await keys.resolve(frameKey)) ?? fail();
 }

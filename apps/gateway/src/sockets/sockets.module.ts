@@ -4,11 +4,12 @@ import { EventsModule } from '../events/events.module';
 import { WorkspaceModule } from '../workspace/workspace.module';
 import { BashEventsSocket } from './bash-events.socket';
 import { EventsSocket } from './events.socket';
+import { SocketAuth } from './socket-auth';
 import { WsRouter } from './ws-router';
 
 @Module({
   imports: [ConversationsModule, EventsModule, WorkspaceModule],
-  providers: [WsRouter, EventsSocket, BashEventsSocket],
+  providers: [WsRouter, SocketAuth, EventsSocket, BashEventsSocket],
   exports: [WsRouter],
 })
 export class SocketsModule {}

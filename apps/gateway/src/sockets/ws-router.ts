@@ -14,6 +14,8 @@ export interface SocketRequest {
   sandboxId?: string;
   query: URLSearchParams;
   headers: IncomingMessage['headers'];
+  /** the peer's address (a proxy's, behind one) */
+  remoteAddress?: string;
 }
 
 export type SocketHandler = (ws: WebSocket, req: SocketRequest) => void;
@@ -83,7 +85,7 @@ export class WsRouter implements OnApplicationBootstrap, BeforeApplicationShutdo
         this.alive.add(ws);
         ws.on('pong', () => this.alive.add(ws));
         ws.on('error', (err) => this.logger.debug(`socket error: ${err.message}`));
-        route.handler(ws, { params, query: url.searchParams, headers: req.headers, sandboxId: sandboxOfRequest(req) });
+        route.handler(ws, { params, query: url.searchParams, headers: req.headers, remoteAddress: req.socket.remoteAddress, sandboxId: sandboxOfRequest(req) });
       });
       return;
     }
