@@ -84,12 +84,17 @@ describe.each(STORAGES)('admin API (%s)', (storage) => {
     const id = (await api(server, 'POST', '/api/conversations', { body: startRequest(), key })).body.id;
     // The lookup is cached now; revocation must not wait for it to lapse.
     expect((await api(server, 'GET', `/api/conversations/${id}`, { key })).status).toBe(200);
+    const openBefore = new SocketClient(`${server.wsUrl}/sockets/events/${id}?session_api_key=${key}`);
+    await openBefore.waitFor((f) => f.length > 0);
     const revoked = await admin(server, 'DELETE', `/tenants/${tenantId}/api-keys/${keyId}`);
     expect(revoked.status).toBe(200);
     expect(revoked.body.revoked_at).toEqual(expect.any(String));
     expect((await api(server, 'GET', `/api/conversations/${id}`, { key })).status).toBe(401);
     const socket = new SocketClient(`${server.wsUrl}/sockets/events/${id}?session_api_key=${key}`);
     expect(await socket.waitClosed()).toBe(4001);
+    // A socket opened before is closed too: it could still send messages that start runs.
+    expect(await openBefore.waitClosed()).toBe(4001);
+    expect(openBefore.closeReason).toBe('API key revoked or expired');
     expect((await admin(server, 'GET', `/tenants/${tenantId}/api-keys`)).body.items[0].revoked_at).toBe(revoked.body.revoked_at);
     expect((await admin(server, 'DELETE', `/tenants/${tenantId}/api-keys/${randomUUID()}`)).status).toBe(404);
   });

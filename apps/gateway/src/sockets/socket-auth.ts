@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import { isIP } from 'node:net';
@@ -7,12 +7,17 @@ import { WebSocket } from 'ws';
 import { ApiKeyService } from '../auth/api-key.service';
 import type { Principal } from '../common/tenant.decorator';
 import { QuotaService } from '../quotas/quota.service';
+import { TenancyEpoch } from '../quotas/tenancy-epoch';
 import { SocketRequest, WsRouter } from './ws-router';
 
 export const AUTH_FAILED = 4001;
 const TRY_AGAIN_LATER = 1013;
 /** A refused socket that does not take the close frame is dropped after this long. */
 const CLOSE_GRACE_MS = 1000;
+/** How often open sockets look whether their key was revoked or their tenant deleted (the epoch moved). */
+const RECHECK_MS = 1000;
+/** Keys are looked at again this often even when nothing was revoked, to catch an expiry. */
+const EXPIRY_CHECK_MS = 30_000;
 
 /** Is this frame exactly an auth object ({type:"auth", session_api_key})? Such later frames are ignored. */
 export function isAuthFrame(frame: unknown): frame is { type: 'auth'; session_api_key?: string } {
@@ -49,31 +54,65 @@ export function clientAddress(remoteAddress: string | undefined, headers: Incomi
  * X-Session-API-Key header; with neither (and keys configured) the first frame must be
  * {"type":"auth","session_api_key":…} within BERTH_WS_AUTH_TIMEOUT_MS. A client address may hold
  * only so many sockets waiting for that frame; an authenticated socket takes one of its key's
- * socket slots while open. Refusals close the socket (4001 auth, 1013 over a limit) and resolve null.
+ * socket slots while open, and is closed (4001) once its key is revoked or expires or its tenant is
+ * deleted. Refusals close the socket (4001 auth, 1013 over a limit) and resolve null.
  */
 @Injectable()
-export class SocketAuth {
+export class SocketAuth implements OnModuleDestroy {
   /** unauthenticated sockets waiting for their auth frame, per client address */
   private readonly pending = new Map<string, number>();
+  /** open sockets and the key each came in with */
+  private readonly open = new Map<WebSocket, string>();
+  private checkedEpoch = -1;
+  private checkedAt = 0;
+  private readonly rechecker: NodeJS.Timeout;
 
   constructor(
     private readonly keys: ApiKeyService,
     private readonly quotas: QuotaService,
+    private readonly epoch: TenancyEpoch,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
-  ) {}
+  ) {
+    this.rechecker = setInterval(() => void this.recheck().catch(() => undefined), RECHECK_MS);
+    this.rechecker.unref();
+  }
+
+  onModuleDestroy(): void {
+    clearInterval(this.rechecker);
+  }
 
   async authenticate(ws: WebSocket, req: SocketRequest): Promise<Principal | null> {
-    const principal = await this.identify(ws, req);
-    if (!principal || ws.readyState !== WebSocket.OPEN) return null;
+    const identified = await this.identify(ws, req);
+    if (!identified || ws.readyState !== WebSocket.OPEN) return null;
+    const { principal, key } = identified;
     if (!(await this.quotas.openSocket(principal, ws))) return refuse(ws, TRY_AGAIN_LATER, 'Too many sockets for this API key');
+    if (key !== undefined) {
+      this.open.set(ws, key);
+      ws.once('close', () => this.open.delete(ws));
+    }
     return principal;
   }
 
-  private async identify(ws: WebSocket, req: SocketRequest): Promise<Principal | null> {
+  /** Closes the open sockets whose key no longer resolves, looking once the epoch moved (or now and then, for expiries). */
+  private async recheck(): Promise<void> {
+    if (!this.open.size) return;
+    const epoch = await this.epoch.current();
+    if (epoch === this.checkedEpoch && Date.now() - this.checkedAt < EXPIRY_CHECK_MS) return;
+    this.checkedEpoch = epoch;
+    this.checkedAt = Date.now();
+    for (const [ws, key] of this.open) {
+      if (!(await this.keys.resolve(key))) {
+        this.open.delete(ws);
+        refuse(ws, AUTH_FAILED, 'API key revoked or expired');
+      }
+    }
+  }
+
+  private async identify(ws: WebSocket, req: SocketRequest): Promise<{ principal: Principal; key?: string } | null> {
     const header = req.headers['x-session-api-key'];
     const offered = req.query.get('session_api_key') ?? (Array.isArray(header) ? header[0] : header);
-    if (offered !== undefined) return (await this.keys.resolve(offered)) ?? refuse(ws, AUTH_FAILED, 'Authentication failed');
-    if (this.keys.isOpen) return this.keys.resolve(undefined);
+    if (offered !== undefined) return this.withKey(ws, offered);
+    if (this.keys.isOpen) return { principal: (await this.keys.resolve(undefined)) as Principal };
 
     const address = clientAddress(req.remoteAddress, req.headers);
     const waiting = this.pending.get(address) ?? 0;
@@ -88,7 +127,12 @@ export class SocketAuth {
       else this.pending.delete(address);
     }
     if (frameKey === null) return refuse(ws, AUTH_FAILED, 'Authentication failed');
-    return (await this.keys.resolve(frameKey)) ?? refuse(ws, AUTH_FAILED, 'Authentication failed');
+    return this.withKey(ws, frameKey);
+  }
+
+  private async withKey(ws: WebSocket, key: string): Promise<{ principal: Principal; key: string } | null> {
+    const principal = await this.keys.resolve(key);
+    return principal ? { principal, key } : refuse(ws, AUTH_FAILED, 'Authentication failed');
   }
 }
 
