@@ -169,7 +169,11 @@ describe.each(STORAGES)('top-level workspace routes, routed by path (%s)', (stor
     });
     const id = created.body.id;
     expect((await top.upload(`${workingDir}/notes/a.txt`, Buffer.from('in the conversation sandbox'))).status).toBe(200);
-    expect(existsSync(join(ctx.server.dataDir, 'sandboxes', id, workingDir, 'notes', 'a.txt'))).toBe(true);
+    // Its own sandbox, made on first use with an id of its own (never the conversation's).
+    const sandbox = (await ctx.call('GET', `/api/conversations/${id}`)).body.sandbox_id;
+    expect(sandbox).toEqual(expect.any(String));
+    expect(sandbox).not.toBe(id);
+    expect(existsSync(join(ctx.server.dataDir, 'sandboxes', sandbox, workingDir, 'notes', 'a.txt'))).toBe(true);
     expect(await (await top.download(`${workingDir}/notes/a.txt`)).text()).toBe('in the conversation sandbox');
     const ran = await ctx.call('POST', '/api/bash/execute_bash_command', { command: 'cat notes/a.txt', cwd: workingDir });
     expect(ran.body.stdout).toContain('in the conversation sandbox');
@@ -222,12 +226,13 @@ describe.each(STORAGES)('top-level workspace routes, routed by path (%s)', (stor
     const workingDir = `/srv/${randomUUID()}`;
     const id = (await ctx.call('POST', '/api/conversations', { agent: { kind: 'Agent', llm: { model: 'm' } }, workspace: { working_dir: workingDir } })).body.id;
     expect((await top.upload(`${workingDir}/kept.txt`, Buffer.from('kept'))).status).toBe(200);
-    const row = await ctx.server.app.get(Database).prisma.sandbox.findUniqueOrThrow({ where: { id } });
+    const sandbox = (await ctx.call('GET', `/api/conversations/${id}`)).body.sandbox_id;
+    const row = await ctx.server.app.get(Database).prisma.sandbox.findUniqueOrThrow({ where: { id: sandbox } });
     const pid = (row.handle as { pid: number }).pid;
     expect((await ctx.call('DELETE', `/api/conversations/${id}`)).status).toBe(200);
-    expect((await ctx.call('GET', `/api/sandboxes/${id}`)).body.status).toBe('stopped');
+    expect((await ctx.call('GET', `/api/sandboxes/${sandbox}`)).body.status).toBe('stopped');
     expect(() => process.kill(pid, 0)).toThrow();
-    expect(existsSync(join(ctx.server.dataDir, 'sandboxes', id, workingDir, 'kept.txt'))).toBe(true);
+    expect(existsSync(join(ctx.server.dataDir, 'sandboxes', sandbox, workingDir, 'kept.txt'))).toBe(true);
   });
 
   it('refuse a path in no working dir and outside the home, naming the sandbox prefix', async () => {

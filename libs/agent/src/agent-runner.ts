@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
 import { messageEvent, naiveTimestamp, newUuid, OHEvent, stateUpdateEvent } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
-import { ConversationRow, Database, EventLog, Prisma } from '@berth/persistence';
+import { ConversationRepository, ConversationRow, EventLog, Prisma, tenantScope } from '@berth/persistence';
 import { AgentTool, llmText, ToolCatalog } from './agent-tools';
 import { clientTools } from './tool-catalog';
 import { buildMessages } from './history';
@@ -36,7 +36,7 @@ export class AgentRunner {
   private readonly logger = new Logger('AgentRunner');
 
   constructor(
-    private readonly db: Database,
+    private readonly conversations: ConversationRepository,
     private readonly log: EventLog,
     private readonly recorder: EventRecorder,
     private readonly status: ConversationStatus,
@@ -56,16 +56,17 @@ export class AgentRunner {
       await this.loop(tenantId, conversationId, interrupt.signal);
     } finally {
       unsubscribe();
-      await this.status.broadcastFullState(conversationId);
+      await this.status.broadcastFullState(tenantId, conversationId);
     }
   }
 
-  private load(id: string): Promise<ConversationRow | null> {
-    return this.db.prisma.conversation.findUnique({ where: { id } });
+  /** The run's conversation, seen through the tenant of the queued run. */
+  private load(tenantId: string, id: string): Promise<ConversationRow | null> {
+    return this.conversations.find(tenantScope(tenantId), id);
   }
 
   private async loop(tenantId: string, id: string, interrupted: AbortSignal): Promise<void> {
-    let row = await this.load(id);
+    let row = await this.load(tenantId, id);
     if (!row || row.executionStatus !== 'running') return;
     const agent = this.vault.openAgent(row.agent as Json);
     const llm = agent.llm as LlmConfig;
@@ -77,7 +78,7 @@ export class AgentRunner {
 
     let iterations = 0;
     for (;;) {
-      row = await this.load(id);
+      row = await this.load(tenantId, id);
       // Pause (or a deletion) takes effect between steps.
       if (!row || row.executionStatus !== 'running' || interrupted.aborted) return;
       if (iterations >= row.maxIterations) {
@@ -109,7 +110,7 @@ export class AgentRunner {
         return;
       }
       iterations++;
-      await this.recordUsage(id, llm, reply);
+      await this.recordUsage(tenantId, id, llm, reply);
 
       if (!reply.toolCalls.length) {
         await this.recorder.record(id, {
@@ -123,11 +124,10 @@ export class AgentRunner {
 
       const actions = await this.recordActions(id, reply, byName);
       if (this.needsConfirmation(row, actions.map((a) => a.tool))) {
-        await this.db.prisma.conversation.update({
-          where: { id },
-          data: { state: { ...(row.state as Json), awaiting_confirmation: actions.map((a) => a.event.id) } },
-        });
-        await this.status.transition(tenantId, id, ['running'], 'waiting_for_confirmation');
+        const state = { ...(row.state as Json), awaiting_confirmation: actions.map((a) => a.event.id) };
+        if (await this.conversations.setStatus(tenantScope(tenantId), id, ['running'], 'waiting_for_confirmation', { state })) {
+          await this.status.announce(tenantId, id, 'waiting_for_confirmation');
+        }
         return;
       }
       let finished = false;
@@ -148,7 +148,7 @@ export class AgentRunner {
    */
   private async finishAndCheckRestart(tenantId: string, id: string, seenUserMessage: string | null): Promise<boolean> {
     await this.status.transition(tenantId, id, ['running'], 'finished');
-    const row = await this.load(id);
+    const row = await this.load(tenantId, id);
     if (row?.executionStatus === 'running') return true;
     if (row && row.lastUserMessageId !== seenUserMessage) {
       return this.status.transition(tenantId, id, ['finished', 'idle'], 'running');
@@ -207,16 +207,14 @@ export class AgentRunner {
     }
     if (awaiting.size) {
       const { awaiting_confirmation: _done, ...state } = row.state as Json;
-      await this.db.prisma.conversation.update({ where: { id: row.id }, data: { state } });
+      await this.conversations.update(tenantScope(row.tenantId), row.id, { state });
     }
   }
 
-  private async recordUsage(id: string, llm: LlmConfig, reply: LlmReply): Promise<void> {
-    const current = await this.db.prisma.conversation.findUnique({ where: { id }, select: { stats: true } });
-    if (!current) return;
-    const stats = addUsage(current.stats as Json, llm, reply);
-    await this.db.prisma.conversation.update({ where: { id }, data: { stats: stats as Prisma.InputJsonValue } });
-    await this.recorder.record(id, stateUpdateEvent('stats', statsSnapshot(stats)));
+  private async recordUsage(tenantId: string, id: string, llm: LlmConfig, reply: LlmReply): Promise<void> {
+    const updated = await this.conversations.modify(tenantScope(tenantId), id, (row) => ({ stats: addUsage(row.stats as Json, llm, reply) as Prisma.InputJsonValue }));
+    if (!updated) return;
+    await this.recorder.record(id, stateUpdateEvent('stats', statsSnapshot(updated.stats as Json)));
   }
 
   /** One ActionEvent per tool call; calls that cannot become actions are answered with an AgentErrorEvent. */

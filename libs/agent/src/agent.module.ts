@@ -1,7 +1,7 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
 import { SecretVault } from '@berth/crypto';
-import { Database, EventLog } from '@berth/persistence';
+import { ConversationRepository, EventLog } from '@berth/persistence';
 import { SandboxManager } from '@berth/sandbox';
 import { AgentRunner, ToolRuntime } from './agent-runner';
 import { ToolCatalog } from './agent-tools';
@@ -24,9 +24,9 @@ export class AgentModule {
         { provide: ToolRuntime, inject: [SandboxManager], useFactory: (sandboxes: SandboxManager) => new SandboxToolRuntime(sandboxes) },
         {
           provide: AgentRunner,
-          inject: [Database, EventLog, EventRecorder, ConversationStatus, EventBus, SecretVault, ToolCatalog, ToolRuntime],
+          inject: [ConversationRepository, EventLog, EventRecorder, ConversationStatus, EventBus, SecretVault, ToolCatalog, ToolRuntime],
           useFactory: (
-            db: Database,
+            conversations: ConversationRepository,
             log: EventLog,
             recorder: EventRecorder,
             status: ConversationStatus,
@@ -34,7 +34,7 @@ export class AgentModule {
             vault: SecretVault,
             tools: ToolCatalog,
             runtime: ToolRuntime,
-          ) => new AgentRunner(db, log, recorder, status, bus, vault, tools, runtime),
+          ) => new AgentRunner(conversations, log, recorder, status, bus, vault, tools, runtime),
         },
         RunWorker,
       ],

@@ -1,7 +1,7 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
-import { Database } from '@berth/persistence';
+import { ConversationRepository, Database, tenantScope } from '@berth/persistence';
 import { InProcessRunQueue, RunLock, RunQueue, RunRequest } from '@berth/queue';
 import { AgentRunner } from './agent-runner';
 
@@ -23,6 +23,7 @@ export class RunWorker implements OnApplicationBootstrap, BeforeApplicationShutd
     private readonly lock: RunLock,
     private readonly runner: AgentRunner,
     private readonly db: Database,
+    private readonly conversations: ConversationRepository,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
@@ -41,7 +42,7 @@ export class RunWorker implements OnApplicationBootstrap, BeforeApplicationShutd
    * are queued again at start, and continue where their event log ends.
    */
   private async resumeInterruptedRuns(): Promise<void> {
-    const running = await this.db.prisma.conversation.findMany({ where: { executionStatus: 'running' }, select: { id: true, tenantId: true } });
+    const running = await this.conversations.listRunningOfAllTenants();
     for (const c of running) await this.queue.enqueue({ tenantId: c.tenantId, conversationId: c.id });
     if (running.length) this.logger.log(`resuming ${running.length} run(s) interrupted by the last shutdown`);
   }
@@ -60,7 +61,7 @@ export class RunWorker implements OnApplicationBootstrap, BeforeApplicationShutd
         await lease.release();
       }
       // Started again after the lease was let go (a message with run:true)? Take it, unless another worker did.
-      const row = await this.db.prisma.conversation.findUnique({ where: { id: run.conversationId }, select: { executionStatus: true } });
+      const row = await this.conversations.find(tenantScope(run.tenantId), run.conversationId);
       if (row?.executionStatus !== 'running') return;
       waitMs = 0;
     }

@@ -1,3 +1,4 @@
+import { tenantScope } from '@berth/persistence';
 import type { ConversationRow } from '@berth/persistence';
 import { ExecutorClient, ExecutorError, SandboxHandle, SandboxManager, sandboxWorkingDir } from '@berth/sandbox';
 import { ToolFailure, ToolRuntime } from './agent-runner';
@@ -16,8 +17,10 @@ export class SandboxToolRuntime extends ToolRuntime {
     super();
   }
 
+  /** The conversation's own tenant: its sandbox is one of that tenant's, never another's. */
   private async handleFor(conversation: ConversationRow): Promise<SandboxHandle> {
-    return this.sandboxes.ensureRunning(await this.sandboxes.sandboxIdFor(conversation));
+    const owner = tenantScope(conversation.tenantId);
+    return this.sandboxes.ensureRunning(owner, await this.sandboxes.sandboxIdFor(owner, conversation));
   }
 
   async workingDir(conversation: ConversationRow): Promise<string> {
@@ -41,7 +44,7 @@ export class SandboxToolRuntime extends ToolRuntime {
       }
       throw err;
     } finally {
-      await this.sandboxes.touch(handle.id).catch(() => undefined);
+      await this.sandboxes.touch(tenantScope(conversation.tenantId), handle.id).catch(() => undefined);
     }
   }
 }

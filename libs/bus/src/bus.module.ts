@@ -1,6 +1,6 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import { BERTH_CONFIG, BerthConfig, closeOnShutdown } from '@berth/config';
-import { Database, EventLog } from '@berth/persistence';
+import { ConversationRepository, EventLog } from '@berth/persistence';
 import { EventBus, InProcessEventBus, RedisEventBus } from './event-bus';
 import { ConversationStatus } from './conversation-status';
 import { EventRecorder } from './event-recorder';
@@ -20,9 +20,9 @@ export class BusModule {
         { provide: EventRecorder, inject: [EventLog, EventBus], useFactory: (log: EventLog, bus: EventBus) => new EventRecorder(log, bus) },
         {
           provide: ConversationStatus,
-          inject: [Database, EventRecorder, EventBus, BERTH_CONFIG],
-          useFactory: (db: Database, recorder: EventRecorder, bus: EventBus, config: BerthConfig) =>
-            new ConversationStatus(db, recorder, bus, config.conversationsPath),
+          inject: [ConversationRepository, EventRecorder, EventBus, BERTH_CONFIG],
+          useFactory: (conversations: ConversationRepository, recorder: EventRecorder, bus: EventBus, config: BerthConfig) =>
+            new ConversationStatus(conversations, recorder, bus, config.conversationsPath),
         },
         closeOnShutdown<EventBus>(EventBus, (bus) => bus.close()),
       ],

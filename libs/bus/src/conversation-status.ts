@@ -1,5 +1,5 @@
 import { ExecutionStatus, stateUpdateEvent } from '@berth/contracts';
-import { Database, toFullState } from '@berth/persistence';
+import { ConversationRepository, tenantScope, toFullState } from '@berth/persistence';
 import { EventBus } from './event-bus';
 import { EventRecorder } from './event-recorder';
 
@@ -9,7 +9,7 @@ import { EventRecorder } from './event-recorder';
  */
 export class ConversationStatus {
   constructor(
-    private readonly db: Database,
+    private readonly conversations: ConversationRepository,
     private readonly recorder: EventRecorder,
     private readonly bus: EventBus,
     private readonly conversationsPath: string,
@@ -17,12 +17,9 @@ export class ConversationStatus {
 
   /** Moves the status from one of `from` to `to`; false when it was in none of them. */
   async transition(tenantId: string, conversationId: string, from: ExecutionStatus[], to: ExecutionStatus): Promise<boolean> {
-    const { count } = await this.db.prisma.conversation.updateMany({
-      where: { id: conversationId, tenantId, executionStatus: { in: from } },
-      data: { executionStatus: to },
-    });
-    if (count) await this.announce(tenantId, conversationId, to);
-    return count > 0;
+    const moved = await this.conversations.setStatus(tenantScope(tenantId), conversationId, from, to);
+    if (moved) await this.announce(tenantId, conversationId, to);
+    return moved;
   }
 
   /** Records and announces a status already written (by a caller that set it with other columns). */
@@ -32,8 +29,8 @@ export class ConversationStatus {
   }
 
   /** The whole state, to every subscriber (never stored): the Python client waits for it after a run. */
-  async broadcastFullState(conversationId: string): Promise<void> {
-    const row = await this.db.prisma.conversation.findUnique({ where: { id: conversationId } });
+  async broadcastFullState(tenantId: string, conversationId: string): Promise<void> {
+    const row = await this.conversations.find(tenantScope(tenantId), conversationId);
     if (!row) return;
     await this.recorder.broadcast(conversationId, stateUpdateEvent('full_state', toFullState(row, this.conversationsPath)));
   }

@@ -1,7 +1,10 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import { BERTH_CONFIG, BerthConfig, closeOnShutdown } from '@berth/config';
 import { Database } from './database';
+import { ConversationRepository } from './conversation-repository';
 import { EventLog } from './event-log';
+import { SandboxRepository } from './sandbox-repository';
+import { SettingsRepository } from './settings-repository';
 
 @Global()
 @Module({})
@@ -16,9 +19,12 @@ export class PersistenceModule {
           useFactory: (config: BerthConfig) => new Database({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.dbPoolSize }),
         },
         { provide: EventLog, inject: [Database], useFactory: (db: Database) => new EventLog(db) },
+        { provide: ConversationRepository, inject: [Database], useFactory: (db: Database) => new ConversationRepository(db) },
+        { provide: SandboxRepository, inject: [Database], useFactory: (db: Database) => new SandboxRepository(db) },
+        { provide: SettingsRepository, inject: [Database], useFactory: (db: Database) => new SettingsRepository(db) },
         closeOnShutdown<Database>(Database, (db) => db.close()),
       ],
-      exports: [Database, EventLog],
+      exports: [Database, EventLog, ConversationRepository, SandboxRepository, SettingsRepository],
     };
   }
 }

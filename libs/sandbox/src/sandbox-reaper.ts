@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
-import { Database } from '@berth/persistence';
+import { ConversationRepository, SandboxRepository, tenantScope } from '@berth/persistence';
 import type { SandboxRow } from '@berth/persistence';
 import { RunLock } from '@berth/queue';
 import { SANDBOX_TOKEN_HEADER } from './executor-client';
@@ -29,7 +29,8 @@ export class SandboxReaper implements OnApplicationBootstrap, OnApplicationShutd
   private sweeping?: Promise<void>;
 
   constructor(
-    private readonly db: Database,
+    private readonly rows: SandboxRepository,
+    private readonly conversations: ConversationRepository,
     private readonly sandboxes: SandboxManager,
     private readonly lock: RunLock,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
@@ -64,20 +65,20 @@ export class SandboxReaper implements OnApplicationBootstrap, OnApplicationShutd
   }
 
   private async sweep(now: Date, done: { stopped: string[]; deleted: string[] }): Promise<void> {
-    const rows = await this.db.prisma.sandbox.findMany({ orderBy: { lastActivityAt: 'asc' }, take: BATCH });
-    for (const row of rows) {
+    for (const row of await this.rows.listForSweep(BATCH)) {
+      const owner = tenantScope(row.tenantId);
       if (row.ttlSeconds !== null && row.createdAt.getTime() + row.ttlSeconds * 1000 <= now.getTime()) {
-        await this.sandboxes.destroy(row);
+        await this.sandboxes.destroy(owner, row);
         done.deleted.push(row.id);
         this.logger.log(`deleted sandbox ${row.id}: past its ttl`);
         continue;
       }
       if (row.status !== 'running' || row.lastActivityAt.getTime() + row.idleTimeoutSeconds * 1000 > now.getTime()) continue;
       if (await this.busy(row)) {
-        await this.sandboxes.touch(row.id);
+        await this.sandboxes.touch(owner, row.id);
         continue;
       }
-      await this.sandboxes.pause(row, 'stopped');
+      await this.sandboxes.pause(owner, row, 'stopped');
       done.stopped.push(row.id);
       this.logger.log(`stopped sandbox ${row.id}: idle for ${row.idleTimeoutSeconds} s`);
     }
@@ -85,7 +86,7 @@ export class SandboxReaper implements OnApplicationBootstrap, OnApplicationShutd
 
   /** Activity the row does not show: a run of one of its conversations, a command still running. */
   private async busy(row: SandboxRow): Promise<boolean> {
-    const running = await this.db.prisma.conversation.count({ where: { sandboxId: row.id, executionStatus: 'running' } });
+    const running = await this.conversations.countInSandbox(tenantScope(row.tenantId), row.id, 'running');
     if (running) return true;
     const handle = this.sandboxes.handleOf(row);
     if (!handle) return false;

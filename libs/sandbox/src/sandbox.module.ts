@@ -2,7 +2,7 @@ import { DynamicModule, Global, Module } from '@nestjs/common';
 import { BERTH_CONFIG, BerthConfig } from '@berth/config';
 import { EventRecorder } from '@berth/bus';
 import { SecretVault } from '@berth/crypto';
-import { Database } from '@berth/persistence';
+import { ConversationRepository, SandboxRepository } from '@berth/persistence';
 import { LocalSandboxDriver } from './local-driver';
 import { SandboxDriver } from './sandbox-driver';
 import { SandboxManager } from './sandbox-manager';
@@ -23,9 +23,9 @@ export class SandboxModule {
         { provide: SandboxDriver, inject: [BERTH_CONFIG], useFactory: createSandboxDriver },
         {
           provide: SandboxManager,
-          inject: [Database, SandboxDriver, SecretVault, EventRecorder],
-          useFactory: (db: Database, driver: SandboxDriver, vault: SecretVault, recorder: EventRecorder) => {
-            const manager = new SandboxManager(db, driver, vault);
+          inject: [SandboxRepository, ConversationRepository, SandboxDriver, SecretVault, EventRecorder],
+          useFactory: (rows: SandboxRepository, conversations: ConversationRepository, driver: SandboxDriver, vault: SecretVault, recorder: EventRecorder) => {
+            const manager = new SandboxManager(rows, conversations, driver, vault);
             // Every stored event keeps its conversation's sandbox from looking idle.
             recorder.onStored((conversationId) => manager.conversationActive(conversationId));
             return manager;

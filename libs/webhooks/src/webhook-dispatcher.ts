@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type { BerthConfig, WebhookSpec } from '@berth/config';
 import { uuidHex } from '@berth/contracts';
-import { ConversationRow, Database, EventLog, toConversationInfo } from '@berth/persistence';
+import { ConversationRepository, ConversationRow, Database, EventLog, tenantScope, toConversationInfo } from '@berth/persistence';
 import { JobQueue } from '@berth/queue';
 import { postWebhook, retryDelayMs, webhookKey } from './webhook-sender';
 
@@ -31,6 +31,7 @@ export class WebhookDispatcher {
 
   constructor(
     private readonly db: Database,
+    private readonly conversationRows: ConversationRepository,
     private readonly log: EventLog,
     private readonly events: JobQueue<WebhookJob>,
     private readonly conversations: JobQueue<WebhookJob>,
@@ -74,9 +75,9 @@ export class WebhookDispatcher {
   }
 
   /** Start, pause, interrupt, update: every receiver gets the conversation as it now is. */
-  async conversationChanged(conversationId: string): Promise<void> {
+  async conversationChanged(tenantId: string, conversationId: string): Promise<void> {
     if (!this.enabled) return;
-    const row = await this.db.prisma.conversation.findUnique({ where: { id: conversationId } });
+    const row = await this.conversationRows.find(tenantScope(tenantId), conversationId);
     if (row) await this.announce(row);
   }
 

@@ -1,7 +1,7 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import { BERTH_CONFIG, BerthConfig } from '@berth/config';
 import { EventRecorder } from '@berth/bus';
-import { Database, EventLog } from '@berth/persistence';
+import { ConversationRepository, Database, EventLog } from '@berth/persistence';
 import { BullJobQueue, InProcessJobQueue, JobQueue } from '@berth/queue';
 import { WebhookDispatcher, WebhookJob } from './webhook-dispatcher';
 
@@ -18,11 +18,12 @@ export class WebhooksModule {
       providers: [
         {
           provide: WebhookDispatcher,
-          inject: [Database, EventLog, EventRecorder, BERTH_CONFIG],
-          useFactory: (db: Database, log: EventLog, recorder: EventRecorder, config: BerthConfig) => {
+          inject: [Database, ConversationRepository, EventLog, EventRecorder, BERTH_CONFIG],
+          useFactory: (db: Database, conversations: ConversationRepository, log: EventLog, recorder: EventRecorder, config: BerthConfig) => {
             const hooks = config.webhooks.length > 0;
             const dispatcher = new WebhookDispatcher(
               db,
+              conversations,
               log,
               // Failed event jobs are dropped (their events stay in the log for the sweep); failed
               // conversation snapshots are kept for inspection.

@@ -1,6 +1,6 @@
 import { ExecutionContext, Injectable, NotFoundException, ServiceUnavailableException, UnauthorizedException } from '@nestjs/common';
 import { AuthGuard } from '@nestjs/passport';
-import { Database } from '@berth/persistence';
+import { Database, SandboxRepository } from '@berth/persistence';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Principal } from '../common/tenant.decorator';
 import { sandboxOfRequest } from '../common/sandbox-prefix';
@@ -21,6 +21,7 @@ export class ApiKeyGuard extends AuthGuard('api-key') {
     private readonly keys: ApiKeyService,
     private readonly db: Database,
     private readonly quotas: QuotaService,
+    private readonly sandboxes: SandboxRepository,
   ) {
     super();
   }
@@ -49,7 +50,7 @@ export class ApiKeyGuard extends AuthGuard('api-key') {
   private async limitToSandbox(request: FastifyRequest & { user: Principal }): Promise<void> {
     const sandboxId = sandboxOfRequest(request.raw);
     if (!sandboxId) return;
-    if (!(await this.keys.ownsSandbox(request.user.tenantId, sandboxId))) throw new NotFoundException({ detail: `Sandbox not found: ${sandboxId}` });
+    if (!(await this.sandboxes.exists(request.user, sandboxId))) throw new NotFoundException({ detail: `Sandbox not found: ${sandboxId}` });
     request.user = { ...request.user, sandboxId };
   }
 

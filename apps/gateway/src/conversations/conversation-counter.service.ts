@@ -1,7 +1,7 @@
 import { Injectable, OnModuleDestroy } from '@nestjs/common';
 import { EventBus } from '@berth/bus';
 import { ExecutionStatus } from '@berth/contracts';
-import { Database } from '@berth/persistence';
+import { ConversationRepository } from '@berth/persistence';
 
 /** Safety net: a change whose announcement was lost shows up after this long at most. */
 const MAX_AGE_MS = 2000;
@@ -21,7 +21,7 @@ export class ConversationCounter implements OnModuleDestroy {
   private readonly stopListening: () => void;
 
   constructor(
-    private readonly db: Database,
+    private readonly rows: ConversationRepository,
     private readonly bus: EventBus,
   ) {
     this.stopListening = bus.onTenantChange((tenantId) => this.drop(tenantId));
@@ -36,9 +36,7 @@ export class ConversationCounter implements OnModuleDestroy {
     const hit = this.cache.get(tenantId)?.get(key);
     if (hit && Date.now() - hit.at < MAX_AGE_MS) return hit.value;
     const generation = this.generation.get(tenantId) ?? 0;
-    const value = await this.db.prisma.conversation.count({
-      where: { tenantId, ...(status ? { executionStatus: status } : {}), ...(sandboxId ? { sandboxId } : {}) },
-    });
+    const value = await this.rows.count({ tenantId, sandboxId }, status);
     if ((this.generation.get(tenantId) ?? 0) === generation) {
       if (this.cache.size >= MAX_TENANTS) this.cache.clear();
       let perStatus = this.cache.get(tenantId);

@@ -1,4 +1,4 @@
-import { BadRequestException, ConflictException, Inject, Injectable, Logger, NotFoundException } from '@nestjs/common';
+import { BadRequestException, Inject, Injectable, Logger, NotFoundException } from '@nestjs/common';
 import { EventRecorder } from '@berth/bus';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
@@ -19,7 +19,7 @@ import {
   uuidHex,
 } from '@berth/contracts';
 import { SecretDecryptError, SecretInput, SecretVault, StoredSecret } from '@berth/crypto';
-import { ConversationRow, Database, EventLog, Prisma, TRANSACTION_OPTIONS } from '@berth/persistence';
+import { ConversationRepository, ConversationRow, EventLog, Prisma, SandboxRepository } from '@berth/persistence';
 import { validationError, ValidationFailed } from '../common/zod-validation.pipe';
 import type { Principal } from '../common/tenant.decorator';
 import { SandboxManager } from '@berth/sandbox';
@@ -42,7 +42,8 @@ export class ConversationsService {
   private readonly logger = new Logger('Conversations');
 
   constructor(
-    private readonly db: Database,
+    private readonly rows: ConversationRepository,
+    private readonly sandboxRows: SandboxRepository,
     private readonly log: EventLog,
     private readonly recorder: EventRecorder,
     private readonly runs: RunControlService,
@@ -61,14 +62,12 @@ export class ConversationsService {
     return toConversationInfo(row, this.config.conversationsPath, includeSkills);
   }
 
-  /** What the caller may see: its tenant's conversations, only one sandbox's under `/sandboxes/{id}`. */
-  scope(p: Principal): Prisma.ConversationWhereInput {
-    return p.sandboxId ? { tenantId: p.tenantId, sandboxId: p.sandboxId } : { tenantId: p.tenantId };
-  }
-
-  /** The caller's conversation, or null: another tenant's conversation does not exist for the caller. */
+  /**
+   * The caller's conversation, or null: another tenant's conversation does not exist for the caller
+   * (under `/sandboxes/{id}`, only that sandbox's are seen).
+   */
   find(p: Principal, id: string): Promise<ConversationRow | null> {
-    return this.db.prisma.conversation.findFirst({ where: { id, ...this.scope(p) } });
+    return this.rows.find(p, id);
   }
 
   async require(p: Principal, id: string, notFound = conversationNotFound): Promise<ConversationRow> {
@@ -77,12 +76,15 @@ export class ConversationsService {
     return row;
   }
 
-  /** POST /api/conversations: 201 with a new conversation, 200 when `conversation_id` already exists. */
+  /**
+   * POST /api/conversations: 201 with a new conversation, 200 when `conversation_id` is already one
+   * of the caller's; another tenant's id is "not found", as everywhere.
+   */
   async create(p: Principal, req: StartConversationRequest): Promise<{ created: boolean; info: Json }> {
     const id = req.conversation_id ? (parseUuid(req.conversation_id) as string) : newUuid();
     if (req.conversation_id) {
-      const existing = await this.attachExisting(p, id);
-      if (existing) return { created: false, info: existing };
+      const existing = await this.find(p, id);
+      if (existing) return { created: false, info: this.info(existing) };
     }
     if (req.agent_profile_id) throw new NotFoundException({ detail: `Agent profile not found: ${req.agent_profile_id}` });
     if (req.parent_conversation_id) await this.checkParent(p, parseUuid(req.parent_conversation_id) as string, req.workspace.working_dir);
@@ -126,36 +128,38 @@ export class ConversationsService {
     let stored: { seq: number; event: OHEvent }[] = [];
     try {
       // The conversation and its first message are written together or not at all.
-      stored = await this.db.prisma.$transaction(async (tx) => {
-        await tx.conversation.create({
-          data: {
-            id,
-            tenantId: p.tenantId,
-            agent: agent as Prisma.InputJsonValue,
-            workspace: req.workspace as Prisma.InputJsonValue,
-            confirmationPolicy: req.confirmation_policy as Prisma.InputJsonValue,
-            securityAnalyzer: (req.security_analyzer ?? Prisma.DbNull) as Prisma.InputJsonValue,
-            maxIterations: req.max_iterations,
-            stuckDetection: req.stuck_detection,
-            secrets: secrets as Prisma.InputJsonValue,
-            tags: req.tags,
-            options: options as Prisma.InputJsonValue,
-            sandboxId,
-            executionStatus: initial ? 'running' : 'idle',
-            title: initial && req.autotitle ? autoTitle(req.initial_message!.content) : null,
-            lastUserMessageId: initial?.id ?? null,
-            createdAt: now,
-            updatedAt: now,
-          },
-        });
-        const out: { seq: number; event: OHEvent }[] = [];
-        for (const event of initialEvents) out.push({ seq: await this.log.append(id, event, tx), event });
-        return out;
-      }, TRANSACTION_OPTIONS);
+      stored = await this.rows.create(
+        p,
+        {
+          id,
+          agent: agent as Prisma.InputJsonValue,
+          workspace: req.workspace as Prisma.InputJsonValue,
+          confirmationPolicy: req.confirmation_policy as Prisma.InputJsonValue,
+          securityAnalyzer: (req.security_analyzer ?? Prisma.DbNull) as Prisma.InputJsonValue,
+          maxIterations: req.max_iterations,
+          stuckDetection: req.stuck_detection,
+          secrets: secrets as Prisma.InputJsonValue,
+          tags: req.tags,
+          options: options as Prisma.InputJsonValue,
+          sandboxId,
+          executionStatus: initial ? 'running' : 'idle',
+          title: initial && req.autotitle ? autoTitle(req.initial_message!.content) : null,
+          lastUserMessageId: initial?.id ?? null,
+          createdAt: now,
+          updatedAt: now,
+        },
+        async (tx) => {
+          const out: { seq: number; event: OHEvent }[] = [];
+          for (const event of initialEvents) out.push({ seq: await this.log.append(id, event, tx), event });
+          return out;
+        },
+      );
     } catch (err) {
       if ((err as { code?: string }).code === ROW_NOT_UNIQUE) {
-        const existing = await this.attachExisting(p, id);
-        if (existing) return { created: false, info: existing };
+        // Made meanwhile by the caller (a retry racing its first try), or the id is another tenant's.
+        const existing = await this.find(p, id);
+        if (existing) return { created: false, info: this.info(existing) };
+        throw conversationNotFound(id);
       }
       throw err;
     }
@@ -165,7 +169,7 @@ export class ConversationsService {
       this.serverInfo.touch();
       await this.runs.enqueue(p.tenantId, id);
     }
-    await this.webhooks.conversationChanged(id);
+    await this.webhooks.conversationChanged(p.tenantId, id);
     const row = await this.require(p, id);
     return { created: true, info: this.info(row) };
   }
@@ -204,20 +208,12 @@ export class ConversationsService {
    */
   private async sandboxFor(p: Principal, requested: string | null | undefined, workingDir: string): Promise<string | null> {
     const id = p.sandboxId ?? (requested ? parseUuid(requested) : null);
-    if (!id) return this.routing.homeContaining(p.tenantId, workingDir);
+    if (!id) return this.routing.homeContaining(p, workingDir);
     if (p.sandboxId && requested && parseUuid(requested) !== p.sandboxId) {
       throw validationError('body', ['sandbox_id'], `sandbox_id differs from the sandbox of this URL (${p.sandboxId})`);
     }
-    const sandbox = await this.db.prisma.sandbox.findFirst({ where: { id, tenantId: p.tenantId }, select: { id: true } });
-    if (!sandbox) throw new NotFoundException({ detail: `Sandbox not found: ${id}` });
+    if (!(await this.sandboxRows.exists(p, id))) throw new NotFoundException({ detail: `Sandbox not found: ${id}` });
     return id;
-  }
-
-  private async attachExisting(p: Principal, id: string): Promise<Json | null> {
-    const existing = await this.db.prisma.conversation.findUnique({ where: { id } });
-    if (!existing) return null;
-    if (existing.tenantId !== p.tenantId) throw new ConflictException({ detail: `conversation_id ${id} is already in use` });
-    return this.info(existing);
   }
 
   private async checkParent(p: Principal, parentId: string, workingDir: string): Promise<void> {
@@ -231,28 +227,8 @@ export class ConversationsService {
   async search(p: Principal, q: ConversationSearchQuery): Promise<{ items: Json[]; next_page_id: string | null }> {
     const field = q.sort_order.startsWith('UPDATED') ? 'updatedAt' : 'createdAt';
     const dir = q.sort_order.endsWith('_DESC') ? 'desc' : 'asc';
-    const where: Prisma.ConversationWhereInput = this.scope(p);
-    if (q.status) where.executionStatus = q.status;
-    const startId = q.page_id ? parseUuid(q.page_id) : null;
-    if (startId) {
-      const start = await this.db.prisma.conversation.findFirst({
-        where: { id: startId, ...this.scope(p) },
-        select: { createdAt: true, updatedAt: true },
-      });
-      if (start) {
-        // Keyset paging on (sort column, id): stable under inserts, no OFFSET scans.
-        const v = start[field];
-        where.OR = [
-          { [field]: dir === 'desc' ? { lt: v } : { gt: v } },
-          { [field]: v, id: dir === 'desc' ? { lte: startId } : { gte: startId } },
-        ];
-      }
-    }
-    const rows = await this.db.prisma.conversation.findMany({
-      where,
-      orderBy: [{ [field]: dir }, { id: dir }],
-      take: q.limit + 1,
-    });
+    // Keyset paging on (sort column, id): stable under inserts, no OFFSET scans.
+    const rows = await this.rows.page(p, { status: q.status, field, dir, startId: q.page_id ? parseUuid(q.page_id) : null, limit: q.limit });
     const more = rows.length > q.limit;
     return {
       items: rows.slice(0, q.limit).map((r) => this.info(r, q.include_skills)),
@@ -266,7 +242,7 @@ export class ConversationsService {
 
   async batch(p: Principal, ids: string[], includeSkills = false): Promise<(Json | null)[]> {
     const parsed = ids.map((i) => parseUuid(i) as string);
-    const rows = await this.db.prisma.conversation.findMany({ where: { ...this.scope(p), id: { in: parsed } } });
+    const rows = await this.rows.findMany(p, parsed);
     const byId = new Map(rows.map((r) => [r.id, r]));
     return parsed.map((id) => {
       const row = byId.get(id);
@@ -278,27 +254,28 @@ export class ConversationsService {
     const data: Prisma.ConversationUpdateManyMutationInput = { updatedAt: new Date() };
     if (patch.title !== undefined) data.title = patch.title;
     if (patch.tags !== undefined) data.tags = patch.tags;
-    const { count } = await this.db.prisma.conversation.updateMany({ where: { id, ...this.scope(p) }, data });
-    if (!count) throw conversationNotFound(id);
-    await this.webhooks.conversationChanged(id);
+    if (!(await this.rows.update(p, id, data))) throw conversationNotFound(id);
+    await this.webhooks.conversationChanged(p.tenantId, id);
   }
 
   /** Deletes the conversation and its events; the sandbox's files are kept (as OpenHands). */
   async remove(p: Principal, id: string, notFound: (id: string) => Error): Promise<void> {
-    const row = await this.find(p, id);
+    const row = await this.rows.remove(p, id);
     if (!row) throw notFound(id);
-    const { count } = await this.db.prisma.conversation.deleteMany({ where: { id, ...this.scope(p) } });
-    if (!count) throw notFound(id);
     await this.counter.changed(p.tenantId);
     await this.webhooks.conversationDeleted(row);
-    if (row.sandboxId === row.id) await this.stopOwnSandbox(row.id);
+    if (row.sandboxId) await this.stopOwnSandbox(p, row.sandboxId);
   }
 
-  /** A sandbox made for a conversation (named after it) serves no one once it is gone: its executor stops, its files stay. */
-  private async stopOwnSandbox(sandboxId: string): Promise<void> {
-    const sandbox = await this.db.prisma.sandbox.findUnique({ where: { id: sandboxId } });
-    if (sandbox?.status !== 'running') return;
-    await this.sandboxes.pause(sandbox, 'stopped').catch((err: Error) => this.logger.warn(`could not stop sandbox ${sandboxId}: ${err.message}`));
+  /**
+   * A sandbox made for a conversation serves no one once no conversation is left in it: its
+   * executor stops, its files stay. The caller's own sandboxes only.
+   */
+  private async stopOwnSandbox(p: Principal, sandboxId: string): Promise<void> {
+    const sandbox = await this.sandboxRows.find(p, sandboxId);
+    if (sandbox?.kind !== 'conversation' || sandbox.status !== 'running') return;
+    if (await this.rows.countInSandbox(p, sandboxId)) return;
+    await this.sandboxes.pause(p, sandbox, 'stopped').catch((err: Error) => this.logger.warn(`could not stop sandbox ${sandboxId}: ${err.message}`));
   }
 
   async run(p: Principal, id: string): Promise<void> {
@@ -310,20 +287,13 @@ export class ConversationsService {
 
   /** Adds or replaces secrets (encrypted at rest); existing ones with other names stay. */
   async setSecrets(p: Principal, id: string, secrets: Record<string, SecretInput>): Promise<void> {
-    await this.db.prisma.$transaction(async (tx) => {
-      const row = await tx.conversation.findFirst({ where: { id, ...this.scope(p) }, select: { secrets: true } });
-      if (!row) throw conversationNotFound(id);
-      const merged = { ...(row.secrets as Record<string, StoredSecret>), ...this.vault.sealSecrets(secrets) };
-      await tx.conversation.update({ where: { id }, data: { secrets: merged as Prisma.InputJsonValue } });
-    }, TRANSACTION_OPTIONS);
+    const sealed = this.vault.sealSecrets(secrets);
+    const updated = await this.rows.modify(p, id, (row) => ({ secrets: { ...(row.secrets as Record<string, StoredSecret>), ...sealed } as Prisma.InputJsonValue }));
+    if (!updated) throw conversationNotFound(id);
   }
 
   async setConfirmationPolicy(p: Principal, id: string, policy: Json): Promise<void> {
-    const { count } = await this.db.prisma.conversation.updateMany({
-      where: { id, ...this.scope(p) },
-      data: { confirmationPolicy: policy as Prisma.InputJsonValue },
-    });
-    if (!count) throw conversationNotFound(id);
+    if (!(await this.rows.update(p, id, { confirmationPolicy: policy as Prisma.InputJsonValue }))) throw conversationNotFound(id);
     await this.recorder.record(id, stateUpdateEvent('confirmation_policy', policy));
   }
 

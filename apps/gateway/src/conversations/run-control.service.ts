@@ -1,7 +1,7 @@
 import { Injectable, Logger, ServiceUnavailableException } from '@nestjs/common';
 import { ConversationStatus, EventRecorder } from '@berth/bus';
 import { ExecutionStatus, interruptEvent, pauseEvent } from '@berth/contracts';
-import { Database } from '@berth/persistence';
+import { ConversationRepository, tenantScope } from '@berth/persistence';
 import { RunQueue } from '@berth/queue';
 import { WebhookDispatcher } from '@berth/webhooks';
 import { QuotaService } from '../quotas/quota.service';
@@ -16,7 +16,7 @@ export class RunControlService {
   private readonly logger = new Logger('RunControl');
 
   constructor(
-    private readonly db: Database,
+    private readonly rows: ConversationRepository,
     private readonly recorder: EventRecorder,
     private readonly queue: RunQueue,
     private readonly status: ConversationStatus,
@@ -27,13 +27,9 @@ export class RunControlService {
   /** Marks the conversation running and queues the run for a worker. */
   async start(tenantId: string, conversationId: string): Promise<StartResult> {
     await this.quotas.checkRunStart(tenantId, conversationId);
-    const { count } = await this.db.prisma.conversation.updateMany({
-      where: { id: conversationId, tenantId, executionStatus: { in: STARTABLE } },
-      data: { executionStatus: 'running' },
-    });
-    if (!count) {
-      const row = await this.db.prisma.conversation.findFirst({ where: { id: conversationId, tenantId }, select: { executionStatus: true } });
-      return row ? 'already_running' : 'not_found';
+    const scope = tenantScope(tenantId);
+    if (!(await this.rows.setStatus(scope, conversationId, STARTABLE, 'running'))) {
+      return (await this.rows.find(scope, conversationId)) ? 'already_running' : 'not_found';
     }
     await this.status.announce(tenantId, conversationId, 'running');
     await this.enqueue(tenantId, conversationId);
@@ -55,17 +51,17 @@ export class RunControlService {
   async pause(tenantId: string, conversationId: string): Promise<void> {
     if (await this.status.transition(tenantId, conversationId, ['idle', 'running'], 'paused')) {
       await this.recorder.record(conversationId, pauseEvent());
-      await this.webhooks.conversationChanged(conversationId);
+      await this.webhooks.conversationChanged(tenantId, conversationId);
     }
-    await this.status.broadcastFullState(conversationId);
+    await this.status.broadcastFullState(tenantId, conversationId);
   }
 
   /** Interrupt stops a running conversation at once; otherwise it behaves as pause. */
   async interrupt(tenantId: string, conversationId: string): Promise<void> {
     if (await this.status.transition(tenantId, conversationId, ['running'], 'paused')) {
       await this.recorder.record(conversationId, interruptEvent());
-      await this.webhooks.conversationChanged(conversationId);
-      await this.status.broadcastFullState(conversationId);
+      await this.webhooks.conversationChanged(tenantId, conversationId);
+      await this.status.broadcastFullState(tenantId, conversationId);
       return;
     }
     await this.pause(tenantId, conversationId);

@@ -10,7 +10,7 @@ import {
   stateUpdateEvent,
   userRejectObservation,
 } from '@berth/contracts';
-import { Database, EventFilter, EventLog } from '@berth/persistence';
+import { ConversationRepository, EventFilter, EventLog } from '@berth/persistence';
 import { ConversationsService } from '../conversations/conversations.service';
 import { RunControlService } from '../conversations/run-control.service';
 import { validationError } from '../common/zod-validation.pipe';
@@ -26,7 +26,7 @@ const ANSWER_KINDS = ['ObservationEvent', 'UserRejectObservation', 'AgentErrorEv
 @Injectable()
 export class EventsService {
   constructor(
-    private readonly db: Database,
+    private readonly rows: ConversationRepository,
     private readonly log: EventLog,
     private readonly recorder: EventRecorder,
     private readonly conversations: ConversationsService,
@@ -89,7 +89,7 @@ export class EventsService {
     this.serverInfo.touch();
     // autotitle (on unless the client turned it off): the first message names an untitled conversation.
     const title = conversation.title === null && (conversation.options as { autotitle?: boolean }).autotitle !== false ? autoTitle(req.content) : null;
-    await this.db.prisma.conversation.update({ where: { id }, data: { lastUserMessageId: message.id, ...(title ? { title } : {}) } });
+    if (!(await this.rows.update(p, id, { lastUserMessageId: message.id, ...(title ? { title } : {}) }))) throw notFound(id);
     await this.recorder.record(id, stateUpdateEvent('last_user_message_id', message.id));
     await this.status.transition(p.tenantId, id, ['finished', 'stuck'], 'idle');
     if (req.run) await this.runs.start(p.tenantId, id);

@@ -1,8 +1,8 @@
 import { Injectable, Logger, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
 import { CreateSandboxRequest, parseUuid, utcTimestamp, uuidHex } from '@berth/contracts';
-import { Database, Prisma } from '@berth/persistence';
+import { SandboxRepository } from '@berth/persistence';
 import type { SandboxRow } from '@berth/persistence';
-import { SandboxManager } from '@berth/sandbox';
+import { SandboxManager, SandboxNotFound } from '@berth/sandbox';
 import type { Principal } from '../common/tenant.decorator';
 import { QuotaService } from '../quotas/quota.service';
 
@@ -14,7 +14,7 @@ export class SandboxesService {
   private readonly logger = new Logger('Sandboxes');
 
   constructor(
-    private readonly db: Database,
+    private readonly rows: SandboxRepository,
     private readonly sandboxes: SandboxManager,
     private readonly quotas: QuotaService,
   ) {}
@@ -36,50 +36,45 @@ export class SandboxesService {
 
   /** The caller's sandbox; another tenant's answers 404. */
   async require(p: Principal, id: string): Promise<SandboxRow> {
-    const row = await this.db.prisma.sandbox.findFirst({ where: { id, tenantId: p.tenantId } });
+    const row = await this.rows.find(p, id);
     if (!row) throw sandboxNotFound(id);
     return row;
   }
 
   /** Creates the sandbox and starts its executor before answering, so it is usable at once. */
   async create(p: Principal, req: CreateSandboxRequest): Promise<SandboxRow> {
-    const row = await this.quotas.admitSandbox(p.tenantId, () => this.sandboxes.create(p.tenantId, { env: req.env, idleTimeoutSeconds: req.idle_timeout, ttlSeconds: req.ttl ?? null }));
-    await this.start(row.id);
+    const row = await this.quotas.admitSandbox(p.tenantId, () => this.sandboxes.create(p, { env: req.env, idleTimeoutSeconds: req.idle_timeout, ttlSeconds: req.ttl ?? null }));
+    await this.start(p, row.id);
     return this.require(p, row.id);
   }
 
   async resume(p: Principal, id: string): Promise<SandboxRow> {
     await this.require(p, id);
     await this.quotas.checkSandboxStart(p.tenantId, id);
-    await this.start(id);
+    await this.start(p, id);
     return this.require(p, id);
   }
 
   async pause(p: Principal, id: string): Promise<SandboxRow> {
-    await this.sandboxes.pause(await this.require(p, id));
+    await this.sandboxes.pause(p, await this.require(p, id));
     return this.require(p, id);
   }
 
   async remove(p: Principal, id: string): Promise<void> {
-    await this.sandboxes.destroy(await this.require(p, id));
+    await this.sandboxes.destroy(p, await this.require(p, id));
   }
 
   async list(p: Principal, q: { page_id?: string; limit: number; status?: string }) {
-    const where: Prisma.SandboxWhereInput = { tenantId: p.tenantId, ...(q.status ? { status: q.status } : {}) };
-    const startId = q.page_id ? parseUuid(q.page_id) : null;
-    if (startId) {
-      const start = await this.db.prisma.sandbox.findFirst({ where: { id: startId, tenantId: p.tenantId }, select: { createdAt: true } });
-      if (start) where.OR = [{ createdAt: { lt: start.createdAt } }, { createdAt: start.createdAt, id: { lte: startId } }];
-    }
-    const rows = await this.db.prisma.sandbox.findMany({ where, orderBy: [{ createdAt: 'desc' }, { id: 'desc' }], take: q.limit + 1 });
+    const rows = await this.rows.page(p, { status: q.status, startId: q.page_id ? parseUuid(q.page_id) : null, limit: q.limit });
     const more = rows.length > q.limit;
     return { rows: rows.slice(0, q.limit), nextPageId: more ? uuidHex(rows[q.limit].id) : null };
   }
 
-  private async start(id: string): Promise<void> {
+  private async start(p: Principal, id: string): Promise<void> {
     try {
-      await this.sandboxes.ensureRunning(id);
+      await this.sandboxes.ensureRunning(p, id);
     } catch (err) {
+      if (err instanceof SandboxNotFound) throw sandboxNotFound(id);
       this.logger.error(`sandbox ${id} did not start: ${(err as Error).message}`);
       throw new ServiceUnavailableException({ detail: `Sandbox ${id} could not be started: ${(err as Error).message}` });
     }

@@ -14,7 +14,7 @@ import {
   toValidationIssues,
 } from '@berth/contracts';
 import { Fernet, SecretDecryptError } from '@berth/crypto';
-import { Database, Prisma, TRANSACTION_OPTIONS } from '@berth/persistence';
+import { Prisma, SettingsRepository } from '@berth/persistence';
 import { z } from 'zod';
 import type { Principal } from '../common/tenant.decorator';
 import { ValidationFailed } from '../common/zod-validation.pipe';
@@ -54,13 +54,13 @@ export class SettingsService {
   readonly conversationForm = settingsFormOf('ConversationSettings', ConversationSettingsSchema);
 
   constructor(
-    private readonly db: Database,
+    private readonly rows: SettingsRepository,
     private readonly secrets: SettingsVault,
     private readonly profiles: LlmProfilesService,
   ) {}
 
   async get(p: Principal, exposure: SecretExposure): Promise<SettingsResponse> {
-    return this.view(await this.load(this.db.prisma, p.tenantId), exposure);
+    return this.view(this.parse(await this.rows.settings(p)), exposure);
   }
 
   /**
@@ -73,8 +73,8 @@ export class SettingsService {
     }
     // Berth keeps no agent profiles, so none can be made active.
     if (req.active_agent_profile_id) throw agentProfileNotFound(req.active_agent_profile_id);
-    const settings = await this.db.prisma.$transaction(async (tx) => {
-      const current = await this.loadForUpdate(tx, p.tenantId);
+    const settings = await this.rows.transaction(async (tx) => {
+      const current = this.parse(await tx.lockSettings(p));
       const next = { ...current };
       if (req.agent_settings_diff) next.agent = this.patchAgent(current.agent, req.agent_settings_diff);
       if (req.conversation_settings_diff) {
@@ -88,18 +88,14 @@ export class SettingsService {
           next.agent = { ...next.agent, llm: await this.profiles.storedLlm(tx, p, req.active_profile) };
         }
       }
-      await tx.tenantSettings.update({
-        where: { tenantId: p.tenantId },
-        data: {
-          agentSettings: next.agent as Prisma.InputJsonValue,
-          conversationSettings: next.conversation as Prisma.InputJsonValue,
-          miscSettings: next.misc as Prisma.InputJsonValue,
-          activeProfile: next.activeProfile,
-          updatedAt: new Date(),
-        },
+      await tx.updateSettings(p, {
+        agentSettings: next.agent as Prisma.InputJsonValue,
+        conversationSettings: next.conversation as Prisma.InputJsonValue,
+        miscSettings: next.misc as Prisma.InputJsonValue,
+        activeProfile: next.activeProfile,
       });
       return next;
-    }, TRANSACTION_OPTIONS);
+    });
     return this.view(settings, 'redacted');
   }
 
@@ -118,7 +114,7 @@ export class SettingsService {
   async revealSecret(p: Principal, value: string): Promise<string> {
     if (Fernet.looksEncrypted(value)) return this.secrets.open(value);
     if (value !== SECRET_MASK) return value;
-    const stored = (await this.load(this.db.prisma, p.tenantId)).agent.llm.api_key;
+    const stored = this.parse(await this.rows.settings(p)).agent.llm.api_key;
     if (stored === null) throw new SecretDecryptError('the masked api_key stands for no stored key');
     return this.secrets.open(stored);
   }
@@ -142,20 +138,12 @@ export class SettingsService {
   }
 
   /** The stored settings, defaults filled in (a tenant that never saved any has no row). */
-  private async load(db: Prisma.TransactionClient, tenantId: string): Promise<StoredSettings> {
-    const row = await db.tenantSettings.findUnique({ where: { tenantId } });
+  private parse(row: { agentSettings: unknown; conversationSettings: unknown; miscSettings: unknown; activeProfile: string | null } | null): StoredSettings {
     return {
       agent: AgentSettingsSchema.parse(row?.agentSettings ?? {}),
       conversation: ConversationSettingsSchema.parse(row?.conversationSettings ?? {}),
       misc: MiscSettingsSchema.parse(row?.miscSettings ?? {}),
       activeProfile: row?.activeProfile ?? null,
     };
-  }
-
-  /** As load, with the row created if missing and locked: concurrent changes take turns, none is lost. */
-  private async loadForUpdate(tx: Prisma.TransactionClient, tenantId: string): Promise<StoredSettings> {
-    await tx.$executeRaw`INSERT INTO "tenant_settings" ("tenant_id") VALUES (${tenantId}::uuid) ON CONFLICT DO NOTHING`;
-    await tx.$queryRaw`SELECT 1 FROM "tenant_settings" WHERE "tenant_id" = ${tenantId}::uuid FOR UPDATE`;
-    return this.load(tx, tenantId);
   }
 }

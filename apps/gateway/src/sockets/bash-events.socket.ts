@@ -1,5 +1,5 @@
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
-import { Database } from '@berth/persistence';
+import { Database, SandboxRepository } from '@berth/persistence';
 import { SANDBOX_TOKEN_HEADER } from '@berth/sandbox';
 import { WebSocket } from 'ws';
 import { ApiKeyService } from '../auth/api-key.service';
@@ -24,6 +24,7 @@ export class BashEventsSocket implements OnModuleInit {
     private readonly keys: ApiKeyService,
     private readonly socketAuth: SocketAuth,
     private readonly db: Database,
+    private readonly sandboxRows: SandboxRepository,
     private readonly workspace: WorkspaceProxyService,
     private readonly routing: WorkspaceRoutingService,
   ) {}
@@ -42,7 +43,7 @@ export class BashEventsSocket implements OnModuleInit {
     const authenticated = await this.socketAuth.authenticate(client, req);
     if (!authenticated || client.readyState !== WebSocket.OPEN) return;
     const principal: Principal = req.sandboxId ? { ...authenticated, sandboxId: req.sandboxId } : authenticated;
-    if (req.sandboxId && !(await this.keys.ownsSandbox(principal.tenantId, req.sandboxId))) {
+    if (req.sandboxId && !(await this.sandboxRows.exists(principal, req.sandboxId))) {
       client.close(NOT_FOUND, 'Sandbox not found');
       return;
     }
@@ -59,13 +60,13 @@ export class BashEventsSocket implements OnModuleInit {
     });
     upstream.on('message', (data, isBinary) => {
       if (client.readyState === WebSocket.OPEN) client.send(data, { binary: isBinary });
-      this.workspace.touch(sandboxId);
+      this.workspace.touch(principal, sandboxId);
     });
     client.on('message', (data) => {
       const frame = data.toString('utf8');
       if (upstream.readyState === WebSocket.OPEN) upstream.send(frame);
       else pending.push(frame);
-      this.workspace.touch(sandboxId);
+      this.workspace.touch(principal, sandboxId);
     });
     const closeBoth = (code: number, reason: string) => {
       const safe = code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 ? code : 1011;

@@ -88,7 +88,7 @@ export class EventsSocket implements OnModuleInit {
     ws.on('message', (data, isBinary) => void this.onFrame(ws, principal, id, isBinary ? null : data.toString('utf8')));
 
     // The first frame is the whole state: clients take it as "subscribed".
-    const current = await this.db.prisma.conversation.findUnique({ where: { id } });
+    const current = await this.conversations.find(principal, id);
     if (!current || ws.readyState !== WebSocket.OPEN) return;
     ws.send(JSON.stringify(stateUpdateEvent('full_state', toFullState(current, this.config.conversationsPath))));
     // Without a replay request only what happens from now on is sent.

@@ -52,7 +52,7 @@ export class WorkspaceProxyService {
       headers['content-length'] = String(Buffer.byteLength(body));
     }
     const upstream = await this.send(handle, request.method, parsed.pathname + parsed.search, headers, reply, body ?? request);
-    this.touch(sandboxId);
+    this.touch(p, sandboxId);
     reply.status(upstream.statusCode ?? 502);
     for (const name of FORWARDED_RESPONSE_HEADERS) {
       const value = upstream.headers[name];
@@ -87,7 +87,7 @@ export class WorkspaceProxyService {
         throw new NotFoundException({ detail: 'No index.html in directory' });
       }
     }
-    this.touch(sandboxId);
+    this.touch(p, sandboxId);
     if (upstream.statusCode !== 200) {
       reply.status(upstream.statusCode ?? 502).header('content-type', 'application/json');
       await reply.send(upstream);
@@ -122,10 +122,10 @@ export class WorkspaceProxyService {
   }
 
   /** Workspace calls keep the sandbox from being reaped; written at most every few seconds. */
-  touch(sandboxId: string): void {
+  touch(p: Principal, sandboxId: string): void {
     const now = Date.now();
     if (now - (this.touched.get(sandboxId) ?? 0) < TOUCH_EVERY_MS) return;
     this.touched.set(sandboxId, now);
-    void this.sandboxes.touch(sandboxId).catch(() => undefined);
+    void this.sandboxes.touch(p, sandboxId).catch(() => undefined);
   }
 }

@@ -1,0 +1,141 @@
+import { Database, TRANSACTION_OPTIONS } from './database';
+import { Prisma } from './generated/prisma/client';
+import type { Conversation as ConversationRow } from './generated/prisma/client';
+import type { TenantScope } from './tenant-scope';
+
+export type NewConversation = Omit<Prisma.ConversationUncheckedCreateInput, 'tenantId' | 'events' | 'webhookCursors'>;
+export type ConversationChange = Prisma.ConversationUpdateManyMutationInput;
+
+export interface ConversationPageRequest {
+  status?: string;
+  field: 'createdAt' | 'updatedAt';
+  dir: 'asc' | 'desc';
+  /** id of the first conversation of the page (unknown or another tenant's → from the start) */
+  startId: string | null;
+  limit: number;
+}
+
+/**
+ * The `conversations` table, always seen through a tenant (and, under `/sandboxes/{id}`, one of its
+ * sandboxes): another tenant's conversation is not found, not refused. Status changes are
+ * compare-and-set and say whether they applied.
+ */
+export class ConversationRepository {
+  constructor(
+    private readonly db: Database,
+    private readonly client: Prisma.TransactionClient = db.prisma,
+  ) {}
+
+  private where(scope: TenantScope, extra: Prisma.ConversationWhereInput = {}): Prisma.ConversationWhereInput {
+    return { ...extra, tenantId: scope.tenantId, ...(scope.sandboxId ? { sandboxId: scope.sandboxId } : {}) };
+  }
+
+  find(scope: TenantScope, id: string): Promise<ConversationRow | null> {
+    return this.client.conversation.findFirst({ where: this.where(scope, { id }) });
+  }
+
+  findMany(scope: TenantScope, ids: string[]): Promise<ConversationRow[]> {
+    return this.client.conversation.findMany({ where: this.where(scope, { id: { in: ids } }) });
+  }
+
+  /** A page in (sort column, id) order, one row more than `limit` when more follow (keyset paging). */
+  async page(scope: TenantScope, q: ConversationPageRequest): Promise<ConversationRow[]> {
+    const where = this.where(scope, q.status ? { executionStatus: q.status } : {});
+    const start = q.startId ? await this.client.conversation.findFirst({ where: this.where(scope, { id: q.startId }), select: { createdAt: true, updatedAt: true } }) : null;
+    if (start && q.startId) {
+      const v = start[q.field];
+      where.OR = [
+        { [q.field]: q.dir === 'desc' ? { lt: v } : { gt: v } },
+        { [q.field]: v, id: q.dir === 'desc' ? { lte: q.startId } : { gte: q.startId } },
+      ];
+    }
+    return this.client.conversation.findMany({ where, orderBy: [{ [q.field]: q.dir }, { id: q.dir }], take: q.limit + 1 });
+  }
+
+  count(scope: TenantScope, status?: string): Promise<number> {
+    return this.client.conversation.count({ where: this.where(scope, status ? { executionStatus: status } : {}) });
+  }
+
+  /** The tenant's conversations in one of its sandboxes (with that status). */
+  countInSandbox(scope: TenantScope, sandboxId: string, status?: string): Promise<number> {
+    return this.client.conversation.count({ where: { tenantId: scope.tenantId, sandboxId, ...(status ? { executionStatus: status } : {}) } });
+  }
+
+  /**
+   * Creates the conversation and runs `within` in the same transaction (its first events), all or
+   * nothing. A sandbox named in `data` must be the tenant's.
+   */
+  async create<T>(scope: TenantScope, data: NewConversation, within: (tx: Prisma.TransactionClient) => Promise<T>): Promise<T> {
+    return this.db.prisma.$transaction(async (tx) => {
+      if (data.sandboxId && !(await tx.sandbox.findFirst({ where: { id: data.sandboxId, tenantId: scope.tenantId }, select: { id: true } }))) {
+        throw new Error(`sandbox ${data.sandboxId} is not the tenant's`);
+      }
+      await tx.conversation.create({ data: { ...data, tenantId: scope.tenantId } });
+      return within(tx);
+    }, TRANSACTION_OPTIONS);
+  }
+
+  /** False when the tenant has no such conversation. */
+  async update(scope: TenantScope, id: string, data: ConversationChange): Promise<boolean> {
+    const { count } = await this.client.conversation.updateMany({ where: this.where(scope, { id }), data });
+    return count > 0;
+  }
+
+  /** Compare-and-set of the execution status (with other columns); true when it was in `from` and moved. */
+  async setStatus(scope: TenantScope, id: string, from: readonly string[], to: string, data: ConversationChange = {}): Promise<boolean> {
+    const { count } = await this.client.conversation.updateMany({
+      where: this.where(scope, { id, executionStatus: { in: [...from] } }),
+      data: { ...data, executionStatus: to },
+    });
+    return count > 0;
+  }
+
+  /**
+   * Read-modify-write under a row lock (merging secrets, adding usage): concurrent changes take
+   * turns. Null when the tenant has no such conversation.
+   */
+  async modify(scope: TenantScope, id: string, change: (row: ConversationRow) => ConversationChange): Promise<ConversationRow | null> {
+    return this.db.prisma.$transaction(async (tx) => {
+      const locked = await tx.$queryRaw<{ id: string }[]>`
+        SELECT "id"::text AS "id" FROM "conversations" WHERE "id" = ${id}::uuid AND "tenant_id" = ${scope.tenantId}::uuid FOR UPDATE`;
+      if (!locked.length) return null;
+      const row = await tx.conversation.findFirst({ where: this.where(scope, { id }) });
+      if (!row) return null;
+      return tx.conversation.update({ where: { id }, data: change(row) });
+    }, TRANSACTION_OPTIONS);
+  }
+
+  /** Gives a conversation without a sandbox the tenant's sandbox `sandboxId`; false when it has one already. */
+  async attachSandbox(scope: TenantScope, id: string, sandboxId: string): Promise<boolean> {
+    const attached = await this.client.$executeRaw`
+      UPDATE "conversations" SET "sandbox_id" = ${sandboxId}::uuid
+       WHERE "id" = ${id}::uuid AND "tenant_id" = ${scope.tenantId}::uuid AND "sandbox_id" IS NULL
+         AND EXISTS (SELECT 1 FROM "sandboxes" WHERE "id" = ${sandboxId}::uuid AND "tenant_id" = ${scope.tenantId}::uuid)`;
+    return attached > 0;
+  }
+
+  /** Deletes the conversation (its events go with it); the row as it was, or null when the tenant has none such. */
+  async remove(scope: TenantScope, id: string): Promise<ConversationRow | null> {
+    const row = await this.find(scope, id);
+    if (!row) return null;
+    const { count } = await this.client.conversation.deleteMany({ where: this.where(scope, { id }) });
+    return count ? row : null;
+  }
+
+  /** The tenant's conversation with the deepest working dir among `dirs` (the newest on a tie). */
+  async withWorkingDirIn(scope: TenantScope, dirs: string[]): Promise<{ id: string; sandboxId: string | null; workingDir: string } | null> {
+    const rows = await this.client.$queryRaw<{ id: string; sandbox_id: string | null; working_dir: string }[]>`
+      SELECT "id"::text AS "id", "sandbox_id"::text AS "sandbox_id", "workspace"->>'working_dir' AS "working_dir"
+        FROM "conversations"
+       WHERE "tenant_id" = ${scope.tenantId}::uuid AND ("workspace"->>'working_dir') = ANY(${dirs}::text[])
+         AND (${scope.sandboxId ?? null}::uuid IS NULL OR "sandbox_id" = ${scope.sandboxId ?? null}::uuid)
+       ORDER BY length("workspace"->>'working_dir') DESC, "updated_at" DESC
+       LIMIT 1`;
+    return rows[0] ? { id: rows[0].id, sandboxId: rows[0].sandbox_id, workingDir: rows[0].working_dir } : null;
+  }
+
+  /** System level, for the embedded worker's start: runs of every tenant cut short by the last shutdown. */
+  listRunningOfAllTenants(): Promise<{ id: string; tenantId: string }[]> {
+    return this.db.prisma.conversation.findMany({ where: { executionStatus: 'running' }, select: { id: true, tenantId: true } });
+  }
+}

@@ -1,0 +1,126 @@
+import { randomUUID } from 'node:crypto';
+import { Database, TRANSACTION_OPTIONS } from './database';
+import { Prisma } from './generated/prisma/client';
+import type { Sandbox as SandboxRow } from './generated/prisma/client';
+import type { TenantScope } from './tenant-scope';
+
+/** What a sandbox was made for (column `kind`). */
+export type SandboxKind = 'home' | 'conversation' | 'standalone';
+
+export interface NewSandboxRow {
+  driver: string;
+  kind: SandboxKind;
+  env?: Record<string, string>;
+  idleTimeoutSeconds?: number;
+  ttlSeconds?: number | null;
+}
+
+export interface SandboxPageRequest {
+  status?: string;
+  /** id of the first sandbox of the page (unknown or another tenant's → from the start) */
+  startId: string | null;
+  limit: number;
+}
+
+/**
+ * The `sandboxes` table, always seen through a tenant: another tenant's sandbox is not found. Ids
+ * are made here, at random — never taken from a client — so a new sandbox can never be an existing
+ * row of someone else. Status changes are compare-and-set and say whether they applied.
+ */
+export class SandboxRepository {
+  constructor(private readonly db: Database) {}
+
+  find(scope: TenantScope, id: string): Promise<SandboxRow | null> {
+    return this.db.prisma.sandbox.findFirst({ where: { id, tenantId: scope.tenantId } });
+  }
+
+  async exists(scope: TenantScope, id: string): Promise<boolean> {
+    return (await this.db.prisma.sandbox.count({ where: { id, tenantId: scope.tenantId } })) > 0;
+  }
+
+  /** Newest first, one row more than `limit` when more follow (keyset paging on created_at, id). */
+  async page(scope: TenantScope, q: SandboxPageRequest): Promise<SandboxRow[]> {
+    const where: Prisma.SandboxWhereInput = { tenantId: scope.tenantId, ...(q.status ? { status: q.status } : {}) };
+    const start = q.startId ? await this.db.prisma.sandbox.findFirst({ where: { id: q.startId, tenantId: scope.tenantId }, select: { createdAt: true } }) : null;
+    if (start && q.startId) where.OR = [{ createdAt: { lt: start.createdAt } }, { createdAt: start.createdAt, id: { lte: q.startId } }];
+    return this.db.prisma.sandbox.findMany({ where, orderBy: [{ createdAt: 'desc' }, { id: 'desc' }], take: q.limit + 1 });
+  }
+
+  /** A new row with a fresh random id, status `starting`. */
+  create(scope: TenantScope, spec: NewSandboxRow, client: Prisma.TransactionClient = this.db.prisma): Promise<SandboxRow> {
+    return client.sandbox.create({
+      data: {
+        id: randomUUID(),
+        tenantId: scope.tenantId,
+        driver: spec.driver,
+        kind: spec.kind,
+        status: 'starting',
+        env: (spec.env ?? {}) as Prisma.InputJsonValue,
+        ...(spec.idleTimeoutSeconds !== undefined ? { idleTimeoutSeconds: spec.idleTimeoutSeconds } : {}),
+        ttlSeconds: spec.ttlSeconds ?? null,
+      },
+    });
+  }
+
+  /** The tenant's home sandbox, or null before its first use (or after it was deleted). */
+  findHome(scope: TenantScope): Promise<SandboxRow | null> {
+    return this.db.prisma.sandbox.findFirst({ where: { tenantId: scope.tenantId, kind: 'home' }, orderBy: { createdAt: 'asc' } });
+  }
+
+  /** The tenant's home, made if it has none; concurrent first calls take turns on the tenant's row and make one. */
+  async findOrCreateHome(scope: TenantScope, driver: string): Promise<SandboxRow> {
+    return (
+      (await this.findHome(scope)) ??
+      this.db.prisma.$transaction(async (tx) => {
+        await tx.$queryRaw`SELECT 1 FROM "tenants" WHERE "id" = ${scope.tenantId}::uuid FOR UPDATE`;
+        const existing = await tx.sandbox.findFirst({ where: { tenantId: scope.tenantId, kind: 'home' }, orderBy: { createdAt: 'asc' } });
+        return existing ?? this.create(scope, { driver, kind: 'home' }, tx);
+      }, TRANSACTION_OPTIONS)
+    );
+  }
+
+  /** The executor runs: its address and (sealed) handle are stored, its idle clock restarts. False when the row is gone. */
+  async markRunning(scope: TenantScope, id: string, url: string, handle: Prisma.InputJsonValue): Promise<boolean> {
+    const now = new Date();
+    const { count } = await this.db.prisma.sandbox.updateMany({
+      where: { id, tenantId: scope.tenantId },
+      data: { status: 'running', url, handle, updatedAt: now, lastActivityAt: now },
+    });
+    return count > 0;
+  }
+
+  /** Sets the status — only from one of `from` when given (compare-and-set); true when it applied. */
+  async setStatus(scope: TenantScope, id: string, to: string, from?: readonly string[]): Promise<boolean> {
+    const { count } = await this.db.prisma.sandbox.updateMany({
+      where: { id, tenantId: scope.tenantId, ...(from ? { status: { in: [...from] } } : {}) },
+      data: { status: to, updatedAt: new Date() },
+    });
+    return count > 0;
+  }
+
+  async touch(scope: TenantScope, id: string): Promise<void> {
+    await this.db.prisma.sandbox.updateMany({ where: { id, tenantId: scope.tenantId }, data: { lastActivityAt: new Date() } });
+  }
+
+  /** Deletes the row (its bash events go with it; its conversations lose their sandbox); false when the tenant has none such. */
+  async remove(scope: TenantScope, id: string): Promise<boolean> {
+    const { count } = await this.db.prisma.sandbox.deleteMany({ where: { id, tenantId: scope.tenantId } });
+    return count > 0;
+  }
+
+  /** System level, for the reaper: sandboxes of every tenant, least recently active first. */
+  listForSweep(limit: number): Promise<SandboxRow[]> {
+    return this.db.prisma.sandbox.findMany({ orderBy: { lastActivityAt: 'asc' }, take: limit });
+  }
+
+  /**
+   * System level, for the event recorder's hook (the conversation id comes from an event the server
+   * stored): the sandbox of that conversation counts as active.
+   */
+  async touchOfConversation(conversationId: string): Promise<void> {
+    await this.db.prisma.$executeRaw`
+      UPDATE "sandboxes" s SET "last_activity_at" = now()
+        FROM "conversations" c
+       WHERE c."id" = ${conversationId}::uuid AND s."id" = c."sandbox_id" AND s."tenant_id" = c."tenant_id"`;
+  }
+}

@@ -1,0 +1,93 @@
+import { Database, TRANSACTION_OPTIONS } from './database';
+import { Prisma } from './generated/prisma/client';
+import type { LlmProfile as LlmProfileRow, TenantSettings as TenantSettingsRow } from './generated/prisma/client';
+import type { TenantScope } from './tenant-scope';
+
+export type SettingsChange = Pick<Prisma.TenantSettingsUpdateInput, 'agentSettings' | 'conversationSettings' | 'miscSettings' | 'activeProfile'>;
+
+/**
+ * A tenant's settings row, secrets store and LLM profiles; every method takes the tenant. Work that
+ * must be all or nothing runs in `transaction`, which hands out a repository bound to it.
+ */
+export class SettingsRepository {
+  constructor(
+    private readonly db: Database,
+    private readonly client: Prisma.TransactionClient = db.prisma,
+  ) {}
+
+  transaction<T>(work: (tx: SettingsRepository) => Promise<T>): Promise<T> {
+    return this.db.prisma.$transaction((tx) => work(new SettingsRepository(this.db, tx)), TRANSACTION_OPTIONS);
+  }
+
+  /** The stored settings, or null when the tenant never saved any. */
+  settings(scope: TenantScope): Promise<TenantSettingsRow | null> {
+    return this.client.tenantSettings.findUnique({ where: { tenantId: scope.tenantId } });
+  }
+
+  /** As `settings`, the row made if missing and locked until the transaction ends: concurrent changes take turns. */
+  async lockSettings(scope: TenantScope): Promise<TenantSettingsRow> {
+    await this.client.$executeRaw`INSERT INTO "tenant_settings" ("tenant_id") VALUES (${scope.tenantId}::uuid) ON CONFLICT DO NOTHING`;
+    await this.client.$queryRaw`SELECT 1 FROM "tenant_settings" WHERE "tenant_id" = ${scope.tenantId}::uuid FOR UPDATE`;
+    return this.client.tenantSettings.findUniqueOrThrow({ where: { tenantId: scope.tenantId } });
+  }
+
+  async updateSettings(scope: TenantScope, change: SettingsChange): Promise<void> {
+    await this.client.tenantSettings.update({ where: { tenantId: scope.tenantId }, data: { ...change, updatedAt: new Date() } });
+  }
+
+  listSecrets(scope: TenantScope): Promise<{ name: string; description: string | null }[]> {
+    return this.client.tenantSecret.findMany({ where: { tenantId: scope.tenantId }, orderBy: { name: 'asc' }, select: { name: true, description: true } });
+  }
+
+  /** The sealed value, or null when the tenant has no secret of that name. */
+  async secretValue(scope: TenantScope, name: string): Promise<string | null> {
+    const row = await this.client.tenantSecret.findUnique({ where: { tenantId_name: { tenantId: scope.tenantId, name } }, select: { value: true } });
+    return row?.value ?? null;
+  }
+
+  async putSecret(scope: TenantScope, name: string, sealedValue: string, description: string | null): Promise<void> {
+    const data = { value: sealedValue, description };
+    await this.client.tenantSecret.upsert({
+      where: { tenantId_name: { tenantId: scope.tenantId, name } },
+      create: { tenantId: scope.tenantId, name, ...data },
+      update: { ...data, updatedAt: new Date() },
+    });
+  }
+
+  async removeSecret(scope: TenantScope, name: string): Promise<boolean> {
+    const { count } = await this.client.tenantSecret.deleteMany({ where: { tenantId: scope.tenantId, name } });
+    return count > 0;
+  }
+
+  listProfiles(scope: TenantScope): Promise<LlmProfileRow[]> {
+    return this.client.llmProfile.findMany({ where: { tenantId: scope.tenantId }, orderBy: { name: 'asc' } });
+  }
+
+  profile(scope: TenantScope, name: string): Promise<LlmProfileRow | null> {
+    return this.client.llmProfile.findUnique({ where: { tenantId_name: { tenantId: scope.tenantId, name } } });
+  }
+
+  countProfiles(scope: TenantScope): Promise<number> {
+    return this.client.llmProfile.count({ where: { tenantId: scope.tenantId } });
+  }
+
+  async putProfile(scope: TenantScope, name: string, llm: Prisma.InputJsonValue): Promise<void> {
+    await this.client.llmProfile.upsert({
+      where: { tenantId_name: { tenantId: scope.tenantId, name } },
+      create: { tenantId: scope.tenantId, name, llm },
+      update: { llm, updatedAt: new Date() },
+    });
+  }
+
+  /** Deletes the profile (idempotent); it stops being the active one. Call within a transaction. */
+  async removeProfile(scope: TenantScope, name: string): Promise<void> {
+    await this.client.llmProfile.deleteMany({ where: { tenantId: scope.tenantId, name } });
+    await this.client.tenantSettings.updateMany({ where: { tenantId: scope.tenantId, activeProfile: name }, data: { activeProfile: null } });
+  }
+
+  /** Renames the profile; the active pointer follows. Call within a transaction. */
+  async renameProfile(scope: TenantScope, name: string, newName: string): Promise<void> {
+    await this.client.llmProfile.update({ where: { tenantId_name: { tenantId: scope.tenantId, name } }, data: { name: newName, updatedAt: new Date() } });
+    await this.client.tenantSettings.updateMany({ where: { tenantId: scope.tenantId, activeProfile: name }, data: { activeProfile: newName } });
+  }
+}
