@@ -30,7 +30,7 @@ const PING_INTERVAL_MS = 30_000;
 @Injectable()
 export class WsRouter implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('WsRouter');
-  private readonly routes: { match: MatchFunction<Record<string, string>>; handler: SocketHandler }[] = [];
+  private readonly routes: { pattern: string; match: MatchFunction<Record<string, string>>; handler: SocketHandler }[] = [];
   private readonly wss: WebSocketServer;
   private server?: Server;
   private pinger?: NodeJS.Timeout;
@@ -44,7 +44,12 @@ export class WsRouter implements OnApplicationBootstrap, BeforeApplicationShutdo
   }
 
   register(pattern: string, handler: SocketHandler): void {
-    this.routes.push({ match: match<Record<string, string>>(pattern, { decode: decodeURIComponent }), handler });
+    this.routes.push({ pattern, match: match<Record<string, string>>(pattern, { decode: decodeURIComponent }), handler });
+  }
+
+  /** The registered socket paths (the auth matrix walks them all). */
+  get patterns(): string[] {
+    return this.routes.map((r) => r.pattern);
   }
 
   onApplicationBootstrap(): void {

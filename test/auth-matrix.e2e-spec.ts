@@ -1,0 +1,189 @@
+import { randomUUID } from 'node:crypto';
+import { WsRouter } from '../apps/gateway/src/sockets/ws-router';
+import { api, SocketClient, STORAGES, TestServer, useServer } from './support/server';
+import { expectNothingOf, makeTenantWorld, TenantWorld } from './support/tenants';
+
+const KEY = 'matrix-server-key';
+const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
+
+/**
+ * Who may call a route, by path prefix (first match wins). A route no rule covers fails the suite:
+ * a new route must be classified here.
+ */
+type Access = 'public' | 'tenant' | 'admin';
+const ACCESS: { match: RegExp; access: Access }[] = [
+  // Admin keys only (tenant keys → 401/403).
+  { match: /^\/api\/admin(\/|$)/, access: 'admin' },
+  // Documented as open: probes, server details, the API docs.
+  { match: /^\/(alive|health|ready|server_info|openapi\.json)?$/, access: 'public' },
+  { match: /^\/docs(\/|$)/, access: 'public' },
+  { match: /^\/api\//, access: 'tenant' },
+];
+
+/**
+ * Where another tenant's id is "not found" in a way other than 404, as OpenHands answers an unknown
+ * one (contract §3, §11.6), and routes whose object is named by a path the caller's own routing
+ * resolves (a foreign path is no path of the caller's: 400).
+ */
+const FOREIGN_STATUS: Record<string, number> = {
+  'DELETE /api/conversations/:conversation_id': 400,
+  'POST /api/conversations/:conversation_id/pause': 400,
+  'POST /api/conversations/:conversation_id/interrupt': 400,
+  // Clear-text secret values are for the server's own keys only: a tenant key gets 403 for any name.
+  'GET /api/settings/secrets/:name': 403,
+  // Idempotent, as OpenHands: deletes nothing of the other tenant's (checked below).
+  'DELETE /api/profiles/:name': 200,
+};
+
+/** Request bodies that pass validation, so the answer is the route's own. */
+const BODIES: Record<string, unknown> = {
+  'PATCH /api/conversations/:conversation_id': { title: 'taken' },
+  'POST /api/conversations/:conversation_id/secrets': { secrets: { X: 'y' } },
+  'POST /api/conversations/:conversation_id/confirmation_policy': { policy: { kind: 'NeverConfirm' } },
+  'POST /api/conversations/:conversation_id/events': { role: 'user', content: [{ type: 'text', text: 'hi' }] },
+  'POST /api/conversations/:conversation_id/events/respond_to_confirmation': { accept: false },
+  'POST /api/profiles/:name': { llm: { model: 'stolen' }, include_secrets: false },
+  'POST /api/profiles/:name/rename': { new_name: 'stolen' },
+  'POST /api/profiles/:name/validate': { llm: { model: 'm' } },
+};
+
+interface Route {
+  method: string;
+  path: string;
+}
+
+/** Every route Fastify serves, read from its router's tree (one tree per method, segments joined). */
+function registeredRoutes(server: TestServer): Route[] {
+  const fastify = server.app.getHttpAdapter().getInstance();
+  const out: Route[] = [];
+  for (const method of METHODS) {
+    const tree = fastify.printRoutes({ method });
+    const stack: string[] = [];
+    for (const line of tree.split('\n')) {
+      const m = /^((?:[│ ] {3}|[├└]── |\s{4})*?)(?:[├└]── )(.*?)(?: \(([^)]*)\))?$/.exec(line.replace(/\u2502/g, '│'));
+      if (!m) continue;
+      const depth = [...m[1]].length / 4;
+      stack.length = depth;
+      stack.push(m[2]);
+      if (m[3]?.split(', ').includes(method)) out.push({ method, path: stack.join('') });
+    }
+  }
+  return out;
+}
+
+function accessOf(path: string): Access | undefined {
+  return ACCESS.find((rule) => rule.match.test(path))?.access;
+}
+
+/** The route with tenant A's real objects in its path, or null when it names none of A's. */
+function withForeignIds(route: Route, a: TenantWorld, id: (kind: 'conversation' | 'sandbox' | 'event' | 'name' | 'command') => string): string | null {
+  let named = false;
+  let path = route.path.replace(/:([a-z_]+)/g, (_, param: string) => {
+    named = true;
+    if (param === 'conversation_id') return id('conversation');
+    if (param === 'sandbox_id') return id('sandbox');
+    if (param === 'event_id') return id('event');
+    if (param === 'name') return id('name');
+    named = false;
+    return 'x';
+  });
+  if (!path.endsWith('*')) return named ? path : null;
+  const base = path.slice(0, -1);
+  if (base.endsWith('/workspace/')) return `${base}a_file`;
+  if (base === '/api/bash/') return `${base}bash_events/${id('command')}`;
+  if (base === '/api/file/') return `${base}download?path=${encodeURIComponent(`${a.homeRoot}/a_file`)}`;
+  if (base === '/api/git/') return `${base}changes?path=${encodeURIComponent(a.workingDir)}`;
+  path = `${base}x`;
+  return named ? path : null;
+}
+
+describe.each(STORAGES)('auth matrix: every route and socket, without a key and with another tenant\'s ids (%s)', (storage) => {
+  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY });
+  let a: TenantWorld;
+  let b: TenantWorld;
+  let routes: Route[];
+
+  beforeAll(async () => {
+    a = await makeTenantWorld(ctx.server);
+    b = await makeTenantWorld(ctx.server);
+    routes = registeredRoutes(ctx.server);
+  }, 120_000);
+
+  it('classifies every registered route', () => {
+    expect(routes.length).toBeGreaterThan(50);
+    for (const p of ['/api/conversations/:conversation_id', '/api/sandboxes/:sandbox_id', '/api/settings/secrets/:name', '/api/file/*', '/health']) {
+      expect(routes.map((r) => r.path)).toContain(p);
+    }
+    expect(routes.filter((r) => !accessOf(r.path)).map((r) => `${r.method} ${r.path}`)).toEqual([]);
+  });
+
+  it('answers 401 without a key, at the top level and under /sandboxes/{id}, except the public routes', async () => {
+    for (const route of routes) {
+      const path = withForeignIds(route, a, (kind) => (kind === 'name' ? a.secretName : randomUUID())) ?? route.path.replace(/:[a-z_]+/g, 'x').replace(/\*$/, 'x');
+      const access = accessOf(route.path);
+      for (const prefix of ['', `/sandboxes/${a.sandboxId}`]) {
+        const res = await api(ctx.server, route.method, prefix + path, { body: BODIES[`${route.method} ${route.path}`] ?? (route.method === 'GET' ? undefined : {}) });
+        if (access === 'public') expect({ route: `${route.method} ${prefix}${path}`, status: res.status }).not.toEqual({ route: `${route.method} ${prefix}${path}`, status: 401 });
+        else expect({ route: `${route.method} ${prefix}${path}`, status: res.status }).toEqual({ route: `${route.method} ${prefix}${path}`, status: 401 });
+      }
+    }
+  });
+
+  it("answers tenant B with tenant A's ids as with ids that exist nowhere: 404 (or the documented not-found answer)", async () => {
+    let checked = 0;
+    for (const route of routes) {
+      const access = accessOf(route.path);
+      const key = `${route.method} ${route.path}`;
+      const body = BODIES[key] ?? (route.method === 'GET' ? undefined : {});
+      const foreignPath = withForeignIds(route, a, (kind) =>
+        ({ conversation: a.conversationId, sandbox: a.sandboxId, event: a.eventId, command: a.commandId, name: route.path.startsWith('/api/profiles') ? a.profileName : a.secretName })[kind],
+      );
+      if (access === 'admin') {
+        const res = await api(ctx.server, route.method, foreignPath ?? route.path, { key: b.key, body });
+        expect([401, 403]).toContain(res.status);
+        continue;
+      }
+      if (access !== 'tenant') continue;
+      if (foreignPath) {
+        const foreign = await api(ctx.server, route.method, foreignPath, { key: b.key, body });
+        const expected = FOREIGN_STATUS[key] ?? (route.path.startsWith('/api/file/') || route.path.startsWith('/api/git/') ? 400 : 404);
+        expect({ route: key, status: foreign.status }).toEqual({ route: key, status: expected });
+        expectNothingOf(a, key, JSON.stringify(foreign.body));
+        checked++;
+      } else if (route.method === 'GET') {
+        // No id of A's in the path: B's answer is B's own and shows nothing of A's.
+        const own = await api(ctx.server, route.method, route.path, { key: b.key });
+        expectNothingOf(a, key, JSON.stringify(own.body));
+      }
+      // Under another tenant's sandbox prefix every tenant route is "not found".
+      const prefixed = await api(ctx.server, route.method, `/sandboxes/${a.sandboxId}${foreignPath ?? route.path.replace(/\*$/, 'x')}`, { key: b.key, body });
+      expect({ route: `/sandboxes/{A}${key}`, status: prefixed.status }).toEqual({ route: `/sandboxes/{A}${key}`, status: 404 });
+      expect(prefixed.body).toEqual({ detail: `Sandbox not found: ${a.sandboxId}` });
+    }
+    expect(checked).toBeGreaterThan(20);
+    // Nothing B did changed anything of A's.
+    const mine = (await api(ctx.server, 'GET', `/api/conversations/${a.conversationId}`, { key: a.key })).body;
+    expect(mine.title).not.toBe('taken');
+    expect((await api(ctx.server, 'GET', `/api/sandboxes/${a.sandboxId}`, { key: a.key })).body.status).toBe('running');
+    expect((await api(ctx.server, 'GET', `/api/profiles/${a.profileName}`, { key: a.key })).status).toBe(200);
+    expect((await api(ctx.server, 'GET', '/api/settings/secrets', { key: a.key })).body.secrets.map((s: { name: string }) => s.name)).toContain(a.secretName);
+  });
+
+  it('closes every socket with 4001 without a key and 4004 on another tenant\'s ids', async () => {
+    const patterns = ctx.server.app.get(WsRouter).patterns;
+    expect(patterns.sort()).toEqual(['/sockets/bash-events', '/sockets/events/:conversation_id']);
+    for (const pattern of patterns) {
+      const path = pattern.replace(':conversation_id', a.conversationId);
+      for (const prefix of ['', `/sandboxes/${a.sandboxId}`]) {
+        const anonymous = new SocketClient(`${ctx.server.wsUrl}${prefix}${path}`);
+        anonymous.send({ type: 'auth', session_api_key: 'wrong' });
+        expect({ url: prefix + path, code: await anonymous.waitClosed() }).toEqual({ url: prefix + path, code: 4001 });
+        // Without a conversation id, the top-level bash socket is the caller's own home.
+        if (!prefix && !pattern.includes(':')) continue;
+        const foreign = new SocketClient(`${ctx.server.wsUrl}${prefix}${path}?session_api_key=${b.key}&resend_mode=all`);
+        expect({ url: prefix + path, code: await foreign.waitClosed() }).toEqual({ url: prefix + path, code: 4004 });
+        expectNothingOf(a, prefix + path, JSON.stringify(foreign.frames));
+      }
+    }
+  });
+});
