@@ -15,7 +15,7 @@ const ACCESS: { match: RegExp; access: Access }[] = [
   // Admin keys only (tenant keys → 401/403).
   { match: /^\/api\/admin(\/|$)/, access: 'admin' },
   // Documented as open: probes, server details, the API docs.
-  { match: /^\/(alive|health|ready|server_info|openapi\.json)?$/, access: 'public' },
+  { match: /^\/(alive|health|ready|server_info|openapi\.json|openapi\.yaml|favicon\.ico)?$/, access: 'public' },
   { match: /^\/docs(\/|$)/, access: 'public' },
   { match: /^\/api\//, access: 'tenant' },
 ];
@@ -31,6 +31,8 @@ const FOREIGN_STATUS: Record<string, number> = {
   'POST /api/conversations/:conversation_id/interrupt': 400,
   // Clear-text secret values are for the server's own keys only: a tenant key gets 403 for any name.
   'GET /api/settings/secrets/:name': 403,
+  // Names are per tenant: the same name makes B's own profile (dropped again at once; A's is checked below).
+  'POST /api/profiles/:name': 201,
   // Idempotent, as OpenHands: deletes nothing of the other tenant's (checked below).
   'DELETE /api/profiles/:name': 200,
 };
@@ -45,6 +47,8 @@ const BODIES: Record<string, unknown> = {
   'POST /api/profiles/:name': { llm: { model: 'stolen' }, include_secrets: false },
   'POST /api/profiles/:name/rename': { new_name: 'stolen' },
   'POST /api/profiles/:name/validate': { llm: { model: 'm' } },
+  // OpenHands' batch read takes a JSON list in a GET body.
+  'GET /api/conversations/:conversation_id/events': ['f'.repeat(32)],
 };
 
 interface Route {
@@ -90,7 +94,8 @@ function withForeignIds(route: Route, a: TenantWorld, id: (kind: 'conversation' 
   if (!path.endsWith('*')) return named ? path : null;
   const base = path.slice(0, -1);
   if (base.endsWith('/workspace/')) return `${base}a_file`;
-  if (base === '/api/bash/') return `${base}bash_events/${id('command')}`;
+  // A's bash command by id; a command run in a folder of A's (the body names it); clearing names nothing.
+  if (base === '/api/bash/') return { GET: `${base}bash_events/${id('command')}`, POST: `${base}execute_bash_command` }[route.method] ?? null;
   if (base === '/api/file/') return `${base}download?path=${encodeURIComponent(`${a.homeRoot}/a_file`)}`;
   if (base === '/api/git/') return `${base}changes?path=${encodeURIComponent(a.workingDir)}`;
   path = `${base}x`;
@@ -134,7 +139,7 @@ describe.each(STORAGES)('auth matrix: every route and socket, without a key and 
     for (const route of routes) {
       const access = accessOf(route.path);
       const key = `${route.method} ${route.path}`;
-      const body = BODIES[key] ?? (route.method === 'GET' ? undefined : {});
+      const body = key === 'POST /api/bash/*' ? { cwd: a.homeRoot, command: 'cat a_file' } : (BODIES[key] ?? (route.method === 'GET' ? undefined : {}));
       const foreignPath = withForeignIds(route, a, (kind) =>
         ({ conversation: a.conversationId, sandbox: a.sandboxId, event: a.eventId, command: a.commandId, name: route.path.startsWith('/api/profiles') ? a.profileName : a.secretName })[kind],
       );
@@ -146,10 +151,13 @@ describe.each(STORAGES)('auth matrix: every route and socket, without a key and 
       if (access !== 'tenant') continue;
       if (foreignPath) {
         const foreign = await api(ctx.server, route.method, foreignPath, { key: b.key, body });
-        const expected = FOREIGN_STATUS[key] ?? (route.path.startsWith('/api/file/') || route.path.startsWith('/api/git/') ? 400 : 404);
+        // A path in A's home or working dir is no path of B's: the routing refuses it (400).
+        const byPath = route.path.startsWith('/api/file/') || route.path.startsWith('/api/git/') || key === 'POST /api/bash/*';
+        const expected = FOREIGN_STATUS[key] ?? (byPath ? 400 : 404);
         expect({ route: key, status: foreign.status }).toEqual({ route: key, status: expected });
-        expectNothingOf(a, key, JSON.stringify(foreign.body));
+        expectNothingOf(a, key, JSON.stringify(foreign.body), [a.conversationId, a.sandboxId, a.eventId, a.commandId, a.profileName, a.secretName, a.homeRoot, a.workingDir]);
         checked++;
+        if (key === 'POST /api/profiles/:name') await api(ctx.server, 'DELETE', foreignPath, { key: b.key });
       } else if (route.method === 'GET') {
         // No id of A's in the path: B's answer is B's own and shows nothing of A's.
         const own = await api(ctx.server, route.method, route.path, { key: b.key });
@@ -165,7 +173,7 @@ describe.each(STORAGES)('auth matrix: every route and socket, without a key and 
     const mine = (await api(ctx.server, 'GET', `/api/conversations/${a.conversationId}`, { key: a.key })).body;
     expect(mine.title).not.toBe('taken');
     expect((await api(ctx.server, 'GET', `/api/sandboxes/${a.sandboxId}`, { key: a.key })).body.status).toBe('running');
-    expect((await api(ctx.server, 'GET', `/api/profiles/${a.profileName}`, { key: a.key })).status).toBe(200);
+    expect((await api(ctx.server, 'GET', `/api/profiles/${a.profileName}`, { key: a.key })).body.config.model).toMatch(/^profile-model-/);
     expect((await api(ctx.server, 'GET', '/api/settings/secrets', { key: a.key })).body.secrets.map((s: { name: string }) => s.name)).toContain(a.secretName);
   });
 
@@ -176,13 +184,14 @@ describe.each(STORAGES)('auth matrix: every route and socket, without a key and 
       const path = pattern.replace(':conversation_id', a.conversationId);
       for (const prefix of ['', `/sandboxes/${a.sandboxId}`]) {
         const anonymous = new SocketClient(`${ctx.server.wsUrl}${prefix}${path}`);
+        await anonymous.open();
         anonymous.send({ type: 'auth', session_api_key: 'wrong' });
         expect({ url: prefix + path, code: await anonymous.waitClosed() }).toEqual({ url: prefix + path, code: 4001 });
         // Without a conversation id, the top-level bash socket is the caller's own home.
         if (!prefix && !pattern.includes(':')) continue;
         const foreign = new SocketClient(`${ctx.server.wsUrl}${prefix}${path}?session_api_key=${b.key}&resend_mode=all`);
         expect({ url: prefix + path, code: await foreign.waitClosed() }).toEqual({ url: prefix + path, code: 4004 });
-        expectNothingOf(a, prefix + path, JSON.stringify(foreign.frames));
+        expectNothingOf(a, prefix + path, JSON.stringify(foreign.frames), [a.conversationId, a.sandboxId]);
       }
     }
   });

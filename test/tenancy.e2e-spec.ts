@@ -25,7 +25,7 @@ describe.each(STORAGES)('tenancy: one tenant cannot reach another (%s)', (storag
     const absent = await asB(method, path(missing), body);
     expect({ route: `${method} ${path(':id')}`, status: foreign.status }).toEqual({ route: `${method} ${path(':id')}`, status: absent.status });
     expect(JSON.stringify(foreign.body).split(foreignId).join('ID')).toBe(JSON.stringify(absent.body).split(missing).join('ID'));
-    expectNothingOf(a, `${method} ${path(':id')}`, JSON.stringify(foreign.body));
+    expectNothingOf(a, `${method} ${path(':id')}`, JSON.stringify(foreign.body), [foreignId, a.eventId]);
     return foreign;
   }
 
@@ -53,15 +53,16 @@ describe.each(STORAGES)('tenancy: one tenant cannot reach another (%s)', (storag
       const ran = await asB('POST', '/api/bash/execute_bash_command', { cwd: '/', command: 'cat a_file; ls' });
       expect(ran.status).toBe(200);
       expectNothingOf(a, 'a command in the hijacking conversation', JSON.stringify(ran.body));
-      expect(ran.body.stdout).not.toContain('secret');
+      expect(JSON.stringify(ran.body)).not.toContain('secret');
       const info = (await asB('GET', `/api/conversations/${target}`)).body;
       expect(info.sandbox_id).toEqual(expect.any(String));
       expect(info.sandbox_id).not.toBe(target);
       expect((await asB('DELETE', `/api/conversations/${target}`)).status).toBe(200);
     }
-    for (const id of [a.homeId, a.sandboxId, a.conversationSandboxId]) {
-      expect((await asA('GET', `/api/sandboxes/${id}`)).body.status).toBe('running');
-      expect((await asA('POST', `/sandboxes/${id}/api/bash/execute_bash_command`, { command: 'cat a_file' })).body.stdout).toMatch(/secret-/);
+    for (const id of [a.homeId, a.sandboxId, a.conversationSandboxId]) expect((await asA('GET', `/api/sandboxes/${id}`)).body.status).toBe('running');
+    expect((await asA('POST', `/sandboxes/${a.sandboxId}/api/bash/execute_bash_command`, { command: 'cat a_file' })).body.stdout).toMatch(/sandbox-secret-/);
+    for (const cwd of [a.homeRoot, a.workingDir]) {
+      expect((await asA('POST', '/api/bash/execute_bash_command', { cwd, command: 'cat a_file' })).body.stdout).toMatch(/(home|conversation)-secret-/);
     }
   });
 
