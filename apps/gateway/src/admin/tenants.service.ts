@@ -3,7 +3,7 @@ import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import { parseUuid, QUOTA_FIELDS, utcTimestamp } from '@berth/contracts';
 import type { TenantQuotas } from '@berth/contracts';
-import { Database, DEFAULT_TENANT_ID, Prisma } from '@berth/persistence';
+import { Database, DEFAULT_TENANT_ID, Prisma, tenantScope } from '@berth/persistence';
 import { SandboxManager } from '@berth/sandbox';
 import { randomUUID } from 'node:crypto';
 import { effectiveLimits } from '../quotas/quota.service';
@@ -98,7 +98,7 @@ export class TenantsService {
     await this.db.prisma.apiKey.deleteMany({ where: { tenantId: id } });
     await this.epoch.bump();
     for (const sandbox of await this.db.prisma.sandbox.findMany({ where: { tenantId: id } })) {
-      await this.sandboxes.destroy(sandbox).catch((err: Error) => this.logger.error(`could not destroy sandbox ${sandbox.id} of tenant ${id}: ${err.message}`));
+      await this.sandboxes.destroy(tenantScope(id), sandbox).catch((err: Error) => this.logger.error(`could not destroy sandbox ${sandbox.id} of tenant ${id}: ${err.message}`));
     }
     await this.db.prisma.tenant.deleteMany({ where: { id } });
     await this.epoch.bump();

@@ -2,7 +2,6 @@ import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { Database, SandboxRepository } from '@berth/persistence';
 import { SANDBOX_TOKEN_HEADER } from '@berth/sandbox';
 import { WebSocket } from 'ws';
-import { ApiKeyService } from '../auth/api-key.service';
 import type { Principal } from '../common/tenant.decorator';
 import { WorkspaceProxyService } from '../workspace/workspace-proxy.service';
 import { WorkspaceRoutingService } from '../workspace/workspace-routing.service';
@@ -21,7 +20,6 @@ export class BashEventsSocket implements OnModuleInit {
 
   constructor(
     private readonly router: WsRouter,
-    private readonly keys: ApiKeyService,
     private readonly socketAuth: SocketAuth,
     private readonly db: Database,
     private readonly sandboxRows: SandboxRepository,
