@@ -73,11 +73,6 @@ export class ApiKeyService {
     return this.isOpen ? { tenantId: DEFAULT_TENANT_ID, keyId: 'open' } : null;
   }
 
-  /** Whether the sandbox exists and belongs to the tenant (another tenant's is "not found"). */
-  async ownsSandbox(tenantId: string, sandboxId: string): Promise<boolean> {
-    const row = await this.db.prisma.sandbox.findFirst({ where: { id: sandboxId, tenantId }, select: { id: true } });
-    return row !== null;
-  }
 
   private async lookupStoredKey(key: string): Promise<Principal | null> {
     const hash = sha256Hex(key);
