@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import { Database } from '@berth/persistence';
-import { SANDBOX_TOKEN_HEADER } from '@berth/sandbox';
+import { executorWebSocketUrl, SANDBOX_TOKEN_HEADER } from '@berth/sandbox';
 import { WebSocket } from 'ws';
 import { ApiKeyService } from '../auth/api-key.service';
 import type { Principal } from '../common/tenant.decorator';
@@ -52,7 +52,7 @@ export class BashEventsSocket implements OnModuleInit {
     const { sandboxId, handle } = await this.routing.route(principal, null);
     const query = new URLSearchParams(req.query);
     query.delete('session_api_key');
-    const upstream = new WebSocket(`${handle.url.replace(/^http/, 'ws')}/sockets/bash-events?${query}`, {
+    const upstream = new WebSocket(executorWebSocketUrl(handle.url, `/sockets/bash-events?${query}`), {
       headers: { [SANDBOX_TOKEN_HEADER]: handle.token },
     });
     const pending: string[] = [];
