@@ -1,7 +1,7 @@
 import { ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { close, createWriteStream, existsSync, readdirSync } from 'node:fs';
-import { chmod, chown, lchown, lstat, mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { createWriteStream, existsSync, readdirSync } from 'node:fs';
+import { chmod, chown, FileHandle, lchown, lstat, mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { createServer, Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -329,7 +329,7 @@ export class LocalSandboxDriver extends SandboxDriver {
     const label = id ? `executor of sandbox ${id}` : 'pooled executor';
     let child: ChildProcess | undefined;
     let jail: { init: number; egress?: number } | undefined;
-    const opened: number[] = [];
+    const opened: FileHandle[] = [];
     try {
       const listenFd = (listener as unknown as { _handle: { fd: number } })._handle.fd;
       if (this.isolation === 'none') {
@@ -345,7 +345,7 @@ export class LocalSandboxDriver extends SandboxDriver {
       child?.kill('SIGKILL');
       throw err instanceof SandboxError ? err : new SandboxError(`${label} did not start: ${(err as Error).message}`);
     } finally {
-      for (const fd of opened) await closeFd(fd);
+      for (const file of opened) await file.close();
       await log.close();
       // The child holds the socket now; our copy goes (libuv unlinks the name it bound, which listenOn has moved away).
       listener.close();
@@ -399,7 +399,7 @@ export class LocalSandboxDriver extends SandboxDriver {
     spec: { name: string; root: string; network: SandboxNetwork },
     env: Record<string, string>,
     [logFd, listenFd]: [number, number],
-    opened: number[],
+    opened: FileHandle[],
   ): Promise<{ child: ChildProcess }> {
     const uid = sandboxUid(spec.name, this.uidBase);
     if (uid !== null) {
@@ -409,15 +409,15 @@ export class LocalSandboxDriver extends SandboxDriver {
     const ids = uid === null ? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 } : { uid, gid: uid };
     const extra: number[] = [];
     const fdOf = async (path: string): Promise<number> => {
-      const handle = await open(path, 'r');
-      opened.push(handle.fd);
-      extra.push(handle.fd);
+      const file = await open(path, 'r');
+      opened.push(file);
+      extra.push(file.fd);
       return 6 + extra.length - 1;
     };
     const rootFd = await fdOf(spec.root);
     const code = projectRoot();
     const codeFds: Array<[number, string]> = [];
-    for (const path of codePaths(code)) codeFds.push([await fdOf(path), path]);
+    for (const path of codePaths(code, this.executorEntry)) codeFds.push([await fdOf(path), path]);
     const dataFds: Array<[number, string]> = [];
     const scratch = join(this.sandboxesDir, SOCKETS_DIR, `etc-${newToken().slice(0, 12)}`);
     for (const [path, text] of Object.entries(etcFiles(ids.uid, ids.gid, spec.root, spec.network))) {
@@ -584,8 +584,10 @@ function bubblewrapProblem(uidBase: number): string | null {
 }
 
 /** What of the project a jail sees: dist/, node_modules/, package.json and each lib's index.js and package.json (node_modules/@berth links there). */
-function codePaths(code: string): string[] {
+function codePaths(code: string, entry: string): string[] {
   const paths = CODE_PATHS.map((path) => join(code, path)).filter((path) => existsSync(path));
+  // An executor entry of its own (tests give one) is bound too.
+  if (!paths.some((path) => entry.startsWith(`${path}/`))) paths.push(entry);
   const libs = join(code, 'libs');
   for (const lib of existsSync(libs) ? readdirSync(libs) : []) {
     for (const file of ['index.js', 'package.json']) if (existsSync(join(libs, lib, file))) paths.push(join(libs, lib, file));
@@ -658,10 +660,6 @@ function diskUsage(root: string): Promise<number | null> {
       resolve(Number.isFinite(bytes) && stdout ? bytes : err ? null : null);
     });
   });
-}
-
-function closeFd(fd: number): Promise<void> {
-  return new Promise<void>((resolve) => close(fd, () => resolve()));
 }
 
 function handleOf(executor: Executor): LocalSandboxHandle {
