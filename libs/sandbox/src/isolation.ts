@@ -249,7 +249,10 @@ function writable(dir: string): boolean {
  */
 export function startEgress(pid: number, logFd: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    const slirp = spawn(SLIRP4NETNS, ['--configure', '--mtu=65520', '--disable-host-loopback', '--enable-seccomp', '--ready-fd=3', String(pid), 'tap0'], {
+    // As root it enters the namespace by path, joining no user namespace: bwrap's --disable-userns
+    // makes a nested one, and joining that would leave no right over the network namespace.
+    const target = process.getuid?.() === 0 ? ['--netns-type=path', `/proc/${pid}/ns/net`] : [String(pid)];
+    const slirp = spawn(SLIRP4NETNS, ['--configure', '--mtu=65520', '--disable-host-loopback', '--enable-seccomp', '--ready-fd=3', ...target, 'tap0'], {
       stdio: ['ignore', logFd, logFd, 'pipe'],
       detached: true,
     });

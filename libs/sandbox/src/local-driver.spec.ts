@@ -10,7 +10,8 @@ import { BerthConfig, ConfigModule } from '@berth/config';
 import { CryptoModule } from '@berth/crypto';
 import { PersistenceModule } from '@berth/persistence';
 import { QueueModule } from '@berth/queue';
-import { request } from 'node:http';
+import { once } from 'node:events';
+import { createServer, request } from 'node:http';
 import { ExecutorClient, executorRequestOptions } from './executor-client';
 import { BWRAP } from './isolation';
 import { LocalSandboxDriver } from './local-driver';
@@ -252,6 +253,40 @@ describe('LocalSandboxDriver', () => {
     await writeFile(script, "console.error('cannot open the workspace'); process.exit(3);");
     const driver = newDriver({ executorEntry: script });
     await expect(driver.provision({ id: randomUUID() })).rejects.toThrow(/code 3.*cannot open the workspace/s);
+  });
+
+  it('gives a sandbox asking for egress a way out (slirp4netns) that never reaches the host loopback, and ends it with the sandbox', async () => {
+    const host = createServer((_req, res) => res.end('host service')).listen(0, '127.0.0.1');
+    await once(host, 'listening');
+    try {
+      const port = (host.address() as { port: number }).port;
+      const driver = newDriver();
+      const handle = await driver.provision({ id: randomUUID(), network: 'egress' });
+      expect(handle.egress).toEqual(expect.any(Number));
+      const run = async (command: string) => (await callExecutor(handle, 'POST', '/api/bash/execute_bash_command', { command, cwd: handle.root, timeout: 20 })).body.stdout as string;
+      // An interface with a default route (no traffic is sent: a test sends none beyond loopback).
+      const routes = await run('cat /proc/net/route');
+      expect(routes).toMatch(/^tap0\s+00000000\s/m);
+      expect(await run('cat /etc/resolv.conf')).toContain('nameserver');
+      expect(await run(`timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/${port}' 2>/dev/null && echo OPEN || echo CLOSED`)).toContain('CLOSED');
+      // Without egress: loopback only.
+      const closed = await driver.provision({ id: randomUUID() });
+      expect(closed.egress).toBeUndefined();
+      const links = (await callExecutor(closed, 'POST', '/api/bash/execute_bash_command', { command: 'cat /proc/net/route; cat /proc/net/dev', cwd: closed.root })).body.stdout;
+      expect(links).not.toContain('tap0');
+      await driver.destroy(handle);
+      await until(() => !alive(handle.egress!));
+    } finally {
+      host.close();
+    }
+  });
+
+  it('stops a sandbox whose folder grows over its disk limit', async () => {
+    const driver = newDriver({ limits: { diskBytes: 3 * 1024 * 1024 }, diskCheckIntervalMs: 200 });
+    const handle = await driver.provision({ id: randomUUID() });
+    await callExecutor(handle, 'POST', '/api/bash/execute_bash_command', { command: 'head -c 2000000 /dev/zero > a; head -c 2000000 /dev/zero > b', cwd: handle.root });
+    await until(async () => (await driver.status(handle)) === 'error', 'the disk check to stop the sandbox');
+    expect(alive(handle.pid)).toBe(false);
   });
 
   it('keeps no warm pool with isolation on (a jail is mounted for one sandbox before its id is known)', async () => {
