@@ -284,6 +284,8 @@ function parentOf(pid: number): number | null {
 
 /** The host pids of `pid`'s children (bwrap's init inside the namespace has the executor as its one child). */
 export function childrenOf(pid: number): number[] {
+  // Forked right after it, the child's pid is almost always among the next few: no walk of /proc.
+  for (let next = pid + 1; next <= pid + 16; next++) if (parentOf(next) === pid) return [next];
   const out: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (/^\d+$/.test(entry) && parentOf(Number(entry)) === pid) out.push(Number(entry));

@@ -1,5 +1,5 @@
 import { ChildProcess, execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync, readdirSync } from 'node:fs';
 import { chmod, chown, FileHandle, lchown, lstat, mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { createServer, Server } from 'node:net';
@@ -61,6 +61,7 @@ const SOCKETS_DIR = '.sockets';
 const LOGS_DIR = '.logs';
 const POOL_REFILL_DELAY_MS = 1000;
 const DEFAULT_DISK_CHECK_MS = 30_000;
+const MAX_SOCKET_PATH = 107;
 /** The executor's code a jail sees read-only, relative to the project root (not the root itself: the data dir defaults to ./workspace in it). */
 const CODE_PATHS = ['dist', 'node_modules', 'package.json'];
 
@@ -135,6 +136,10 @@ export class LocalSandboxDriver extends SandboxDriver {
     } else {
       this.logger.warn('BERTH_SANDBOX_ISOLATION=none: SANDBOXES ARE NOT ISOLATED. Code in a sandbox runs as this server\'s user and can read its files, environment and every other sandbox. Development only.');
       this.cgroups = SandboxCgroups.none();
+    }
+    // A unix socket's path has at most 107 bytes (a longer one is silently cut by the kernel's sockaddr).
+    if (Buffer.byteLength(this.socketOf(randomUUID())) > MAX_SOCKET_PATH) {
+      throw new SandboxError(`the data dir ${options.dataDir} is too long a path for executor sockets (at most ${MAX_SOCKET_PATH - 61} bytes)`);
     }
     this.warmPoolSize = options.warmPoolSize ?? 0;
     const diskEvery = options.diskCheckIntervalMs ?? DEFAULT_DISK_CHECK_MS;
@@ -602,7 +607,8 @@ function codePaths(code: string, entry: string): string[] {
 async function listenOn(path: string): Promise<Server> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   await chmod(dirname(path), 0o700);
-  const temporary = `${path}.${randomBytes(6).toString('hex')}`;
+  // Short: a unix socket's path has at most 107 bytes.
+  const temporary = join(dirname(path), `t-${randomBytes(6).toString('hex')}`);
   const server = createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
