@@ -7,6 +7,9 @@
  * (BERTH_WARM_POOL_SIZE=0), ≤ 30 ms with a warm pool of pre-started executors (BERTH_WARM_POOL_SIZE=2,
  * sandboxes asked for BENCH_POOL_GAP_MS apart — default 1500 — so the pool has refilled: the steady
  * state of a service whose sandboxes are not all created in one burst).
+ * Isolation: cold starts with bubblewrap (BERTH_SANDBOX_ISOLATION=bwrap, the default) and without
+ * (none), and the ratio of their p50s (target ≤ 1.2: what bwrap costs). The warm pool runs with
+ * isolation none: isolated sandboxes start cold (a jail's mounts are fixed before its sandbox is known).
  */
 const fs = require('node:fs');
 const path = require('node:path');
@@ -21,9 +24,12 @@ const API_KEY = 'bench-key';
 const AUTH = { 'X-Session-API-Key': API_KEY };
 const WARM_UP = 5;
 const SCENARIOS = [
-  { name: 'cold', poolSize: '0', gapMs: 0, targetP50Ms: 150 },
-  { name: 'warm pool', poolSize: '2', gapMs: Number(process.env.BENCH_POOL_GAP_MS || 1500), targetP50Ms: 30 },
+  { name: 'cold, isolated', isolation: 'bwrap', poolSize: '0', gapMs: 0, targetP50Ms: 150 },
+  { name: 'cold, unisolated', isolation: 'none', poolSize: '0', gapMs: 0, targetP50Ms: 150 },
+  { name: 'warm pool, unisolated', isolation: 'none', poolSize: '2', gapMs: Number(process.env.BENCH_POOL_GAP_MS || 1500), targetP50Ms: 30 },
 ];
+/** Isolated cold start p50 over unisolated: at most this. */
+const TARGET_ISOLATION_RATIO = 1.2;
 
 
 async function benchMode(ctx, mode, scenario, count) {
@@ -43,6 +49,7 @@ async function benchMode(ctx, mode, scenario, count) {
     BERTH_DATA_DIR: dataDir,
     BERTH_REAPER_INTERVAL_MS: '0',
     BERTH_WARM_POOL_SIZE: scenario.poolSize,
+    BERTH_SANDBOX_ISOLATION: scenario.isolation,
     ...store.env,
   });
   const berth = spawnNode(`berth[${mode}]`, main, { args: ['--host', HOST, '--port', String(port)], env, cwd: ctx.root });
@@ -104,12 +111,19 @@ async function benchMode(ctx, mode, scenario, count) {
   });
   // One Berth at a time: the next scenario measures on an otherwise idle machine.
   await berth.stop();
+  return t.p50;
 }
 
 async function run(ctx) {
   const count = Number(process.env.BENCH_SANDBOXES || 100);
   for (const mode of ctx.options.storage) {
-    for (const scenario of SCENARIOS) await benchMode(ctx, mode, scenario, count);
+    const p50 = {};
+    for (const scenario of SCENARIOS) p50[scenario.name] = await benchMode(ctx, mode, scenario, count);
+    const [isolated, unisolated] = [p50['cold, isolated'], p50['cold, unisolated']];
+    if (isolated === undefined || unisolated === undefined) continue;
+    const ratio = isolated / unisolated;
+    ctx.log(`  [${mode}] isolation cost: cold p50 ${ms(isolated)} ms isolated vs ${ms(unisolated)} ms unisolated = ${ratio.toFixed(2)}×`);
+    ctx.report({ bench: BENCH, storage: mode, target: `isolated cold p50 ≤ ${TARGET_ISOLATION_RATIO}× unisolated`, measured: `${ratio.toFixed(2)}×`, ok: ratio <= TARGET_ISOLATION_RATIO });
   }
 }
 

@@ -100,8 +100,9 @@ describe.each(STORAGES)('sandboxes: runtime API and the /sandboxes/{id} surface 
   });
 });
 
-describe.each(STORAGES)('sandboxes from the warm pool (%s)', (storage) => {
-  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY, BERTH_WARM_POOL_SIZE: '2' }, KEY);
+// The warm pool serves unisolated sandboxes only (an isolated one's jail is mounted once its id is known).
+describe.each(STORAGES)('sandboxes from the warm pool (isolation none, %s)', (storage) => {
+  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY, BERTH_WARM_POOL_SIZE: '2', BERTH_SANDBOX_ISOLATION: 'none' }, KEY);
 
   it('get an executor started before they were asked for, and work as any other', async () => {
     const driver = ctx.server.app.get(SandboxDriver) as LocalSandboxDriver;

@@ -1,5 +1,5 @@
 import { isAbsolute } from 'node:path';
-import { ConfigError, loadConfig } from './config';
+import { ConfigError, ExecutorConfig, loadConfig } from './config';
 import { HttpError } from './errors';
 import { Executor } from './executor';
 import { createDormantExecutorServer, createExecutorServer, executorHandlers } from './server';
@@ -11,11 +11,13 @@ import { createDormantExecutorServer, createExecutorServer, executorHandlers } f
  *
  * Environment: BERTH_SANDBOX_TOKEN (required), BERTH_SANDBOX_ROOT (required; every path a tool
  * touches stays under it), BERTH_SANDBOX_ENV_NAMES (the variables its shells see),
- * BERTH_EXECUTOR_PORT (0 = any free port; 127.0.0.1 only), BERTH_TERMINAL_NO_OUTPUT_TIMEOUT_MS
+ * BERTH_EXECUTOR_LISTEN_FD (an inherited listening socket to serve on: the local driver's unix
+ * socket, made by the driver where the sandbox cannot reach it) or else BERTH_EXECUTOR_PORT (0 = any
+ * free port; 127.0.0.1 only: a standalone executor), BERTH_TERMINAL_NO_OUTPUT_TIMEOUT_MS
  * (30000), BERTH_TERMINAL_MAX_WAIT_MS (300000), BERTH_MAX_BODY_BYTES (10 MiB). With
  * BERTH_EXECUTOR_DORMANT=1 it starts without a root, as a member of the warm pool, and takes one
  * (and the sandbox's variables) from `POST /api/init`. Once listening it prints one line,
- * `{"executor":"ready","port":N}`, which the sandbox driver reads. SIGTERM kills every shell's
+ * `{"executor":"ready","port":N}` (no port on an inherited socket), which the sandbox driver reads. SIGTERM kills every shell's
  * process group and exits 0.
  */
 function main(): void {
@@ -41,12 +43,12 @@ function main(): void {
         process.chdir(config.root);
         return executorHandlers(config, executor);
       });
-      listen(server, staging.port);
+      listen(server, staging.listen);
     } else {
       const config = loadConfig();
       executor = new Executor(config);
       server = createExecutorServer(config, executor);
-      listen(server, config.port);
+      listen(server, config.listen);
     }
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
@@ -81,16 +83,19 @@ function initEnv(body: unknown): Record<string, string> {
   return { ...variables, BERTH_SANDBOX_ROOT: root, BERTH_SANDBOX_ENV_NAMES: Object.keys(variables).join(',') };
 }
 
-function listen(server: ReturnType<typeof createExecutorServer>, port: number): void {
+function listen(server: ReturnType<typeof createExecutorServer>, on: ExecutorConfig['listen']): void {
   server.on('error', (err) => {
     console.error(`berth executor: cannot listen: ${err.message}`);
     process.exit(1);
   });
-  server.listen(port, '127.0.0.1', () => {
-    const address = server.address() as { port: number };
-    // The driver reads the port from this first line.
-    process.stdout.write(`${JSON.stringify({ executor: 'ready', port: address.port })}\n`);
-  });
+  const ready = () => {
+    const address = server.address();
+    // The driver reads this first line (and the port, when it gave none).
+    const port = typeof address === 'object' && address !== null ? address.port : undefined;
+    process.stdout.write(`${JSON.stringify({ executor: 'ready', port })}\n`);
+  };
+  if ('fd' in on) server.listen({ fd: on.fd }, ready);
+  else server.listen(on.port, '127.0.0.1', ready);
 }
 
 main();

@@ -26,6 +26,31 @@ describe('loadConfig', () => {
     expect(config.conversationsPath).toBe('workspace/conversations');
   });
 
+  describe('sandbox isolation', () => {
+    it('isolates with bwrap, no network and bounded resources by default', () => {
+      const config = loadConfig({}, []);
+      expect(config).toMatchObject({ sandboxIsolation: 'bwrap', sandboxNetwork: 'none', sandboxUidBase: 100_000 });
+      expect(config.sandboxLimits).toEqual({
+        memoryBytes: 2048 * 1024 * 1024,
+        processes: 512,
+        openFiles: 4096,
+        cpuSeconds: 3600,
+        fileSizeBytes: 2048 * 1024 * 1024,
+        diskBytes: 10_240 * 1024 * 1024,
+      });
+    });
+
+    it('reads the mode, the network, the uid base and the limits (0 = none), and refuses others', () => {
+      const config = loadConfig({ BERTH_SANDBOX_ISOLATION: 'none', BERTH_SANDBOX_NETWORK: 'egress', BERTH_SANDBOX_UID_BASE: '200000', BERTH_SANDBOX_MEMORY_MB: '0', BERTH_SANDBOX_PROCESSES: '64' }, []);
+      expect(config).toMatchObject({ sandboxIsolation: 'none', sandboxNetwork: 'egress', sandboxUidBase: 200_000 });
+      expect(config.sandboxLimits).toMatchObject({ memoryBytes: 0, processes: 64 });
+      expect(() => loadConfig({ BERTH_SANDBOX_ISOLATION: 'docker' }, [])).toThrow(ConfigError);
+      expect(() => loadConfig({ BERTH_SANDBOX_NETWORK: 'host' }, [])).toThrow(ConfigError);
+      expect(() => loadConfig({ BERTH_SANDBOX_UID_BASE: '0' }, [])).toThrow(ConfigError);
+      expect(() => loadConfig({ BERTH_SANDBOX_PROCESSES: '-1' }, [])).toThrow(ConfigError);
+    });
+  });
+
   describe('host and port', () => {
     it('reads --host H --port P', () => {
       const config = loadConfig({}, ['--host', '0.0.0.0', '--port', '9001']);

@@ -69,10 +69,36 @@ export interface BerthConfig {
   reaperIntervalMs: number;
   /** executors each process keeps started for the next new sandboxes (0 = start them on demand) */
   warmPoolSize: number;
+  /** How the local driver confines a sandbox: `bwrap` (namespaces, own uid, limits) or `none` (a plain child process). */
+  sandboxIsolation: SandboxIsolationMode;
+  /** A sandbox's network unless its spec says otherwise: `none` (own loopback only) or `egress` (outside, never the host). */
+  sandboxNetwork: SandboxNetwork;
+  /** First host uid of sandboxes when the server runs as root (each sandbox gets base + hash(id) mod 2^24). */
+  sandboxUidBase: number;
+  sandboxLimits: SandboxLimits;
   logLevel: string;
   /** DEBUG: 5xx bodies carry the stack trace, as OpenHands does. */
   debug: boolean;
   webhooks: WebhookSpec[];
+}
+
+export type SandboxIsolationMode = 'bwrap' | 'none';
+export type SandboxNetwork = 'none' | 'egress';
+
+/** What one sandbox may use (0 = no limit). */
+export interface SandboxLimits {
+  /** memory of all its processes (cgroup, where the machine has one) */
+  memoryBytes: number;
+  /** its processes and threads (cgroup pids, and RLIMIT_NPROC when it has its own uid) */
+  processes: number;
+  /** open files per process (RLIMIT_NOFILE) */
+  openFiles: number;
+  /** CPU seconds per process (RLIMIT_CPU) */
+  cpuSeconds: number;
+  /** largest file a process may write (RLIMIT_FSIZE) */
+  fileSizeBytes: number;
+  /** its folder's disk usage; over it the sandbox is stopped */
+  diskBytes: number;
 }
 
 export class ConfigError extends Error {}
@@ -169,6 +195,16 @@ function parseWebhookJson(json: string): Record<string, unknown>[] {
   return parsed as Record<string, unknown>[];
 }
 
+const MIB = 1024 * 1024;
+
+/** One of `choices`, the first being the default. */
+function readChoice<T extends string>(env: Env, name: string, choices: readonly T[]): T {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return choices[0];
+  if (!(choices as readonly string[]).includes(raw)) throw new ConfigError(`${name} must be one of ${choices.join(', ')} (got ${JSON.stringify(raw)})`);
+  return raw as T;
+}
+
 function readFlag(env: Env, name: string): boolean {
   return ['1', 'TRUE', 'YES'].includes((env[name] ?? '').toUpperCase());
 }
@@ -240,6 +276,17 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     runStallMs: readInt(env, 'BERTH_RUN_STALL_MS', 30_000, 500),
     reaperIntervalMs: readInt(env, 'BERTH_REAPER_INTERVAL_MS', 30_000, 0),
     warmPoolSize: readInt(env, 'BERTH_WARM_POOL_SIZE', 2, 0, 100),
+    sandboxIsolation: readChoice(env, 'BERTH_SANDBOX_ISOLATION', ['bwrap', 'none'] as const),
+    sandboxNetwork: readChoice(env, 'BERTH_SANDBOX_NETWORK', ['none', 'egress'] as const),
+    sandboxUidBase: readInt(env, 'BERTH_SANDBOX_UID_BASE', 100_000, 1000, 2 ** 31 - 2 ** 24 - 1),
+    sandboxLimits: {
+      memoryBytes: readInt(env, 'BERTH_SANDBOX_MEMORY_MB', 2048, 0) * MIB,
+      processes: readInt(env, 'BERTH_SANDBOX_PROCESSES', 512, 0),
+      openFiles: readInt(env, 'BERTH_SANDBOX_OPEN_FILES', 4096, 0),
+      cpuSeconds: readInt(env, 'BERTH_SANDBOX_CPU_SECONDS', 3600, 0),
+      fileSizeBytes: readInt(env, 'BERTH_SANDBOX_FILE_SIZE_MB', 2048, 0) * MIB,
+      diskBytes: readInt(env, 'BERTH_SANDBOX_DISK_MB', 10_240, 0) * MIB,
+    },
     logLevel: env.LOG_LEVEL ?? 'info',
     debug: readFlag(env, 'DEBUG'),
     webhooks: readWebhooks(env),

@@ -1,10 +1,36 @@
+import { request as httpRequest, RequestOptions } from 'node:http';
+
 /** The header that carries a sandbox's token to its executor. */
 export const SANDBOX_TOKEN_HEADER = 'x-sandbox-token';
 
-/** Where an executor listens and the token it accepts (a `SandboxHandle` is one). */
+/**
+ * Where an executor listens and the token it accepts (a `SandboxHandle` is one). `url` is
+ * `unix:<socket path>` (the local driver's executors: no TCP port) or `http://host:port`.
+ */
 export interface ExecutorAddress {
   url: string;
   token: string;
+}
+
+const UNIX_PREFIX = 'unix:';
+
+/** The executor's unix socket, or null for an http:// address. */
+export function executorSocket(url: string): string | null {
+  return url.startsWith(UNIX_PREFIX) ? url.slice(UNIX_PREFIX.length) : null;
+}
+
+/** node:http options for `pathAndQuery` (starting with `/`) at an executor's address. */
+export function executorRequestOptions(url: string, pathAndQuery: string): RequestOptions {
+  const socketPath = executorSocket(url);
+  if (socketPath) return { socketPath, path: pathAndQuery, host: 'sandbox' };
+  const base = new URL(url);
+  return { protocol: base.protocol, hostname: base.hostname, port: base.port, path: `${base.pathname.replace(/\/+$/, '')}${pathAndQuery}` };
+}
+
+/** The `ws` library's address of a WebSocket path at an executor (`ws+unix:<socket>:<path>` for a socket). */
+export function executorWebSocketUrl(url: string, pathAndQuery: string): string {
+  const socketPath = executorSocket(url);
+  return socketPath ? `ws+unix:${socketPath}:${pathAndQuery}` : `${url.replace(/\/+$/, '').replace(/^http/, 'ws')}${pathAndQuery}`;
 }
 
 /** One tool call, as `POST /api/tools/execute` takes it. */
@@ -44,14 +70,12 @@ const TOKEN_PROBE_PATH = '/api/token-probe';
 
 /** Calls one sandbox's executor with its token. */
 export class ExecutorClient {
-  private readonly base: string;
   private readonly timeoutMs: number;
 
   constructor(
     private readonly address: ExecutorAddress,
     options: { timeoutMs?: number } = {},
   ) {
-    this.base = address.url.replace(/\/+$/, '');
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
@@ -79,6 +103,11 @@ export class ExecutorClient {
     await this.call('POST', '/api/init', { root, env }, options);
   }
 
+  /** What goes on in the sandbox (the idle clock's question). */
+  activity(options: ExecutorCallOptions = {}): Promise<Record<string, unknown>> {
+    return this.call('GET', '/api/activity', undefined, options) as Promise<Record<string, unknown>>;
+  }
+
   /** `mkdir -p` inside the sandbox (idempotent). */
   async createDirectory(path: string, options: ExecutorCallOptions = {}): Promise<void> {
     await this.call('POST', `/api/file/create_directory?path=${encodeURIComponent(path)}`, undefined, options);
@@ -96,11 +125,10 @@ export class ExecutorClient {
     const headers: Record<string, string> = { [SANDBOX_TOKEN_HEADER]: this.address.token, accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     try {
-      const res = await fetch(`${this.base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
-      const text = await res.text();
-      const parsed = parseJson(text);
-      if (!res.ok) {
-        const detail = parsed !== undefined && typeof parsed === 'object' && parsed !== null && 'detail' in parsed ? parsed.detail : parsed ?? text;
+      const res = await send(executorRequestOptions(this.address.url, path), method, headers, body === undefined ? undefined : JSON.stringify(body), signal);
+      const parsed = parseJson(res.text);
+      if (res.status < 200 || res.status > 299) {
+        const detail = parsed !== undefined && typeof parsed === 'object' && parsed !== null && 'detail' in parsed ? parsed.detail : parsed ?? res.text;
         throw new ExecutorError(res.status, detail);
       }
       return parsed;
@@ -114,6 +142,20 @@ export class ExecutorClient {
   }
 }
 
+/** One request over node:http (fetch cannot reach a unix socket); the body is read whole. */
+function send(options: RequestOptions, method: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ ...options, method, headers, signal }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 function parseJson(text: string): unknown {
   try {
     return text ? JSON.parse(text) : undefined;
@@ -122,8 +164,8 @@ function parseJson(text: string): unknown {
   }
 }
 
-/** fetch hides the socket error (ECONNREFUSED, …) in `cause`. */
+/** The socket error's code (ECONNREFUSED, ENOENT, …) where there is one. */
 function errorText(err: unknown): string {
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ?? cause?.message ?? (err as Error).message ?? String(err);
+  const { code, message } = err as { code?: string; message?: string };
+  return code ?? message ?? String(err);
 }

@@ -4,3 +4,4 @@ export * from './local-driver';
 export * from './sandbox.module';
 export * from './sandbox-manager';
 export * from './sandbox-reaper';
+export * from './isolation';

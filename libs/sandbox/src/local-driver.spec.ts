@@ -1,7 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, statSync } from 'node:fs';
-import { mkdir, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Test } from '@nestjs/testing';
@@ -10,7 +10,10 @@ import { BerthConfig, ConfigModule } from '@berth/config';
 import { CryptoModule } from '@berth/crypto';
 import { PersistenceModule } from '@berth/persistence';
 import { QueueModule } from '@berth/queue';
-import { ExecutorClient } from './executor-client';
+import { once } from 'node:events';
+import { createServer, request } from 'node:http';
+import { ExecutorClient, executorRequestOptions } from './executor-client';
+import { BWRAP } from './isolation';
 import { LocalSandboxDriver } from './local-driver';
 import { SandboxDriverFixture, describeSandboxDriverContract } from './sandbox-driver.contract';
 import { SandboxDriver, SandboxHandle } from './sandbox-driver';
@@ -45,6 +48,8 @@ async function executorsIn(root: string): Promise<number[]> {
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
+      // bwrap (the jail's outer process and its init) carries the environment on to the executor: not an executor itself.
+      if ((await readlink(`/proc/${entry}/exe`)) === BWRAP) continue;
       if ((await readFile(`/proc/${entry}/environ`, 'utf8')).split('\0').includes(`BERTH_SANDBOX_ROOT=${root}`)) pids.push(Number(entry));
     } catch {
       // Gone meanwhile, or not ours to read.
@@ -66,6 +71,26 @@ async function pooledIn(dataDir: string): Promise<number[]> {
     }
   }
   return pids;
+}
+
+/** One call to an executor at its handle's address (a unix socket): status and JSON body. */
+function callExecutor(handle: SandboxHandle, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { 'x-sandbox-token': handle.token, 'content-type': 'application/json' };
+    const req = request({ ...executorRequestOptions(handle.url, path), method, headers }, (res) => {
+      let text = '';
+      res.on('data', (chunk) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode!, body: text ? JSON.parse(text) : undefined }));
+    });
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+/** Files the host writes into a sandbox's folder belong to the sandbox's uid, as its own would. */
+async function chownLike(root: string, path: string): Promise<void> {
+  const { uid, gid } = statSync(root);
+  for (let p = path; p.startsWith(`${root}/`); p = dirname(p)) await chown(p, uid, gid);
 }
 
 function tempDataDir(): string {
@@ -90,6 +115,7 @@ async function localFixture(options: { dataDir?: string } = {}): Promise<Sandbox
       const file = join(rootOf(handle), path);
       await mkdir(dirname(file), { recursive: true });
       await writeFile(file, content);
+      await chownLike(rootOf(handle), file);
     },
     readFile: (handle, path) => readFile(join(rootOf(handle), path), 'utf8').catch(() => undefined),
     storageExists: async (handle) => existsSync(rootOf(handle)),
@@ -120,16 +146,29 @@ describe('LocalSandboxDriver', () => {
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  it('runs the executor in <dataDir>/sandboxes/<id> (mode 0700), logging its stderr in .berth/executor.log', async () => {
+  it('runs the executor in <dataDir>/sandboxes/<id> (mode 0700) on a unix socket of the driver, logging its stderr in the private .logs', async () => {
     const driver = newDriver();
     const id = randomUUID();
     const handle = await driver.provision({ id });
     const root = join(dataDir, 'sandboxes', id);
-    expect(handle).toEqual({ driver: 'local', id, url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), token: expect.any(String), root, pid: expect.any(Number) });
+    const socket = join(dataDir, 'sandboxes', '.sockets', `${id}.sock`);
+    expect(handle).toEqual({ driver: 'local', id, url: `unix:${socket}`, token: expect.any(String), root, pid: expect.any(Number), init: expect.any(Number) });
     expect(statSync(root).mode & 0o777).toBe(0o700);
-    expect(await readlink(`/proc/${handle.pid}/cwd`)).toBe(root);
-    expect(existsSync(join(root, '.berth', 'executor.log'))).toBe(true);
-    expect(await environOf(handle.pid)).toMatchObject({ BERTH_SANDBOX_ROOT: root, BERTH_EXECUTOR_PORT: '0' });
+    expect(statSync(join(dataDir, 'sandboxes', '.sockets')).mode & 0o777).toBe(0o700);
+    expect(statSync(socket).isSocket()).toBe(true);
+    expect(existsSync(join(dataDir, 'sandboxes', '.logs', `${id}.log`))).toBe(true);
+    expect(await environOf(handle.pid)).toMatchObject({ BERTH_SANDBOX_ROOT: root, BERTH_EXECUTOR_LISTEN_FD: '3' });
+    expect(await environOf(handle.pid)).not.toHaveProperty('BERTH_EXECUTOR_PORT');
+  });
+
+  it('without isolation runs the executor as a plain child in its folder, on the same kind of socket', async () => {
+    const driver = newDriver({ isolation: 'none' });
+    const id = randomUUID();
+    const handle = await driver.provision({ id });
+    expect(handle.init).toBeUndefined();
+    expect(handle.url).toBe(`unix:${join(dataDir, 'sandboxes', '.sockets', `${id}.sock`)}`);
+    expect(await readlink(`/proc/${handle.pid}/cwd`)).toBe(handle.root);
+    expect(await new ExecutorClient(handle).health()).toEqual({ status: 'ok' });
   });
 
   it('takes over a running executor from a handle stored by an earlier process, and stops it on close', async () => {
@@ -161,11 +200,11 @@ describe('LocalSandboxDriver', () => {
     const mine = await driver.provision({ id: randomUUID() });
     const other = await driver.provision({ id: randomUUID() });
     await driver.stop(mine);
-    // A stale handle whose pid and port now belong to the other sandbox's executor.
-    const stale: SandboxHandle = { ...mine, pid: other.pid, url: other.url };
+    // A stale handle whose pid now belongs to the other sandbox's executor.
+    const stale: SandboxHandle = { ...mine, pid: other.pid };
     const restarted = await newDriver().ensureRunning(stale);
     expect(restarted.pid).not.toBe(other.pid);
-    expect(restarted.url).not.toBe(other.url);
+    expect(restarted.url).toBe(mine.url);
     expect(restarted.token).toBe(mine.token);
     expect(await new ExecutorClient(other).health()).toEqual({ status: 'ok' });
     expect(await executorsIn(other.root)).toEqual([other.pid]);
@@ -181,7 +220,8 @@ describe('LocalSandboxDriver', () => {
     const other = newDriver();
     expect(await other.status(stale)).toBe('stopped');
     await other.stop(stale);
-    await other.destroy({ ...stale, id: randomUUID() });
+    const unknown = randomUUID();
+    await other.destroy({ ...stale, id: unknown, url: `unix:${join(dataDir, 'sandboxes', '.sockets', `${unknown}.sock`)}` });
     const restarted = await other.ensureRunning(stale);
     expect(restarted.pid).not.toBe(stranger.pid);
     expect(alive(stranger.pid!)).toBe(true);
@@ -195,6 +235,9 @@ describe('LocalSandboxDriver', () => {
       { ...handle, pid: -1 },
       { ...handle, pid: process.pid },
       { ...handle, url: 'http://169.254.169.254:80' },
+      { ...handle, url: 'unix:/var/run/docker.sock' },
+      { ...handle, url: `unix:${join(dataDir, 'sandboxes', '.sockets', `${randomUUID()}.sock`)}` },
+      { ...handle, init: process.pid },
       { ...handle, id: '../..' },
       { ...handle, token: '' },
       { ...handle, driver: 'kubernetes' },
@@ -212,9 +255,50 @@ describe('LocalSandboxDriver', () => {
     await expect(driver.provision({ id: randomUUID() })).rejects.toThrow(/code 3.*cannot open the workspace/s);
   });
 
-  describe('warm pool', () => {
+  it('gives a sandbox asking for egress a way out (slirp4netns) that never reaches the host loopback, and ends it with the sandbox', async () => {
+    const host = createServer((_req, res) => res.end('host service')).listen(0, '127.0.0.1');
+    await once(host, 'listening');
+    try {
+      const port = (host.address() as { port: number }).port;
+      const driver = newDriver();
+      const handle = await driver.provision({ id: randomUUID(), network: 'egress' });
+      expect(handle.egress).toEqual(expect.any(Number));
+      const run = async (command: string) => (await callExecutor(handle, 'POST', '/api/bash/execute_bash_command', { command, cwd: handle.root, timeout: 20 })).body.stdout as string;
+      // An interface with a default route (no traffic is sent: a test sends none beyond loopback).
+      const routes = await run('cat /proc/net/route');
+      expect(routes).toMatch(/^tap0\s+00000000\s/m);
+      expect(await run('cat /etc/resolv.conf')).toContain('nameserver');
+      expect(await run(`timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/${port}' 2>/dev/null && echo OPEN || echo CLOSED`)).toContain('CLOSED');
+      // Without egress: loopback only.
+      const closed = await driver.provision({ id: randomUUID() });
+      expect(closed.egress).toBeUndefined();
+      const links = (await callExecutor(closed, 'POST', '/api/bash/execute_bash_command', { command: 'cat /proc/net/route; cat /proc/net/dev', cwd: closed.root })).body.stdout;
+      expect(links).not.toContain('tap0');
+      await driver.destroy(handle);
+      await until(() => !alive(handle.egress!));
+    } finally {
+      host.close();
+    }
+  });
+
+  it('stops a sandbox whose folder grows over its disk limit', async () => {
+    const driver = newDriver({ limits: { diskBytes: 3 * 1024 * 1024 }, diskCheckIntervalMs: 200 });
+    const handle = await driver.provision({ id: randomUUID() });
+    await callExecutor(handle, 'POST', '/api/bash/execute_bash_command', { command: 'head -c 2000000 /dev/zero > a; head -c 2000000 /dev/zero > b', cwd: handle.root });
+    await until(async () => (await driver.status(handle)) === 'error', 'the disk check to stop the sandbox');
+    expect(alive(handle.pid)).toBe(false);
+  });
+
+  it('keeps no warm pool with isolation on (a jail is mounted for one sandbox before its id is known)', async () => {
+    const driver = newDriver({ warmPoolSize: 2 });
+    driver.warm();
+    expect(driver.warmExecutors).toBe(0);
+    expect(await pooledIn(dataDir)).toEqual([]);
+  });
+
+  describe('warm pool (isolation none)', () => {
     it('hands a pre-started executor to a new sandbox, in its folder, with its variables, and refills', async () => {
-      const driver = newDriver({ warmPoolSize: 2 });
+      const driver = newDriver({ warmPoolSize: 2, isolation: 'none' });
       driver.warm();
       await until(() => driver.warmExecutors === 2);
       const waiting = await pooledIn(dataDir);
@@ -226,21 +310,16 @@ describe('LocalSandboxDriver', () => {
       expect(waiting).toContain(handle.pid);
       expect(handle.root).toBe(root);
       expect(await readlink(`/proc/${handle.pid}/cwd`)).toBe(root);
-      expect(existsSync(join(root, '.berth', 'executor.log'))).toBe(true);
+      expect(existsSync(join(dataDir, 'sandboxes', '.logs', `${id}.log`))).toBe(true);
       // Its token is the sandbox's: the process's own environment says so (how a later process recognizes it).
       expect((await environOf(handle.pid)).BERTH_SANDBOX_TOKEN).toBe(handle.token);
       const client = new ExecutorClient(handle);
       expect(await client.acceptsToken()).toBe(true);
-      const res = await fetch(`${handle.url}/api/bash/execute_bash_command`, {
-        method: 'POST',
-        headers: { 'x-sandbox-token': handle.token, 'content-type': 'application/json' },
-        body: JSON.stringify({ command: 'echo "$GREETING" && pwd', cwd: root }),
-      });
-      const out = (await res.json()) as { stdout: string };
-      expect(out.stdout).toContain('warm');
-      expect(out.stdout).toContain(root);
+      const res = await callExecutor(handle, 'POST', '/api/bash/execute_bash_command', { command: 'echo "$GREETING" && pwd', cwd: root });
+      expect(res.body.stdout).toContain('warm');
+      expect(res.body.stdout).toContain(root);
       // Outside the folder stays refused, as for a cold start.
-      const outside = await fetch(`${handle.url}/api/file/download?path=${encodeURIComponent('/etc/passwd')}`, { headers: { 'x-sandbox-token': handle.token } });
+      const outside = await callExecutor(handle, 'GET', `/api/file/download?path=${encodeURIComponent('/etc/passwd')}`);
       expect(outside.status).toBe(403);
 
       await until(() => driver.warmExecutors === 2);
@@ -250,7 +329,7 @@ describe('LocalSandboxDriver', () => {
     });
 
     it('starts cold when the pooled executor died while waiting, and treats a claimed one that dies as crashed', async () => {
-      const driver = newDriver({ warmPoolSize: 1 });
+      const driver = newDriver({ warmPoolSize: 1, isolation: 'none' });
       driver.warm();
       await until(() => driver.warmExecutors === 1);
       const [doomed] = await pooledIn(dataDir);

@@ -70,8 +70,7 @@ export function describeSandboxDriverContract(name: string, makeDriver: () => Pr
       const b = await driver.provision({ id: randomUUID() });
       expect(a.token).not.toBe(b.token);
       expect(a.token.length).toBeGreaterThanOrEqual(32);
-      const bare = await fetch(`${a.url}/api/tools/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
-      expect(bare.status).toBe(401);
+      await expect(new ExecutorClient({ url: a.url, token: '' }).execute({ conversation_id: 'c', working_dir: '.', tool: 'terminal', action: {} })).rejects.toMatchObject({ status: 401 });
       await expect(new ExecutorClient({ url: a.url, token: b.token }).execute({ conversation_id: 'c', working_dir: '.', tool: 'terminal', action: {} })).rejects.toMatchObject({
         name: 'ExecutorError',
         status: 401,

@@ -3,6 +3,8 @@ import { isAbsolute, join, normalize } from 'node:path';
 export interface SandboxSpec {
   id: string;
   env?: Record<string, string>;
+  /** `none`: its own loopback only; `egress`: the outside, never this host's services (default: the driver's). */
+  network?: 'none' | 'egress';
 }
 
 /** `running`: the executor answers; `stopped`: no executor (files kept); `error`: an executor that is up but broken, or died on its own. */
@@ -12,12 +14,17 @@ export type SandboxStatus = 'running' | 'stopped' | 'error';
 export interface LocalSandboxHandle {
   driver: 'local';
   id: string;
-  /** Where the executor listens, `http://127.0.0.1:<port>`. */
+  /** Where the executor listens: `unix:<socket path>`, a socket in the driver's private folder (no TCP port). */
   url: string;
   /** The executor's only credential (`X-Sandbox-Token`). */
   token: string;
   root: string;
+  /** The executor's pid on the host. */
   pid: number;
+  /** Host pid of the init of its bubblewrap pid namespace (isolated sandboxes): killing it ends every process of the sandbox. */
+  init?: number;
+  /** Host pid of the slirp4netns giving it egress. */
+  egress?: number;
 }
 
 /**

@@ -4,7 +4,7 @@ import type { BerthConfig } from '@berth/config';
 import { ConversationRepository, SandboxRepository, tenantScope } from '@berth/persistence';
 import type { SandboxRow } from '@berth/persistence';
 import { RunLock } from '@berth/queue';
-import { SANDBOX_TOKEN_HEADER } from './executor-client';
+import { ExecutorClient } from './executor-client';
 import { SandboxManager } from './sandbox-manager';
 
 const SWEEP_LEASE = 'sandbox-reaper';
@@ -91,9 +91,7 @@ export class SandboxReaper implements OnApplicationBootstrap, OnApplicationShutd
     const handle = this.sandboxes.handleOf(row);
     if (!handle) return false;
     try {
-      const res = await fetch(`${handle.url}/api/activity`, { headers: { [SANDBOX_TOKEN_HEADER]: handle.token }, signal: AbortSignal.timeout(5000) });
-      if (!res.ok) return false;
-      const activity = (await res.json()) as ExecutorActivity;
+      const activity = (await new ExecutorClient(handle).activity({ timeoutMs: 5000 })) as ExecutorActivity;
       return (activity.running_commands ?? 0) > 0 || (activity.running_terminals ?? 0) > 0;
     } catch {
       return false;

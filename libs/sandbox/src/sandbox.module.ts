@@ -10,7 +10,14 @@ import { SandboxReaper } from './sandbox-reaper';
 
 /** The driver for this deployment. Always local for now; the Kubernetes driver is chosen here once the config names it. */
 export function createSandboxDriver(config: BerthConfig): SandboxDriver {
-  return new LocalSandboxDriver({ dataDir: config.dataDir, warmPoolSize: config.warmPoolSize });
+  return new LocalSandboxDriver({
+    dataDir: config.dataDir,
+    warmPoolSize: config.warmPoolSize,
+    isolation: config.sandboxIsolation,
+    network: config.sandboxNetwork,
+    uidBase: config.sandboxUidBase,
+    limits: config.sandboxLimits,
+  });
 }
 
 @Global()

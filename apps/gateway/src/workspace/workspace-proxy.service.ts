@@ -1,5 +1,5 @@
 import { BadRequestException, Injectable, NotFoundException } from '@nestjs/common';
-import { SANDBOX_TOKEN_HEADER, SandboxHandle, SandboxManager } from '@berth/sandbox';
+import { executorRequestOptions, SANDBOX_TOKEN_HEADER, SandboxHandle, SandboxManager } from '@berth/sandbox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { IncomingMessage, request as httpRequest } from 'node:http';
 import { isAbsolute, join, normalize } from 'node:path';
@@ -108,7 +108,7 @@ export class WorkspaceProxyService {
     body?: string | FastifyRequest,
   ): Promise<IncomingMessage> {
     return new Promise<IncomingMessage>((resolve, reject) => {
-      const outgoing = httpRequest(new URL(pathAndQuery, handle.url), { method, headers }, resolve);
+      const outgoing = httpRequest({ ...executorRequestOptions(handle.url, pathAndQuery), method, headers }, resolve);
       outgoing.on('error', reject);
       // The client went away before its answer was complete: stop the executor's work on it too.
       reply.raw.once('close', () => {
