@@ -6,7 +6,7 @@ const SESSION_KEY = 'quota-suite-session-key';
 const ADMIN_KEY = 'quota-suite-admin-key';
 const ENV = { OH_SESSION_API_KEYS_0: SESSION_KEY, BERTH_ADMIN_API_KEYS_0: ADMIN_KEY };
 
-async function tenantWithKey(server: TestServer, quotas: Record<string, number>) {
+async function tenantWithKey(server: TestServer, quotas: Record<string, number | string>) {
   const tenant = await api(server, 'POST', '/api/admin/tenants', { body: { name: `q-${randomUUID()}`, quotas }, key: ADMIN_KEY });
   const created = await api(server, 'POST', `/api/admin/tenants/${tenant.body.id}/api-keys`, { body: { name: 'k' }, key: ADMIN_KEY });
   return { tenantId: tenant.body.id as string, key: created.body.key as string };
@@ -54,6 +54,51 @@ describe.each(STORAGES)('tenant quotas (%s)', (storage) => {
     expectTooMany(await api(server, 'POST', `/api/sandboxes/${first.body.id}/resume`, { key }), 1);
     expect((await api(server, 'POST', `/api/sandboxes/${replacement.body.id}/resume`, { key })).status).toBe(200);
     for (const id of [first.body.id, replacement.body.id]) expect((await api(server, 'DELETE', `/api/sandboxes/${id}`, { key })).status).toBe(200);
+  });
+
+  it("gives sandboxes the network asked for within the tenant's allowance (403 above it), shown and kept across restarts", async () => {
+    const { tenantId, key } = await tenantWithKey(server, {});
+    // Interfaces and routes as the sandbox sees them (no traffic leaves: nothing is sent).
+    const links = async (id: string) =>
+      (await api(server, 'POST', `/sandboxes/${id}/api/bash/execute_bash_command`, { body: { command: 'cat /proc/net/dev /proc/net/route' }, key })).body.stdout as string;
+    // The server default (BERTH_SANDBOX_NETWORK, none here) is the allowance of a tenant whose quotas name none.
+    const plain = await api(server, 'POST', '/api/sandboxes', { body: {}, key });
+    expect(plain.status).toBe(201);
+    expect(plain.body.network).toBe('none');
+    expect(await links(plain.body.id)).not.toContain('tap0');
+    const refused = await api(server, 'POST', '/api/sandboxes', { body: { network: 'egress' }, key });
+    expect(refused.status).toBe(403);
+    expect(refused.body.detail).toMatch(/egress is not allowed.*allowance is none/);
+    expect((await api(server, 'GET', '/api/sandboxes', { key })).body.items).toHaveLength(1);
+    expect((await api(server, 'POST', '/api/sandboxes', { body: { network: 'bogus' }, key })).status).toBe(422);
+
+    const raised = await api(server, 'PATCH', `/api/admin/tenants/${tenantId}`, { body: { quotas: { network: 'egress' } }, key: ADMIN_KEY });
+    expect(raised.status).toBe(200);
+    expect(raised.body.quotas.network).toBe('egress');
+    expect(raised.body.effective_quotas.network).toBe('egress');
+    expect((await api(server, 'PATCH', `/api/admin/tenants/${tenantId}`, { body: { quotas: { network: 'everything' } }, key: ADMIN_KEY })).status).toBe(422);
+    // The allowance is also the default; none may still be asked for.
+    const open = await api(server, 'POST', '/api/sandboxes', { body: {}, key });
+    expect(open.body.network).toBe('egress');
+    expect((await api(server, 'GET', `/api/sandboxes/${open.body.id}`, { key })).body.network).toBe('egress');
+    expect(await links(open.body.id)).toMatch(/^tap0\s+00000000\s/m);
+    const closed = await api(server, 'POST', '/api/sandboxes', { body: { network: 'none' }, key });
+    expect(closed.body.network).toBe('none');
+    expect(await links(closed.body.id)).not.toContain('tap0');
+    // A restart keeps the network.
+    expect((await api(server, 'POST', `/api/sandboxes/${open.body.id}/pause`, { key })).status).toBe(200);
+    expect((await api(server, 'POST', `/api/sandboxes/${open.body.id}/resume`, { key })).status).toBe(200);
+    expect(await links(open.body.id)).toMatch(/^tap0\s+00000000\s/m);
+
+    // Lowered again: the egress sandbox does not start again with more than the allowance.
+    const lowered = await api(server, 'PATCH', `/api/admin/tenants/${tenantId}`, { body: { quotas: { network: null } }, key: ADMIN_KEY });
+    expect(lowered.body.quotas.network).toBeNull();
+    expect(lowered.body.effective_quotas.network).toBe('none');
+    expect((await api(server, 'POST', `/api/sandboxes/${open.body.id}/pause`, { key })).status).toBe(200);
+    const resumed = await api(server, 'POST', `/api/sandboxes/${open.body.id}/resume`, { key });
+    expect(resumed.status).toBe(403);
+    expect(resumed.body.detail).toMatch(/egress is not allowed/);
+    for (const id of [plain.body.id, open.body.id, closed.body.id]) expect((await api(server, 'DELETE', `/api/sandboxes/${id}`, { key })).status).toBe(200);
   });
 
   it('answers 429 on run over max_running_conversations; 409 still wins for the running one itself', async () => {

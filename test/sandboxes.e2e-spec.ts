@@ -1,7 +1,7 @@
 import { SandboxInfoSchema } from '@berth/contracts';
 import { Database } from '@berth/persistence';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LocalSandboxDriver, SandboxDriver } from '@berth/sandbox';
 import { eventually } from './support/processes';
@@ -100,22 +100,30 @@ describe.each(STORAGES)('sandboxes: runtime API and the /sandboxes/{id} surface 
   });
 });
 
-// The warm pool serves unisolated sandboxes only (an isolated one's jail is mounted once its id is known).
-describe.each(STORAGES)('sandboxes from the warm pool (isolation none, %s)', (storage) => {
-  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY, BERTH_WARM_POOL_SIZE: '2', BERTH_SANDBOX_ISOLATION: 'none' }, KEY);
+describe.each(STORAGES)('sandboxes from the warm pool (isolated, %s)', (storage) => {
+  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY, BERTH_WARM_POOL_SIZE: '2' }, KEY);
 
-  it('get an executor started before they were asked for, and work as any other', async () => {
+  it('get an executor started before they were asked for, for their id, and work as any other', async () => {
     const driver = ctx.server.app.get(SandboxDriver) as LocalSandboxDriver;
     await eventually(() => driver.warmExecutors === 2);
     const created = await ctx.call('POST', '/api/sandboxes', { env: { GREETING: 'from-the-pool' } });
     expect(created.status).toBe(201);
     const row = await ctx.server.app.get(Database).prisma.sandbox.findUniqueOrThrow({ where: { id: created.body.id } });
-    const pid = (row.handle as { pid: number }).pid;
+    const { pid, root } = row.handle as { pid: number; root: string };
     // Dormant executors are started with BERTH_EXECUTOR_DORMANT; a cold start never is.
-    expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain('BERTH_EXECUTOR_DORMANT=1');
-    const echoed = await ctx.call('POST', `/sandboxes/${created.body.id}/api/bash/execute_bash_command`, { command: 'echo "$GREETING" && git status --short | wc -l' });
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    expect(environ).toContain('BERTH_EXECUTOR_DORMANT=1');
+    // It was started for this sandbox: its folder, in its jail, as the uid that owns the folder.
+    expect(root).toBe(join(ctx.server.dataDir, 'sandboxes', created.body.id));
+    expect(environ).toContain(`BERTH_SANDBOX_ROOT=${root}`);
+    const hostUid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+    expect(hostUid).not.toBe(process.getuid!());
+    expect(statSync(root).uid).toBe(hostUid);
+    const echoed = await ctx.call('POST', `/sandboxes/${created.body.id}/api/bash/execute_bash_command`, { command: 'echo "$GREETING" && pwd && git status --short | wc -l' });
     expect(echoed.body.stdout).toContain('from-the-pool');
+    expect(echoed.body.stdout).toContain(root);
     expect(echoed.body.exit_code).toBe(0);
     expect((await ctx.call('DELETE', `/api/sandboxes/${created.body.id}`)).status).toBe(200);
+    expect(existsSync(root)).toBe(false);
   });
 });

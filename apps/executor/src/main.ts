@@ -28,8 +28,10 @@ function main(): void {
     if (dormant) {
       const token = process.env.BERTH_SANDBOX_TOKEN ?? '';
       if (!token) throw new ConfigError('BERTH_SANDBOX_TOKEN is required');
-      // The driver gives a staging folder as the root, made now what a first command there would make
-      // it (a git repository), and moved into place before /api/init names its final path.
+      // Until it is given a sandbox it ends with the driver that started it (which holds the other
+      // end of its stdin): no later process would ever claim it.
+      process.stdin.on('error', () => undefined).once('close', () => executor === undefined && process.exit(0)).resume();
+      // Started in its future sandbox's folder, which it makes now what a first command would (a git repository).
       const staging = loadConfig({ BERTH_SANDBOX_ROOT: process.cwd(), ...process.env });
       void new Executor(staging).git.ensureRepo(staging.root);
       server = createDormantExecutorServer(token, async (body) => {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { SandboxNetworkSchema } from './sandbox';
 
 const limit = (what: string) =>
   z.number().int().min(0).max(1_000_000).nullable().optional().describe(`${what}; 0 = no limit, null or absent = the server default`);
@@ -10,10 +11,13 @@ export const TenantQuotasSchema = z
     max_running_conversations: limit('conversations running at once'),
     requests_per_minute: limit('authenticated API requests per minute, all keys together'),
     max_sockets_per_key: limit('open WebSockets per API key'),
+    network: SandboxNetworkSchema.nullable()
+      .optional()
+      .describe("the most network the tenant's sandboxes may have, and what they get by default; null or absent = the server default (BERTH_SANDBOX_NETWORK)"),
   })
   .meta({ id: 'TenantQuotas' });
 export type TenantQuotas = z.output<typeof TenantQuotasSchema>;
-export const QUOTA_FIELDS = ['max_sandboxes', 'max_running_conversations', 'requests_per_minute', 'max_sockets_per_key'] as const;
+export const QUOTA_FIELDS = ['max_sandboxes', 'max_running_conversations', 'requests_per_minute', 'max_sockets_per_key', 'network'] as const;
 
 const TenantName = z.string().trim().min(1).max(200);
 
@@ -33,13 +37,14 @@ const EffectiveQuotas = z.object({
   max_running_conversations: z.number().int(),
   requests_per_minute: z.number().int(),
   max_sockets_per_key: z.number().int(),
+  network: SandboxNetworkSchema,
 });
 
 export const TenantInfoSchema = z
   .object({
     id: z.uuid(),
     name: z.string(),
-    quotas: z.record(z.string(), z.number().int().nullable()).describe('as stored: null = the server default'),
+    quotas: z.record(z.string(), z.union([z.number().int(), SandboxNetworkSchema]).nullable()).describe('as stored: null = the server default'),
     effective_quotas: EffectiveQuotas.describe('what applies now (0 = no limit)'),
     created_at: z.string(),
   })

@@ -5,12 +5,19 @@ export type SandboxStatusName = (typeof SANDBOX_STATUSES)[number];
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+export const SANDBOX_NETWORKS = ['none', 'egress'] as const;
+export const SandboxNetworkSchema = z
+  .enum(SANDBOX_NETWORKS)
+  .describe("`none`: the sandbox's own loopback only; `egress`: connections out (never to the server's own host)")
+  .meta({ id: 'SandboxNetwork' });
+
 export const CreateSandboxRequestSchema = z
   .strictObject({
     env: z.record(z.string().regex(ENV_NAME, 'Environment variable names are letters, digits and _').max(256), z.string().max(32_768)).default({}),
     idle_timeout: z.number().int().min(10).max(30 * 24 * 3600).default(1800).describe('seconds without activity before the sandbox is stopped'),
     ttl: z.number().int().min(10).max(365 * 24 * 3600).nullish().describe('seconds after creation before the sandbox is destroyed'),
     template: z.string().max(200).nullish().describe('reserved for the Kubernetes driver (pod template name)'),
+    network: SandboxNetworkSchema.optional().describe("the sandbox's network, at most the tenant's allowance (default: the allowance)"),
   })
   .meta({ id: 'CreateSandboxRequest' });
 export type CreateSandboxRequest = z.output<typeof CreateSandboxRequestSchema>;
@@ -22,6 +29,7 @@ export const SandboxInfoSchema = z
     driver: z.string(),
     url: z.string().describe('base URL of the sandbox as an agent server (`/sandboxes/{id}`)'),
     env: z.array(z.string()).describe('names of the environment variables given at creation (values are never shown)'),
+    network: SandboxNetworkSchema,
     idle_timeout: z.number().int(),
     ttl: z.number().int().nullable(),
     created_at: z.string(),

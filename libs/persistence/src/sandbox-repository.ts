@@ -8,8 +8,12 @@ import type { TenantScope } from './tenant-scope';
 export type SandboxKind = 'home' | 'conversation' | 'standalone';
 
 export interface NewSandboxRow {
+  /** An id the sandbox driver chose (the id its pooled executor was started for) — never one from a client. Default: random. */
+  id?: string;
   driver: string;
   kind: SandboxKind;
+  /** `none` or `egress` */
+  network?: string;
   env?: Record<string, string>;
   idleTimeoutSeconds?: number;
   ttlSeconds?: number | null;
@@ -24,8 +28,9 @@ export interface SandboxPageRequest {
 
 /**
  * The `sandboxes` table, always seen through a tenant: another tenant's sandbox is not found. Ids
- * are made here, at random — never taken from a client — so a new sandbox can never be an existing
- * row of someone else. Status changes are compare-and-set and say whether they applied.
+ * are random — made here, or by the sandbox driver (a fresh uuid it started a pooled executor for),
+ * never taken from a client — so a new sandbox can never be an existing row of someone else (a
+ * clash fails the insert). Status changes are compare-and-set and say whether they applied.
  */
 export class SandboxRepository {
   constructor(private readonly db: Database) {}
@@ -46,14 +51,15 @@ export class SandboxRepository {
     return this.db.prisma.sandbox.findMany({ where, orderBy: [{ createdAt: 'desc' }, { id: 'desc' }], take: q.limit + 1 });
   }
 
-  /** A new row with a fresh random id, status `starting`. */
+  /** A new row with a fresh random id (or the driver's), status `starting`. */
   create(scope: TenantScope, spec: NewSandboxRow, client: Prisma.TransactionClient = this.db.prisma): Promise<SandboxRow> {
     return client.sandbox.create({
       data: {
-        id: randomUUID(),
+        id: spec.id ?? randomUUID(),
         tenantId: scope.tenantId,
         driver: spec.driver,
         kind: spec.kind,
+        network: spec.network ?? null,
         status: 'starting',
         env: (spec.env ?? {}) as Prisma.InputJsonValue,
         ...(spec.idleTimeoutSeconds !== undefined ? { idleTimeoutSeconds: spec.idleTimeoutSeconds } : {}),
@@ -62,19 +68,26 @@ export class SandboxRepository {
     });
   }
 
+  /** The network the tenant's quotas allow its sandboxes (`none` or `egress`), or null: the server default. */
+  async networkAllowance(scope: TenantScope): Promise<string | null> {
+    const row = await this.db.prisma.tenant.findUnique({ where: { id: scope.tenantId }, select: { quotas: true } });
+    const network = (row?.quotas as { network?: unknown } | undefined)?.network;
+    return typeof network === 'string' ? network : null;
+  }
+
   /** The tenant's home sandbox, or null before its first use (or after it was deleted). */
   findHome(scope: TenantScope): Promise<SandboxRow | null> {
     return this.db.prisma.sandbox.findFirst({ where: { tenantId: scope.tenantId, kind: 'home' }, orderBy: { createdAt: 'asc' } });
   }
 
-  /** The tenant's home, made if it has none; concurrent first calls take turns on the tenant's row and make one. */
-  async findOrCreateHome(scope: TenantScope, driver: string): Promise<SandboxRow> {
+  /** The tenant's home, made if it has none (`spec`: its driver, network, id); concurrent first calls take turns on the tenant's row and make one. */
+  async findOrCreateHome(scope: TenantScope, spec: () => Omit<NewSandboxRow, 'kind'>): Promise<SandboxRow> {
     return (
       (await this.findHome(scope)) ??
       this.db.prisma.$transaction(async (tx) => {
         await tx.$queryRaw`SELECT 1 FROM "tenants" WHERE "id" = ${scope.tenantId}::uuid FOR UPDATE`;
         const existing = await tx.sandbox.findFirst({ where: { tenantId: scope.tenantId, kind: 'home' }, orderBy: { createdAt: 'asc' } });
-        return existing ?? this.create(scope, { driver, kind: 'home' }, tx);
+        return existing ?? this.create(scope, { ...spec(), kind: 'home' }, tx);
       }, TRANSACTION_OPTIONS)
     );
   }

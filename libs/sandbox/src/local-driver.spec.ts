@@ -1,9 +1,9 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { chown, mkdir, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Test } from '@nestjs/testing';
 import { BusModule } from '@berth/bus';
 import { BerthConfig, ConfigModule } from '@berth/config';
@@ -58,19 +58,27 @@ async function executorsIn(root: string): Promise<number[]> {
   return pids;
 }
 
-/** Live executors waiting in the warm pool of a data dir (each works in a staging folder under its .pool folder). */
+/** Live executors waiting in the warm pool of a data dir: started dormant in their future sandbox's folder, whose pool marker is still there. */
 async function pooledIn(dataDir: string): Promise<number[]> {
-  const poolDir = join(dataDir, 'sandboxes', '.pool');
+  const sandboxes = join(dataDir, 'sandboxes');
   const pids: number[] = [];
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (dirname(await readlink(`/proc/${entry}/cwd`)) === poolDir && (await readFile(`/proc/${entry}/environ`, 'utf8')).includes('BERTH_EXECUTOR_DORMANT=1')) pids.push(Number(entry));
+      if ((await readlink(`/proc/${entry}/exe`)) === BWRAP) continue;
+      const env = (await readFile(`/proc/${entry}/environ`, 'utf8')).split('\0');
+      const root = env.find((v) => v.startsWith(`BERTH_SANDBOX_ROOT=${sandboxes}/`))?.slice('BERTH_SANDBOX_ROOT='.length);
+      if (env.includes('BERTH_EXECUTOR_DORMANT=1') && root && existsSync(join(sandboxes, '.pool', basename(root)))) pids.push(Number(entry));
     } catch {
       // Gone meanwhile, or not ours to read.
     }
   }
   return pids;
+}
+
+/** The uid a process runs as on the host. */
+async function uidOf(pid: number): Promise<number> {
+  return Number(/^Uid:\s+(\d+)/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]);
 }
 
 /** One call to an executor at its handle's address (a unix socket): status and JSON body. */
@@ -289,58 +297,86 @@ describe('LocalSandboxDriver', () => {
     expect(alive(handle.pid)).toBe(false);
   });
 
-  it('keeps no warm pool with isolation on (a jail is mounted for one sandbox before its id is known)', async () => {
-    const driver = newDriver({ warmPoolSize: 2 });
-    driver.warm();
-    expect(driver.warmExecutors).toBe(0);
-    expect(await pooledIn(dataDir)).toEqual([]);
-  });
-
-  describe('warm pool (isolation none)', () => {
-    it('hands a pre-started executor to a new sandbox, in its folder, with its variables, and refills', async () => {
-      const driver = newDriver({ warmPoolSize: 2, isolation: 'none' });
+  describe('warm pool', () => {
+    it('hands a pre-started executor to a new sandbox of the id it reserved, in its folder, with its variables, and refills', async () => {
+      const driver = newDriver({ warmPoolSize: 2 });
       driver.warm();
       await until(() => driver.warmExecutors === 2);
       const waiting = await pooledIn(dataDir);
       expect(waiting).toHaveLength(2);
 
-      const id = randomUUID();
+      const id = driver.reserveId()!;
+      expect(id).toMatch(/^[0-9a-f-]{36}$/);
+      expect(driver.warmExecutors).toBe(1);
       const handle = await driver.provision({ id, env: { GREETING: 'warm' } });
       const root = join(dataDir, 'sandboxes', id);
       expect(waiting).toContain(handle.pid);
-      expect(handle.root).toBe(root);
-      expect(await readlink(`/proc/${handle.pid}/cwd`)).toBe(root);
+      expect(handle).toEqual({ driver: 'local', id, url: `unix:${join(dataDir, 'sandboxes', '.sockets', `${id}.sock`)}`, token: expect.any(String), root, pid: handle.pid, init: expect.any(Number) });
       expect(existsSync(join(dataDir, 'sandboxes', '.logs', `${id}.log`))).toBe(true);
+      // No longer the pool's: its marker is gone.
+      expect(existsSync(join(dataDir, 'sandboxes', '.pool', id))).toBe(false);
       // Its token is the sandbox's: the process's own environment says so (how a later process recognizes it).
       expect((await environOf(handle.pid)).BERTH_SANDBOX_TOKEN).toBe(handle.token);
-      const client = new ExecutorClient(handle);
-      expect(await client.acceptsToken()).toBe(true);
+      expect(await new ExecutorClient(handle).acceptsToken()).toBe(true);
       const res = await callExecutor(handle, 'POST', '/api/bash/execute_bash_command', { command: 'echo "$GREETING" && pwd', cwd: root });
       expect(res.body.stdout).toContain('warm');
       expect(res.body.stdout).toContain(root);
       // Outside the folder stays refused, as for a cold start.
-      const outside = await callExecutor(handle, 'GET', `/api/file/download?path=${encodeURIComponent('/etc/passwd')}`);
-      expect(outside.status).toBe(403);
+      expect((await callExecutor(handle, 'GET', `/api/file/download?path=${encodeURIComponent('/etc/passwd')}`)).status).toBe(403);
 
       await until(() => driver.warmExecutors === 2);
       expect(await pooledIn(dataDir)).not.toContain(handle.pid);
       await driver.close();
       await until(async () => (await pooledIn(dataDir)).length === 0 && !alive(handle.pid));
+      expect(readdirSync(join(dataDir, 'sandboxes', '.pool'))).toEqual([]);
     });
 
-    it('starts cold when the pooled executor died while waiting, and treats a claimed one that dies as crashed', async () => {
-      const driver = newDriver({ warmPoolSize: 1, isolation: 'none' });
+    it('a pooled isolated sandbox runs as its own uid, in its own folder at its path, with its env, like a cold one', async () => {
+      const driver = newDriver({ warmPoolSize: 1 });
       driver.warm();
       await until(() => driver.warmExecutors === 1);
+      const warm = await driver.provision({ id: driver.reserveId()!, env: { WHO: 'pooled' } });
+      const cold = await driver.provision({ id: randomUUID(), env: { WHO: 'cold' } });
+      const run = async (handle: SandboxHandle) =>
+        (await callExecutor(handle, 'POST', '/api/bash/execute_bash_command', { command: 'id -u; pwd; echo "$WHO"; ls -ld . | cut -d" " -f1', cwd: handle.root })).body.stdout.trim().split('\n');
+      const [warmUid, warmCwd, warmWho, warmMode] = await run(warm);
+      const [coldUid, coldCwd, coldWho] = await run(cold);
+      expect([warmCwd, warmWho, warmMode]).toEqual([warm.root, 'pooled', 'drwx------']);
+      expect([coldCwd, coldWho]).toEqual([cold.root, 'cold']);
+      // On the host: a uid of its own (not ours, not the other sandbox's) that owns its folder, as seen from inside.
+      const hostUid = await uidOf(warm.pid);
+      expect(hostUid).not.toBe(process.getuid!());
+      expect(hostUid).not.toBe(await uidOf(cold.pid));
+      expect(statSync(warm.root).uid).toBe(hostUid);
+      if (process.getuid!() === 0) {
+        expect(Number(warmUid)).toBe(hostUid);
+        expect(warmUid).not.toBe(coldUid);
+      }
+      // The other sandbox's folder is out of its reach.
+      const peek = await callExecutor(warm, 'POST', '/api/bash/execute_bash_command', { command: `ls ${cold.root} 2>&1 || echo unreachable`, cwd: warm.root });
+      expect(peek.body.stdout).toMatch(/unreachable|No such file/);
+    });
+
+    it('starts cold for an id it did not reserve, for another network, and when the pooled executor died while waiting; a claimed one that dies is crashed', async () => {
+      const driver = newDriver({ warmPoolSize: 1 });
+      driver.warm();
+      await until(() => driver.warmExecutors === 1);
+      const [pooled] = await pooledIn(dataDir);
+      const unreserved = await driver.provision({ id: randomUUID() });
+      expect(unreserved.pid).not.toBe(pooled);
+      // A sandbox asking another network than the pool's gets no reservation, and a cold start.
+      expect(driver.reserveId('egress')).toBeNull();
+
       const [doomed] = await pooledIn(dataDir);
+      const id = driver.reserveId()!;
       process.kill(doomed, 'SIGKILL');
       await until(() => !alive(doomed));
-      const handle = await driver.provision({ id: randomUUID(), env: { KEPT: 'yes' } });
+      const handle = await driver.provision({ id, env: { KEPT: 'yes' } });
       expect(handle.pid).not.toBe(doomed);
       expect(await new ExecutorClient(handle).health()).toEqual({ status: 'ok' });
 
       await until(() => driver.warmExecutors === 1);
-      const second = await driver.provision({ id: randomUUID(), env: { KEPT: 'yes' } });
+      const second = await driver.provision({ id: driver.reserveId()!, env: { KEPT: 'yes' } });
       process.kill(second.pid, 'SIGKILL');
       await until(() => !alive(second.pid));
       expect(await driver.status(second)).toBe('error');
@@ -349,12 +385,52 @@ describe('LocalSandboxDriver', () => {
       expect(await environOf(restarted.pid)).toMatchObject({ KEPT: 'yes', BERTH_SANDBOX_ROOT: second.root });
     });
 
+    it('discards a reservation not provisioned in time, and leaves the folder to another process that provisioned its id', async () => {
+      const driver = newDriver({ warmPoolSize: 2, reservationMs: 500 });
+      driver.warm();
+      await until(() => driver.warmExecutors === 2);
+      const [forgotten, elsewhere] = [driver.reserveId()!, driver.reserveId()!];
+      const pooled = await pooledIn(dataDir);
+      // Another process sharing the data dir provisions the second id (its row was made here, its first call went there).
+      const other = newDriver();
+      const there = await other.provision({ id: elsewhere, env: { WHERE: 'there' } });
+      expect(pooled).not.toContain(there.pid);
+      await until(() => pooled.every((pid) => !alive(pid)) && !existsSync(join(dataDir, 'sandboxes', forgotten)), 'both reservations to lapse');
+      // The other process's sandbox keeps its folder, its cgroups and its executor.
+      expect(existsSync(there.root)).toBe(true);
+      expect(await other.status(there)).toBe('running');
+      const res = await callExecutor(there, 'POST', '/api/bash/execute_bash_command', { command: 'echo "$WHERE"', cwd: there.root });
+      expect(res.body.stdout).toContain('there');
+    });
+
+    it('pooled executors end with the process that started them (never adopted), and the next start removes their folders', async () => {
+      const script = `const { LocalSandboxDriver } = require(${JSON.stringify(join(process.cwd(), 'dist/libs/sandbox/src/local-driver.js'))});
+        const driver = new LocalSandboxDriver({ dataDir: ${JSON.stringify(dataDir)}, warmPoolSize: 2 });
+        driver.warm();
+        setInterval(() => driver.warmExecutors === 2 && console.log('warm'), 100);`;
+      const parent = spawn(process.execPath, ['-e', script], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
+      strangers.push(parent);
+      await new Promise((resolve) => parent.stdout!.once('data', resolve));
+      const pooled = await pooledIn(dataDir);
+      expect(pooled).toHaveLength(2);
+      const ids = readdirSync(join(dataDir, 'sandboxes', '.pool'));
+      expect(ids).toHaveLength(2);
+      parent.kill('SIGKILL');
+      await until(() => pooled.every((pid) => !alive(pid)), 'the pooled executors to end with their process');
+      for (const id of ids) expect(existsSync(join(dataDir, 'sandboxes', id))).toBe(true);
+      const next = newDriver();
+      next.warm();
+      await until(() => ids.every((id) => !existsSync(join(dataDir, 'sandboxes', id))), 'the sweep');
+      expect(readdirSync(join(dataDir, 'sandboxes', '.pool'))).toEqual([]);
+    });
+
     it('a dormant executor answers health and, with its token, one init; nothing else', async () => {
       const token = 'dormant-token';
       const child = spawn(process.execPath, [join(process.cwd(), 'dist/apps/executor/src/main.js')], {
         cwd: dataDir,
         env: { PATH: process.env.PATH, BERTH_EXECUTOR_DORMANT: '1', BERTH_SANDBOX_TOKEN: token, BERTH_EXECUTOR_PORT: '0' },
-        stdio: ['ignore', 'pipe', 'inherit'],
+        // Its stdin is the driver's pipe: it ends when that closes, while dormant.
+        stdio: ['pipe', 'pipe', 'inherit'],
       });
       strangers.push(child);
       const port = await new Promise<number>((resolve) => child.stdout!.once('data', (line: Buffer) => resolve(JSON.parse(line.toString()).port)));
@@ -372,6 +448,10 @@ describe('LocalSandboxDriver', () => {
       const home = await fetch(`${base}/api/file/home`, { headers: { 'x-sandbox-token': token } });
       expect(((await home.json()) as { home: string }).home).toBe(root);
       expect((await init({ root })).status).toBe(404);
+      // Given a sandbox, it no longer ends with its stdin (a driver that exits leaves it to the next one).
+      child.stdin!.end();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect((await fetch(`${base}/health`)).status).toBe(200);
     });
   });
 

@@ -1,8 +1,9 @@
 import { ChildProcess, execFile, spawn } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { createWriteStream, existsSync, readdirSync } from 'node:fs';
-import { chmod, chown, FileHandle, lchown, lstat, mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createWriteStream, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { chmod, chown, FileHandle, lchown, lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { createServer, Server } from 'node:net';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { Logger } from '@nestjs/common';
@@ -21,6 +22,8 @@ export interface LocalSandboxDriverOptions {
   startTimeoutMs?: number;
   /** Executors kept started and waiting for a sandbox, so that a provision need not start one (default 0). */
   warmPoolSize?: number;
+  /** How long an id given out by `reserveId` waits for its provision before its executor is discarded (default 15 s). */
+  reservationMs?: number;
   /** `bwrap` (default): each executor in its own namespaces as its own uid, with limits; `none`: a plain child process. */
   isolation?: SandboxIsolationMode;
   /** A sandbox's network when its spec names none (default `none`: its own loopback only). */
@@ -50,7 +53,11 @@ const PROBE_TIMEOUT_MS = 2_000;
 const EXIT_POLL_MS = 50;
 /** The parent's variables an executor inherits; nothing else (no database, Redis or LLM credentials). */
 const INHERITED_ENV = ['PATH', 'LANG'];
-/** `<dataDir>/sandboxes/.pool/`: where warm-pool executors wait (not a uuid, so never a sandbox's folder). */
+/**
+ * `<dataDir>/sandboxes/.pool/<id>`: one marker per warm-pool executor, naming the process that
+ * started it. The folder `<id>` stays the pool's while its marker exists; whoever unlinks the marker
+ * (the claim, another process provisioning that id, the sweep at a start) owns the folder.
+ */
 const POOL_DIR = '.pool';
 /**
  * `<dataDir>/sandboxes/.sockets/`: the executors' unix sockets and `.logs/` their logs, 0700 and
@@ -60,6 +67,10 @@ const POOL_DIR = '.pool';
 const SOCKETS_DIR = '.sockets';
 const LOGS_DIR = '.logs';
 const POOL_REFILL_DELAY_MS = 1000;
+/** A reserved pooled executor not provisioned within this long (its row was not made, or another process provisions it) is discarded. */
+const DEFAULT_RESERVATION_MS = 15_000;
+/** A pool marker still empty after this long was left by a process that died while writing it. */
+const MARKER_WRITE_MS = 60_000;
 const DEFAULT_DISK_CHECK_MS = 30_000;
 const MAX_SOCKET_PATH = 107;
 /** The executor's code a jail sees read-only, relative to the project root (not the root itself: the data dir defaults to ./workspace in it). */
@@ -67,7 +78,7 @@ const CODE_PATHS = ['dist', 'node_modules', 'package.json'];
 
 /** An executor this driver runs: its own child, or one adopted from a handle of an earlier process. */
 interface Executor {
-  /** its sandbox's id; '' while it waits in the warm pool */
+  /** its sandbox's id (a pooled executor's is chosen before any sandbox has it); its folder, socket, log, uid and cgroups are named after it */
   id: string;
   /** the executor's pid on this host */
   pid: number;
@@ -79,13 +90,15 @@ interface Executor {
   socket: string;
   token: string;
   root: string;
-  /** what its socket, log and cgroups are named after: the sandbox id, or `pool-…` while it waits */
-  name: string;
   child?: ChildProcess;
   /** Set when the driver ends it, so that its exit is not taken for a crash. */
   stopping: boolean;
-  /** where its stdout and stderr go (a pooled executor's log moves into its sandbox when claimed) */
-  logPath?: string;
+}
+
+/** An executor of the warm pool, dormant in its future sandbox's folder; `reservation` once `reserveId` handed its id out. */
+interface Pooled {
+  executor: Executor;
+  reservation: NodeJS.Timeout | null;
 }
 
 /**
@@ -110,15 +123,22 @@ export class LocalSandboxDriver extends SandboxDriver {
   private readonly locks = new Map<string, Promise<void>>();
   private closed = false;
   private readonly warmPoolSize: number;
-  /** Dormant executors (BERTH_EXECUTOR_DORMANT) waiting for a sandbox, and how many are starting. */
-  private readonly pool: Executor[] = [];
+  private readonly reservationMs: number;
+  /** Dormant executors (BERTH_EXECUTOR_DORMANT) started for a sandbox id chosen in advance, and how many are starting. */
+  private readonly pool = new Map<string, Pooled>();
   private warming = 0;
+  /** The sweep of pool folders left by processes that died (once, before the pool first fills). */
+  private swept: Promise<void> | null = null;
+  /** What this process writes in its pool markers: its pid and start time (a reused pid is not it). */
+  private readonly owner = processIdentity(process.pid);
   readonly isolation: SandboxIsolationMode;
   private readonly network: SandboxNetwork;
   private readonly uidBase: number;
   private readonly limits: SandboxLimits;
   private readonly cgroups: SandboxCgroups;
   private readonly diskTimer: NodeJS.Timeout | null;
+  /** Where the executors' sockets are made (see `socketDirOf`). */
+  readonly socketDir: string;
 
   constructor(options: LocalSandboxDriverOptions) {
     super();
@@ -137,69 +157,140 @@ export class LocalSandboxDriver extends SandboxDriver {
       this.logger.warn('BERTH_SANDBOX_ISOLATION=none: SANDBOXES ARE NOT ISOLATED. Code in a sandbox runs as this server\'s user and can read its files, environment and every other sandbox. Development only.');
       this.cgroups = SandboxCgroups.none();
     }
-    // A unix socket's path has at most 107 bytes (a longer one is silently cut by the kernel's sockaddr).
-    if (Buffer.byteLength(this.socketOf(randomUUID())) > MAX_SOCKET_PATH) {
-      throw new SandboxError(`the data dir ${options.dataDir} is too long a path for executor sockets (at most ${MAX_SOCKET_PATH - 61} bytes)`);
-    }
+    mkdirSync(this.sandboxesDir, { recursive: true, mode: 0o700 });
+    this.socketDir = socketDirOf(this.sandboxesDir);
+    checkPrivateDirSync(this.socketDir);
     this.warmPoolSize = options.warmPoolSize ?? 0;
+    this.reservationMs = options.reservationMs ?? DEFAULT_RESERVATION_MS;
     const diskEvery = options.diskCheckIntervalMs ?? DEFAULT_DISK_CHECK_MS;
     this.diskTimer = this.limits.diskBytes > 0 && diskEvery > 0 ? setInterval(() => void this.checkDisks(), diskEvery).unref() : null;
   }
 
-  /** Executors started and waiting for a sandbox now. */
+  /** Executors started and waiting for a sandbox now (not counting those reserved). */
   get warmExecutors(): number {
-    return this.pool.length;
+    return [...this.pool.values()].filter((pooled) => !pooled.reservation).length;
   }
-  /** Tops the warm pool up to its size, in the background. */
+
+  /**
+   * Tops the warm pool up to its size, in the background. Each pooled executor is started for a
+   * fresh id — in its final folder, as its final uid, on its final socket, in its final cgroups,
+   * jailed with the default network — which `reserveId` hands to the next new sandbox.
+   */
   override warm(): void {
-    // A jail's mounts are fixed when it starts, before its sandbox's id is known: isolated sandboxes start cold.
-    if (this.isolation !== 'none') return;
-    while (!this.closed && this.pool.length + this.warming < this.warmPoolSize) {
+    this.swept ??= this.sweepPool().catch((err: Error) => this.logger.warn(`warm pool: sweep: ${err.message}`));
+    while (!this.closed && this.pool.size + this.warming < this.warmPoolSize) {
       this.warming++;
-      const token = newToken();
-      const name = `pool-${token.slice(0, 16).replace(/[^A-Za-z0-9]/g, '0')}`;
-      // Its future sandbox folder, made ready (git init) while it waits; moved into place when claimed.
-      const staging = join(this.sandboxesDir, POOL_DIR, name);
-      mkdir(staging, { recursive: true, mode: 0o700 })
-        .then(() => this.spawn({ id: '', name, token, root: staging, network: this.network, vars: { BERTH_EXECUTOR_DORMANT: '1', BERTH_SANDBOX_ROOT: staging } }))
+      const id = randomUUID();
+      this.swept
+        .then(() => this.startPooled(id))
         .then(
           (executor) => {
             if (this.closed) void this.discard(executor);
-            else this.pool.push(executor);
+            else this.pool.set(id, { executor, reservation: null });
           },
           (err: Error) => {
             this.logger.warn(`warm pool: ${err.message}`);
-            void rm(staging, { recursive: true, force: true });
+            void this.releaseFolder(id);
           },
         )
         .finally(() => this.warming--);
     }
   }
 
-  /**
-   * A pooled executor made this sandbox's: its staging folder, socket and log moved to the
-   * sandbox's places, then it is told the folder and the variables. Null when the pool is empty or
-   * the executor refuses (the caller starts one cold).
-   */
-  private async claimPooled(id: string, root: string, env: Record<string, string>): Promise<Executor | null> {
-    const pooled = this.pool.shift();
-    if (!pooled) return null;
+  /** The id of a waiting pooled executor with this network, kept for the sandbox row about to be made; null if none. */
+  override reserveId(network?: SandboxNetwork): string | null {
+    if ((network ?? this.network) !== this.network) return null;
+    for (const [id, pooled] of this.pool) {
+      if (pooled.reservation) continue;
+      pooled.reservation = setTimeout(() => void this.serialize(id, () => this.dropPooled(id, 'was not provisioned in time')), this.reservationMs).unref();
+      this.refillSoon();
+      return id;
+    }
+    return null;
+  }
+
+  private async startPooled(id: string): Promise<Executor> {
+    const root = this.rootOf(id);
+    await mkdir(join(this.sandboxesDir, POOL_DIR), { recursive: true, mode: 0o700 });
+    // The marker first: a folder without one would be taken for a sandbox's.
+    await writeFile(this.markerOf(id), this.owner, { flag: 'wx', mode: 0o600 });
+    await mkdir(root, { mode: 0o700 });
+    return this.spawn({ id, token: newToken(), root, network: this.network, dormant: true, vars: { BERTH_EXECUTOR_DORMANT: '1', BERTH_SANDBOX_ROOT: root } });
+  }
+
+  /** Takes the pooled executor of `id` out of the pool and ends it (its folder goes too if still the pool's). */
+  private async dropPooled(id: string, why: string): Promise<void> {
+    const pooled = this.pool.get(id);
+    if (!pooled) return;
+    this.pool.delete(id);
+    if (pooled.reservation) clearTimeout(pooled.reservation);
+    this.logger.debug(`warm pool: executor of ${id} ${why}`);
+    await this.discard(pooled.executor);
     this.refillSoon();
+  }
+
+  /**
+   * Claims the folder of a pool id: true if it was the pool's (its marker is unlinked here, once,
+   * whichever process gets there first), false if it had no marker.
+   */
+  private async takeMarker(id: string): Promise<boolean> {
     try {
-      await rename(pooled.root, root);
-      await chmod(root, 0o700);
-      await rename(pooled.socket, this.socketOf(id));
-      await rename(this.logOf(pooled.name), this.logOf(id)).catch(() => undefined);
-      Object.assign(pooled, { socket: this.socketOf(id) });
-      await new ExecutorClient(handleOf(pooled)).init(root, env, { timeoutMs: PROBE_TIMEOUT_MS });
+      await unlink(this.markerOf(id));
+      return true;
     } catch (err) {
-      this.logger.warn(`warm pool: executor ${pooled.pid} could not take sandbox ${id}: ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+  }
+
+  /** Removes a pool id's folder, log and socket — only if it is still the pool's (its marker is taken here). */
+  private async releaseFolder(id: string): Promise<boolean> {
+    if (!(await this.takeMarker(id))) return false;
+    await this.removeFiles(id);
+    return true;
+  }
+
+  private async removeFiles(id: string): Promise<void> {
+    await rm(this.rootOf(id), { recursive: true, force: true });
+    await rm(this.specFile(id), { force: true });
+    await rm(this.logOf(id), { force: true });
+    await rm(this.socketOf(id), { force: true });
+  }
+
+  /**
+   * Pool ids whose process died (it was killed: a pooled executor ends with its driver, see
+   * `spawn`) left a marker, a folder, maybe cgroups: removed. Live processes' markers are theirs.
+   */
+  private async sweepPool(): Promise<void> {
+    const dir = join(this.sandboxesDir, POOL_DIR);
+    for (const entry of await readdir(dir).catch(() => [] as string[])) {
+      const path = join(dir, entry);
+      // Not a marker: a staging folder of an earlier version's pool.
+      if (!UUID.test(entry)) {
+        await rm(path, { recursive: true, force: true });
+        continue;
+      }
+      if (await markerOwnerAlive(path)) continue;
+      if (await this.releaseFolder(entry)) await this.cgroups.remove(entry);
+    }
+  }
+
+  /**
+   * A pooled executor made this sandbox's: it is told the variables (its folder, uid, socket and
+   * cgroups are already the sandbox's). Null when it refuses (the caller starts one cold).
+   */
+  private async claimPooled(pooled: Executor, env: Record<string, string>): Promise<Executor | null> {
+    try {
+      await new ExecutorClient(handleOf(pooled)).init(pooled.root, env, { timeoutMs: PROBE_TIMEOUT_MS });
+    } catch (err) {
+      this.logger.warn(`warm pool: executor ${pooled.pid} could not take sandbox ${pooled.id}: ${(err as Error).message}`);
       await this.terminate(pooled);
       return null;
     }
-    Object.assign(pooled, { id, root, name: id });
-    this.executors.set(id, pooled);
-    this.crashed.delete(id);
+    // A sandbox's executor outlives this process (a later one adopts it): no longer tied to our end of its stdin.
+    pooled.child?.stdin?.destroy();
+    this.executors.set(pooled.id, pooled);
+    this.crashed.delete(pooled.id);
     return pooled;
   }
 
@@ -208,11 +299,14 @@ export class LocalSandboxDriver extends SandboxDriver {
     if (!this.closed) setTimeout(() => this.warm(), POOL_REFILL_DELAY_MS).unref();
   }
 
-  /** Ends a pooled executor that will serve no sandbox, and its staging folder. */
+  /**
+   * Ends a pooled executor that will serve no sandbox. Its folder, log and cgroups go only if they
+   * are still the pool's: another process may have taken the id (and runs the sandbox in them).
+   */
   private async discard(executor: Executor): Promise<void> {
-    await this.terminate(executor);
-    await rm(executor.root, { recursive: true, force: true });
-    await rm(this.logOf(executor.name), { force: true });
+    const owned = await this.takeMarker(executor.id);
+    await this.terminate(executor, { keepCgroups: !owned });
+    if (owned) await this.removeFiles(executor.id);
   }
 
   async provision(spec: SandboxSpec): Promise<SandboxHandle> {
@@ -225,11 +319,23 @@ export class LocalSandboxDriver extends SandboxDriver {
       const current = this.executors.get(spec.id);
       if (current && (await answers(current))) return handleOf(current);
       if (current) await this.terminate(current);
-      await mkdir(this.sandboxesDir, { recursive: true, mode: 0o700 });
       await writeFile(this.specFile(spec.id), JSON.stringify({ env, network }), { mode: 0o600 });
-      // A new sandbox takes a pooled executor with its folder (only one with the pool's network); an existing folder keeps its files.
-      const warm = existsSync(root) || network !== this.network ? null : await this.claimPooled(spec.id, root, env);
-      if (warm) return handleOf(warm);
+      // The pooled executor started for this id (reserveId gave it out), if it waits here with the network asked for.
+      const pooled = this.pool.get(spec.id);
+      if (pooled) {
+        this.pool.delete(spec.id);
+        if (pooled.reservation) clearTimeout(pooled.reservation);
+        this.refillSoon();
+      }
+      // The folder stops being the pool's here (in whichever process provisions the id first).
+      const owned = await this.takeMarker(spec.id);
+      if (pooled && owned && network === this.network) {
+        const warm = await this.claimPooled(pooled.executor, env);
+        if (warm) return handleOf(warm);
+      } else if (pooled) {
+        await this.terminate(pooled.executor, { keepCgroups: !owned });
+      }
+      // Cold: a new folder, or an existing one (a restart, another process's pool folder) with its files.
       await mkdir(root, { recursive: true, mode: 0o700 });
       await chmod(root, 0o700);
       return handleOf(await this.start(spec.id, newToken(), root, { env, network }));
@@ -273,9 +379,7 @@ export class LocalSandboxDriver extends SandboxDriver {
     const root = this.check(handle);
     return this.serialize(handle.id, async () => {
       await this.stopExecutor(handle, root);
-      await rm(root, { recursive: true, force: true });
-      await rm(this.specFile(handle.id), { force: true });
-      await rm(this.logOf(handle.id), { force: true });
+      await this.removeFiles(handle.id);
     });
   }
 
@@ -285,7 +389,9 @@ export class LocalSandboxDriver extends SandboxDriver {
     // Operations under way may still start an executor: let them finish, then stop everything.
     await Promise.allSettled([...this.locks.values()]);
     await Promise.all([...this.executors.values()].map((executor) => this.terminate(executor)));
-    await Promise.all(this.pool.splice(0).map((executor) => this.discard(executor)));
+    const pooled = [...this.pool.values()];
+    this.pool.clear();
+    await Promise.all(pooled.map(({ executor, reservation }) => (reservation && clearTimeout(reservation), this.discard(executor))));
   }
 
   private async stopExecutor(handle: SandboxHandle, root: string): Promise<void> {
@@ -299,7 +405,6 @@ export class LocalSandboxDriver extends SandboxDriver {
   private async start(id: string, token: string, root: string, spec: { env: Record<string, string>; network: SandboxNetwork }): Promise<Executor> {
     const executor = await this.spawn({
       id,
-      name: id,
       token,
       root,
       network: spec.network,
@@ -317,13 +422,16 @@ export class LocalSandboxDriver extends SandboxDriver {
 
   /**
    * Starts an executor working in `root` with `vars` (and nothing of this process's environment but
-   * PATH and LANG), serving on a unix socket made here and handed over as fd 3.
+   * PATH and LANG), serving on a unix socket made here and handed over as fd 3. A dormant (pooled)
+   * one gets a pipe as stdin, whose end here closes when this process dies: it then exits (no later
+   * process will ever adopt it), while a sandbox's executor outlives us to be adopted.
    */
-  private async spawn(spec: { id: string; name: string; token: string; root: string; network: SandboxNetwork; vars: Record<string, string> }): Promise<Executor> {
-    const { id, name, token, root } = spec;
-    const logPath = this.logOf(name);
+  private async spawn(spec: { id: string; token: string; root: string; network: SandboxNetwork; dormant?: boolean; vars: Record<string, string> }): Promise<Executor> {
+    const { id, token, root } = spec;
+    const logPath = this.logOf(id);
     await mkdir(dirname(logPath), { recursive: true, mode: 0o700 });
-    const socket = this.socketOf(name);
+    const socket = this.socketOf(id);
+    await ensurePrivateDir(this.socketDir);
     const listener = await listenOn(socket);
     const log = await open(logPath, 'a', 0o600);
     const logStart = (await log.stat()).size;
@@ -331,7 +439,8 @@ export class LocalSandboxDriver extends SandboxDriver {
     for (const name of INHERITED_ENV) if (process.env[name] !== undefined) env[name] = process.env[name]!;
     // The driver's own variables come last: a spec cannot replace the token or the socket.
     Object.assign(env, spec.vars, { BERTH_SANDBOX_TOKEN: token, BERTH_EXECUTOR_LISTEN_FD: '3' });
-    const label = id ? `executor of sandbox ${id}` : 'pooled executor';
+    const label = spec.dormant ? `pooled executor ${id}` : `executor of sandbox ${id}`;
+    const stdin = spec.dormant ? 'pipe' : 'ignore';
     let child: ChildProcess | undefined;
     let jail: { init: number; egress?: number } | undefined;
     const opened: FileHandle[] = [];
@@ -339,12 +448,12 @@ export class LocalSandboxDriver extends SandboxDriver {
       const listenFd = (listener as unknown as { _handle: { fd: number } })._handle.fd;
       if (this.isolation === 'none') {
         // stderr goes straight to the file (not through us), so it keeps working if this process dies first.
-        child = spawn(process.execPath, [this.executorEntry], { cwd: root, env, stdio: ['ignore', 'pipe', log.fd, listenFd] });
+        child = spawn(process.execPath, [this.executorEntry], { cwd: root, env, stdio: [stdin, 'pipe', log.fd, listenFd] });
       } else {
-        const jailed = await this.jailed(spec, env, [log.fd, listenFd], opened);
+        const jailed = await this.jailed(spec, env, [stdin, log.fd, listenFd], opened);
         child = jailed.child;
         child.on('error', () => undefined);
-        jail = await this.enterJail(child, name, spec.network, log.fd, label);
+        jail = await this.enterJail(child, id, spec.network, log.fd, label);
       }
     } catch (err) {
       child?.kill('SIGKILL');
@@ -372,23 +481,23 @@ export class LocalSandboxDriver extends SandboxDriver {
       child.kill('SIGKILL');
       if (jail) killQuietly(jail.init, 'SIGKILL');
       await exited;
-      await this.cgroups.remove(name);
+      await this.cgroups.remove(id);
       const stderr = await readTail(logPath, logStart);
       throw new SandboxError(`${label} did not start: ${(err as Error).message}${stderr ? `; stderr: ${stderr}` : ''}`);
     }
-    const executor: Executor = { id, pid, init: jail?.init, egress: jail?.egress, socket, token, root, name, child, stopping: false };
+    const executor: Executor = { id, pid, init: jail?.init, egress: jail?.egress, socket, token, root, child, stopping: false };
     child.once('exit', (code, signal) => {
-      const pooled = this.pool.indexOf(executor);
-      if (pooled >= 0) {
+      if (this.pool.get(id)?.executor === executor) {
         // A waiting executor died: the pool heals itself.
-        this.pool.splice(pooled, 1);
-        this.refillSoon();
+        void this.serialize(id, () => this.dropPooled(id, 'died while waiting'));
         return;
       }
-      if (this.executors.get(executor.id) === executor) this.executors.delete(executor.id);
-      if (executor.stopping || !executor.id) return;
-      this.crashed.add(executor.id);
-      void this.cgroups.remove(executor.name);
+      // Only a sandbox's current executor can crash (a pooled one being claimed or discarded is not yet, or no longer, one).
+      if (this.executors.get(id) !== executor) return;
+      this.executors.delete(id);
+      if (executor.stopping) return;
+      this.crashed.add(id);
+      void this.cgroups.remove(id);
       this.logger.warn(`executor of sandbox ${executor.id} exited on its own (${signal ?? `code ${code}`}); see ${logPath}`);
     });
     return executor;
@@ -401,12 +510,12 @@ export class LocalSandboxDriver extends SandboxDriver {
    * walk to them: the data dir is this process's).
    */
   private async jailed(
-    spec: { name: string; root: string; network: SandboxNetwork },
+    spec: { id: string; root: string; network: SandboxNetwork },
     env: Record<string, string>,
-    [logFd, listenFd]: [number, number],
+    [stdin, logFd, listenFd]: ['pipe' | 'ignore', number, number],
     opened: FileHandle[],
   ): Promise<{ child: ChildProcess }> {
-    const uid = sandboxUid(spec.name, this.uidBase);
+    const uid = sandboxUid(spec.id, this.uidBase);
     if (uid !== null) {
       await this.letUidsThrough();
       await chownTree(spec.root, uid);
@@ -424,7 +533,7 @@ export class LocalSandboxDriver extends SandboxDriver {
     const codeFds: Array<[number, string]> = [];
     for (const path of codePaths(code, this.executorEntry)) codeFds.push([await fdOf(path), path]);
     const dataFds: Array<[number, string]> = [];
-    const scratch = join(this.sandboxesDir, SOCKETS_DIR, `etc-${newToken().slice(0, 12)}`);
+    const scratch = join(this.socketDir, `etc-${newToken().slice(0, 12)}`);
     for (const [path, text] of Object.entries(etcFiles(ids.uid, ids.gid, spec.root, spec.network))) {
       // Written, opened, unlinked: bwrap copies from the open file into the jail.
       await writeFile(scratch, text, { mode: 0o600 });
@@ -436,7 +545,7 @@ export class LocalSandboxDriver extends SandboxDriver {
     const child = spawn(command[0], command.slice(1), {
       cwd: '/',
       env,
-      stdio: ['ignore', 'pipe', logFd, listenFd, 'pipe', 'pipe', ...extra],
+      stdio: [stdin, 'pipe', logFd, listenFd, 'pipe', 'pipe', ...extra],
       ...(uid === null ? {} : { uid, gid: uid }),
     });
     return { child };
@@ -498,7 +607,8 @@ export class LocalSandboxDriver extends SandboxDriver {
   }
 
   /** SIGTERM, up to STOP_GRACE_MS to exit, then SIGKILL to it and to its jail's init (which ends every process of the sandbox). */
-  private async terminate(executor: Executor): Promise<void> {
+  /** `keepCgroups`: the cgroups named after its id are another process's sandbox's now (killing their members would kill it). */
+  private async terminate(executor: Executor, { keepCgroups = false } = {}): Promise<void> {
     executor.stopping = true;
     killQuietly(executor.pid, 'SIGTERM');
     if (!(await waitForExit(executor, STOP_GRACE_MS))) {
@@ -509,7 +619,7 @@ export class LocalSandboxDriver extends SandboxDriver {
     // Whatever the executor left behind in its namespace goes with the init.
     if (executor.init && pidAlive(executor.init)) killQuietly(executor.init, 'SIGKILL');
     if (executor.egress) killQuietly(executor.egress, 'SIGKILL');
-    await this.cgroups.remove(executor.name);
+    if (!keepCgroups) await this.cgroups.remove(executor.id);
     if (this.executors.get(executor.id) === executor) this.executors.delete(executor.id);
   }
 
@@ -536,12 +646,16 @@ export class LocalSandboxDriver extends SandboxDriver {
     return join(this.sandboxesDir, id);
   }
 
-  private socketOf(name: string): string {
-    return join(this.sandboxesDir, SOCKETS_DIR, `${name}.sock`);
+  private socketOf(id: string): string {
+    return join(this.socketDir, `${id}.sock`);
   }
 
-  private logOf(name: string): string {
-    return join(this.sandboxesDir, LOGS_DIR, `${name}.log`);
+  private logOf(id: string): string {
+    return join(this.sandboxesDir, LOGS_DIR, `${id}.log`);
+  }
+
+  private markerOf(id: string): string {
+    return join(this.sandboxesDir, POOL_DIR, id);
   }
 
   /**
@@ -588,6 +702,72 @@ function bubblewrapProblem(uidBase: number): string | null {
   return probes.get(uidBase)!;
 }
 
+/**
+ * The folder of the executors' sockets: `<dataDir>/sandboxes/.sockets` when a socket's path there
+ * fits in the 107 bytes of a unix socket address; otherwise (a deep data dir) a private folder in
+ * the temporary dir named after the data dir's real path, so that every process sharing the data
+ * dir (gateway, workers) finds the same sockets — given the same TMPDIR.
+ */
+export function socketDirOf(sandboxesDir: string): string {
+  const fits = (dir: string) => Buffer.byteLength(join(dir, `${randomUUID()}.sock`)) <= MAX_SOCKET_PATH;
+  const inDataDir = join(sandboxesDir, SOCKETS_DIR);
+  if (fits(inDataDir)) return inDataDir;
+  const outside = join(tmpdir(), `berth-${createHash('sha256').update(realpathSync(dirname(sandboxesDir))).digest('hex').slice(0, 16)}`);
+  if (!fits(outside)) throw new SandboxError(`neither ${inDataDir} nor ${outside} is short enough a folder for executor sockets (at most ${MAX_SOCKET_PATH - 42} bytes)`);
+  return outside;
+}
+
+/**
+ * Makes the sockets' folder if needed and checks it is ours alone: a real folder (not a link),
+ * owned by this process's uid, mode 0700. A folder in /tmp another user made first is refused,
+ * never used (it could hold their socket under a sandbox's name).
+ */
+function checkPrivateDirSync(dir: string): void {
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new SandboxError(`cannot make the executor socket folder ${dir}: ${(err as Error).message}`);
+  }
+  const stat = lstatSync(dir);
+  const uid = process.getuid?.();
+  if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o777) !== 0o700) {
+    throw new SandboxError(`the executor socket folder ${dir} is not a folder of this user with mode 0700: refusing it (remove it if it is stale)`);
+  }
+}
+
+/** The check of checkPrivateDirSync again before each socket (the folder may have been removed meanwhile). */
+async function ensurePrivateDir(dir: string): Promise<void> {
+  const stat = await lstat(dir).catch(() => null);
+  if (stat?.isDirectory() && stat.uid === (process.getuid?.() ?? stat.uid) && (stat.mode & 0o777) === 0o700) return;
+  checkPrivateDirSync(dir);
+}
+
+/** `<pid> <start time>` of a process (the start time tells a reused pid apart); the pid alone without /proc. */
+function processIdentity(pid: number): string {
+  const stat = safeRead(`/proc/${pid}/stat`);
+  // Field 22 (starttime), counted after the command's closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return `${pid} ${fields[19] ?? ''}`.trim();
+}
+
+/** Whether the process that wrote a pool marker still runs (a marker being written counts as alive for a while). */
+async function markerOwnerAlive(marker: string): Promise<boolean> {
+  const [content, info] = await Promise.all([readFile(marker, 'utf8').catch(() => ''), stat(marker).catch(() => null)]);
+  if (!info) return true;
+  const pid = Number(content.split(' ')[0]);
+  if (!content) return Date.now() - info.mtimeMs < MARKER_WRITE_MS;
+  if (!Number.isInteger(pid) || pid <= 0 || !pidAlive(pid)) return false;
+  return processIdentity(pid) === content.trim();
+}
+
+function safeRead(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /** What of the project a jail sees: dist/, node_modules/, package.json and each lib's index.js and package.json (node_modules/@berth links there). */
 function codePaths(code: string, entry: string): string[] {
   const paths = CODE_PATHS.map((path) => join(code, path)).filter((path) => existsSync(path));
@@ -605,8 +785,6 @@ function codePaths(code: string, entry: string): string[] {
  * unlinks the name it bound when our copy is closed, which must not take the child's socket's name with it.
  */
 async function listenOn(path: string): Promise<Server> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await chmod(dirname(path), 0o700);
   // Short: a unix socket's path has at most 107 bytes.
   const temporary = join(dirname(path), `t-${randomBytes(6).toString('hex')}`);
   const server = createServer();
@@ -690,7 +868,6 @@ function fromHandle(handle: SandboxHandle, root: string): Executor {
     socket: executorSocket(handle.url) ?? '',
     token: handle.token,
     root,
-    name: handle.id,
     stopping: false,
   };
 }

@@ -80,6 +80,15 @@ export abstract class SandboxDriver {
   /** Starts keeping executors ready for the next provisions (a driver without a warm pool does nothing). */
   warm(): void {}
 
+  /**
+   * The id a new sandbox should have, when the driver has an executor ready for that id (a pooled
+   * one, started for an id chosen in advance): the caller makes its row with it and provisions it
+   * soon, or the executor is discarded. Null (the default): any id; the sandbox starts cold.
+   */
+  reserveId(_network?: SandboxSpec['network']): string | null {
+    return null;
+  }
+
   /** Stops the executor and deletes the sandbox's files. */
   abstract destroy(handle: SandboxHandle): Promise<void>;
 

@@ -1,12 +1,16 @@
 import { SecretVault } from '@berth/crypto';
 import { ConversationRepository, Prisma, SandboxRepository, tenantScope } from '@berth/persistence';
 import type { SandboxKind, SandboxRow, TenantScope } from '@berth/persistence';
-import { SandboxDriver, SandboxHandle } from './sandbox-driver';
+import { SandboxDriver, SandboxHandle, SandboxSpec } from './sandbox-driver';
 
 type Json = Record<string, unknown>;
 
+export type SandboxNetworkName = NonNullable<SandboxSpec['network']>;
+
 export interface NewSandbox {
   env?: Record<string, string>;
+  /** Default: the tenant's allowance. */
+  network?: SandboxNetworkName;
   idleTimeoutSeconds?: number;
   ttlSeconds?: number | null;
 }
@@ -15,6 +19,16 @@ export interface NewSandbox {
 export class SandboxNotFound extends Error {
   constructor(readonly sandboxId: string) {
     super(`Sandbox not found: ${sandboxId}`);
+  }
+}
+
+/** The sandbox asks for more network than its tenant is allowed (at its creation, or at a start after the allowance was lowered). */
+export class SandboxNetworkRefused extends Error {
+  constructor(
+    readonly asked: SandboxNetworkName,
+    readonly allowed: SandboxNetworkName,
+  ) {
+    super(`Network ${asked} is not allowed for this tenant's sandboxes: its allowance is ${allowed}`);
   }
 }
 
@@ -42,20 +56,43 @@ export class SandboxManager {
     private readonly conversations: ConversationRepository,
     private readonly driver: SandboxDriver,
     private readonly vault: SecretVault,
+    /** The server's default network (BERTH_SANDBOX_NETWORK): a tenant's allowance when its quotas name none. */
+    private readonly defaultNetwork: SandboxNetworkName = 'none',
   ) {}
 
   get driverKind(): string {
     return this.driver.kind;
   }
 
-  /** A new sandbox row with a random id (not started yet; `ensureRunning` starts it). */
-  create(scope: TenantScope, spec: NewSandbox = {}, kind: SandboxKind = 'standalone'): Promise<SandboxRow> {
-    return this.rows.create(scope, { driver: this.driver.kind, kind, ...spec });
+  /**
+   * A new sandbox row (not started yet; `ensureRunning` starts it) with the network asked for, at
+   * most the tenant's allowance (and that by default). Its id is random, or the one the driver has
+   * an executor waiting for (the warm pool).
+   */
+  async create(scope: TenantScope, spec: NewSandbox = {}, kind: SandboxKind = 'standalone'): Promise<SandboxRow> {
+    const allowed = await this.allowance(scope);
+    const network = spec.network ?? allowed;
+    if (!networkWithin(network, allowed)) throw new SandboxNetworkRefused(network, allowed);
+    return this.rows.create(scope, { driver: this.driver.kind, kind, ...spec, network, id: this.driver.reserveId(network) ?? undefined });
   }
 
-  /** The tenant's home sandbox row, made on first use. */
-  home(scope: TenantScope): Promise<SandboxRow> {
-    return this.rows.findOrCreateHome(scope, this.driver.kind);
+  /** The tenant's home sandbox row, made on first use (with the tenant's network). */
+  async home(scope: TenantScope): Promise<SandboxRow> {
+    const existing = await this.rows.findHome(scope);
+    if (existing) return existing;
+    const network = await this.allowance(scope);
+    return this.rows.findOrCreateHome(scope, () => ({ driver: this.driver.kind, network, id: this.driver.reserveId(network) ?? undefined }));
+  }
+
+  /** The network the tenant's sandboxes may have at most (and have by default). */
+  async allowance(scope: TenantScope): Promise<SandboxNetworkName> {
+    const stored = await this.rows.networkAllowance(scope);
+    return stored === 'none' || stored === 'egress' ? stored : this.defaultNetwork;
+  }
+
+  /** A sandbox's network: as made, or (made before networks were per sandbox) the server default it started with. */
+  networkOf(row: SandboxRow): SandboxNetworkName {
+    return row.network === 'none' || row.network === 'egress' ? row.network : this.defaultNetwork;
   }
 
   /** The tenant's home sandbox row, or null before its first use. */
@@ -96,12 +133,15 @@ export class SandboxManager {
   }
 
   private async start(scope: TenantScope, sandboxId: string): Promise<SandboxHandle> {
-    const row = await this.rows.find(scope, sandboxId);
+    const [row, allowed] = await Promise.all([this.rows.find(scope, sandboxId), this.allowance(scope)]);
     if (!row) throw new SandboxNotFound(sandboxId);
+    const network = this.networkOf(row);
+    // An allowance lowered since the sandbox was made: it does not start again with more.
+    if (!networkWithin(network, allowed)) throw new SandboxNetworkRefused(network, allowed);
     const stored = this.handleOf(row);
     let handle: SandboxHandle;
     try {
-      handle = stored ? await this.driver.ensureRunning(stored) : await this.driver.provision({ id: sandboxId, env: row.env as Record<string, string> });
+      handle = stored ? await this.driver.ensureRunning(stored) : await this.driver.provision({ id: sandboxId, env: row.env as Record<string, string>, network });
     } catch (err) {
       this.verified.delete(sandboxId);
       await this.rows.setStatus(scope, sandboxId, 'error');
@@ -157,4 +197,8 @@ export class SandboxManager {
     this.activeConversations.set(conversationId, now);
     await this.rows.touchOfConversation(conversationId);
   }
+}
+
+function networkWithin(network: SandboxNetworkName, allowed: SandboxNetworkName): boolean {
+  return network === 'none' || allowed === 'egress';
 }

@@ -30,9 +30,9 @@ export class SandboxModule {
         { provide: SandboxDriver, inject: [BERTH_CONFIG], useFactory: createSandboxDriver },
         {
           provide: SandboxManager,
-          inject: [SandboxRepository, ConversationRepository, SandboxDriver, SecretVault, EventRecorder],
-          useFactory: (rows: SandboxRepository, conversations: ConversationRepository, driver: SandboxDriver, vault: SecretVault, recorder: EventRecorder) => {
-            const manager = new SandboxManager(rows, conversations, driver, vault);
+          inject: [SandboxRepository, ConversationRepository, SandboxDriver, SecretVault, EventRecorder, BERTH_CONFIG],
+          useFactory: (rows: SandboxRepository, conversations: ConversationRepository, driver: SandboxDriver, vault: SecretVault, recorder: EventRecorder, config: BerthConfig) => {
+            const manager = new SandboxManager(rows, conversations, driver, vault, config.sandboxNetwork);
             // Every stored event keeps its conversation's sandbox from looking idle.
             recorder.onStored((conversationId) => manager.conversationActive(conversationId));
             return manager;

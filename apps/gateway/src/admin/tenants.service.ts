@@ -6,7 +6,7 @@ import type { TenantQuotas } from '@berth/contracts';
 import { Database, DEFAULT_TENANT_ID, Prisma, tenantScope } from '@berth/persistence';
 import { SandboxManager } from '@berth/sandbox';
 import { randomUUID } from 'node:crypto';
-import { effectiveLimits } from '../quotas/quota.service';
+import { effectiveLimits, effectiveNetwork } from '../quotas/quota.service';
 import { TenancyEpoch } from '../quotas/tenancy-epoch';
 import { fromStart, NEWEST_FIRST, pageOf } from './paging';
 
@@ -17,11 +17,11 @@ type TenantRow = { id: string; name: string; quotas: Prisma.JsonValue; createdAt
 export const tenantNotFound = (id: string) => new NotFoundException({ detail: `Tenant not found: ${id}` });
 
 /** Only the set fields are kept: a null in a patch resets the field to the server default. */
-function storedQuotas(current: TenantQuotas, patch: TenantQuotas = {}): Record<string, number> {
-  const merged: Record<string, number> = {};
+function storedQuotas(current: TenantQuotas, patch: TenantQuotas = {}): Record<string, number | string> {
+  const merged: Record<string, number | string> = {};
   for (const field of QUOTA_FIELDS) {
     const value = field in patch ? patch[field] : current[field];
-    if (typeof value === 'number') merged[field] = value;
+    if (typeof value === 'number' || typeof value === 'string') merged[field] = value;
   }
   return merged;
 }
@@ -50,6 +50,7 @@ export class TenantsService {
         max_running_conversations: limits.maxRunningConversations,
         requests_per_minute: limits.requestsPerMinute,
         max_sockets_per_key: limits.maxSocketsPerKey,
+        network: effectiveNetwork(this.config.sandboxNetwork, quotas),
       },
       created_at: utcTimestamp(row.createdAt),
     };

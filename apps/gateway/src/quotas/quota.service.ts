@@ -1,6 +1,6 @@
 import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
 import { BERTH_CONFIG } from '@berth/config';
-import type { BerthConfig, TenantLimits } from '@berth/config';
+import type { BerthConfig, SandboxNetwork, TenantLimits } from '@berth/config';
 import type { TenantQuotas } from '@berth/contracts';
 import { Database } from '@berth/persistence';
 import { randomUUID } from 'node:crypto';
@@ -28,6 +28,14 @@ export function effectiveLimits(defaults: TenantLimits, quotas: TenantQuotas): T
     requestsPerMinute: quotas.requests_per_minute ?? defaults.requestsPerMinute,
     maxSocketsPerKey: quotas.max_sockets_per_key ?? defaults.maxSocketsPerKey,
   };
+}
+
+/**
+ * The most network the tenant's sandboxes may have, and what they get by default: its quota over
+ * BERTH_SANDBOX_NETWORK (enforced where sandboxes are made and started: SandboxManager).
+ */
+export function effectiveNetwork(serverDefault: SandboxNetwork, quotas: TenantQuotas): SandboxNetwork {
+  return quotas.network ?? serverDefault;
 }
 
 /**

@@ -1,8 +1,8 @@
-import { Injectable, Logger, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
+import { ForbiddenException, Injectable, Logger, NotFoundException, ServiceUnavailableException } from '@nestjs/common';
 import { CreateSandboxRequest, parseUuid, utcTimestamp, uuidHex } from '@berth/contracts';
 import { SandboxRepository } from '@berth/persistence';
 import type { SandboxRow } from '@berth/persistence';
-import { SandboxManager, SandboxNotFound } from '@berth/sandbox';
+import { SandboxManager, SandboxNetworkRefused, SandboxNotFound } from '@berth/sandbox';
 import type { Principal } from '../common/tenant.decorator';
 import { QuotaService } from '../quotas/quota.service';
 
@@ -26,6 +26,7 @@ export class SandboxesService {
       driver: row.driver,
       url: `${baseUrl}/sandboxes/${row.id}`,
       env: Object.keys(row.env as Record<string, string>).sort(),
+      network: this.sandboxes.networkOf(row),
       idle_timeout: row.idleTimeoutSeconds,
       ttl: row.ttlSeconds,
       created_at: utcTimestamp(row.createdAt),
@@ -43,7 +44,9 @@ export class SandboxesService {
 
   /** Creates the sandbox and starts its executor before answering, so it is usable at once. */
   async create(p: Principal, req: CreateSandboxRequest): Promise<SandboxRow> {
-    const row = await this.quotas.admitSandbox(p.tenantId, () => this.sandboxes.create(p, { env: req.env, idleTimeoutSeconds: req.idle_timeout, ttlSeconds: req.ttl ?? null }));
+    const row = await this.quotas.admitSandbox(p.tenantId, () =>
+      refusedAsForbidden(() => this.sandboxes.create(p, { env: req.env, network: req.network, idleTimeoutSeconds: req.idle_timeout, ttlSeconds: req.ttl ?? null })),
+    );
     await this.start(p, row.id);
     return this.require(p, row.id);
   }
@@ -75,8 +78,19 @@ export class SandboxesService {
       await this.sandboxes.ensureRunning(p, id);
     } catch (err) {
       if (err instanceof SandboxNotFound) throw sandboxNotFound(id);
+      if (err instanceof SandboxNetworkRefused) throw forbidden(err);
       this.logger.error(`sandbox ${id} did not start: ${(err as Error).message}`);
       throw new ServiceUnavailableException({ detail: `Sandbox ${id} could not be started: ${(err as Error).message}` });
     }
+  }
+}
+
+const forbidden = (err: SandboxNetworkRefused) => new ForbiddenException({ detail: err.message });
+
+async function refusedAsForbidden<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (err) {
+    throw err instanceof SandboxNetworkRefused ? forbidden(err) : err;
   }
 }
