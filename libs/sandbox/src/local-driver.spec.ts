@@ -1,7 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
-import { chown, mkdir, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { chmod, chown, mkdir, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Test } from '@nestjs/testing';
@@ -177,6 +177,40 @@ describe('LocalSandboxDriver', () => {
     expect(handle.url).toBe(`unix:${join(dataDir, 'sandboxes', '.sockets', `${id}.sock`)}`);
     expect(await readlink(`/proc/${handle.pid}/cwd`)).toBe(handle.root);
     expect(await new ExecutorClient(handle).health()).toEqual({ status: 'ok' });
+  });
+
+  it('puts the sockets of a deep data dir in a private folder of the temporary dir that every process of that data dir finds', async () => {
+    // A clone in a deep folder (its folders as git makes them: others may pass).
+    const deep = join(dataDir, 'a'.repeat(60), 'workspace');
+    await mkdir(deep, { recursive: true, mode: 0o755 });
+    await chmod(dataDir, 0o711);
+    const driver = newDriver({ dataDir: deep });
+    const socketDir = join(tmpdir(), `berth-${createHash('sha256').update(realpathSync(deep)).digest('hex').slice(0, 16)}`);
+    try {
+      expect(driver.socketDir).toBe(socketDir);
+      const handle = await driver.provision({ id: randomUUID() });
+      expect(handle.url).toBe(`unix:${join(socketDir, `${handle.id}.sock`)}`);
+      expect(Buffer.byteLength(handle.url.slice('unix:'.length))).toBeLessThanOrEqual(107);
+      const stat = lstatSync(socketDir);
+      expect([stat.isDirectory(), stat.mode & 0o777, stat.uid]).toEqual([true, 0o700, process.getuid!()]);
+      expect(await new ExecutorClient(handle).health()).toEqual({ status: 'ok' });
+      // Another process of the same data dir (a worker, the next gateway) computes the same folder and takes the executor over.
+      const other = newDriver({ dataDir: deep });
+      expect(other.socketDir).toBe(socketDir);
+      expect(await other.ensureRunning(handle)).toEqual(handle);
+      await driver.close();
+      await other.close();
+      // A folder of that name that is not ours alone is refused, never used.
+      await rm(socketDir, { recursive: true });
+      await mkdir(socketDir, { mode: 0o755 });
+      await chmod(socketDir, 0o755);
+      expect(() => newDriver({ dataDir: deep })).toThrow(/not a folder of this user with mode 0700/);
+      await rm(socketDir, { recursive: true });
+      await symlink(dataDir, socketDir);
+      expect(() => newDriver({ dataDir: deep })).toThrow(/not a folder of this user with mode 0700/);
+    } finally {
+      await rm(socketDir, { recursive: true, force: true });
+    }
   });
 
   it('takes over a running executor from a handle stored by an earlier process, and stops it on close', async () => {

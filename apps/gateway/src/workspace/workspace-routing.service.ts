@@ -1,8 +1,8 @@
-import { BadRequestException, Injectable, NotFoundException } from '@nestjs/common';
+import { BadRequestException, ForbiddenException, Injectable, NotFoundException } from '@nestjs/common';
 import { dirname, isAbsolute, join, normalize, relative } from 'node:path';
 import { ConversationRepository } from '@berth/persistence';
 import type { TenantScope } from '@berth/persistence';
-import { ExecutorClient, SandboxHandle, SandboxManager, SandboxNotFound, sandboxWorkingDir } from '@berth/sandbox';
+import { ExecutorClient, SandboxHandle, SandboxManager, SandboxNetworkRefused, SandboxNotFound, sandboxWorkingDir } from '@berth/sandbox';
 import type { Principal } from '../common/tenant.decorator';
 
 /** Where a top-level workspace call goes, and how its paths read there. */
@@ -110,6 +110,7 @@ export class WorkspaceRoutingService {
       return await this.sandboxes.ensureRunning(scope, sandboxId);
     } catch (err) {
       if (err instanceof SandboxNotFound) throw new NotFoundException({ detail: `Sandbox not found: ${sandboxId}` });
+      if (err instanceof SandboxNetworkRefused) throw new ForbiddenException({ detail: err.message });
       throw err;
     }
   }
