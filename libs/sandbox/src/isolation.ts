@@ -183,20 +183,31 @@ export class SandboxCgroups {
     return [...new Set(Object.values(this.parents).filter((p): p is string => p !== null))].map((parent) => join(parent, `berth-${id}`));
   }
 
-  /** Makes the sandbox's groups with its limits and moves `pid` (and so its future children) into them. */
-  async enter(id: string, pid: number, limits: SandboxLimits): Promise<void> {
-    for (const [name, parent] of Object.entries(this.parents)) {
-      if (!parent) continue;
-      const dir = join(parent, `berth-${id}`);
-      await mkdir(dir, { recursive: true });
-      const v2 = existsSync(join(dir, 'cgroup.controllers'));
-      if (name === 'memory' && limits.memoryBytes > 0) {
-        await writeFile(join(dir, v2 ? 'memory.max' : 'memory.limit_in_bytes'), String(limits.memoryBytes));
-        if (v2) await writeFile(join(dir, 'memory.swap.max'), '0').catch(() => undefined);
-      }
-      if (name === 'pids' && limits.processes > 0) await writeFile(join(dir, 'pids.max'), String(limits.processes));
-      await writeFile(join(dir, 'cgroup.procs'), String(pid));
-    }
+  /**
+   * Makes the sandbox's groups with their limits, before its jail exists (so that this runs while
+   * bwrap sets the jail up); `attach` then moves the jail in. The groups are set up in parallel.
+   */
+  async prepare(id: string, limits: SandboxLimits): Promise<void> {
+    await Promise.all(
+      Object.entries(this.parents).map(async ([name, parent]) => {
+        if (!parent) return;
+        const dir = join(parent, `berth-${id}`);
+        await mkdir(dir, { recursive: true });
+        const v2 = existsSync(join(dir, 'cgroup.controllers'));
+        if (name === 'memory' && limits.memoryBytes > 0) {
+          await Promise.all([
+            writeFile(join(dir, v2 ? 'memory.max' : 'memory.limit_in_bytes'), String(limits.memoryBytes)),
+            v2 ? writeFile(join(dir, 'memory.swap.max'), '0').catch(() => undefined) : undefined,
+          ]);
+        }
+        if (name === 'pids' && limits.processes > 0) await writeFile(join(dir, 'pids.max'), String(limits.processes));
+      }),
+    );
+  }
+
+  /** Moves `pid` (and so its future children) into the groups `prepare` made. */
+  async attach(id: string, pid: number): Promise<void> {
+    await Promise.all(this.dirs(id).map((dir) => writeFile(join(dir, 'cgroup.procs'), String(pid))));
   }
 
   /** Removes the sandbox's groups once its processes are gone (a group with processes cannot be removed: they are killed first). */

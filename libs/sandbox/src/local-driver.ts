@@ -139,6 +139,9 @@ export class LocalSandboxDriver extends SandboxDriver {
   private readonly diskTimer: NodeJS.Timeout | null;
   /** Where the executors' sockets are made (see `socketDirOf`). */
   readonly socketDir: string;
+  /** What of the project every jail binds (found at the first start). */
+  private codePaths: string[] | null = null;
+  private uidsLetThrough = false;
 
   constructor(options: LocalSandboxDriverOptions) {
     super();
@@ -246,10 +249,23 @@ export class LocalSandboxDriver extends SandboxDriver {
   /** Removes a pool id's folder, log and socket — only if it is still the pool's (its marker is taken here). */
   private async releaseFolder(id: string): Promise<boolean> {
     if (!(await this.takeMarker(id))) return false;
-    await this.removeFiles(id);
+    await this.removePoolFiles(id);
     return true;
   }
 
+  /**
+   * A pool id's folder, log and socket, once its marker is taken. The folder is first moved aside
+   * (a process provisioning the id from now on makes a fresh one, which must not be removed under
+   * it); no spec file: only a provision writes one.
+   */
+  private async removePoolFiles(id: string): Promise<void> {
+    const aside = join(this.sandboxesDir, POOL_DIR, `${id}.removed`);
+    await rename(this.rootOf(id), aside).catch(() => undefined);
+    await Promise.all([rm(this.logOf(id), { force: true }), rm(this.socketOf(id), { force: true })]);
+    await rm(aside, { recursive: true, force: true });
+  }
+
+  /** A destroyed sandbox's files. */
   private async removeFiles(id: string): Promise<void> {
     await rm(this.rootOf(id), { recursive: true, force: true });
     await rm(this.specFile(id), { force: true });
@@ -305,8 +321,9 @@ export class LocalSandboxDriver extends SandboxDriver {
    */
   private async discard(executor: Executor): Promise<void> {
     const owned = await this.takeMarker(executor.id);
+    const removed = owned ? this.removePoolFiles(executor.id) : Promise.resolve();
     await this.terminate(executor, { keepCgroups: !owned });
-    if (owned) await this.removeFiles(executor.id);
+    await removed;
   }
 
   async provision(spec: SandboxSpec): Promise<SandboxHandle> {
@@ -450,13 +467,17 @@ export class LocalSandboxDriver extends SandboxDriver {
         // stderr goes straight to the file (not through us), so it keeps working if this process dies first.
         child = spawn(process.execPath, [this.executorEntry], { cwd: root, env, stdio: [stdin, 'pipe', log.fd, listenFd] });
       } else {
+        // The cgroups are made while the jail is set up; the jail is moved in before it goes on.
+        const cgroupsReady = this.cgroups.prepare(id, this.limits);
+        cgroupsReady.catch(() => undefined);
         const jailed = await this.jailed(spec, env, [stdin, log.fd, listenFd], opened);
         child = jailed.child;
         child.on('error', () => undefined);
-        jail = await this.enterJail(child, id, spec.network, log.fd, label);
+        jail = await this.enterJail(child, { name: id, cgroupsReady }, spec.network, log.fd, label);
       }
     } catch (err) {
       child?.kill('SIGKILL');
+      await this.cgroups.remove(id);
       throw err instanceof SandboxError ? err : new SandboxError(`${label} did not start: ${(err as Error).message}`);
     } finally {
       for (const file of opened) await file.close();
@@ -521,25 +542,22 @@ export class LocalSandboxDriver extends SandboxDriver {
       await chownTree(spec.root, uid);
     }
     const ids = uid === null ? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 } : { uid, gid: uid };
-    const extra: number[] = [];
-    const fdOf = async (path: string): Promise<number> => {
-      const file = await open(path, 'r');
-      opened.push(file);
-      extra.push(file.fd);
-      return 6 + extra.length - 1;
-    };
-    const rootFd = await fdOf(spec.root);
-    const code = projectRoot();
-    const codeFds: Array<[number, string]> = [];
-    for (const path of codePaths(code, this.executorEntry)) codeFds.push([await fdOf(path), path]);
-    const dataFds: Array<[number, string]> = [];
-    const scratch = join(this.socketDir, `etc-${newToken().slice(0, 12)}`);
-    for (const [path, text] of Object.entries(etcFiles(ids.uid, ids.gid, spec.root, spec.network))) {
-      // Written, opened, unlinked: bwrap copies from the open file into the jail.
-      await writeFile(scratch, text, { mode: 0o600 });
-      dataFds.push([await fdOf(scratch), path]);
-      await unlink(scratch);
-    }
+    this.codePaths ??= codePaths(projectRoot(), this.executorEntry);
+    const etc = Object.entries(etcFiles(ids.uid, ids.gid, spec.root, spec.network));
+    // Written, opened, unlinked: bwrap copies from the open file into the jail. All at once: a start waits on each step.
+    const scratch = etc.map(() => join(this.socketDir, `etc-${newToken().slice(0, 12)}`));
+    await Promise.all(etc.map(([, text], i) => writeFile(scratch[i], text, { mode: 0o600 })));
+    const paths = [spec.root, ...this.codePaths, ...scratch];
+    const files = await Promise.allSettled(paths.map((path) => open(path, 'r')));
+    for (const file of files) if (file.status === 'fulfilled') opened.push(file.value);
+    await Promise.all(scratch.map((path) => unlink(path).catch(() => undefined)));
+    const failed = files.find((file) => file.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    // Inherited from fd 6 on, in the order of `paths`.
+    const extra = (files as Array<PromiseFulfilledResult<FileHandle>>).map((file) => file.value.fd);
+    const rootFd = 6;
+    const codeFds = this.codePaths.map((path, i): [number, string] => [7 + i, path]);
+    const dataFds = etc.map(([path], i): [number, string] => [7 + this.codePaths!.length + i, path]);
     const args = bwrapArgs({ root: spec.root, rootFd, codeFds, dataFds, infoFd: 4, blockFd: 5, network: spec.network, cwd: spec.root });
     const command = [...prlimitArgs(this.limits, uid !== null), BWRAP, ...args, '--', process.execPath, this.executorEntry];
     const child = spawn(command[0], command.slice(1), {
@@ -557,6 +575,8 @@ export class LocalSandboxDriver extends SandboxDriver {
    * 0700/0600: no code runs as a sandbox uid outside its jail but bwrap itself); the others are checked.
    */
   private async letUidsThrough(): Promise<void> {
+    // Checked once per driver: a start waits on every step.
+    if (this.uidsLetThrough) return;
     await chmod(this.sandboxesDir, 0o711);
     const dataDir = dirname(this.sandboxesDir);
     const mode = (await lstat(dataDir)).mode & 0o7777;
@@ -567,10 +587,17 @@ export class LocalSandboxDriver extends SandboxDriver {
         if (dir === dirname(dir)) break;
       }
     }
+    this.uidsLetThrough = true;
   }
 
   /** Reads bwrap's info (its init's pid), puts the init in the sandbox's cgroups, gives it egress if asked, then lets it go on. */
-  private async enterJail(child: ChildProcess, name: string, network: SandboxNetwork, logFd: number, label: string): Promise<{ init: number; egress?: number }> {
+  private async enterJail(
+    child: ChildProcess,
+    { name, cgroupsReady }: { name: string; cgroupsReady: Promise<void> },
+    network: SandboxNetwork,
+    logFd: number,
+    label: string,
+  ): Promise<{ init: number; egress?: number }> {
     const [infoPipe, blockPipe] = [(child.stdio as unknown as Readable[])[4], (child.stdio as unknown as Writable[])[5]];
     // bwrap closes both once used: a reset is no error of ours.
     infoPipe.on('error', () => undefined);
@@ -579,7 +606,8 @@ export class LocalSandboxDriver extends SandboxDriver {
     infoPipe.destroy();
     const init = info['child-pid'];
     if (!Number.isInteger(init)) throw new SandboxError(`${label}: bwrap gave no child pid`);
-    await this.cgroups.enter(name, init, this.limits);
+    await cgroupsReady;
+    await this.cgroups.attach(name, init);
     const egress = network === 'egress' ? await startEgress(init, logFd) : undefined;
     blockPipe.end('go');
     return { init, egress };
