@@ -189,7 +189,8 @@ describe('tenant quotas across two gateway replicas (postgres, one Redis)', () =
   beforeAll(async () => {
     const shared = { ...ENV, BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}` };
     a = await startServer('postgres', shared);
-    b = await startServer('postgres', shared);
+    // Replicas of the local driver share the data dir (the sandboxes' folders and sockets are there).
+    b = await startServer('postgres', shared, a.dataDir);
   });
   afterAll(async () => {
     await Promise.all([a?.close(), b?.close()]);
