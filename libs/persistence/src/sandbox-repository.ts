@@ -10,7 +10,8 @@ export type SandboxKind = 'home' | 'conversation' | 'standalone';
 export interface NewSandboxRow {
   driver: string;
   kind: SandboxKind;
-  env?: Record<string, string>;
+  /** variable name → its value sealed by the caller (SandboxManager encrypts them) */
+  env?: Record<string, { sealed: string }>;
   idleTimeoutSeconds?: number;
   ttlSeconds?: number | null;
 }
