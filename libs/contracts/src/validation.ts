@@ -86,14 +86,14 @@ export function unsafeInputIssue(value: unknown, location: string, maxDepth = MA
   while (stack.length > 0) {
     const { value: current, loc } = stack.pop()!;
     if (typeof current === 'string') {
-      if (current.includes('\0')) return { type: 'value_error', loc: [location, ...loc], msg: 'String should not contain NUL characters (\\u0000)' };
+      if (current.includes('\0')) return { type: 'value_error', loc: [location, ...loc], msg: 'String should not contain NUL characters' };
       continue;
     }
     if (current === null || typeof current !== 'object') continue;
     if (loc.length >= maxDepth) return { type: 'value_error', loc: [location], msg: `Input should not be nested deeper than ${maxDepth} levels` };
     const entries: [string | number, unknown][] = Array.isArray(current) ? current.map((v, i) => [i, v]) : Object.entries(current);
     for (const [key, v] of entries) {
-      if (typeof key === 'string' && key.includes('\0')) return { type: 'value_error', loc: [location, ...loc], msg: 'Keys should not contain NUL characters (\\u0000)' };
+      if (typeof key === 'string' && key.includes('\0')) return { type: 'value_error', loc: [location, ...loc], msg: 'Keys should not contain NUL characters' };
       stack.push({ value: v, loc: [...loc, key] });
     }
   }
