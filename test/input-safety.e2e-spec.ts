@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { api, createTenant, startRequest, startServer, STORAGES, TestServer, userMessage } from './support/server';
+import { api, createTenant, SocketClient, startRequest, startServer, STORAGES, TestServer, userMessage } from './support/server';
 
 /** A request with its target sent as written (fetch resolves `..` and `%2e%2e` before sending). */
 function rawRequest(server: TestServer, method: string, target: string, key: string, body?: string): Promise<{ status: number; text: string }> {
@@ -116,5 +116,21 @@ describe.each(STORAGES)('input safety (%s)', (storage) => {
     const badToken = await api(server, 'POST', '/api/conversations', { rawBody: `{"secrets": ${secret}}`, key });
     expect(badToken.status).toBe(422);
     expect(JSON.stringify(badToken.body)).not.toContain('db-pass');
+  });
+
+  it('the events socket refuses a NUL in a message frame or its query, saying nothing of the database', async () => {
+    const id = (await call('POST', '/api/conversations', startRequest())).body.id;
+    const ws = new SocketClient(`${server.wsUrl}/sockets/events/${id}?session_api_key=${key}`);
+    await ws.waitFor((f) => f.length >= 1);
+    ws.send({ role: 'user', content: [{ type: 'text', text: 'a\u0000b' }] });
+    ws.send(`{"role": "user", "secret": oops-${key}}`);
+    const frames = await ws.waitFor((f) => f.filter((e) => e.kind === 'ServerErrorEvent').length >= 2);
+    const errors = frames.filter((e) => e.kind === 'ServerErrorEvent');
+    expect(errors.map((e) => e.code)).toEqual(['ValidationError', 'JSONDecodeError']);
+    expect(errors[0].detail).toContain('NUL');
+    expect(JSON.stringify(errors)).not.toMatch(/prisma|invocation|oops/i);
+    ws.close();
+    const nulQuery = new SocketClient(`${server.wsUrl}/sockets/events/${id}?session_api_key=${key}&after_event_id=%00`);
+    expect(await nulQuery.waitClosed()).toBe(1008);
   });
 });
