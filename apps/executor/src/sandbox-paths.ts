@@ -7,6 +7,7 @@ import { HttpError } from './errors';
 export const BERTH_DIR = '.berth';
 
 const MAX_SYMLINK_HOPS = 40;
+const MAX_CREATE_ATTEMPTS = 3;
 
 /**
  * Where a path really leads — symlinks followed, even dangling ones — when parts of it do not
@@ -106,13 +107,7 @@ export class SandboxPaths {
     let folder = new OpenFolder(await open(this.root, constants.O_RDONLY | constants.O_DIRECTORY));
     try {
       for (const part of parts) {
-        if (create) await mkdir(folder.at(part)).catch((err) => (errno(err) === 'EEXIST' ? undefined : Promise.reject(err)));
-        const next = await open(folder.at(part), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).catch(async (err) => {
-          if (errno(err) === 'ELOOP' || (errno(err) === 'ENOTDIR' && (await lstat(folder.at(part)).catch(() => null))?.isSymbolicLink())) {
-            throw new HttpError(403, `Path is outside the sandbox: ${shown}`);
-          }
-          throw err;
-        });
+        const next = await this.openChild(folder, part, shown, create);
         await folder.close();
         folder = new OpenFolder(next);
       }
@@ -120,6 +115,21 @@ export class SandboxPaths {
     } catch (err) {
       await folder.close();
       throw err;
+    }
+  }
+
+  /** One step of openFolder; with `create`, a folder removed between mkdir and open is made again (a few times). */
+  private async openChild(folder: OpenFolder, part: string, shown: string, create: boolean): Promise<FileHandle> {
+    for (let attempt = 1; ; attempt++) {
+      if (create) await mkdir(folder.at(part)).catch((err) => (errno(err) === 'EEXIST' ? undefined : Promise.reject(err)));
+      try {
+        return await open(folder.at(part), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+      } catch (err) {
+        if (errno(err) === 'ELOOP' || (errno(err) === 'ENOTDIR' && (await folder.lstat(part))?.isSymbolicLink())) {
+          throw new HttpError(403, `Path is outside the sandbox: ${shown}`);
+        }
+        if (!create || errno(err) !== 'ENOENT' || attempt >= MAX_CREATE_ATTEMPTS) throw err;
+      }
     }
   }
 

@@ -109,6 +109,7 @@ export class FileService {
     const { folder, name } = await this.paths.openParent(target, path, true).catch((err: unknown) => {
       if (err instanceof HttpError) throw err;
       if (errno(err) === 'EEXIST' || errno(err) === 'ENOTDIR') throw new HttpError(400, `Failed to upload file: a parent of ${path} is not a directory`);
+      if (errno(err) === 'ENOENT') throw new HttpError(400, `Failed to upload file: a parent of ${path} was moved or removed meanwhile`);
       throw new HttpError(500, `Failed to upload file: ${(err as Error).message}`);
     });
     try {
@@ -126,6 +127,7 @@ export class FileService {
     req.setTimeout(UPLOAD_IDLE_MS, () => req.destroy(new Error('upload stalled')));
     const tmp = folder.at(`.${name}.${randomBytes(6).toString('hex')}.upload`);
     const handle = await open(tmp, CREATE_NEW, 0o644).catch((err: Error) => {
+      if (errno(err) === 'ENOENT') throw new HttpError(400, 'Failed to upload file: its folder was removed meanwhile');
       throw new HttpError(500, `Failed to upload file: ${err.message}`);
     });
     let size = 0;
@@ -180,6 +182,9 @@ export class FileService {
       if (err instanceof MultipartError) throw new HttpError(400, err.message);
       if (err instanceof HttpError) throw err;
       if (req.destroyed || req.readableAborted) throw new HttpError(400, 'The request body was not received completely');
+      // The folder or the file changed while the body came in.
+      if (errno(err) === 'ENOENT') throw new HttpError(400, 'Failed to upload file: its folder was removed meanwhile');
+      if (errno(err) === 'EISDIR') throw new HttpError(400, 'Path is a directory');
       throw new HttpError(500, `Failed to upload file: ${(err as Error).message}`);
     } finally {
       await handle.close().catch(() => undefined);
@@ -265,6 +270,7 @@ export class FileService {
     } catch (err) {
       if (err instanceof HttpError) throw err;
       if (errno(err) === 'EEXIST' || errno(err) === 'ENOTDIR') throw new HttpError(400, 'Path exists and is not a directory');
+      if (errno(err) === 'ENOENT') throw new HttpError(400, `Failed to create directory: a parent of ${path} was moved or removed meanwhile`);
       if (errno(err) === 'EACCES' || errno(err) === 'EPERM') throw new HttpError(403, `Permission denied: ${path}`);
       throw new HttpError(500, `Failed to create directory: ${(err as Error).message}`);
     }

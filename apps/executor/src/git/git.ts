@@ -1,7 +1,7 @@
 import { GitChange, GitChangeStatus, GitDiff } from '@berth/contracts';
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { appendFile, lstat, mkdir, open, readdir, stat } from 'node:fs/promises';
+import { lstat, open, readdir } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { HttpError } from '../errors';
 import { BERTH_DIR, OpenFolder, SandboxPaths } from '../sandbox-paths';
@@ -104,18 +104,29 @@ export class GitService {
   }
 
   private async init(dir: string): Promise<void> {
-    if (!(await stat(dir).then((s) => s.isDirectory(), () => false))) {
+    // git runs in the folder opened here (a folder swapped for a symlink never gets a repository outside).
+    const folder = await this.paths.openFolder(dir, dir).catch(() => null);
+    if (!folder) {
       this.prepared.delete(dir);
       return;
     }
-    // A folder with its own .git is a repository's top (no git process needed to say so).
-    if (await lstat(join(dir, '.git')).then(() => true, () => false)) return;
-    if (await this.repoOf(dir)) return;
-    await this.run(['init', '-q'], dir);
-    if (dir === this.paths.root) {
-      // The executor's own files are not the agent's work.
-      await mkdir(join(dir, '.git', 'info'), { recursive: true });
-      await appendFile(join(dir, '.git', 'info', 'exclude'), `/${BERTH_DIR}/\n`);
+    try {
+      // A folder with its own .git is a repository's top (no git process needed to say so).
+      if (await folder.lstat('.git')) return;
+      if (await this.repoOf(dir)) return;
+      await this.run(['init', '-q'], folder.at());
+      if (dir === this.paths.root) {
+        // The executor's own files are not the agent's work.
+        const info = await this.paths.openFolder(join(dir, '.git', 'info'), dir, true);
+        try {
+          const exclude = await open(info.at('exclude'), constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o644);
+          await exclude.appendFile(`/${BERTH_DIR}/\n`).finally(() => exclude.close());
+        } finally {
+          await info.close();
+        }
+      }
+    } finally {
+      await folder.close();
     }
   }
 
