@@ -388,7 +388,8 @@ export class LocalSandboxDriver extends SandboxDriver {
       if (this.executors.get(executor.id) === executor) this.executors.delete(executor.id);
       if (executor.stopping || !executor.id) return;
       this.crashed.add(executor.id);
-      void this.cgroups.remove(executor.name);
+      // In the sandbox's queue of operations: a restart under way must not lose its new groups to this removal.
+      void this.serialize(executor.id, () => this.cgroups.remove(executor.name));
       this.logger.warn(`executor of sandbox ${executor.id} exited on its own (${signal ?? `code ${code}`}); see ${logPath}`);
     });
     return executor;
