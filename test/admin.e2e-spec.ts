@@ -4,7 +4,7 @@ import { until } from '@berth/testing';
 import { existsSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { alive } from './support/processes';
-import { api, SocketClient, startRequest, startServer, STORAGES, TestServer } from './support/server';
+import { adminTenantWithKey, api, SocketClient, startRequest, startServer, STORAGES, TestServer, useReplicas } from './support/server';
 
 const SESSION_KEY = 'admin-suite-session-key';
 const ADMIN_KEYS = ['admin-suite-admin-0', 'admin-suite-admin-1'];
@@ -14,13 +14,7 @@ const ENV = { OH_SESSION_API_KEYS_0: SESSION_KEY, BERTH_ADMIN_API_KEYS: JSON.str
 const admin = (server: TestServer, method: string, path: string, body?: unknown, headers?: Record<string, string>) =>
   api(server, method, `/api/admin${path}`, { body, key: ADMIN_KEYS[1], headers });
 
-async function tenantWithKey(server: TestServer, quotas?: Record<string, number>) {
-  const tenant = await admin(server, 'POST', '/tenants', { name: `tenant-${randomUUID()}`, ...(quotas ? { quotas } : {}) });
-  expect(tenant.status).toBe(201);
-  const created = await admin(server, 'POST', `/tenants/${tenant.body.id}/api-keys`, { name: 'ci' });
-  expect(created.status).toBe(201);
-  return { tenantId: tenant.body.id as string, key: created.body.key as string, keyId: created.body.id as string };
-}
+const tenantWithKey = (server: TestServer, quotas?: Record<string, number>) => adminTenantWithKey(server, ADMIN_KEYS[1], quotas);
 
 describe.each(STORAGES)('admin API (%s)', (storage) => {
   let server: TestServer;
@@ -232,31 +226,21 @@ describe.each(STORAGES)('admin API (%s)', (storage) => {
 });
 
 describe('admin API across two gateway replicas (postgres, one Redis)', () => {
-  let a: TestServer;
-  let b: TestServer;
-
-  beforeAll(async () => {
-    const shared = { ...ENV, BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}` };
-    a = await startServer('postgres', shared);
-    b = await startServer('postgres', shared);
-  });
-  afterAll(async () => {
-    await Promise.all([a?.close(), b?.close()]);
-  });
+  const replicas = useReplicas(ENV);
 
   it('a key revoked on one replica is refused at once on the other, whose cache held it', async () => {
-    const { tenantId, key, keyId } = await tenantWithKey(a);
-    expect((await api(b, 'GET', '/api/conversations/count', { key })).status).toBe(200);
-    expect((await api(a, 'GET', '/api/conversations/count', { key })).status).toBe(200);
-    expect((await admin(a, 'DELETE', `/tenants/${tenantId}/api-keys/${keyId}`)).status).toBe(200);
-    expect((await api(b, 'GET', '/api/conversations/count', { key })).status).toBe(401);
-    expect((await api(a, 'GET', '/api/conversations/count', { key })).status).toBe(401);
+    const { tenantId, key, keyId } = await tenantWithKey(replicas.a);
+    expect((await api(replicas.b, 'GET', '/api/conversations/count', { key })).status).toBe(200);
+    expect((await api(replicas.a, 'GET', '/api/conversations/count', { key })).status).toBe(200);
+    expect((await admin(replicas.a, 'DELETE', `/tenants/${tenantId}/api-keys/${keyId}`)).status).toBe(200);
+    expect((await api(replicas.b, 'GET', '/api/conversations/count', { key })).status).toBe(401);
+    expect((await api(replicas.a, 'GET', '/api/conversations/count', { key })).status).toBe(401);
   });
 
   it('a tenant deleted on one replica has its keys refused at once on the other', async () => {
-    const { tenantId, key } = await tenantWithKey(b);
-    expect((await api(a, 'GET', '/api/conversations/count', { key })).status).toBe(200);
-    expect((await admin(b, 'DELETE', `/tenants/${tenantId}`)).status).toBe(200);
-    expect((await api(a, 'GET', '/api/conversations/count', { key })).status).toBe(401);
+    const { tenantId, key } = await tenantWithKey(replicas.b);
+    expect((await api(replicas.a, 'GET', '/api/conversations/count', { key })).status).toBe(200);
+    expect((await admin(replicas.b, 'DELETE', `/tenants/${tenantId}`)).status).toBe(200);
+    expect((await api(replicas.a, 'GET', '/api/conversations/count', { key })).status).toBe(401);
   });
 });

@@ -1,16 +1,11 @@
 import { until } from '@berth/testing';
-import { randomUUID } from 'node:crypto';
-import { api, Reply, SocketClient, startRequest, startServer, STORAGES, TestServer, userMessage } from './support/server';
+import { adminTenantWithKey, api, Reply, SocketClient, startRequest, startServer, STORAGES, TestServer, useReplicas, userMessage } from './support/server';
 
 const SESSION_KEY = 'quota-suite-session-key';
 const ADMIN_KEY = 'quota-suite-admin-key';
 const ENV = { OH_SESSION_API_KEYS_0: SESSION_KEY, BERTH_ADMIN_API_KEYS_0: ADMIN_KEY };
 
-async function tenantWithKey(server: TestServer, quotas: Record<string, number | string>) {
-  const tenant = await api(server, 'POST', '/api/admin/tenants', { body: { name: `q-${randomUUID()}`, quotas }, key: ADMIN_KEY });
-  const created = await api(server, 'POST', `/api/admin/tenants/${tenant.body.id}/api-keys`, { body: { name: 'k' }, key: ADMIN_KEY });
-  return { tenantId: tenant.body.id as string, key: created.body.key as string };
-}
+const tenantWithKey = (server: TestServer, quotas: Record<string, number>) => adminTenantWithKey(server, ADMIN_KEY, quotas);
 
 /** Request windows are aligned to the minute: start a burst early in one so it cannot straddle two. */
 async function freshMinute(): Promise<void> {
@@ -183,41 +178,30 @@ describe.each(STORAGES)('tenant quotas (%s)', (storage) => {
 });
 
 describe('tenant quotas across two gateway replicas (postgres, one Redis)', () => {
-  let a: TestServer;
-  let b: TestServer;
-
-  beforeAll(async () => {
-    const shared = { ...ENV, BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}` };
-    a = await startServer('postgres', shared);
-    // Replicas of the local driver share the data dir (the sandboxes' folders and sockets are there).
-    b = await startServer('postgres', shared, a.dataDir);
-  });
-  afterAll(async () => {
-    await Promise.all([a?.close(), b?.close()]);
-  });
+  const replicas = useReplicas(ENV);
 
   it('counts one request rate for both replicas', async () => {
-    const { key } = await tenantWithKey(a, { requests_per_minute: 4 });
+    const { key } = await tenantWithKey(replicas.a, { requests_per_minute: 4 });
     await freshMinute();
     const statuses: number[] = [];
-    for (const server of [a, b, a, b]) statuses.push((await api(server, 'GET', '/api/conversations/count', { key })).status);
+    for (const server of [replicas.a, replicas.b, replicas.a, replicas.b]) statuses.push((await api(server, 'GET', '/api/conversations/count', { key })).status);
     expect(statuses).toEqual([200, 200, 200, 200]);
-    expectTooMany(await api(b, 'GET', '/api/conversations/count', { key }), 4);
-    expectTooMany(await api(a, 'GET', '/api/conversations/count', { key }), 4);
+    expectTooMany(await api(replicas.b, 'GET', '/api/conversations/count', { key }), 4);
+    expectTooMany(await api(replicas.a, 'GET', '/api/conversations/count', { key }), 4);
   });
 
   it('counts sandboxes and socket slots of both replicas', async () => {
-    const { key } = await tenantWithKey(a, { max_sandboxes: 1, max_sockets_per_key: 1 });
-    const sandbox = await api(a, 'POST', '/api/sandboxes', { body: {}, key });
+    const { key } = await tenantWithKey(replicas.a, { max_sandboxes: 1, max_sockets_per_key: 1 });
+    const sandbox = await api(replicas.a, 'POST', '/api/sandboxes', { body: {}, key });
     expect(sandbox.status).toBe(201);
-    expectTooMany(await api(b, 'POST', '/api/sandboxes', { body: {}, key }), 1);
+    expectTooMany(await api(replicas.b, 'POST', '/api/sandboxes', { body: {}, key }), 1);
 
-    const id = (await api(a, 'POST', '/api/conversations', { body: startRequest({ sandbox_id: sandbox.body.id }), key })).body.id;
-    const held = new SocketClient(`${a.wsUrl}/sockets/events/${id}?session_api_key=${key}`);
+    const id = (await api(replicas.a, 'POST', '/api/conversations', { body: startRequest({ sandbox_id: sandbox.body.id }), key })).body.id;
+    const held = new SocketClient(`${replicas.a.wsUrl}/sockets/events/${id}?session_api_key=${key}`);
     await held.waitFor((f) => f.length > 0);
-    const refused = new SocketClient(`${b.wsUrl}/sockets/events/${id}?session_api_key=${key}`);
+    const refused = new SocketClient(`${replicas.b.wsUrl}/sockets/events/${id}?session_api_key=${key}`);
     expect(await refused.waitClosed()).toBe(1013);
     held.close();
-    expect((await api(b, 'DELETE', `/api/sandboxes/${sandbox.body.id}`, { key })).status).toBe(200);
+    expect((await api(replicas.b, 'DELETE', `/api/sandboxes/${sandbox.body.id}`, { key })).status).toBe(200);
   });
 });

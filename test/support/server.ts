@@ -87,6 +87,35 @@ export function useServer(storage: Storage, env: Record<string, string>, key?: s
   return ctx;
 }
 
+/**
+ * Two gateway replicas sharing one PostgreSQL database, one Redis, one queue prefix and one data
+ * dir (local sandboxes live on one machine), started for the enclosing describe block: what one
+ * replica changes, the other must see.
+ */
+export function useReplicas(env: Record<string, string>) {
+  const replicas = { a: undefined as unknown as TestServer, b: undefined as unknown as TestServer };
+  const dataDir = mkdtempSync(join(tmpdir(), 'berth-test-'));
+  beforeAll(async () => {
+    const shared = { ...env, BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}` };
+    replicas.a = await startServer('postgres', shared, dataDir);
+    replicas.b = await startServer('postgres', shared, dataDir);
+  });
+  afterAll(async () => {
+    await Promise.all([replicas.a?.close(), replicas.b?.close()]);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  return replicas;
+}
+
+/** A tenant made through the admin API, with quotas if given, and one key of its own. */
+export async function adminTenantWithKey(server: TestServer, adminKey: string, quotas?: Record<string, unknown>) {
+  const tenant = await api(server, 'POST', '/api/admin/tenants', { body: { name: `tenant-${randomUUID()}`, ...(quotas ? { quotas } : {}) }, key: adminKey });
+  expect(tenant.status).toBe(201);
+  const created = await api(server, 'POST', `/api/admin/tenants/${tenant.body.id}/api-keys`, { body: { name: 'test' }, key: adminKey });
+  expect(created.status).toBe(201);
+  return { tenantId: tenant.body.id as string, key: created.body.key as string, keyId: created.body.id as string };
+}
+
 /** A tenant of its own with one API key (stored hashed, as tenant keys are). */
 export async function createTenant(server: TestServer): Promise<{ tenantId: string; key: string }> {
   const db = server.app.get(Database);

@@ -1,4 +1,4 @@
-import { toValidationIssues } from '@berth/contracts';
+import { isPlainPath, jsonSyntaxMessage, toValidationIssues } from '@berth/contracts';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { HttpError } from './errors';
@@ -42,8 +42,18 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new HttpError(400, `The request body is not valid JSON: ${(err as Error).message}`);
+    throw new HttpError(400, `The request body is not valid JSON: ${jsonSyntaxMessage((err as Error).message)}`);
   }
+}
+
+/**
+ * The path of a request as it was sent, for route matching: `new URL` would resolve dot segments
+ * (`%2e%2e` too) and reach routes the caller never named. Null for a path no route has: dot
+ * segments, encoded slashes or backslashes, NUL, a target that is not a plain path.
+ */
+export function requestPath(url: string | undefined): string | null {
+  const raw = (url ?? '/').split('?')[0];
+  return isPlainPath(raw) ? raw : null;
 }
 
 /** The query string as an object (the first value of a repeated parameter). */

@@ -6,6 +6,7 @@ import {
   FilePathQuerySchema,
   GitChangesQuerySchema,
   GitDiffQuerySchema,
+  jsonSyntaxMessage,
   parseUuid,
   uuidHex,
 } from '@berth/contracts';
@@ -17,7 +18,7 @@ import { serveBashSocket } from './bash/bash-socket';
 import { ExecutorConfig } from './config';
 import { HttpError } from './errors';
 import { Executor } from './executor';
-import { queryOf, readJson, readText, reply, validate } from './http';
+import { queryOf, readJson, readText, reply, requestPath, validate } from './http';
 
 export const SANDBOX_TOKEN_HEADER = 'x-sandbox-token';
 
@@ -87,7 +88,7 @@ export function createDormantExecutorServer(token: string, init: (body: unknown)
     return typeof offered === 'string' && tokenMatches(offered, token);
   };
   const dormant = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const path = new URL(req.url ?? '/', 'http://executor').pathname;
+    const path = requestPath(req.url);
     if (path === '/health') return reply(res, 200, { status: 'ok' });
     if (!authorized(req)) return reply(res, 401, { detail: 'Unauthorized' });
     if (path !== '/api/init') return reply(res, 503, { detail: 'This executor serves no sandbox yet' });
@@ -106,7 +107,8 @@ export function createDormantExecutorServer(token: string, init: (body: unknown)
       if (live) return live.request(req, res);
       dormant(req, res).catch((err: unknown) => {
         if (err instanceof HttpError) return reply(res, err.status, { detail: err.detail });
-        reply(res, 500, { detail: 'Initialization failed', exception: (err as Error)?.message ?? String(err) });
+        process.stderr.write(`berth executor: initialization failed: ${(err as Error)?.stack ?? String(err)}\n`);
+        reply(res, 500, { detail: 'Initialization failed' });
       });
     },
     upgrade: (req, socket, head) => {
@@ -231,7 +233,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
             try {
               ids = JSON.parse(text);
             } catch (err) {
-              throw new HttpError(400, `The request body is not valid JSON: ${(err as Error).message}`);
+              throw new HttpError(400, `The request body is not valid JSON: ${jsonSyntaxMessage((err as Error).message)}`);
             }
           } else if (call.query.has('event_ids')) {
             ids = call.query.getAll('event_ids');
@@ -294,7 +296,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
     handle(req, res).catch((err: unknown) => {
       if (err instanceof HttpError) return reply(res, err.status, { detail: err.detail });
       process.stderr.write(`berth executor: ${(err as Error)?.stack ?? String(err)}\n`);
-      reply(res, 500, { detail: 'Internal Server Error', exception: (err as Error)?.message ?? String(err) });
+      reply(res, 500, { detail: 'Internal Server Error' });
     });
   };
 
@@ -305,7 +307,9 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://executor');
-    const path = url.pathname;
+    // Routes match the path as sent, never one with its dot segments resolved.
+    const path = requestPath(req.url);
+    if (path === null) return reply(res, 404, { detail: 'Not Found' });
     if (path === '/health') {
       if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 405, { detail: 'Method Not Allowed' });
       return reply(res, 200, { status: 'ok' });
@@ -332,7 +336,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
     socket.on('error', () => undefined);
     const url = new URL(req.url ?? '/', 'http://executor');
     if (!authorized(req)) return refuse(401, 'Unauthorized');
-    if (url.pathname !== BASH_SOCKET_PATH) return refuse(404, 'Not Found');
+    if (requestPath(req.url) !== BASH_SOCKET_PATH) return refuse(404, 'Not Found');
     sockets.handleUpgrade(req, socket, head, (ws) => serveBashSocket(ws, url.searchParams, executor.bash, executor.bashEvents, executor.activity));
   };
   const close = () => {

@@ -12,7 +12,9 @@ import { addZodComponents } from './common/api-docs';
 import { corsOriginAllowed } from './common/cors';
 import { stripSandboxPrefix } from './common/sandbox-prefix';
 import { HttpErrorFilter } from './common/http-error.filter';
+import { UnsafeInputInterceptor } from './common/unsafe-input.interceptor';
 import { MalformedJson } from './common/zod-validation.pipe';
+import { jsonSyntaxMessage } from '@berth/contracts';
 import { OPENHANDS_API_VERSION } from './health/server-info.service';
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
@@ -33,7 +35,7 @@ function installJsonParser(fastify: FastifyInstance, bodyLimit: number): void {
       done(null, JSON.parse(text));
     } catch (err) {
       const position = Number(/position (\d+)/.exec((err as Error).message)?.[1] ?? 0);
-      done(null, new MalformedJson(position, (err as Error).message));
+      done(null, new MalformedJson(position, jsonSyntaxMessage((err as Error).message)));
     }
   });
 }
@@ -60,7 +62,7 @@ function installGetBodyReader(fastify: FastifyInstance, bodyLimit: number): void
       try {
         request.body = text.trim() === '' ? undefined : JSON.parse(text);
       } catch (err) {
-        request.body = new MalformedJson(Number(/position (\d+)/.exec((err as Error).message)?.[1] ?? 0), (err as Error).message);
+        request.body = new MalformedJson(Number(/position (\d+)/.exec((err as Error).message)?.[1] ?? 0), jsonSyntaxMessage((err as Error).message));
       }
       done();
     });
@@ -109,6 +111,7 @@ export async function createGatewayApp(config: BerthConfig): Promise<NestFastify
     },
   } as never);
   app.useGlobalFilters(new HttpErrorFilter(config.debug));
+  app.useGlobalInterceptors(new UnsafeInputInterceptor());
   app.enableShutdownHooks();
 
   const docConfig = new DocumentBuilder()

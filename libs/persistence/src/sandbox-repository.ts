@@ -14,7 +14,8 @@ export interface NewSandboxRow {
   kind: SandboxKind;
   /** `none` or `egress` */
   network?: string;
-  env?: Record<string, string>;
+  /** variable name → its value sealed by the caller (SandboxManager encrypts them) */
+  env?: Record<string, { sealed: string }>;
   idleTimeoutSeconds?: number;
   ttlSeconds?: number | null;
 }

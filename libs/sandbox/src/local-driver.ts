@@ -518,7 +518,8 @@ export class LocalSandboxDriver extends SandboxDriver {
       this.executors.delete(id);
       if (executor.stopping) return;
       this.crashed.add(id);
-      void this.cgroups.remove(id);
+      // In the sandbox's queue of operations: a restart under way must not lose its new groups to this removal.
+      void this.serialize(id, () => this.cgroups.remove(id));
       this.logger.warn(`executor of sandbox ${executor.id} exited on its own (${signal ?? `code ${code}`}); see ${logPath}`);
     });
     return executor;

@@ -73,7 +73,9 @@ export class SandboxManager {
     const allowed = await this.allowance(scope);
     const network = spec.network ?? allowed;
     if (!networkWithin(network, allowed)) throw new SandboxNetworkRefused(network, allowed);
-    return this.rows.create(scope, { driver: this.driver.kind, kind, ...spec, network, id: this.driver.reserveId(network) ?? undefined });
+    // Variables often carry credentials: their values are stored encrypted, as secrets are.
+    const env = spec.env && Object.fromEntries(Object.entries(spec.env).map(([name, value]) => [name, { sealed: this.vault.encrypt(value) }]));
+    return this.rows.create(scope, { driver: this.driver.kind, kind, ...spec, env, network, id: this.driver.reserveId(network) ?? undefined });
   }
 
   /** The tenant's home sandbox row, made on first use (with the tenant's network). */
@@ -141,7 +143,7 @@ export class SandboxManager {
     const stored = this.handleOf(row);
     let handle: SandboxHandle;
     try {
-      handle = stored ? await this.driver.ensureRunning(stored) : await this.driver.provision({ id: sandboxId, env: row.env as Record<string, string>, network });
+      handle = stored ? await this.driver.ensureRunning(stored) : await this.driver.provision({ id: sandboxId, env: this.envOf(row), network });
     } catch (err) {
       this.verified.delete(sandboxId);
       await this.rows.setStatus(scope, sandboxId, 'error');
@@ -155,6 +157,12 @@ export class SandboxManager {
     }
     this.verified.set(sandboxId, { tenantId: scope.tenantId, handle, at: Date.now() });
     return handle;
+  }
+
+  /** The sandbox's variables, decrypted (a row written before they were sealed holds them in clear). */
+  private envOf(row: SandboxRow): Record<string, string> {
+    const stored = row.env as Record<string, string | { sealed: string }>;
+    return Object.fromEntries(Object.entries(stored).map(([name, value]) => [name, typeof value === 'string' ? value : this.vault.decrypt(value.sealed)]));
   }
 
   /** The stored handle with its token decrypted, or null before the first start. */

@@ -1,7 +1,6 @@
 import { BashCommand, BashEvent, BashOutput, ExecuteBashRequest } from '@berth/contracts';
 import { ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
@@ -172,14 +171,19 @@ export class BashService {
   private async run(running: Running): Promise<BashOutput> {
     const { command } = running;
     const cwd = command.cwd!;
-    if (!(await stat(cwd).then((s) => s.isDirectory(), () => false))) return this.failed(running, missingDirMessage(cwd));
     await this.options.prepareDir(cwd);
+    // The shell starts in the folder that was checked, held open: one swapped for a symlink since is not followed out.
+    const folder = await this.options.paths.openFolder(cwd, cwd).catch(() => null);
+    if (!folder) return this.failed(running, missingDirMessage(cwd));
 
     let child: ChildProcess;
     try {
-      child = spawn(SHELL, ['-c', command.command], { cwd, env: this.options.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn(SHELL, ['-c', command.command], { cwd: folder.at(), env: this.options.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (err) {
       return this.failed(running, (err as Error).message);
+    } finally {
+      // Not awaited: the child's events must find their listeners, attached below in this same turn.
+      void folder.close();
     }
     running.child = child;
     if (child.pid !== undefined) this.rememberSession(child.pid);

@@ -1,10 +1,11 @@
 import { FileEditorAction, fileEditorObservation, FileEditorObservation, imageContent, textContent } from '@berth/contracts';
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { constants, Stats } from 'node:fs';
+import { FileHandle, open, readdir, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { SerialQueue, ToolError } from '../errors';
-import { SandboxPaths } from '../sandbox-paths';
+import { OpenFolder, SandboxPaths } from '../sandbox-paths';
 import { maybeTruncate } from '../truncate';
-import { extname, IMAGE_MIME_TYPES, NEW_FILE_FORMAT, readTextFile, splitLinesKeepEnds, TextFormat, validateFile, writeTextFile } from './text-file';
+import { extname, IMAGE_MIME_TYPES, NEW_FILE_FORMAT, readTextFile, splitLinesKeepEnds, TextFile, TextFormat, validateFile, writeTextFile } from './text-file';
 
 /** The SDK's file editor limits and notices (openhands/tools/file_editor/utils). */
 const MAX_RESPONSE_LEN_CHAR = 16_000;
@@ -108,8 +109,7 @@ export class FileEditor {
         return this.view(real, path, action.view_range);
       case 'create': {
         if (action.file_text === null) throw missingParameter(command, 'file_text');
-        await mkdir(join(real, '..'), { recursive: true });
-        await writeTextFile(real, path, action.file_text, NEW_FILE_FORMAT);
+        await this.write(real, path, action.file_text, NEW_FILE_FORMAT, true);
         this.history.add(real, action.file_text, NEW_FILE_FORMAT);
         return fileEditorObservation(`File created successfully at: ${path}`, { command, path, new_content: action.file_text, prev_exist: false });
       }
@@ -136,7 +136,7 @@ export class FileEditor {
       let hint = 'The path should be an absolute path.';
       const suggested = join(workingDir, given);
       const located = await this.paths.locate(suggested).catch(() => null);
-      if (located?.inside && (await stat(located.real).catch(() => null))) hint += ` Maybe you meant ${suggested}?`;
+      if (located?.inside && (await this.statOf(located.real, suggested))) hint += ` Maybe you meant ${suggested}?`;
       throw invalidParameter('path', given, hint);
     }
     const { real, inside } = await this.paths.locate(given);
@@ -148,7 +148,7 @@ export class FileEditor {
         `The path ${path} is outside the sandbox${via}: only files under ${this.paths.root} can be viewed or edited.`,
       );
     }
-    const info = await stat(real).catch(() => null);
+    const info = await this.statOf(real, path);
     if (command === 'create' && info) {
       throw invalidParameter('path', path, `File already exists at: ${path}. Cannot overwrite files using command \`create\`.`);
     }
@@ -159,9 +159,47 @@ export class FileEditor {
     return real;
   }
 
+  /**
+   * What `real` is, looked up through its opened folder (see SandboxPaths.openFolder): every
+   * read and write of the editor goes the same way, so a folder swapped for a symlink after the
+   * check leads nowhere outside.
+   */
+  private async statOf(real: string, path: string): Promise<Stats | null> {
+    if (real === this.paths.root) return stat(real);
+    const parent = await this.paths.openParent(real, path).catch(() => null);
+    if (!parent) return null;
+    try {
+      return await parent.folder.lstat(parent.name);
+    } finally {
+      await parent.folder.close();
+    }
+  }
+
+  private async read<T>(real: string, path: string, work: (handle: FileHandle) => Promise<T>): Promise<T> {
+    const handle = await this.paths.openFile(real, path, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      return await work(handle);
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+  }
+
+  private readText(real: string, path: string): Promise<TextFile> {
+    return this.read(real, path, (handle) => readTextFile(handle, path));
+  }
+
+  private async write(real: string, path: string, text: string, format: TextFormat, create = false): Promise<void> {
+    const { folder, name } = await this.paths.openParent(real, path, create);
+    try {
+      await writeTextFile(folder, name, path, text, format);
+    } finally {
+      await folder.close();
+    }
+  }
+
   private async view(real: string, path: string, viewRange: number[] | null): Promise<FileEditorObservation> {
-    const info = await stat(real);
-    if (info.isDirectory()) {
+    const info = await this.statOf(real, path);
+    if (info?.isDirectory()) {
       if (viewRange && viewRange.length > 0) {
         throw invalidParameter('view_range', pyList(viewRange), 'The `view_range` parameter is not allowed when `path` points to a directory.');
       }
@@ -179,20 +217,21 @@ export class FileEditor {
 
     const mime = IMAGE_MIME_TYPES[extname(path)];
     if (mime) {
-      await validateFile(real, path, { allowImages: true });
-      let bytes: Buffer;
-      try {
-        bytes = await readFile(real);
-      } catch (err) {
-        throw new ToolError(`Failed to read image file ${path}: ${(err as Error).message}`);
-      }
+      const bytes = await this.read(real, path, async (handle) => {
+        await validateFile(handle, path, { allowImages: true });
+        try {
+          return await handle.readFile();
+        } catch (err) {
+          throw new ToolError(`Failed to read image file ${path}: ${(err as Error).message}`);
+        }
+      });
       return fileEditorObservation(
         [textContent(`Image file ${path} read successfully. Displaying image content.`), imageContent([`data:${mime};base64,${bytes.toString('base64')}`])],
         { command: 'view', path },
       );
     }
 
-    const { text } = await readTextFile(real, path);
+    const { text } = await this.readText(real, path);
     if (!viewRange || viewRange.length === 0) return fileEditorObservation(makeOutput(text, path, 1), { command: 'view', path });
 
     const lines = splitLinesKeepEnds(text);
@@ -224,33 +263,39 @@ export class FileEditor {
   /** Non-hidden entries up to 2 levels deep, directories with a trailing `/`, sorted as the SDK sorts them. */
   private async listDirectory(real: string, path: string): Promise<{ listing: string[]; hidden: number }> {
     const base = path === '/' ? '' : path;
-    const names = (await readdir(real)).sort();
-    const hidden = names.filter((n) => n.startsWith('.')).length;
-    const listing = [`${base}/`];
-    for (const name of names) {
-      if (name.startsWith('.')) continue;
-      const child = join(real, name);
-      const isDir = (await stat(child).catch(() => null))?.isDirectory() ?? false;
-      listing.push(`${base}/${name}${isDir ? '/' : ''}`);
-      // A linked folder is listed, but not looked into when it leads out of the sandbox.
-      if (!isDir || !(await this.paths.locate(child).catch(() => ({ inside: false }))).inside) continue;
-      let children: string[];
-      try {
-        children = (await readdir(child)).sort();
-      } catch {
-        continue;
+    const folder = new OpenFolder(await this.paths.openFile(real, path, constants.O_RDONLY | constants.O_DIRECTORY));
+    try {
+      const names = (await readdir(folder.at())).sort();
+      const hidden = names.filter((n) => n.startsWith('.')).length;
+      const listing = [`${base}/`];
+      for (const name of names) {
+        if (name.startsWith('.')) continue;
+        const isDir = (await stat(folder.at(name)).catch(() => null))?.isDirectory() ?? false;
+        listing.push(`${base}/${name}${isDir ? '/' : ''}`);
+        if (!isDir) continue;
+        // A linked folder is listed, but not looked into when it leads out of the sandbox.
+        const child = await open(folder.at(name), constants.O_RDONLY | constants.O_DIRECTORY).catch(() => null);
+        if (!child) continue;
+        const sub = new OpenFolder(child);
+        try {
+          if (!(await this.paths.holds(child))) continue;
+          for (const entry of (await readdir(sub.at()).catch(() => [])).sort()) {
+            if (entry.startsWith('.')) continue;
+            const subIsDir = (await stat(sub.at(entry)).catch(() => null))?.isDirectory() ?? false;
+            listing.push(`${base}/${name}/${entry}${subIsDir ? '/' : ''}`);
+          }
+        } finally {
+          await sub.close();
+        }
       }
-      for (const sub of children) {
-        if (sub.startsWith('.')) continue;
-        const subIsDir = (await stat(join(child, sub)).catch(() => null))?.isDirectory() ?? false;
-        listing.push(`${base}/${name}/${sub}${subIsDir ? '/' : ''}`);
-      }
+      return { listing, hidden };
+    } finally {
+      await folder.close();
     }
-    return { listing, hidden };
   }
 
   private async strReplace(real: string, path: string, oldStr: string, newStr: string): Promise<FileEditorObservation> {
-    const { text, format } = await readTextFile(real, path);
+    const { text, format } = await this.readText(real, path);
     let needle = oldStr;
     let occurrences = needle === '' ? [] : findAll(text, needle);
     if (occurrences.length === 0) {
@@ -274,7 +319,7 @@ export class FileEditor {
     }
     const at = occurrences[0];
     const newText = text.slice(0, at) + newStr + text.slice(at + needle.length);
-    await writeTextFile(real, path, newText, format);
+    await this.write(real, path, newText, format);
     this.history.add(real, text, format);
 
     const [replacementLine] = linesAt(text, [at]);
@@ -289,7 +334,7 @@ export class FileEditor {
   }
 
   private async insert(real: string, path: string, insertLine: number, newStr: string): Promise<FileEditorObservation> {
-    const { text, format } = await readTextFile(real, path);
+    const { text, format } = await this.readText(real, path);
     const lines = splitLinesKeepEnds(text);
     const numLines = lines.length;
     if (insertLine < 0 || insertLine > numLines) {
@@ -300,7 +345,7 @@ export class FileEditor {
     // A last line without its newline gets one, so the inserted text starts on a line of its own.
     if (before.length > 0 && !before[before.length - 1].endsWith('\n')) before[before.length - 1] += '\n';
     const newText = [...before, ...newStrLines.map((l) => `${l}\n`), ...lines.slice(insertLine)].join('');
-    await writeTextFile(real, path, newText, format);
+    await this.write(real, path, newText, format);
     this.history.add(real, text, format);
 
     const startLine = Math.max(0, insertLine - SNIPPET_CONTEXT_WINDOW);
@@ -314,10 +359,10 @@ export class FileEditor {
   }
 
   private async undo(real: string, path: string): Promise<FileEditorObservation> {
-    const { text: current } = await readTextFile(real, path);
+    const { text: current } = await this.readText(real, path);
     const previous = this.history.pop(real);
     if (!previous) throw new ToolError(`No edit history found for ${path}.`);
-    await writeTextFile(real, path, previous.text, previous.format);
+    await this.write(real, path, previous.text, previous.format);
     return fileEditorObservation(`Last edit to ${path} undone successfully. ${makeOutput(previous.text, path)}`, {
       command: 'undo_edit',
       path,

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, open, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { constants } from 'node:fs';
+import { FileHandle, open, rename, unlink } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { ToolError } from '../errors';
+import { OpenFolder } from '../sandbox-paths';
 
 /** The SDK's FileEditor.MAX_FILE_SIZE_MB. */
 export const MAX_FILE_SIZE_BYTES = 10 * 1024 * 1024;
@@ -42,9 +44,9 @@ export function looksBinary(bytes: Uint8Array): boolean {
   return control / sample.length > 0.3;
 }
 
-/** Checks size and type as the SDK's `validate_file` does. */
-export async function validateFile(realPath: string, displayPath: string, options: { allowImages?: boolean } = {}): Promise<void> {
-  const info = await stat(realPath);
+/** Checks size and type of an open file as the SDK's `validate_file` does. */
+export async function validateFile(handle: FileHandle, displayPath: string, options: { allowImages?: boolean } = {}): Promise<void> {
+  const info = await handle.stat();
   if (!info.isFile()) return;
   if (info.size > MAX_FILE_SIZE_BYTES) {
     throw new ToolError(
@@ -53,15 +55,10 @@ export async function validateFile(realPath: string, displayPath: string, option
   }
   const ext = extname(displayPath);
   if (options.allowImages && IMAGE_MIME_TYPES[ext]) return;
-  const handle = await open(realPath, 'r');
-  try {
-    const buf = Buffer.alloc(8192);
-    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
-    if (looksBinary(buf.subarray(0, bytesRead))) {
-      throw new ToolError(`File validation failed for ${displayPath}: File appears to be binary and this file type cannot be read or edited by this tool.`);
-    }
-  } finally {
-    await handle.close();
+  const buf = Buffer.alloc(8192);
+  const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+  if (looksBinary(buf.subarray(0, bytesRead))) {
+    throw new ToolError(`File validation failed for ${displayPath}: File appears to be binary and this file type cannot be read or edited by this tool.`);
   }
 }
 
@@ -72,11 +69,11 @@ export function extname(path: string): string {
 }
 
 /** Reads a text file (UTF-8, else Latin-1), with `\r\n` line breaks turned into `\n` when the file uses them throughout. */
-export async function readTextFile(realPath: string, displayPath: string): Promise<TextFile> {
-  await validateFile(realPath, displayPath);
+export async function readTextFile(handle: FileHandle, displayPath: string): Promise<TextFile> {
+  await validateFile(handle, displayPath);
   let bytes: Buffer;
   try {
-    bytes = await readFile(realPath);
+    bytes = await handle.readFile();
   } catch (err) {
     throw new ToolError(`Ran into ${(err as Error).message} while trying to read ${displayPath}`);
   }
@@ -117,21 +114,22 @@ function encode(text: string, format: TextFormat): Buffer {
 }
 
 /**
- * Writes a file atomically (a temporary file beside it, renamed over it), keeping the permission
- * bits of the file it replaces. Renaming replaces a symlink rather than writing through it.
+ * Writes `name` of `folder` atomically (a temporary file beside it, renamed over it), keeping the
+ * permission bits of the file it replaces. Renaming replaces a symlink rather than writing through it.
  */
-export async function writeTextFile(realPath: string, displayPath: string, text: string, format: TextFormat): Promise<void> {
-  const tmp = join(dirname(realPath), `.${basename(realPath)}.${randomBytes(6).toString('hex')}.tmp`);
+export async function writeTextFile(folder: OpenFolder, name: string, displayPath: string, text: string, format: TextFormat): Promise<void> {
+  const tmp = folder.at(`.${name}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    const previous = await stat(realPath).catch(() => null);
-    const handle = await open(tmp, 'wx', previous ? previous.mode & 0o7777 : 0o644);
+    const previous = await folder.lstat(name);
+    const mode = previous?.isFile() ? previous.mode & 0o7777 : 0o644;
+    const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
     try {
       await handle.writeFile(encode(text, format));
+      if (previous?.isFile()) await handle.chmod(mode);
     } finally {
       await handle.close();
     }
-    if (previous) await chmod(tmp, previous.mode & 0o7777);
-    await rename(tmp, realPath);
+    await rename(tmp, folder.at(name));
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
     throw new ToolError(`Ran into ${(err as Error).message} while trying to write to ${displayPath}`);

@@ -1,11 +1,12 @@
 import { FileBrowserEntry, FileHome } from '@berth/contracts';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, readdir, rename, unlink } from 'node:fs/promises';
 import { IncomingMessage, ServerResponse } from 'node:http';
-import { basename, dirname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import { HttpError } from '../errors';
 import { StreamGarbage } from '../memory';
-import { BERTH_DIR, SandboxPaths } from '../sandbox-paths';
+import { BERTH_DIR, OpenFolder, SandboxPaths } from '../sandbox-paths';
 import { multipartBoundary, MultipartError, parseMultipart } from './multipart';
 
 const MAX_FAVORITES = 50;
@@ -17,6 +18,8 @@ const MULTIPART_OVERHEAD_BYTES = 1024 * 1024;
 const UPLOAD_IDLE_MS = 120_000;
 /** After a refused upload, this much of the rest of the body is read (and dropped) so the client sees the answer. */
 const DRAIN_AFTER_REFUSAL_BYTES = 64 * 1024 * 1024;
+/** A new file, never an existing one nor through a symlink. */
+const CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 
 /** `urllib.parse.quote` (what Starlette puts in `filename*=`): everything but `A-Za-z0-9_.-~/` escaped. */
 function pyQuote(text: string): string {
@@ -101,19 +104,30 @@ export class FileService {
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (boundary === null && declared > this.maxUploadBytes) throw this.tooLarge();
 
-    const existing = await stat(target).catch(() => null);
-    if (existing?.isDirectory()) throw new HttpError(400, 'Path is a directory');
-    const dir = dirname(target);
-    try {
-      await mkdir(dir, { recursive: true });
-    } catch (err) {
+    if (target === this.paths.root) throw new HttpError(400, 'Path is a directory');
+    // The folder is opened, not named again: a folder swapped for a symlink meanwhile is refused.
+    const { folder, name } = await this.paths.openParent(target, path, true).catch((err: unknown) => {
+      if (err instanceof HttpError) throw err;
       if (errno(err) === 'EEXIST' || errno(err) === 'ENOTDIR') throw new HttpError(400, `Failed to upload file: a parent of ${path} is not a directory`);
+      if (errno(err) === 'ENOENT') throw new HttpError(400, `Failed to upload file: a parent of ${path} was moved or removed meanwhile`);
       throw new HttpError(500, `Failed to upload file: ${(err as Error).message}`);
+    });
+    try {
+      return await this.receiveInto(req, folder, name, boundary);
+    } finally {
+      await folder.close();
     }
+  }
+
+  /** Streams the body into a temporary file of `folder`, renamed over `name` once complete. */
+  private async receiveInto(req: IncomingMessage, folder: OpenFolder, name: string, boundary: string | null): Promise<{ success: true }> {
+    const existing = await lstat(folder.at(name)).catch(() => null);
+    if (existing?.isDirectory()) throw new HttpError(400, 'Path is a directory');
 
     req.setTimeout(UPLOAD_IDLE_MS, () => req.destroy(new Error('upload stalled')));
-    const tmp = join(dir, `.${basename(target)}.${randomBytes(6).toString('hex')}.upload`);
-    const handle = await open(tmp, 'wx', 0o644).catch((err: Error) => {
+    const tmp = folder.at(`.${name}.${randomBytes(6).toString('hex')}.upload`);
+    const handle = await open(tmp, CREATE_NEW, 0o644).catch((err: Error) => {
+      if (errno(err) === 'ENOENT') throw new HttpError(400, 'Failed to upload file: its folder was removed meanwhile');
       throw new HttpError(500, `Failed to upload file: ${err.message}`);
     });
     let size = 0;
@@ -159,15 +173,18 @@ export class FileService {
       }
       if (!req.complete) throw new HttpError(400, 'The request body was not received completely');
       await flush();
+      if (existing?.isFile()) await handle.chmod(existing.mode & 0o7777).catch(() => undefined);
       await handle.close();
-      if (existing) await chmod(tmp, existing.mode & 0o7777).catch(() => undefined);
-      await rename(tmp, target);
+      await rename(tmp, folder.at(name));
       renamed = true;
       return { success: true };
     } catch (err) {
       if (err instanceof MultipartError) throw new HttpError(400, err.message);
       if (err instanceof HttpError) throw err;
       if (req.destroyed || req.readableAborted) throw new HttpError(400, 'The request body was not received completely');
+      // The folder or the file changed while the body came in.
+      if (errno(err) === 'ENOENT') throw new HttpError(400, 'Failed to upload file: its folder was removed meanwhile');
+      if (errno(err) === 'EISDIR') throw new HttpError(400, 'Path is a directory');
       throw new HttpError(500, `Failed to upload file: ${(err as Error).message}`);
     } finally {
       await handle.close().catch(() => undefined);
@@ -192,15 +209,20 @@ export class FileService {
   /** `GET /api/file/download?path=`: the file's bytes, streamed (HEAD: the headers only). */
   async download(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const real = await this.paths.requireInside(path);
-    const info = await stat(real).catch((err) => {
+    // The opened file is what gets checked and read (never a path named again after the check).
+    const handle = await this.paths.openFile(real, path, constants.O_RDONLY | constants.O_NONBLOCK).catch((err: unknown) => {
+      if (err instanceof HttpError) throw err;
       if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') throw new HttpError(404, 'File not found');
       throw new HttpError(500, `Failed to download file: ${(err as Error).message}`);
     });
-    if (!info.isFile()) throw new HttpError(400, 'Path is not a file');
-    // Opening can still fail (permissions): answer that as an error, not as a cut-off 200.
-    const handle = await open(real, 'r').catch((err: Error) => {
+    const info = await handle.stat().catch(async (err: Error) => {
+      await handle.close().catch(() => undefined);
       throw new HttpError(500, `Failed to download file: ${err.message}`);
     });
+    if (!info.isFile()) {
+      await handle.close().catch(() => undefined);
+      throw new HttpError(400, 'Path is not a file');
+    }
     try {
       const headers: Record<string, string | number> = {
         'content-type': 'application/octet-stream',
@@ -243,12 +265,12 @@ export class FileService {
   /** `POST /api/file/create_directory?path=`: mkdir -p (idempotent). */
   async createDirectory(path: string): Promise<{ success: true }> {
     const real = await this.paths.requireInside(path);
-    const info = await stat(real).catch(() => null);
-    if (info && !info.isDirectory()) throw new HttpError(400, 'Path exists and is not a directory');
     try {
-      await mkdir(real, { recursive: true });
+      await (await this.paths.openFolder(real, path, true)).close();
     } catch (err) {
+      if (err instanceof HttpError) throw err;
       if (errno(err) === 'EEXIST' || errno(err) === 'ENOTDIR') throw new HttpError(400, 'Path exists and is not a directory');
+      if (errno(err) === 'ENOENT') throw new HttpError(400, `Failed to create directory: a parent of ${path} was moved or removed meanwhile`);
       if (errno(err) === 'EACCES' || errno(err) === 'EPERM') throw new HttpError(403, `Permission denied: ${path}`);
       throw new HttpError(500, `Failed to create directory: ${(err as Error).message}`);
     }

@@ -1,9 +1,10 @@
 import { GitChange, GitChangeStatus, GitDiff } from '@berth/contracts';
 import { execFile } from 'node:child_process';
-import { appendFile, lstat, mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, readdir } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { HttpError } from '../errors';
-import { BERTH_DIR, SandboxPaths } from '../sandbox-paths';
+import { BERTH_DIR, OpenFolder, SandboxPaths } from '../sandbox-paths';
 
 /** git's well-known hash of the empty tree: the base of a repository without commits. */
 export const GIT_EMPTY_TREE = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';
@@ -103,18 +104,29 @@ export class GitService {
   }
 
   private async init(dir: string): Promise<void> {
-    if (!(await stat(dir).then((s) => s.isDirectory(), () => false))) {
+    // git runs in the folder opened here (a folder swapped for a symlink never gets a repository outside).
+    const folder = await this.paths.openFolder(dir, dir).catch(() => null);
+    if (!folder) {
       this.prepared.delete(dir);
       return;
     }
-    // A folder with its own .git is a repository's top (no git process needed to say so).
-    if (await lstat(join(dir, '.git')).then(() => true, () => false)) return;
-    if (await this.repoOf(dir)) return;
-    await this.run(['init', '-q'], dir);
-    if (dir === this.paths.root) {
-      // The executor's own files are not the agent's work.
-      await mkdir(join(dir, '.git', 'info'), { recursive: true });
-      await appendFile(join(dir, '.git', 'info', 'exclude'), `/${BERTH_DIR}/\n`);
+    try {
+      // A folder with its own .git is a repository's top (no git process needed to say so).
+      if (await folder.lstat('.git')) return;
+      if (await this.repoOf(dir)) return;
+      await this.run(['init', '-q'], folder.at());
+      if (dir === this.paths.root) {
+        // The executor's own files are not the agent's work.
+        const info = await this.paths.openFolder(join(dir, '.git', 'info'), dir, true);
+        try {
+          const exclude = await open(info.at('exclude'), constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o644);
+          await exclude.appendFile(`/${BERTH_DIR}/\n`).finally(() => exclude.close());
+        } finally {
+          await info.close();
+        }
+      }
+    } finally {
+      await folder.close();
     }
   }
 
@@ -201,11 +213,24 @@ export class GitService {
   /** `GET /api/git/changes?path=&ref=`: `[]` when `path` is not in a repository. */
   async changes(path: string, ref: string | undefined): Promise<GitChange[]> {
     const dir = await this.paths.requireInside(path);
-    if (!(await stat(dir).then((s) => s.isDirectory(), () => false))) return [];
+    // git runs in the opened folder (`/proc/self/fd/N`), never in a path named again after the check.
+    const folder = await this.paths.openFolder(dir, path).catch((err: unknown) => {
+      if (err instanceof HttpError) throw err;
+      return null;
+    });
+    if (!folder) return [];
+    try {
+      return await this.changesOf(folder, dir, ref);
+    } finally {
+      await folder.close();
+    }
+  }
+
+  private async changesOf(folder: OpenFolder, dir: string, ref: string | undefined): Promise<GitChange[]> {
     // Repositories cloned right inside the folder count too (OpenHands looks one level down).
     const nested: string[] = [];
-    for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-      if (entry.isDirectory() && (await lstat(join(dir, entry.name, '.git')).then(() => true, () => false))) nested.push(entry.name);
+    for (const entry of await readdir(folder.at(), { withFileTypes: true }).catch(() => [])) {
+      if (entry.isDirectory() && (await lstat(join(folder.at(entry.name), '.git')).then(() => true, () => false))) nested.push(entry.name);
     }
     const inRepo = (await this.repoOf(dir)) !== null;
     if (!inRepo && nested.length === 0) return [];
@@ -221,15 +246,22 @@ export class GitService {
     };
     if (inRepo) {
       const skipBerth = dir === this.paths.root;
-      changes = (await wrap(() => this.changesIn(dir, ref))).filter(
+      changes = (await wrap(() => this.changesIn(folder.at(), ref))).filter(
         (c) => !nested.some((n) => c.path === n || c.path.startsWith(`${n}/`)) && !(skipBerth && (c.path === BERTH_DIR || c.path.startsWith(`${BERTH_DIR}/`))),
       );
     }
     for (const name of nested) {
+      const sub = await open(folder.at(name), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW).then(
+        (handle) => new OpenFolder(handle),
+        () => null,
+      );
+      if (!sub) continue;
       try {
-        for (const change of await this.changesIn(join(dir, name), ref)) changes.push({ status: change.status, path: `${name}/${change.path}` });
+        for (const change of await this.changesIn(sub.at(), ref)) changes.push({ status: change.status, path: `${name}/${change.path}` });
       } catch {
         /* not a usable repository: skipped, as OpenHands does */
+      } finally {
+        await sub.close();
       }
     }
     return changes.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
@@ -241,31 +273,44 @@ export class GitService {
    */
   async diff(path: string, ref: string | undefined, commit: string | undefined): Promise<GitDiff> {
     const file = await this.paths.requireInside(path);
-    const info = await stat(file).catch(() => null);
-    if (info?.isDirectory()) throw new HttpError(400, 'Path is a directory');
-    if (info && info.size > MAX_DIFF_FILE_BYTES) return { modified: null, original: null };
-    const repo = await this.repoOf(dirname(file));
-    if (!repo) return { modified: null, original: null };
-
-    let base: string;
+    // The file is read from the descriptor opened here, git runs in the opened repository folder.
+    const handle = await this.paths.openFile(file, path, constants.O_RDONLY | constants.O_NONBLOCK).catch((err: unknown) => {
+      if (err instanceof HttpError || !['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      return null;
+    });
     try {
-      base = await this.base(repo, commit ?? ref);
-    } catch (err) {
-      if (err instanceof GitCommandError) throw new HttpError(400, err.message);
-      throw err;
+      const info = handle && (await handle.stat());
+      if (info?.isDirectory()) throw new HttpError(400, 'Path is a directory');
+      if (info && info.size > MAX_DIFF_FILE_BYTES) return { modified: null, original: null };
+      const repo = await this.repoOf(dirname(file));
+      if (!repo) return { modified: null, original: null };
+      const repoFolder = await this.paths.openFolder(repo, path);
+      let original: string | null = null;
+      try {
+        let base: string;
+        try {
+          base = await this.base(repoFolder.at(), commit ?? ref);
+        } catch (err) {
+          if (err instanceof GitCommandError) throw new HttpError(400, err.message);
+          throw err;
+        }
+        if (base !== GIT_EMPTY_TREE) {
+          const inRepo = posix(relative(repo, file));
+          const shown = await this.run(['show', '--no-textconv', `${base}:${inRepo}`], repoFolder.at()).catch(() => null);
+          const text = shown && decodeText(shown);
+          original = text === null || text === undefined ? null : normalizeContent(text);
+        }
+      } finally {
+        await repoFolder.close();
+      }
+      let modified: string | null = null;
+      if (handle && info?.isFile()) {
+        const text = decodeText(await handle.readFile());
+        modified = text === null ? null : normalizeContent(text);
+      }
+      return { modified, original };
+    } finally {
+      await handle?.close().catch(() => undefined);
     }
-    let original: string | null = null;
-    if (base !== GIT_EMPTY_TREE) {
-      const inRepo = posix(relative(repo, file));
-      const shown = await this.run(['show', '--no-textconv', `${base}:${inRepo}`], repo).catch(() => null);
-      const text = shown && decodeText(shown);
-      original = text === null || text === undefined ? null : normalizeContent(text);
-    }
-    let modified: string | null = null;
-    if (info?.isFile()) {
-      const text = decodeText(await readFile(file));
-      modified = text === null ? null : normalizeContent(text);
-    }
-    return { modified, original };
   }
 }

@@ -16,16 +16,42 @@ const STATUS_TEXT: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
-/** The body OpenHands (FastAPI) gives for an error: `{"detail": …}`; 5xx add an error id. */
+/**
+ * The body OpenHands (FastAPI) gives for an error: `{"detail": …}`; 5xx add an error id (the log
+ * line says the rest). Only with DEBUG set does a 5xx carry the exception and its traceback:
+ * otherwise database text, source lines and paths would reach the client.
+ */
 export function errorBody(status: number, detail: unknown, exception?: unknown, debug = false): Record<string, unknown> {
   if (status < 500) return { detail: detail ?? STATUS_TEXT[status] ?? 'Error' };
   if (status === 503) return { detail: detail ?? STATUS_TEXT[503] };
   const body: Record<string, unknown> = { detail: 'Internal Server Error', error_id: randomBytes(16).toString('hex') };
-  if (exception instanceof Error) {
+  if (debug && exception instanceof Error) {
     body.exception = exception.message;
-    if (debug) body.traceback = exception.stack;
+    body.traceback = exception.stack;
   }
   return body;
+}
+
+/**
+ * An unexpected error as the server log shows it: its name, its reason and where it was thrown,
+ * but not what it was called with — a Prisma error prints the query's arguments (secrets,
+ * message text) above its reason, which is its last line.
+ */
+export function loggableError(exception: unknown): string {
+  if (!(exception instanceof Error)) return redactLine(String(exception));
+  const lines = exception.message.split('\n').map((l) => l.trim()).filter(Boolean);
+  const reason = exception.name.startsWith('PrismaClient') ? (lines[lines.length - 1] ?? '') : lines.join(' ');
+  const code = (exception as { code?: unknown }).code;
+  const frames = (exception.stack ?? '').split('\n').filter((l) => /^\s+at /.test(l));
+  return [`${exception.name}${typeof code === 'string' ? ` ${code}` : ''}: ${redactLine(reason)}`, ...frames].join('\n');
+}
+
+/** Values after a secret-looking name (`api_key: …`, `"token":"…"`, `Bearer …`) masked, the line bounded. */
+function redactLine(text: string): string {
+  return text
+    .replace(/((?:key|token|secret|password|authorization|cookie|credential)[\w-]*["']?\s*[:=]\s*)("[^"]*"|'[^']*'|\S+)/gi, '$1<redacted>')
+    .replace(/Bearer\s+\S+/gi, 'Bearer <redacted>')
+    .slice(0, 2000);
 }
 
 /** The `detail` of a Nest HttpException, whichever way it was thrown. */
@@ -56,7 +82,7 @@ export class HttpErrorFilter implements ExceptionFilter {
     const reply = host.switchToHttp().getResponse<FastifyReply>();
     const { status, body } = toHttpError(exception, this.debug);
     if (status >= 500 && status !== 503) {
-      this.logger.error(`${body.error_id}: ${exception instanceof Error ? (exception.stack ?? exception.message) : String(exception)}`);
+      this.logger.error(`${body.error_id}: ${loggableError(exception)}`);
     }
     const headers = exception instanceof HttpException ? (exception.getResponse() as { headers?: Record<string, string> }).headers : undefined;
     if (headers) reply.headers(headers);

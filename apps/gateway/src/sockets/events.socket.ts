@@ -1,8 +1,8 @@
-import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { HttpException, Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { EventBus } from '@berth/bus';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
-import { normalizeTimestampFilter, parseUuid, SendMessageRequestSchema, serverErrorEvent, stateUpdateEvent } from '@berth/contracts';
+import { jsonSyntaxMessage, normalizeTimestampFilter, parseUuid, SendMessageRequestSchema, serverErrorEvent, stateUpdateEvent, unsafeInputIssue } from '@berth/contracts';
 import { Database, EventLog } from '@berth/persistence';
 import { WebSocket } from 'ws';
 import type { Principal } from '../common/tenant.decorator';
@@ -100,6 +100,7 @@ export class EventsSocket implements OnModuleInit {
    * refuse. `after_event_id` (Berth) resumes exactly after that event.
    */
   private async resumePoint(id: string, query: URLSearchParams): Promise<number | null | string> {
+    if (unsafeInputIssue(Object.fromEntries(query), 'query')) return 'The query must not contain NUL characters';
     const afterEventId = query.get('after_event_id');
     if (afterEventId) {
       const stored = await this.log.get(id, afterEventId);
@@ -125,10 +126,16 @@ export class EventsSocket implements OnModuleInit {
       if (text === null) throw new SyntaxError('binary frames are not accepted');
       frame = JSON.parse(text);
     } catch (err) {
-      reply('JSONDecodeError', (err as Error).message);
+      reply('JSONDecodeError', jsonSyntaxMessage((err as Error).message));
       return;
     }
     if (isAuthFrame(frame)) return;
+    // As for HTTP bodies (UnsafeInputInterceptor): the database cannot hold a NUL, nor should anything walk 5,000 levels.
+    const unsafe = unsafeInputIssue(frame, 'message');
+    if (unsafe) {
+      reply('ValidationError', `${unsafe.loc.join('.')}: ${unsafe.msg}`);
+      return;
+    }
     const parsed = SendMessageRequestSchema.safeParse(frame);
     if (!parsed.success) {
       reply('ValidationError', parsed.error.issues.map((i) => `${i.path.join('.') || 'message'}: ${i.message}`).join('; '));
@@ -137,7 +144,10 @@ export class EventsSocket implements OnModuleInit {
     try {
       await this.events.sendMessage(principal, id, { ...parsed.data, run: true });
     } catch (err) {
-      reply((err as Error).constructor.name, (err as Error).message);
+      // A refusal says why; anything else is logged, not shown (it may be database text).
+      if (err instanceof HttpException) return reply(err.constructor.name, err.message);
+      this.logger.error(`message on socket failed: ${(err as Error).message.split('\n').pop()}`);
+      reply('InternalError', 'Internal Server Error');
     }
   }
 }

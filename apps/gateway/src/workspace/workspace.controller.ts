@@ -6,6 +6,7 @@ import { ApiKeyGuard } from '../auth/api-key.guard';
 import { ApiJson } from '../common/api-docs';
 import { CurrentPrincipal } from '../common/tenant.decorator';
 import type { Principal } from '../common/tenant.decorator';
+import { requirePublicWorkspacePath } from './workspace-paths';
 import { WorkspaceProxyService } from './workspace-proxy.service';
 
 const WORKSPACE_PATHS = ['file/*', 'bash/*', 'git/*'];
@@ -32,6 +33,7 @@ export class WorkspaceController {
   @ApiOperation({ summary: 'Read from the sandbox: file download and home, bash events, git changes and diff', description: DESCRIPTION })
   @ApiJson(200, WorkspaceAnswerSchema)
   read(@CurrentPrincipal() p: Principal, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    requirePublicWorkspacePath(request.url);
     return this.proxy.forward(p, request, reply);
   }
 
@@ -39,6 +41,7 @@ export class WorkspaceController {
   @ApiOperation({ summary: 'Act in the sandbox: file upload and create_directory, start or execute bash commands', description: DESCRIPTION })
   @ApiJson(200, WorkspaceAnswerSchema)
   write(@CurrentPrincipal() p: Principal, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    requirePublicWorkspacePath(request.url);
     return this.proxy.forward(p, request, reply);
   }
 
@@ -46,6 +49,7 @@ export class WorkspaceController {
   @ApiOperation({ summary: 'Clear the sandbox bash events', description: DESCRIPTION })
   @ApiJson(200, WorkspaceAnswerSchema)
   clear(@CurrentPrincipal() p: Principal, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    requirePublicWorkspacePath(request.url);
     return this.proxy.forward(p, request, reply);
   }
 }

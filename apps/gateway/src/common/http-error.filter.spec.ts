@@ -1,0 +1,29 @@
+import { errorBody, loggableError, toHttpError } from './http-error.filter';
+
+/** A Prisma error as the client builds it: the call's arguments and source lines above the reason. */
+function prismaLikeError(): Error {
+  const err = new Error(
+    'Invalid `prisma.conversation.create()` invocation in\n/srv/berth/dist/libs/persistence/src/store.js:42:7\n\n  41 const row = await prisma.conversation.create({\n→ 42   data: { title: "x", secrets: { DB_PASS: "hunter2-secret" } }\n\nInvalid value for argument `title`: unexpected NUL character.',
+  );
+  err.name = 'PrismaClientValidationError';
+  return err;
+}
+
+describe('HTTP error bodies', () => {
+  it('a 5xx carries no exception text, source lines or paths unless DEBUG is set', () => {
+    const body = toHttpError(prismaLikeError()).body;
+    expect(Object.keys(body).sort()).toEqual(['detail', 'error_id']);
+    expect(body.detail).toBe('Internal Server Error');
+    const debug = errorBody(500, undefined, prismaLikeError(), true);
+    expect(debug.exception).toContain('prisma.conversation.create');
+    expect(debug.traceback).toBeDefined();
+  });
+
+  it('the log line keeps the reason and the frames, not the query arguments nor secrets', () => {
+    const line = loggableError(prismaLikeError());
+    expect(line).toContain('PrismaClientValidationError: Invalid value for argument `title`');
+    expect(line).toContain('    at ');
+    expect(line).not.toContain('hunter2');
+    expect(loggableError(new Error('upstream said api_key=sk-live-123 and Bearer abc.def'))).not.toMatch(/sk-live-123|abc\.def/);
+  });
+});
