@@ -256,13 +256,16 @@ export class LocalSandboxDriver extends SandboxDriver {
   /**
    * A pool id's folder, log and socket, once its marker is taken. The folder is first moved aside
    * (a process provisioning the id from now on makes a fresh one, which must not be removed under
-   * it); no spec file: only a provision writes one.
+   * it), and removed once `executorGone` (its executor may still write in it); no spec file: only a
+   * provision writes one.
    */
-  private async removePoolFiles(id: string): Promise<void> {
+  private async removePoolFiles(id: string, executorGone: Promise<unknown> = Promise.resolve()): Promise<void> {
     const aside = join(this.sandboxesDir, POOL_DIR, `${id}.removed`);
     await rename(this.rootOf(id), aside).catch(() => undefined);
     await Promise.all([rm(this.logOf(id), { force: true }), rm(this.socketOf(id), { force: true })]);
-    await rm(aside, { recursive: true, force: true });
+    await executorGone;
+    // The sweep at the next start removes what could not be removed now.
+    await rm(aside, { recursive: true, force: true }).catch((err: Error) => this.logger.warn(`warm pool: ${err.message}`));
   }
 
   /** A destroyed sandbox's files. */
@@ -321,9 +324,8 @@ export class LocalSandboxDriver extends SandboxDriver {
    */
   private async discard(executor: Executor): Promise<void> {
     const owned = await this.takeMarker(executor.id);
-    const removed = owned ? this.removePoolFiles(executor.id) : Promise.resolve();
-    await this.terminate(executor, { keepCgroups: !owned });
-    await removed;
+    const gone = this.terminate(executor, { keepCgroups: !owned });
+    await Promise.all([gone, owned ? this.removePoolFiles(executor.id, gone) : undefined]);
   }
 
   async provision(spec: SandboxSpec): Promise<SandboxHandle> {
