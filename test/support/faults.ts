@@ -296,7 +296,7 @@ export class FaultLab {
       BERTH_DATA_DIR: this.dataDir,
       OH_SECRET_KEY: 'test-secret-key',
       BERTH_WARM_POOL_SIZE: '0',
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: process.env.FAULTS_LOG_LEVEL ?? 'warn',
     };
   }
 

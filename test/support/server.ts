@@ -108,7 +108,7 @@ export function useReplicas(env: Record<string, string>) {
 }
 
 /** A tenant made through the admin API, with quotas if given, and one key of its own. */
-export async function adminTenantWithKey(server: TestServer, adminKey: string, quotas?: Record<string, unknown>) {
+export async function adminTenantWithKey(server: { url: string }, adminKey: string, quotas?: Record<string, unknown>) {
   const tenant = await api(server, 'POST', '/api/admin/tenants', { body: { name: `tenant-${randomUUID()}`, ...(quotas ? { quotas } : {}) }, key: adminKey });
   expect(tenant.status).toBe(201);
   const created = await api(server, 'POST', `/api/admin/tenants/${tenant.body.id}/api-keys`, { body: { name: 'test' }, key: adminKey });

@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
+import { REQUEST_PATH_REDIS } from './redis-options';
 
 /** One event on its way to subscribers: `seq` is null for events that are never stored. */
 export interface BusMessage {
@@ -9,12 +10,23 @@ export interface BusMessage {
   json: string;
 }
 
+/** The bus (Redis) cannot serve a subscription now: the caller should tell its client to retry. */
+export class BusUnavailableError extends Error {
+  override readonly name = 'BusUnavailableError';
+}
+
 export type BusListener = (message: BusMessage) => void;
 export type TenantChangeListener = (tenantId: string) => void;
+export type ResumeListener = () => void;
+
+/** How long a subscription may wait for the bus before the caller is told it is unavailable. */
+const SUBSCRIBE_TIMEOUT_MS = 5000;
 
 /** Fan-out of live conversation events to every gateway replica's socket subscribers. */
 export abstract class EventBus {
   private readonly tenantListeners = new Set<TenantChangeListener>();
+  private readonly resumeListeners = new Set<ResumeListener>();
+  private readonly busLogger = new Logger('EventBus');
 
   abstract publish(conversationId: string, message: BusMessage): Promise<void>;
   /** Resolves once the subscription is active, so nothing published afterwards is missed. */
@@ -25,13 +37,31 @@ export abstract class EventBus {
   /** Tells every replica (this one at once) that a tenant's conversations changed: caches drop. */
   async announceTenantChange(tenantId: string): Promise<void> {
     this.dispatchTenantChange(tenantId);
-    await this.broadcastTenantChange(tenantId);
+    try {
+      await this.broadcastTenantChange(tenantId);
+    } catch (err) {
+      // Only caches listen, and they expire on their own: a bus outage must not fail the write announced.
+      this.busLogger.warn(`tenant change of ${tenantId} not broadcast: ${(err as Error).message}`);
+    }
   }
 
   onTenantChange(listener: TenantChangeListener): () => void {
     this.tenantListeners.add(listener);
     this.listenForTenantChanges();
     return () => void this.tenantListeners.delete(listener);
+  }
+
+  /**
+   * Called when the bus is back after an outage: messages published meanwhile were lost, so a
+   * subscriber reads what it missed from the event log.
+   */
+  onResume(listener: ResumeListener): () => void {
+    this.resumeListeners.add(listener);
+    return () => void this.resumeListeners.delete(listener);
+  }
+
+  protected dispatchResume(): void {
+    for (const listener of this.resumeListeners) listener();
   }
 
   protected dispatchTenantChange(tenantId: string): void {
@@ -64,6 +94,10 @@ class ListenerTable {
     if (set.size) return false;
     this.table.delete(conversationId);
     return true;
+  }
+
+  conversations(): string[] {
+    return [...this.table.keys()];
   }
 
   dispatch(conversationId: string, message: BusMessage): void {
@@ -103,8 +137,8 @@ export class RedisEventBus extends EventBus {
 
   constructor(url: string) {
     super();
-    this.pub = new Redis(url, { maxRetriesPerRequest: 3, lazyConnect: false });
-    this.sub = new Redis(url, { maxRetriesPerRequest: null });
+    this.pub = new Redis(url, REQUEST_PATH_REDIS);
+    this.sub = new Redis(url, { ...REQUEST_PATH_REDIS, maxRetriesPerRequest: null });
     for (const conn of [this.pub, this.sub]) conn.on('error', (err: Error) => this.logger.warn(`redis: ${err.message}`));
     this.sub.on('message', (channel: string, raw: string) => {
       if (channel === TENANT_CHANGES) {
@@ -118,6 +152,24 @@ export class RedisEventBus extends EventBus {
         json: raw.slice(nl + 1),
       });
     });
+    // ioredis re-subscribes on reconnect; once that took (SUBSCRIBE again is a no-op, answered in
+    // order), subscribers catch up on what was published while the connection was down.
+    let connectedBefore = false;
+    this.sub.on('ready', () => {
+      if (!connectedBefore) {
+        connectedBefore = true;
+        return;
+      }
+      const channels = this.listeners.conversations().map((id) => CHANNEL_PREFIX + id);
+      const resubscribed = channels.length ? this.sub.subscribe(...channels) : Promise.resolve();
+      resubscribed.then(
+        () => {
+          this.logger.log('event bus reconnected: subscribers catch up from the event log');
+          this.dispatchResume();
+        },
+        (err: Error) => this.logger.warn(`could not re-subscribe after a reconnect: ${err.message}`),
+      );
+    });
   }
 
   async publish(conversationId: string, message: BusMessage): Promise<void> {
@@ -126,16 +178,29 @@ export class RedisEventBus extends EventBus {
 
   async subscribe(conversationId: string, listener: BusListener): Promise<() => void> {
     const channel = CHANNEL_PREFIX + conversationId;
-    if (this.listeners.add(conversationId, listener)) {
-      this.pending.set(channel, this.sub.subscribe(channel).finally(() => this.pending.delete(channel)));
-    }
-    // Later listeners wait for the first one's SUBSCRIBE too: "resolved" means "active".
-    await this.pending.get(channel);
-    return () => {
+    const unsubscribe = () => {
       if (this.listeners.remove(conversationId, listener)) {
         this.sub.unsubscribe(channel).catch(() => undefined);
       }
     };
+    if (this.listeners.add(conversationId, listener)) {
+      this.pending.set(channel, this.sub.subscribe(channel).finally(() => this.pending.delete(channel)));
+    }
+    // Later listeners wait for the first one's SUBSCRIBE too: "resolved" means "active". The
+    // subscribing connection queues commands while Redis is away: bounded, so a caller can refuse.
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.pending.get(channel),
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new BusUnavailableError('the event bus did not confirm the subscription in time')), SUBSCRIBE_TIMEOUT_MS))),
+      ]);
+    } catch (err) {
+      unsubscribe();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+    return unsubscribe;
   }
 
   protected override async broadcastTenantChange(tenantId: string): Promise<void> {

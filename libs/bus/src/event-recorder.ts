@@ -22,15 +22,27 @@ export class EventRecorder {
 
   async record(conversationId: string, event: OHEvent): Promise<number> {
     const seq = await this.log.append(conversationId, event);
-    await this.bus.publish(conversationId, { seq, json: JSON.stringify(event) });
+    await this.publishStored(conversationId, seq, event);
     await this.notify(conversationId, [seq]);
     return seq;
   }
 
   /** Publishes events already stored (in a transaction that has committed). */
   async publish(conversationId: string, stored: { seq: number; event: OHEvent }[]): Promise<void> {
-    for (const { seq, event } of stored) await this.bus.publish(conversationId, { seq, json: JSON.stringify(event) });
+    for (const { seq, event } of stored) await this.publishStored(conversationId, seq, event);
     if (stored.length) await this.notify(conversationId, stored.map((s) => s.seq));
+  }
+
+  /**
+   * A stored event is recorded whether or not the bus takes it: subscribers read the log after a gap
+   * and after the bus comes back (EventBus.onResume), so a bus outage must not fail the write.
+   */
+  private async publishStored(conversationId: string, seq: number, event: OHEvent): Promise<void> {
+    try {
+      await this.bus.publish(conversationId, { seq, json: JSON.stringify(event) });
+    } catch (err) {
+      this.logger.warn(`event ${seq} of ${conversationId} stored, not published (subscribers read it from the log): ${(err as Error).message}`);
+    }
   }
 
   /** Events that are never stored (full-state snapshots, streaming deltas). */

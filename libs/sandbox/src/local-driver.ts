@@ -166,7 +166,7 @@ export class LocalSandboxDriver extends SandboxDriver {
     this.warmPoolSize = options.warmPoolSize ?? 0;
     this.reservationMs = options.reservationMs ?? DEFAULT_RESERVATION_MS;
     const diskEvery = options.diskCheckIntervalMs ?? DEFAULT_DISK_CHECK_MS;
-    this.diskTimer = this.limits.diskBytes > 0 && diskEvery > 0 ? setInterval(() => void this.checkDisks(), diskEvery).unref() : null;
+    this.diskTimer = this.limits.diskBytes > 0 && diskEvery > 0 ? setInterval(() => void this.checkDisks().catch((err: Error) => this.logger.warn(`disk check failed: ${err.message}`)), diskEvery).unref() : null;
   }
 
   /** Executors started and waiting for a sandbox now (not counting those reserved). */

@@ -51,17 +51,26 @@ export class SandboxReaper implements OnApplicationBootstrap, OnApplicationShutd
   async sweepOnce(now = new Date()): Promise<{ stopped: string[]; deleted: string[] }> {
     const done = { stopped: [] as string[], deleted: [] as string[] };
     if (this.sweeping) return done;
-    const lease = await this.lock.acquire(SWEEP_LEASE, 0);
-    if (!lease) return done;
-    const sweep = this.sweep(now, done).catch((err: Error) => this.logger.warn(`sweep failed: ${err.message}`));
+    // Runs from a timer: a dependency outage (Redis for the lease, PostgreSQL for the rows) is
+    // logged and the next tick tries again; nothing may escape as an unhandled rejection.
+    const sweep = this.leasedSweep(now, done).catch((err: Error) => this.logger.warn(`sweep failed: ${err.message.split('\n').pop()}`));
     this.sweeping = sweep;
     try {
       await sweep;
     } finally {
       this.sweeping = undefined;
-      await lease.release();
     }
     return done;
+  }
+
+  private async leasedSweep(now: Date, done: { stopped: string[]; deleted: string[] }): Promise<void> {
+    const lease = await this.lock.acquire(SWEEP_LEASE, 0);
+    if (!lease) return;
+    try {
+      await this.sweep(now, done);
+    } finally {
+      await lease.release();
+    }
   }
 
   private async sweep(now: Date, done: { stopped: string[]; deleted: string[] }): Promise<void> {

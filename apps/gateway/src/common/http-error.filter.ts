@@ -1,6 +1,7 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
+import { isDependencyOutage, OUTAGE_RETRY_AFTER_S } from './outage';
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
@@ -83,9 +84,12 @@ export class HttpErrorFilter implements ExceptionFilter {
     const { status, body } = toHttpError(exception, this.debug);
     if (status >= 500 && status !== 503) {
       this.logger.error(`${body.error_id}: ${loggableError(exception)}`);
+    } else if (status === 503 && !(exception instanceof HttpException)) {
+      this.logger.warn(`dependency unavailable: ${loggableError(exception).split('\n')[0]}`);
     }
     const headers = exception instanceof HttpException ? (exception.getResponse() as { headers?: Record<string, string> }).headers : undefined;
     if (headers) reply.headers(headers);
+    if (status === 503 && !reply.hasHeader('retry-after')) reply.header('Retry-After', String(OUTAGE_RETRY_AFTER_S));
     reply.status(status).send(body);
   }
 }
@@ -100,5 +104,7 @@ export function toHttpError(exception: unknown, debug = false): { status: number
   if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
     return { status: statusCode, body: errorBody(statusCode, (exception as Error).message) };
   }
+  // PostgreSQL or Redis away: the client should retry, and learns nothing of the failing call.
+  if (isDependencyOutage(exception)) return { status: 503, body: errorBody(503, 'Service temporarily unavailable: a dependency is unreachable, retry later') };
   return { status: 500, body: errorBody(500, undefined, exception, debug) };
 }

@@ -3,6 +3,7 @@ import { ApiExcludeEndpoint, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { ServerInfoSchema, StatusSchema } from '@berth/contracts';
 import type { FastifyReply } from 'fastify';
 import { ApiJson } from '../common/api-docs';
+import { OUTAGE_RETRY_AFTER_S } from '../common/outage';
 import { HealthService } from './health.service';
 import { ServerInfoService } from './server-info.service';
 
@@ -43,7 +44,7 @@ export class HealthController {
   async ready(@Res({ passthrough: true }) reply: FastifyReply) {
     const problem = await this.health.problem();
     if (problem) {
-      reply.status(503);
+      reply.status(503).header('Retry-After', String(OUTAGE_RETRY_AFTER_S));
       return { status: 'initializing', message: problem };
     }
     return { status: 'ready' };

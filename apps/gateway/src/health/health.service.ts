@@ -24,13 +24,19 @@ export class HealthService {
   /** Why the server is not ready, or null when it is. */
   async problem(): Promise<string | null> {
     if (!this.db.isMigrated) return 'Server is still initializing (database migrations)';
-    try {
-      await within(this.db.ping(), 'database');
-      await within(this.bus.ping(), 'event bus');
-      await within(this.queue.ping(), 'run queue');
-      return null;
-    } catch (err) {
-      return `Dependency unavailable: ${(err as Error).message}`;
+    const checks: [string, () => Promise<void>][] = [
+      ['database', () => this.db.ping()],
+      ['event bus', () => this.bus.ping()],
+      ['run queue', () => this.queue.ping()],
+    ];
+    for (const [what, check] of checks) {
+      try {
+        await within(check(), what);
+      } catch {
+        // Named, not quoted: a driver's message may carry hosts and paths.
+        return `Dependency unavailable: ${what}`;
+      }
     }
+    return null;
   }
 }

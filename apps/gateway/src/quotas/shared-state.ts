@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { Redis } from 'ioredis';
+import { REQUEST_PATH_REDIS } from '@berth/bus';
 
 /** A fixed-window count: how many hits this window holds now, and when the window ends. */
 export interface WindowCount {
@@ -100,7 +101,7 @@ export class RedisSharedState extends SharedState {
     private readonly prefix: string,
   ) {
     super();
-    this.redis = new Redis(url, { maxRetriesPerRequest: 3 });
+    this.redis = new Redis(url, REQUEST_PATH_REDIS);
     this.redis.on('error', (err: Error) => this.logger.warn(`redis: ${err.message}`));
   }
 

@@ -6,7 +6,7 @@ import type { Principal } from '../common/tenant.decorator';
 import { WorkspaceProxyService } from '../workspace/workspace-proxy.service';
 import { WorkspaceRoutingService } from '../workspace/workspace-routing.service';
 import { SocketAuth } from './socket-auth';
-import { SocketRequest, WsRouter } from './ws-router';
+import { closeOnFailure, SocketRequest, WsRouter } from './ws-router';
 
 const NOT_FOUND = 4004;
 
@@ -29,10 +29,7 @@ export class BashEventsSocket implements OnModuleInit {
 
   onModuleInit(): void {
     this.router.register('/sockets/bash-events', (ws, req) => {
-      this.handle(ws, req).catch((err: Error) => {
-        this.logger.warn(`bash-events socket failed: ${err.message}`);
-        if (ws.readyState === WebSocket.OPEN) ws.close(1011, 'Internal error');
-      });
+      this.handle(ws, req).catch((err: Error) => closeOnFailure(this.logger, ws, 'bash-events socket', err));
     });
   }
 

@@ -2,6 +2,9 @@ import type { BusMessage } from '@berth/bus';
 import type { StoredEvent } from '@berth/persistence';
 
 export const SLOW_SUBSCRIBER = 1013;
+const INTERNAL_ERROR = 1011;
+/** Past any seq (an int4 column): a marker that reads the log to its end. */
+const END_OF_LOG = 2 ** 31 - 1;
 
 /** What an event stream needs from its surroundings (a socket and the event log). */
 export interface EventStreamPort {
@@ -53,6 +56,11 @@ export class EventStream {
     this.pump();
   }
 
+  /** Reads whatever the log holds beyond what was sent (the bus lost messages during an outage). */
+  catchUp(): void {
+    this.push({ seq: END_OF_LOG, json: '' });
+  }
+
   stop(): void {
     this.closed = true;
     this.queue.length = 0;
@@ -66,10 +74,18 @@ export class EventStream {
   private pump(): void {
     if (this.pumping || this.closed || this.lastSent === null) return;
     this.pumping = true;
-    void this.drain().finally(() => {
-      this.pumping = false;
-      if (this.queue.length && !this.closed) this.pump();
-    });
+    this.drain().then(
+      () => {
+        this.pumping = false;
+        if (this.queue.length && !this.closed) this.pump();
+      },
+      () => {
+        // The log could not be read (database away): the client reconnects and resumes where it is.
+        this.pumping = false;
+        this.stop();
+        this.port.close(INTERNAL_ERROR, 'Event log unavailable');
+      },
+    );
   }
 
   private async drain(): Promise<void> {

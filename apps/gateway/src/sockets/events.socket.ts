@@ -11,7 +11,7 @@ import { toFullState } from '@berth/persistence';
 import { EventsService } from '../events/events.service';
 import { EventStream } from './event-stream';
 import { isAuthFrame, SocketAuth } from './socket-auth';
-import { SocketRequest, WsRouter } from './ws-router';
+import { closeOnFailure, SocketRequest, WsRouter } from './ws-router';
 
 const NOT_FOUND = 4004;
 const POLICY = 1008;
@@ -37,10 +37,7 @@ export class EventsSocket implements OnModuleInit {
 
   onModuleInit(): void {
     this.router.register('/sockets/events/:conversation_id', (ws, req) => {
-      this.handle(ws, req).catch((err: Error) => {
-        this.logger.error(`event socket failed: ${err.message}`);
-        if (ws.readyState === WebSocket.OPEN) ws.close(1011, 'Internal error');
-      });
+      this.handle(ws, req).catch((err: Error) => closeOnFailure(this.logger, ws, 'event socket', err));
     });
   }
 
@@ -78,9 +75,11 @@ export class EventsSocket implements OnModuleInit {
     );
     // Subscribe before reading the state, so nothing published in between is missed.
     const unsubscribe = await this.bus.subscribe(id, (m) => stream.push(m));
+    const stopCatchingUp = this.bus.onResume(() => stream.catchUp());
     ws.on('close', () => {
       stream.stop();
       unsubscribe();
+      stopCatchingUp();
       const left = (this.subscribers.get(id) ?? 1) - 1;
       if (left) this.subscribers.set(id, left);
       else this.subscribers.delete(id);

@@ -5,6 +5,7 @@ import type { BerthConfig } from '@berth/config';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { match, MatchFunction } from 'path-to-regexp';
+import { isDependencyOutage } from '../common/outage';
 import { sandboxOfRequest, stripSandboxPrefix } from '../common/sandbox-prefix';
 import { WebSocket, WebSocketServer } from 'ws';
 
@@ -128,5 +129,18 @@ export class WsRouter implements OnApplicationBootstrap, BeforeApplicationShutdo
     const timer = setTimeout(() => ws.terminate(), graceMs);
     timer.unref();
     ws.once('close', () => clearTimeout(timer));
+  }
+}
+
+/**
+ * A socket handler failed: the socket is closed, never left open without frames. A dependency
+ * outage closes it 1013 (try again later) so the client retries; anything else 1011.
+ */
+export function closeOnFailure(logger: Logger, ws: WebSocket, what: string, err: Error): void {
+  const outage = isDependencyOutage(err);
+  if (outage) logger.warn(`${what}: dependency unavailable: ${err.message.split('\n').pop()}`);
+  else logger.error(`${what} failed: ${err.message.split('\n').pop()}`);
+  if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) {
+    WsRouter.closeOrDrop(ws, outage ? 1013 : 1011, outage ? 'Service temporarily unavailable, retry later' : 'Internal error');
   }
 }
