@@ -97,27 +97,34 @@ export async function startExecutor(root: string, token: string, env: Record<str
   };
 }
 
-/**
- * Ends every process working inside `dir` (Linux /proc): executors orphaned on purpose by a test
- * that kill -9s their parent must not outlive the test.
- */
-export function killProcessesUnder(dir: string): number {
-  let killed = 0;
+/** Every process working inside `dir` (Linux /proc, by working directory), with that directory. */
+export function processesUnder(dir: string): { pid: number; cwd: string }[] {
+  const found: { pid: number; cwd: string }[] = [];
   for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid || !alive(Number(entry))) continue;
     let cwd: string;
     try {
       cwd = readlinkSync(`/proc/${entry}/cwd`).replace(/ \(deleted\)$/, '');
     } catch {
       continue;
     }
-    if (cwd === dir || cwd.startsWith(`${dir}/`)) {
-      try {
-        process.kill(Number(entry), 'SIGKILL');
-        killed++;
-      } catch {
-        /* already gone */
-      }
+    if (cwd === dir || cwd.startsWith(`${dir}/`)) found.push({ pid: Number(entry), cwd });
+  }
+  return found;
+}
+
+/**
+ * Ends every process working inside `dir`: executors orphaned on purpose by a test that kill -9s
+ * their parent must not outlive the test.
+ */
+export function killProcessesUnder(dir: string): number {
+  let killed = 0;
+  for (const { pid } of processesUnder(dir)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed++;
+    } catch {
+      /* already gone */
     }
   }
   return killed;
