@@ -26,4 +26,25 @@ describe('HTTP error bodies', () => {
     expect(line).not.toContain('hunter2');
     expect(loggableError(new Error('upstream said api_key=sk-live-123 and Bearer abc.def'))).not.toMatch(/sk-live-123|abc\.def/);
   });
+
+  it('a dependency outage answers 503 with only a detail, recognised by class and code, also when wrapped', () => {
+    const named = (name: string, message: string, code?: string) => Object.assign(new Error(message), { name }, code ? { code } : {});
+    const outages = [
+      named('MaxRetriesPerRequestError', 'Reached the max retries per request limit (which is 3).'),
+      new Error('Connection is closed.'),
+      named('PrismaClientKnownRequestError', "Can't reach database server at `127.0.0.1:5432`", 'P1001'),
+      named('PrismaClientInitializationError', 'Authentication failed against database server at /srv/db'),
+      named('DatabaseError', 'terminating connection due to administrator command', '57P01'),
+      new Error('query failed', { cause: named('Error', 'connect ECONNREFUSED 127.0.0.1:6379', 'ECONNREFUSED') }),
+    ];
+    for (const err of outages) {
+      const { status, body } = toHttpError(err);
+      expect(status).toBe(503);
+      expect(Object.keys(body)).toEqual(['detail']);
+      expect(JSON.stringify(body)).not.toMatch(/127\.0\.0\.1|\/srv|max retries|ECONN/);
+    }
+    // A refused write (unique constraint) or a plain bug stays a 500.
+    expect(toHttpError(named('PrismaClientKnownRequestError', 'Unique constraint failed', 'P2002')).status).toBe(500);
+    expect(toHttpError(new TypeError('x is undefined')).status).toBe(500);
+  });
 });
