@@ -140,7 +140,7 @@ export function closeOnFailure(logger: Logger, ws: WebSocket, what: string, err:
   const outage = isDependencyOutage(err);
   if (outage) logger.warn(`${what}: dependency unavailable: ${err.message.split('\n').pop()}`);
   else logger.error(`${what} failed: ${err.message.split('\n').pop()}`);
-  if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) {
+  if (ws.readyState === WebSocket.OPEN) {
     WsRouter.closeOrDrop(ws, outage ? 1013 : 1011, outage ? 'Service temporarily unavailable, retry later' : 'Internal error');
   }
 }
