@@ -252,10 +252,11 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     sessionApiKeys,
     adminApiKeys,
     tenantLimits: {
-      maxSandboxes: readInt(env, 'BERTH_TENANT_MAX_SANDBOXES', 0),
-      maxRunningConversations: readInt(env, 'BERTH_TENANT_MAX_RUNNING_CONVERSATIONS', 0),
-      requestsPerMinute: readInt(env, 'BERTH_TENANT_REQUESTS_PER_MINUTE', 0),
-      maxSocketsPerKey: readInt(env, 'BERTH_TENANT_MAX_SOCKETS_PER_KEY', 0),
+      // A hosted tenant is bounded unless an admin says otherwise (the default tenant is not: see effectiveLimits).
+      maxSandboxes: readInt(env, 'BERTH_TENANT_MAX_SANDBOXES', 20),
+      maxRunningConversations: readInt(env, 'BERTH_TENANT_MAX_RUNNING_CONVERSATIONS', 10),
+      requestsPerMinute: readInt(env, 'BERTH_TENANT_REQUESTS_PER_MINUTE', 1200),
+      maxSocketsPerKey: readInt(env, 'BERTH_TENANT_MAX_SOCKETS_PER_KEY', 50),
     },
     corsOrigins: readEnvList(env, 'OH_ALLOW_CORS_ORIGINS') ?? [],
     corsOriginRegex,
