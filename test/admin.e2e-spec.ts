@@ -44,7 +44,15 @@ describe.each(STORAGES)('admin API (%s)', (storage) => {
     expect(tenant.status).toBe(201);
     expect(tenant.body).toMatchObject({
       quotas: { max_sandboxes: 3, max_running_conversations: null, requests_per_minute: null, max_sockets_per_key: null },
-      effective_quotas: { max_sandboxes: 3, max_running_conversations: 0, requests_per_minute: 0, max_sockets_per_key: 0 },
+      // What it does not set, the BERTH_TENANT_* defaults bound: a hosted tenant is never unlimited by accident.
+      effective_quotas: { max_sandboxes: 3, max_running_conversations: 10, requests_per_minute: 1200, max_sockets_per_key: 50 },
+    });
+    // The default tenant (the session keys' owner) has no limit but what is stored for it.
+    expect((await admin(server, 'GET', `/tenants/${DEFAULT_TENANT_ID}`)).body.effective_quotas).toMatchObject({
+      max_sandboxes: 0,
+      max_running_conversations: 0,
+      requests_per_minute: 0,
+      max_sockets_per_key: 0,
     });
     const tenantId = tenant.body.id;
     const created = await admin(server, 'POST', `/tenants/${tenantId}/api-keys`, { name: 'deploy' });

@@ -140,7 +140,7 @@ describe('loadConfig', () => {
     });
 
     it('reads the BERTH_TENANT_* defaults, 0 (no limit) when unset', () => {
-      expect(loadConfig({}, []).tenantLimits).toEqual({ maxSandboxes: 0, maxRunningConversations: 0, requestsPerMinute: 0, maxSocketsPerKey: 0 });
+      expect(loadConfig({}, []).tenantLimits).toEqual({ maxSandboxes: 20, maxRunningConversations: 10, requestsPerMinute: 1200, maxSocketsPerKey: 50 });
       const env = {
         BERTH_TENANT_MAX_SANDBOXES: '3',
         BERTH_TENANT_MAX_RUNNING_CONVERSATIONS: '2',

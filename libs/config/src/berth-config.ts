@@ -197,6 +197,16 @@ function parseWebhookJson(json: string): Record<string, unknown>[] {
 
 const MIB = 1024 * 1024;
 
+/** What a sandbox may use unless BERTH_SANDBOX_* say otherwise. */
+export const DEFAULT_SANDBOX_LIMITS: SandboxLimits = {
+  memoryBytes: 2048 * MIB,
+  processes: 512,
+  openFiles: 4096,
+  cpuSeconds: 3600,
+  fileSizeBytes: 2048 * MIB,
+  diskBytes: 10_240 * MIB,
+};
+
 /** One of `choices`, the first being the default. */
 function readChoice<T extends string>(env: Env, name: string, choices: readonly T[]): T {
   const raw = env[name];
@@ -252,10 +262,11 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     sessionApiKeys,
     adminApiKeys,
     tenantLimits: {
-      maxSandboxes: readInt(env, 'BERTH_TENANT_MAX_SANDBOXES', 0),
-      maxRunningConversations: readInt(env, 'BERTH_TENANT_MAX_RUNNING_CONVERSATIONS', 0),
-      requestsPerMinute: readInt(env, 'BERTH_TENANT_REQUESTS_PER_MINUTE', 0),
-      maxSocketsPerKey: readInt(env, 'BERTH_TENANT_MAX_SOCKETS_PER_KEY', 0),
+      // A hosted tenant is bounded unless an admin says otherwise (the default tenant is not: see effectiveLimits).
+      maxSandboxes: readInt(env, 'BERTH_TENANT_MAX_SANDBOXES', 20),
+      maxRunningConversations: readInt(env, 'BERTH_TENANT_MAX_RUNNING_CONVERSATIONS', 10),
+      requestsPerMinute: readInt(env, 'BERTH_TENANT_REQUESTS_PER_MINUTE', 1200),
+      maxSocketsPerKey: readInt(env, 'BERTH_TENANT_MAX_SOCKETS_PER_KEY', 50),
     },
     corsOrigins: readEnvList(env, 'OH_ALLOW_CORS_ORIGINS') ?? [],
     corsOriginRegex,
@@ -280,12 +291,12 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     sandboxNetwork: readChoice(env, 'BERTH_SANDBOX_NETWORK', ['none', 'egress'] as const),
     sandboxUidBase: readInt(env, 'BERTH_SANDBOX_UID_BASE', 100_000, 1000, 2 ** 31 - 2 ** 24 - 1),
     sandboxLimits: {
-      memoryBytes: readInt(env, 'BERTH_SANDBOX_MEMORY_MB', 2048, 0) * MIB,
-      processes: readInt(env, 'BERTH_SANDBOX_PROCESSES', 512, 0),
-      openFiles: readInt(env, 'BERTH_SANDBOX_OPEN_FILES', 4096, 0),
-      cpuSeconds: readInt(env, 'BERTH_SANDBOX_CPU_SECONDS', 3600, 0),
-      fileSizeBytes: readInt(env, 'BERTH_SANDBOX_FILE_SIZE_MB', 2048, 0) * MIB,
-      diskBytes: readInt(env, 'BERTH_SANDBOX_DISK_MB', 10_240, 0) * MIB,
+      memoryBytes: readInt(env, 'BERTH_SANDBOX_MEMORY_MB', DEFAULT_SANDBOX_LIMITS.memoryBytes / MIB, 0) * MIB,
+      processes: readInt(env, 'BERTH_SANDBOX_PROCESSES', DEFAULT_SANDBOX_LIMITS.processes, 0),
+      openFiles: readInt(env, 'BERTH_SANDBOX_OPEN_FILES', DEFAULT_SANDBOX_LIMITS.openFiles, 0),
+      cpuSeconds: readInt(env, 'BERTH_SANDBOX_CPU_SECONDS', DEFAULT_SANDBOX_LIMITS.cpuSeconds, 0),
+      fileSizeBytes: readInt(env, 'BERTH_SANDBOX_FILE_SIZE_MB', DEFAULT_SANDBOX_LIMITS.fileSizeBytes / MIB, 0) * MIB,
+      diskBytes: readInt(env, 'BERTH_SANDBOX_DISK_MB', DEFAULT_SANDBOX_LIMITS.diskBytes / MIB, 0) * MIB,
     },
     logLevel: env.LOG_LEVEL ?? 'info',
     debug: readFlag(env, 'DEBUG'),

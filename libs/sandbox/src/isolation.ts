@@ -66,9 +66,12 @@ export interface JailSpec {
   cwd: string;
 }
 
-/** bwrap's arguments: every namespace new, no capability, a root of its own made of read-only system folders, its folder and a private /tmp. */
-export function bwrapArgs(spec: JailSpec): string[] {
-  const args = ['--unshare-all', '--unshare-user', '--disable-userns', '--new-session', '--cap-drop', 'ALL', '--hostname', 'sandbox'];
+/** Every namespace new (user, pid, mount, ipc, uts, net, cgroup), no nested user namespace, no capability. */
+const JAIL_FLAGS = ['--unshare-all', '--unshare-user', '--disable-userns', '--new-session', '--cap-drop', 'ALL'];
+
+/** The system folders read-only, and the usrmerge links (`/bin` → `usr/bin`) as links. */
+function systemBinds(): string[] {
+  const args: string[] = [];
   for (const dir of SYSTEM_DIRS) {
     let stat;
     try {
@@ -79,6 +82,12 @@ export function bwrapArgs(spec: JailSpec): string[] {
     if (stat.isSymbolicLink()) args.push('--symlink', readlinkSync(dir), dir);
     else if (stat.isDirectory()) args.push('--ro-bind', dir, dir);
   }
+  return args;
+}
+
+/** bwrap's arguments: every namespace new, no capability, a root of its own made of read-only system folders, its folder and a private /tmp. */
+export function bwrapArgs(spec: JailSpec): string[] {
+  const args = [...JAIL_FLAGS, '--hostname', 'sandbox', ...systemBinds()];
   for (const path of ETC_FILES) args.push('--ro-bind-try', path, path);
   args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--tmpfs', '/run', '--dir', '/var/tmp');
   for (const [fd, path] of spec.codeFds) args.push('--ro-bind-fd', String(fd), path);
@@ -119,17 +128,7 @@ export function etcFiles(uid: number, gid: number, home: string, network: Sandbo
 export function probeBubblewrap(uidBase: number): string | null {
   if (!existsSync(BWRAP)) return `${BWRAP} is not installed`;
   const uid = sandboxUid('probe', uidBase);
-  const args = ['--unshare-all', '--unshare-user', '--disable-userns', '--new-session', '--cap-drop', 'ALL'];
-  for (const dir of SYSTEM_DIRS) {
-    try {
-      const stat = lstatSync(dir);
-      if (stat.isSymbolicLink()) args.push('--symlink', readlinkSync(dir), dir);
-      else if (stat.isDirectory()) args.push('--ro-bind', dir, dir);
-    } catch {
-      /* absent */
-    }
-  }
-  args.push('--proc', '/proc', '--', 'true');
+  const args = [...JAIL_FLAGS, ...systemBinds(), '--proc', '/proc', '--', 'true'];
   const probe = spawnSync(BWRAP, args, { encoding: 'utf8', timeout: 10_000, ...(uid === null ? {} : { uid, gid: uid }) });
   if (probe.error) return probe.error.message;
   return probe.status === 0 ? null : `bwrap failed (${probe.status ?? probe.signal}): ${probe.stderr.trim()}`;

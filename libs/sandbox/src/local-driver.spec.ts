@@ -13,7 +13,6 @@ import { QueueModule } from '@berth/queue';
 import { once } from 'node:events';
 import { createServer, request } from 'node:http';
 import { ExecutorClient, executorRequestOptions } from './executor-client';
-import { BWRAP } from './isolation';
 import { LocalSandboxDriver } from './local-driver';
 import { SandboxDriverFixture, describeSandboxDriverContract } from './sandbox-driver.contract';
 import { SandboxDriver, SandboxHandle } from './sandbox-driver';
@@ -49,7 +48,8 @@ async function executorsIn(root: string): Promise<number[]> {
     if (!/^\d+$/.test(entry)) continue;
     try {
       // bwrap (the jail's outer process and its init) carries the environment on to the executor: not an executor itself.
-      if ((await readlink(`/proc/${entry}/exe`)) === BWRAP) continue;
+      // The executors themselves: not bwrap, nor a git an executor runs meanwhile (it inherits the same environment).
+      if ((await readlink(`/proc/${entry}/exe`)) !== process.execPath) continue;
       if ((await readFile(`/proc/${entry}/environ`, 'utf8')).split('\0').includes(`BERTH_SANDBOX_ROOT=${root}`)) pids.push(Number(entry));
     } catch {
       // Gone meanwhile, or not ours to read.
@@ -65,7 +65,8 @@ async function pooledIn(dataDir: string): Promise<number[]> {
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if ((await readlink(`/proc/${entry}/exe`)) === BWRAP) continue;
+      // The executors themselves: not bwrap, nor a git an executor runs meanwhile (it inherits the same environment).
+      if ((await readlink(`/proc/${entry}/exe`)) !== process.execPath) continue;
       const env = (await readFile(`/proc/${entry}/environ`, 'utf8')).split('\0');
       const root = env.find((v) => v.startsWith(`BERTH_SANDBOX_ROOT=${sandboxes}/`))?.slice('BERTH_SANDBOX_ROOT='.length);
       if (env.includes('BERTH_EXECUTOR_DORMANT=1') && root && existsSync(join(sandboxes, '.pool', basename(root)))) pids.push(Number(entry));

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { Logger } from '@nestjs/common';
-import { projectRoot } from '@berth/config';
+import { DEFAULT_SANDBOX_LIMITS, projectRoot } from '@berth/config';
 import type { SandboxIsolationMode } from '@berth/config';
 import { ExecutorClient, executorSocket } from './executor-client';
 import { BWRAP, bwrapArgs, childrenOf, etcFiles, prlimitArgs, probeBubblewrap, SandboxCgroups, SandboxLimits, SandboxNetwork, sandboxUid, startEgress } from './isolation';
@@ -30,20 +30,11 @@ export interface LocalSandboxDriverOptions {
   network?: SandboxNetwork;
   /** First sandbox uid when this process runs as root (default 100000). */
   uidBase?: number;
-  /** What one sandbox may use (defaults: DEFAULT_LIMITS). */
+  /** What one sandbox may use (defaults: DEFAULT_SANDBOX_LIMITS). */
   limits?: Partial<SandboxLimits>;
   /** How often folders are measured against `limits.diskBytes` (default 30 s). */
   diskCheckIntervalMs?: number;
 }
-
-export const DEFAULT_LIMITS: SandboxLimits = {
-  memoryBytes: 2048 * 1024 * 1024,
-  processes: 512,
-  openFiles: 4096,
-  cpuSeconds: 3600,
-  fileSizeBytes: 2048 * 1024 * 1024,
-  diskBytes: 10_240 * 1024 * 1024,
-};
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -151,7 +142,7 @@ export class LocalSandboxDriver extends SandboxDriver {
     this.isolation = options.isolation ?? 'bwrap';
     this.network = options.network ?? 'none';
     this.uidBase = options.uidBase ?? 100_000;
-    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.limits = { ...DEFAULT_SANDBOX_LIMITS, ...options.limits };
     if (this.isolation === 'bwrap') {
       const unusable = bubblewrapProblem(this.uidBase);
       if (unusable) throw new SandboxError(`sandboxes cannot be isolated: ${unusable}. Install bubblewrap (and allow user namespaces), or set BERTH_SANDBOX_ISOLATION=none to run them unisolated`);

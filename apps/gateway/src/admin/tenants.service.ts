@@ -40,7 +40,7 @@ export class TenantsService {
 
   info(row: TenantRow) {
     const quotas = row.quotas as TenantQuotas;
-    const limits = effectiveLimits(this.config.tenantLimits, quotas);
+    const limits = effectiveLimits(row.id, this.config.tenantLimits, quotas);
     return {
       id: row.id,
       name: row.name,

@@ -2,7 +2,7 @@ import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig, SandboxNetwork, TenantLimits } from '@berth/config';
 import type { TenantQuotas } from '@berth/contracts';
-import { Database } from '@berth/persistence';
+import { Database, DEFAULT_TENANT_ID } from '@berth/persistence';
 import { randomUUID } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import type { Principal } from '../common/tenant.decorator';
@@ -20,8 +20,15 @@ const CACHE_MS = 10_000;
 /** Sandboxes holding an executor; paused, stopped and failed ones only keep their files. */
 export const LIVE_SANDBOX_STATUSES = ['starting', 'running'];
 
-/** The tenant's stored quotas over the BERTH_TENANT_* defaults. */
-export function effectiveLimits(defaults: TenantLimits, quotas: TenantQuotas): TenantLimits {
+const NO_LIMITS: TenantLimits = { maxSandboxes: 0, maxRunningConversations: 0, requestsPerMinute: 0, maxSocketsPerKey: 0 };
+
+/**
+ * The tenant's stored quotas over the BERTH_TENANT_* defaults. Those defaults bound the tenants an
+ * admin makes; the default tenant (OH_SESSION_API_KEYS_*, a single-tenant or embedded server's only
+ * one) has no limit but the quotas stored for it.
+ */
+export function effectiveLimits(tenantId: string, configured: TenantLimits, quotas: TenantQuotas): TenantLimits {
+  const defaults = tenantId === DEFAULT_TENANT_ID ? NO_LIMITS : configured;
   return {
     maxSandboxes: quotas.max_sandboxes ?? defaults.maxSandboxes,
     maxRunningConversations: quotas.max_running_conversations ?? defaults.maxRunningConversations,
@@ -70,7 +77,7 @@ export class QuotaService implements OnModuleDestroy {
     const hit = this.cache.get(tenantId);
     if (hit && hit.epoch === epoch && Date.now() - hit.at < CACHE_MS) return hit.limits;
     const row = await this.db.prisma.tenant.findUnique({ where: { id: tenantId }, select: { quotas: true } });
-    const limits = effectiveLimits(this.config.tenantLimits, (row?.quotas ?? {}) as TenantQuotas);
+    const limits = effectiveLimits(tenantId, this.config.tenantLimits, (row?.quotas ?? {}) as TenantQuotas);
     if (this.cache.size >= 10_000) this.cache.clear();
     this.cache.set(tenantId, { limits, epoch, at: Date.now() });
     return limits;
