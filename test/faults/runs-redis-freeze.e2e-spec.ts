@@ -17,10 +17,11 @@ describe('runs across Redis faults (2 workers, private Redis and PostgreSQL)', (
   afterAll(() => r?.close());
 
   it('a Redis frozen past the stall time: each run still ends finished once, no action run or answered twice, no event doubled or missing', async () => {
-    const ids = await createRuns(r, 'freeze', 6, 3, 1000);
+    // As the fault tester had it: LLM steps of 1.5 s, Redis frozen for 3 stall times.
+    const ids = await createRuns(r, 'freeze', 8, 4, 500, 1500);
     await waitUntil('every run acts', allActing(r, ids));
     r.lab.redis.freeze();
-    await new Promise((res) => setTimeout(res, 2.5 * STALL_MS));
+    await new Promise((res) => setTimeout(res, 3 * STALL_MS));
     r.lab.redis.thaw();
     await waitUntil('every run ends', allTerminal(r, ids));
     for (const id of ids) await checkRun(r, id);
