@@ -14,6 +14,8 @@ export interface RunsLab {
   llm: LlmStub;
   gateway: BerthProcess;
   db: Client;
+  /** A new connection to the lab's PostgreSQL (after it was stopped and started again). */
+  reconnect(): Promise<void>;
   startWorker(): Promise<BerthProcess>;
   close(): Promise<void>;
 }
@@ -26,20 +28,30 @@ export async function startRunsLab(): Promise<RunsLab> {
   await lab.startPostgres();
   const env = { BERTH_RUN_STALL_MS: String(STALL_MS) };
   const gateway = await lab.startGateway({ env: { ...env, OH_SESSION_API_KEYS_0: KEY } });
-  const db = new Client({ connectionString: lab.postgres.url });
-  await db.connect();
-  return {
+  const connect = async () => {
+    const db = new Client({ connectionString: lab.postgres.url });
+    // The lab stops PostgreSQL under it: the error is expected, the test reconnects.
+    db.on('error', () => undefined);
+    await db.connect();
+    return db;
+  };
+  const r: RunsLab = {
     lab,
     llm,
     gateway,
-    db,
+    db: await connect(),
+    reconnect: async () => {
+      await r.db.end().catch(() => undefined);
+      r.db = await connect();
+    },
     startWorker: () => lab.startWorker({ env }),
     close: async () => {
-      await db.end();
+      await r.db.end().catch(() => undefined);
       await lab.close();
       await llm.stop();
     },
   };
+  return r;
 }
 
 /**
