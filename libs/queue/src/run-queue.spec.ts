@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { InProcessRunLock, RedisRunLock, RunLock } from './run-lock';
 import { BullRunQueue, InProcessRunQueue, RunQueue, RunRequest } from './run-queue';
@@ -101,7 +102,42 @@ describe.each(locks)('RunLock contract (%s)', (_name, make) => {
     const lease = await lock.acquire(id, 0);
     await new Promise((r) => setTimeout(r, 2500));
     expect(await lock.acquire(id, 0)).toBeNull();
+    expect(lease!.lost.aborted).toBe(false);
+    expect(await lock.isHeld(id)).toBe(true);
     await lease!.release();
+    expect(await lock.isHeld(id)).toBe(false);
+  });
+});
+
+describe('RunLock (Redis): a holder whose lease went', () => {
+  it('is told it lost the lease when another holder has it (a Redis that lost its data, or a lapsed lease)', async () => {
+    const prefix = `berth-spec-${randomUUID()}`;
+    const lock = new RedisRunLock(REDIS_URL, 900, prefix);
+    const other = new RedisRunLock(REDIS_URL, 900, prefix);
+    const redis = new Redis(REDIS_URL);
+    const id = randomUUID();
+    const lease = await lock.acquire(id, 0);
+    await redis.del(`${prefix}:run-lock:${id}`);
+    const successor = await other.acquire(id, 0);
+    expect(successor).not.toBeNull();
+    await until(() => lease!.lost.aborted, 'the first lease lost');
+    // Its release leaves the successor's lease alone.
+    await lease!.release();
+    expect(await other.isHeld(id)).toBe(true);
+    expect(successor!.lost.aborted).toBe(false);
+    await successor!.release();
+    redis.disconnect();
+    await lock.close();
+    await other.close();
+  });
+
+  it('counts it lost once no renewal succeeded for a whole ttl (a frozen or unreachable Redis)', async () => {
+    const lock = new RedisRunLock(REDIS_URL, 600, `berth-spec-${randomUUID()}`);
+    const lease = await lock.acquire(randomUUID(), 0);
+    await lock.close(); // its renewals fail from now on
+    expect(lease!.lost.aborted).toBe(false);
+    await until(() => lease!.lost.aborted, 'the unrenewed lease lost');
+    expect((lease!.lost.reason as Error).message).toMatch(/not renewed/);
   });
 });
 
