@@ -19,6 +19,7 @@ const MIN_INTERVAL_MS = 1000;
 export class RunReconciler implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('RunReconciler');
   private timer?: NodeJS.Timeout;
+  private sweeping: Promise<unknown> = Promise.resolve();
   private stopped = false;
 
   constructor(
@@ -38,15 +39,17 @@ export class RunReconciler implements OnApplicationBootstrap, BeforeApplicationS
     this.schedule(0);
   }
 
-  beforeApplicationShutdown(): void {
+  /** Before the queue closes: a sweep under way ends first. */
+  async beforeApplicationShutdown(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    await this.sweeping;
   }
 
   private schedule(ms: number): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      void this.sweepOnce()
+      this.sweeping = this.sweepOnce()
         .catch((err: Error) => this.logger.warn(`sweep failed (retried in ${this.intervalMs} ms): ${err.message}`))
         .finally(() => this.schedule(this.intervalMs));
     }, ms);
