@@ -57,7 +57,8 @@ export class RunWorker implements OnApplicationBootstrap, BeforeApplicationShutd
   async handle(run: RunRequest): Promise<void> {
     let waitMs = this.config.runStallMs + LEASE_GRACE_MS;
     while (!this.stopping.signal.aborted) {
-      const lease = await this.lock.acquire(run.conversationId, waitMs);
+      // A stopping worker waits for no lease: the run is another worker's, or queued again.
+      const lease = await this.lock.acquire(run.conversationId, waitMs, this.stopping.signal);
       if (!lease) return;
       try {
         const fence = await this.conversations.takeRun(run.conversationId);

@@ -13,11 +13,11 @@ export interface RunLease {
 
 /**
  * One lease per conversation. A holder renews it while alive; a holder that dies (kill -9) lets it
- * lapse after `ttlMs`, so the run's next taker gets it. `acquire` waits up to `waitMs` and resolves
- * null when someone (alive) still holds it.
+ * lapse after `ttlMs`, so the run's next taker gets it. `acquire` waits up to `waitMs` (or until
+ * `giveUp` aborts) and resolves null when someone (alive) still holds it.
  */
 export abstract class RunLock {
-  abstract acquire(conversationId: string, waitMs: number): Promise<RunLease | null>;
+  abstract acquire(conversationId: string, waitMs: number, giveUp?: AbortSignal): Promise<RunLease | null>;
   /** Whether someone holds the conversation's lease now. */
   abstract isHeld(conversationId: string): Promise<boolean>;
   abstract close(): Promise<void>;
@@ -29,10 +29,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class InProcessRunLock extends RunLock {
   private readonly held = new Set<string>();
 
-  async acquire(conversationId: string, waitMs: number): Promise<RunLease | null> {
+  async acquire(conversationId: string, waitMs: number, giveUp?: AbortSignal): Promise<RunLease | null> {
     const deadline = Date.now() + waitMs;
     while (this.held.has(conversationId)) {
-      if (Date.now() >= deadline) return null;
+      if (Date.now() >= deadline || giveUp?.aborted) return null;
       await sleep(POLL_MS);
     }
     this.held.add(conversationId);
@@ -67,7 +67,7 @@ export class RedisRunLock extends RunLock {
     return `${this.prefix}:run-lock:${conversationId}`;
   }
 
-  async acquire(conversationId: string, waitMs: number): Promise<RunLease | null> {
+  async acquire(conversationId: string, waitMs: number, giveUp?: AbortSignal): Promise<RunLease | null> {
     const key = this.key(conversationId);
     const token = randomUUID();
     const deadline = Date.now() + waitMs;
@@ -76,7 +76,7 @@ export class RedisRunLock extends RunLock {
       if ((await this.redis.set(key, token, 'PX', this.ttlMs, 'NX')) === 'OK') {
         return this.hold(key, token, attempt);
       }
-      if (Date.now() >= deadline) return null;
+      if (Date.now() >= deadline || giveUp?.aborted) return null;
       await sleep(POLL_MS);
     }
   }

@@ -156,3 +156,20 @@ describe('RunLock (Redis): a dead holder', () => {
     await alive.close();
   });
 });
+
+describe("RunQueue (BullMQ): the reconciler's wake-ups", () => {
+  it('queues one per conversation while one waits, and another once it was taken', async () => {
+    const queue = new BullRunQueue(REDIS_URL, `berth-spec-${randomUUID()}`, 2000);
+    const run = { tenantId: randomUUID(), conversationId: randomUUID() };
+    await queue.enqueue(run, { once: true });
+    await queue.enqueue(run, { once: true });
+    expect(await queue.queue.getJobCountByTypes('waiting')).toBe(1);
+    const seen: RunRequest[] = [];
+    await queue.consume(async (r) => void seen.push(r), 1);
+    await until(() => seen.length === 1, 'the wake-up handled');
+    await until(async () => (await queue.queue.getJobCountByTypes('waiting', 'active', 'completed')) === 0, 'the wake-up removed');
+    await queue.enqueue(run, { once: true });
+    await until(() => seen.length === 2, 'the next wake-up handled');
+    await queue.close();
+  });
+});
