@@ -1,8 +1,8 @@
 import { Logger } from '@nestjs/common';
 import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
-import { messageEvent, naiveTimestamp, newUuid, OHEvent, stateUpdateEvent } from '@berth/contracts';
+import { ExecutionStatus, messageEvent, naiveTimestamp, newUuid, OHEvent, stateUpdateEvent } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
-import { ConversationRepository, ConversationRow, EventLog, Prisma, tenantScope } from '@berth/persistence';
+import { ConversationChange, ConversationRepository, ConversationRow, EventLog, Prisma, RunFenceLost, tenantScope } from '@berth/persistence';
 import { AgentTool, llmText, ToolCatalog } from './agent-tools';
 import { clientTools } from './tool-catalog';
 import { buildMessages } from './history';
@@ -22,6 +22,70 @@ export abstract class ToolRuntime {
 
 export class ToolFailure extends Error {}
 
+/** What a worker holds while it runs a conversation. */
+export interface RunHold {
+  /** the run's fence, taken with the lease (ConversationRepository.takeRun) */
+  fence: number;
+  /** aborted when the run is no longer this worker's: the loop stops at once and writes nothing more */
+  lost: AbortSignal;
+  /** aborted when the worker stops: the loop ends after the step in flight, leaving the run `running` */
+  stopping: AbortSignal;
+}
+
+/**
+ * The writes of one run, each applied only while the run still owns its conversation (its fence):
+ * a loop that lost its lease fails with RunFenceLost before it stores anything more.
+ */
+class FencedRun {
+  readonly scope;
+
+  constructor(
+    readonly tenantId: string,
+    readonly id: string,
+    private readonly hold: RunHold,
+    private readonly conversations: ConversationRepository,
+    private readonly log: EventLog,
+    private readonly recorder: EventRecorder,
+    private readonly status: ConversationStatus,
+  ) {
+    this.scope = tenantScope(tenantId);
+  }
+
+  get lost(): boolean {
+    return this.hold.lost.aborted;
+  }
+
+  /** Throws RunFenceLost once the lease is lost, or (`inDatabase`) once another run took the conversation. */
+  async check(inDatabase = false): Promise<void> {
+    if (this.lost) throw new RunFenceLost(this.id);
+    if (inDatabase) await this.conversations.checkFence(this.id, this.hold.fence);
+  }
+
+  async record(event: OHEvent): Promise<number> {
+    await this.check();
+    const seq = await this.log.append(this.id, event, undefined, this.hold.fence);
+    await this.recorder.publish(this.id, [{ seq, event }]);
+    return seq;
+  }
+
+  async transition(from: ExecutionStatus[], to: ExecutionStatus, data: ConversationChange = {}): Promise<boolean> {
+    await this.check();
+    const moved = await this.conversations.setStatus(this.scope, this.id, from, to, data, this.hold.fence);
+    if (moved) await this.status.announce(this.tenantId, this.id, to);
+    return moved;
+  }
+
+  async update(data: ConversationChange): Promise<void> {
+    await this.check();
+    await this.conversations.update(this.scope, this.id, data, this.hold.fence);
+  }
+
+  async modify(change: (row: ConversationRow) => ConversationChange): Promise<ConversationRow | null> {
+    await this.check();
+    return this.conversations.modify(this.scope, this.id, change, this.hold.fence);
+  }
+}
+
 const RESTARTED =
   'A restart occurred while this tool was in progress. The tool call was interrupted and its result is unknown; ' +
   'check the current state before repeating it.';
@@ -31,6 +95,7 @@ const RESTARTED =
  * until it finishes, errs, gets stuck, is paused between steps, or is interrupted (which aborts the
  * LLM call in flight). Everything it knows comes from the event log, so any worker can take over a
  * run that another one dropped; actions left without an observation get an AgentErrorEvent first.
+ * Every write is fenced (FencedRun): a loop whose run was taken over stops before it acts again.
  */
 export class AgentRunner {
   private readonly logger = new Logger('AgentRunner');
@@ -46,14 +111,19 @@ export class AgentRunner {
     private readonly runtime: ToolRuntime,
   ) {}
 
-  async run(tenantId: string, conversationId: string): Promise<void> {
+  async run(tenantId: string, conversationId: string, hold: RunHold): Promise<void> {
     const interrupt = new AbortController();
     // An InterruptEvent written by any gateway aborts the step in flight here.
     const unsubscribe = await this.bus.subscribe(conversationId, (m) => {
       if (m.json.includes('"kind":"InterruptEvent"')) interrupt.abort();
     });
+    const run = new FencedRun(tenantId, conversationId, hold, this.conversations, this.log, this.recorder, this.status);
     try {
-      await this.loop(tenantId, conversationId, interrupt.signal);
+      await this.loop(run, AbortSignal.any([interrupt.signal, hold.lost]), hold.stopping);
+    } catch (err) {
+      // The run is another worker's now (or will be): nothing of this loop may reach the log.
+      if (!(err instanceof RunFenceLost) && !run.lost) throw err;
+      this.logger.warn(`run of ${conversationId} stopped: ${hold.lost.aborted ? (hold.lost.reason as Error)?.message : (err as Error).message}`);
     } finally {
       unsubscribe();
       await this.status.broadcastFullState(tenantId, conversationId);
@@ -65,7 +135,8 @@ export class AgentRunner {
     return this.conversations.find(tenantScope(tenantId), id);
   }
 
-  private async loop(tenantId: string, id: string, interrupted: AbortSignal): Promise<void> {
+  private async loop(run: FencedRun, interrupted: AbortSignal, stopping: AbortSignal): Promise<void> {
+    const { tenantId, id } = run;
     let row = await this.load(tenantId, id);
     if (!row || row.executionStatus !== 'running') return;
     const agent = this.vault.openAgent(row.agent as Json);
@@ -73,16 +144,17 @@ export class AgentRunner {
     const client = createClient(llm);
     const tools = [...this.tools.forAgent(agent), ...clientTools((row.options as Json).client_tools as Parameters<typeof clientTools>[0])];
     const byName = new Map(tools.map((t) => [t.name, t]));
-    await this.ensureSystemPrompt(row, agent, tools);
-    await this.resolveUnansweredActions(row, byName, interrupted);
+    await this.ensureSystemPrompt(run, row, agent, tools);
+    await this.resolveUnansweredActions(run, row, byName, interrupted);
 
     let iterations = 0;
     for (;;) {
       row = await this.load(tenantId, id);
-      // Pause (or a deletion) takes effect between steps.
-      if (!row || row.executionStatus !== 'running' || interrupted.aborted) return;
+      await run.check();
+      // Pause (or a deletion) takes effect between steps, and so does the worker's stop (the run stays running for the next worker).
+      if (!row || row.executionStatus !== 'running' || interrupted.aborted || stopping.aborted) return;
       if (iterations >= row.maxIterations) {
-        await this.fail(tenantId, id, 'MaxIterationsReached', `Agent reached the maximum number of iterations (${row.maxIterations}).`, {
+        await this.fail(run, 'MaxIterationsReached', `Agent reached the maximum number of iterations (${row.maxIterations}).`, {
           kind: 'agent_action',
           retryable: true,
           user_action: 'retry',
@@ -93,7 +165,7 @@ export class AgentRunner {
       // A user message that arrives after this point is read by the next step (or restarts the run).
       const seenUserMessage = row.lastUserMessageId;
       if (row.stuckDetection && isStuck(events)) {
-        await this.status.transition(tenantId, id, ['running'], 'stuck');
+        await run.transition(['running'], 'stuck');
         return;
       }
 
@@ -103,40 +175,39 @@ export class AgentRunner {
           void this.recorder.broadcast(id, { id: newUuid(), timestamp: naiveTimestamp(), source: 'agent', content: delta, kind: 'StreamingDeltaEvent' }),
         );
       } catch (err) {
+        await run.check();
         if (interrupted.aborted) return;
         const { code, detail, classification } = classifyLlmError(err);
         this.logger.warn(`LLM call of ${id} failed: ${code}: ${detail}`);
-        await this.fail(tenantId, id, code, detail, classification);
+        await this.fail(run, code, detail, classification);
         return;
       }
       iterations++;
-      await this.recordUsage(tenantId, id, llm, reply);
+      await this.recordUsage(run, llm, reply);
 
       if (!reply.toolCalls.length) {
-        await this.recorder.record(id, {
+        await run.record({
           ...messageEvent('assistant', 'agent', llmText(reply.content) as never),
           llm_response_id: reply.responseId,
         });
-        if (await this.finishAndCheckRestart(tenantId, id, seenUserMessage)) iterations = 0;
+        if (await this.finishAndCheckRestart(run, seenUserMessage)) iterations = 0;
         else return;
         continue;
       }
 
-      const actions = await this.recordActions(id, reply, byName);
+      const actions = await this.recordActions(run, reply, byName);
       if (this.needsConfirmation(row, actions.map((a) => a.tool))) {
         const state = { ...(row.state as Json), awaiting_confirmation: actions.map((a) => a.event.id) };
-        if (await this.conversations.setStatus(tenantScope(tenantId), id, ['running'], 'waiting_for_confirmation', { state })) {
-          await this.status.announce(tenantId, id, 'waiting_for_confirmation');
-        }
+        await run.transition(['running'], 'waiting_for_confirmation', { state });
         return;
       }
       let finished = false;
       for (const action of actions) {
         if (interrupted.aborted) return;
-        finished = (await this.execute(row, action.event, action.tool, interrupted)) || finished;
+        finished = (await this.execute(run, row, action.event, action.tool, interrupted)) || finished;
       }
       if (finished) {
-        if (await this.finishAndCheckRestart(tenantId, id, seenUserMessage)) iterations = 0;
+        if (await this.finishAndCheckRestart(run, seenUserMessage)) iterations = 0;
         else return;
       }
     }
@@ -146,18 +217,18 @@ export class AgentRunner {
    * Marks the run finished; true when the run must go on: a user message came in during the last
    * step (sent while running, so nothing restarted it), or a new run was started meanwhile.
    */
-  private async finishAndCheckRestart(tenantId: string, id: string, seenUserMessage: string | null): Promise<boolean> {
-    await this.status.transition(tenantId, id, ['running'], 'finished');
-    const row = await this.load(tenantId, id);
+  private async finishAndCheckRestart(run: FencedRun, seenUserMessage: string | null): Promise<boolean> {
+    await run.transition(['running'], 'finished');
+    const row = await this.load(run.tenantId, run.id);
     if (row?.executionStatus === 'running') return true;
     if (row && row.lastUserMessageId !== seenUserMessage) {
-      return this.status.transition(tenantId, id, ['finished', 'idle'], 'running');
+      return run.transition(['finished', 'idle'], 'running');
     }
     return false;
   }
 
-  private async fail(tenantId: string, id: string, code: string, detail: string, classification: Json): Promise<void> {
-    await this.recorder.record(id, {
+  private async fail(run: FencedRun, code: string, detail: string, classification: Json): Promise<void> {
+    await run.record({
       id: newUuid(),
       timestamp: naiveTimestamp(),
       source: 'environment',
@@ -166,15 +237,15 @@ export class AgentRunner {
       classification: { ...classification, error_id: newUuid().replace(/-/g, '') },
       kind: 'ConversationErrorEvent',
     });
-    await this.status.transition(tenantId, id, ['running'], 'error');
+    await run.transition(['running'], 'error');
   }
 
-  private async ensureSystemPrompt(row: ConversationRow, agent: Json, tools: AgentTool[]): Promise<void> {
+  private async ensureSystemPrompt(run: FencedRun, row: ConversationRow, agent: Json, tools: AgentTool[]): Promise<void> {
     const existing = await this.log.latest(row.id, 1, ['SystemPromptEvent']);
     if (existing.length) return;
     const workingDir = await this.runtime.workingDir(row);
     const suffix = (row.options as Json).agent_launch_additions?.system_message_suffix_append ?? agent.agent_context?.system_message_suffix;
-    await this.recorder.record(row.id, {
+    await run.record({
       id: newUuid(),
       timestamp: naiveTimestamp(),
       source: 'agent',
@@ -188,7 +259,7 @@ export class AgentRunner {
    * Actions without an answer: the ones accepted after a confirmation pause run now; any other was
    * cut short by a crash and gets an AgentErrorEvent saying so, then the loop goes on.
    */
-  private async resolveUnansweredActions(row: ConversationRow, byName: Map<string, AgentTool>, interrupted: AbortSignal): Promise<void> {
+  private async resolveUnansweredActions(run: FencedRun, row: ConversationRow, byName: Map<string, AgentTool>, interrupted: AbortSignal): Promise<void> {
     const recent = await this.log.latest(row.id, 500, ['ActionEvent', 'ObservationEvent', 'UserRejectObservation', 'AgentErrorEvent']);
     const answered = new Set<unknown>();
     const unanswered: OHEvent[] = [];
@@ -202,23 +273,23 @@ export class AgentRunner {
     const awaiting = new Set<string>((row.state as Json).awaiting_confirmation ?? []);
     for (const action of unanswered.reverse()) {
       const tool = byName.get(String(action.tool_name));
-      if (awaiting.has(action.id) && tool && !interrupted.aborted) await this.execute(row, action, tool, interrupted);
-      else await this.agentError(row.id, action, RESTARTED);
+      if (awaiting.has(action.id) && tool && !interrupted.aborted) await this.execute(run, row, action, tool, interrupted);
+      else await this.agentError(run, action, RESTARTED);
     }
     if (awaiting.size) {
       const { awaiting_confirmation: _done, ...state } = row.state as Json;
-      await this.conversations.update(tenantScope(row.tenantId), row.id, { state });
+      await run.update({ state });
     }
   }
 
-  private async recordUsage(tenantId: string, id: string, llm: LlmConfig, reply: LlmReply): Promise<void> {
-    const updated = await this.conversations.modify(tenantScope(tenantId), id, (row) => ({ stats: addUsage(row.stats as Json, llm, reply) as Prisma.InputJsonValue }));
+  private async recordUsage(run: FencedRun, llm: LlmConfig, reply: LlmReply): Promise<void> {
+    const updated = await run.modify((row) => ({ stats: addUsage(row.stats as Json, llm, reply) as Prisma.InputJsonValue }));
     if (!updated) return;
-    await this.recorder.record(id, stateUpdateEvent('stats', statsSnapshot(updated.stats as Json)));
+    await run.record(stateUpdateEvent('stats', statsSnapshot(updated.stats as Json)));
   }
 
   /** One ActionEvent per tool call; calls that cannot become actions are answered with an AgentErrorEvent. */
-  private async recordActions(id: string, reply: LlmReply, byName: Map<string, AgentTool>): Promise<{ event: OHEvent; tool: AgentTool }[]> {
+  private async recordActions(run: FencedRun, reply: LlmReply, byName: Map<string, AgentTool>): Promise<{ event: OHEvent; tool: AgentTool }[]> {
     const out: { event: OHEvent; tool: AgentTool }[] = [];
     let first = true;
     for (const call of reply.toolCalls) {
@@ -250,8 +321,8 @@ export class AgentRunner {
         kind: 'ActionEvent',
       };
       first = false;
-      await this.recorder.record(id, event);
-      if (problem || !tool) await this.agentError(id, event, problem ?? 'invalid tool call');
+      await run.record(event);
+      if (problem || !tool) await this.agentError(run, event, problem ?? 'invalid tool call');
       else out.push({ event, tool });
     }
     return out;
@@ -267,24 +338,27 @@ export class AgentRunner {
   }
 
   /** Runs one action and records its observation (or the error); true when it was `finish`. */
-  private async execute(row: ConversationRow, action: OHEvent, tool: AgentTool, interrupted: AbortSignal): Promise<boolean> {
+  private async execute(run: FencedRun, row: ConversationRow, action: OHEvent, tool: AgentTool, interrupted: AbortSignal): Promise<boolean> {
     const fields = { ...((action.action as Json) ?? {}) };
     delete fields.kind;
     let observation: Json;
     if (tool.answer) observation = tool.answer(fields);
     else {
+      // A sandbox command is not undone by a failed write: it runs only while the run is still ours.
+      await run.check(true);
       try {
         observation = await this.runtime.execute(row, tool.name, fields, interrupted);
       } catch (err) {
+        await run.check();
         if (interrupted.aborted) {
-          await this.agentError(row.id, action, 'The action was interrupted by the user.');
+          await this.agentError(run, action, 'The action was interrupted by the user.');
           return false;
         }
-        await this.agentError(row.id, action, err instanceof ToolFailure ? err.message : `Tool execution failed: ${(err as Error).message}`);
+        await this.agentError(run, action, err instanceof ToolFailure ? err.message : `Tool execution failed: ${(err as Error).message}`);
         return false;
       }
     }
-    await this.recorder.record(row.id, {
+    await run.record({
       id: newUuid(),
       timestamp: naiveTimestamp(),
       source: 'environment',
@@ -297,8 +371,8 @@ export class AgentRunner {
     return tool.name === 'finish';
   }
 
-  private async agentError(conversationId: string, action: OHEvent, error: string): Promise<void> {
-    await this.recorder.record(conversationId, {
+  private async agentError(run: FencedRun, action: OHEvent, error: string): Promise<void> {
+    await run.record({
       id: newUuid(),
       timestamp: naiveTimestamp(),
       source: 'agent',

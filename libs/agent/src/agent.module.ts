@@ -5,6 +5,7 @@ import { ConversationRepository, EventLog } from '@berth/persistence';
 import { SandboxManager } from '@berth/sandbox';
 import { AgentRunner, ToolRuntime } from './agent-runner';
 import { ToolCatalog } from './agent-tools';
+import { RunReconciler } from './run-reconciler';
 import { RunWorker } from './run-worker';
 import { SandboxToolRuntime } from './sandbox-runtime';
 import { ContractToolCatalog } from './tool-catalog';
@@ -37,8 +38,9 @@ export class AgentModule {
           ) => new AgentRunner(conversations, log, recorder, status, bus, vault, tools, runtime),
         },
         RunWorker,
+        RunReconciler,
       ],
-      exports: [AgentRunner, RunWorker],
+      exports: [AgentRunner, RunWorker, RunReconciler],
     };
   }
 }

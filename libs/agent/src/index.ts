@@ -9,3 +9,4 @@ export * from './sandbox-runtime';
 export * from './stuck-detector';
 export * from './tool-catalog';
 export * from './platform-modules';
+export * from './run-reconciler';

@@ -15,6 +15,13 @@ export interface ConversationPageRequest {
   limit: number;
 }
 
+/** A write of a run's loop found the run taken by another owner (its fence moved on). */
+export class RunFenceLost extends Error {
+  constructor(conversationId: string) {
+    super(`the run of ${conversationId} was taken over by another worker`);
+  }
+}
+
 /**
  * The `conversations` table, always seen through a tenant (and, under `/sandboxes/{id}`, one of its
  * sandboxes): another tenant's conversation is not found, not refused. Status changes are
@@ -75,30 +82,56 @@ export class ConversationRepository {
     }, TRANSACTION_OPTIONS);
   }
 
-  /** False when the tenant has no such conversation. */
-  async update(scope: TenantScope, id: string, data: ConversationChange): Promise<boolean> {
-    const { count } = await this.client.conversation.updateMany({ where: this.where(scope, { id }), data });
-    return count > 0;
-  }
-
-  /** Compare-and-set of the execution status (with other columns); true when it was in `from` and moved. */
-  async setStatus(scope: TenantScope, id: string, from: readonly string[], to: string, data: ConversationChange = {}): Promise<boolean> {
-    const { count } = await this.client.conversation.updateMany({
-      where: this.where(scope, { id, executionStatus: { in: [...from] } }),
-      data: { ...data, executionStatus: to },
-    });
+  /**
+   * False when the tenant has no such conversation. With `fence` (a run's loop), the change applies
+   * only while that run still owns the conversation, else RunFenceLost.
+   */
+  async update(scope: TenantScope, id: string, data: ConversationChange, fence?: number): Promise<boolean> {
+    const { count } = await this.client.conversation.updateMany({ where: this.where(scope, { id, ...(fence === undefined ? {} : { runFence: fence }) }), data });
+    if (!count && fence !== undefined) await this.checkFence(id, fence);
     return count > 0;
   }
 
   /**
-   * Read-modify-write under a row lock (merging secrets, adding usage): concurrent changes take
-   * turns. Null when the tenant has no such conversation.
+   * Compare-and-set of the execution status (with other columns); true when it was in `from` and moved.
+   * With `fence`, only while that run owns the conversation (else RunFenceLost).
    */
-  async modify(scope: TenantScope, id: string, change: (row: ConversationRow) => ConversationChange): Promise<ConversationRow | null> {
+  async setStatus(scope: TenantScope, id: string, from: readonly string[], to: string, data: ConversationChange = {}, fence?: number): Promise<boolean> {
+    const { count } = await this.client.conversation.updateMany({
+      where: this.where(scope, { id, executionStatus: { in: [...from] }, ...(fence === undefined ? {} : { runFence: fence }) }),
+      data: { ...data, executionStatus: to },
+    });
+    if (!count && fence !== undefined) await this.checkFence(id, fence);
+    return count > 0;
+  }
+
+  /**
+   * Makes the caller the run's owner: bumps the fence and returns it. Writes of an earlier owner
+   * carrying the old fence fail from now on. Null when the conversation is gone.
+   */
+  async takeRun(id: string): Promise<number | null> {
+    const rows = await this.client.$queryRaw<{ run_fence: number }[]>`
+      UPDATE "conversations" SET "run_fence" = "run_fence" + 1 WHERE "id" = ${id}::uuid RETURNING "run_fence"`;
+    return rows.length ? Number(rows[0].run_fence) : null;
+  }
+
+  /** Throws RunFenceLost when the run's fence is no longer `fence` (a gone conversation is left to the caller). */
+  async checkFence(id: string, fence: number): Promise<void> {
+    const row = await this.client.conversation.findUnique({ where: { id }, select: { runFence: true } });
+    if (row && row.runFence !== fence) throw new RunFenceLost(id);
+  }
+
+  /**
+   * Read-modify-write under a row lock (merging secrets, adding usage): concurrent changes take
+   * turns. Null when the tenant has no such conversation; with `fence`, RunFenceLost once another
+   * run owns it.
+   */
+  async modify(scope: TenantScope, id: string, change: (row: ConversationRow) => ConversationChange, fence?: number): Promise<ConversationRow | null> {
     return this.db.prisma.$transaction(async (tx) => {
-      const locked = await tx.$queryRaw<{ id: string }[]>`
-        SELECT "id"::text AS "id" FROM "conversations" WHERE "id" = ${id}::uuid AND "tenant_id" = ${scope.tenantId}::uuid FOR UPDATE`;
+      const locked = await tx.$queryRaw<{ id: string; run_fence: number }[]>`
+        SELECT "id"::text AS "id", "run_fence" FROM "conversations" WHERE "id" = ${id}::uuid AND "tenant_id" = ${scope.tenantId}::uuid FOR UPDATE`;
       if (!locked.length) return null;
+      if (fence !== undefined && Number(locked[0].run_fence) !== fence) throw new RunFenceLost(id);
       const row = await tx.conversation.findFirst({ where: this.where(scope, { id }) });
       if (!row) return null;
       return tx.conversation.update({ where: { id }, data: change(row) });
@@ -134,7 +167,7 @@ export class ConversationRepository {
     return rows[0] ? { id: rows[0].id, sandboxId: rows[0].sandbox_id, workingDir: rows[0].working_dir } : null;
   }
 
-  /** System level, for the embedded worker's start: runs of every tenant cut short by the last shutdown. */
+  /** System level, for the reconciler: conversations of every tenant marked running. */
   listRunningOfAllTenants(): Promise<{ id: string; tenantId: string }[]> {
     return this.db.prisma.conversation.findMany({ where: { executionStatus: 'running' }, select: { id: true, tenantId: true } });
   }

@@ -1,5 +1,6 @@
 import { bareKind, messageSearchText, OHEvent } from '@berth/contracts';
 import { Database } from './database';
+import { RunFenceLost } from './conversation-repository';
 import { Prisma } from './generated/prisma/client';
 
 export interface StoredEvent {
@@ -42,9 +43,10 @@ export class EventLog {
   /**
    * Appends one event and returns its sequence number. The conversation row's counter is bumped in
    * the same statement, so concurrent writers (gateway and worker) get distinct, gap-free numbers.
-   * Per-field state updates do not move `updated_at`, as in OpenHands.
+   * Per-field state updates do not move `updated_at`, as in OpenHands. With `fence` (a run's loop),
+   * the event is stored only while that run still owns the conversation, else RunFenceLost.
    */
-  async append(conversationId: string, event: OHEvent, client: Prisma.TransactionClient = this.db.prisma): Promise<number> {
+  async append(conversationId: string, event: OHEvent, client: Prisma.TransactionClient = this.db.prisma, fence?: number): Promise<number> {
     const kind = bareKind(event.kind);
     const touches = kind !== 'ConversationStateUpdateEvent';
     const rows = await client.$queryRaw<{ seq: number }[]>`
@@ -53,7 +55,7 @@ export class EventLog {
            SET "last_seq" = "last_seq" + 1,
                "leaf_event_id" = ${event.id},
                "updated_at" = CASE WHEN ${touches} THEN now() ELSE "updated_at" END
-         WHERE "id" = ${conversationId}::uuid
+         WHERE "id" = ${conversationId}::uuid AND (${fence ?? null}::int IS NULL OR "run_fence" = ${fence ?? null}::int)
         RETURNING "last_seq"
       )
       INSERT INTO "events" ("conversation_id", "seq", "id", "kind", "source", "timestamp", "body", "payload")
@@ -61,7 +63,10 @@ export class EventLog {
              ${messageSearchText(event)}, ${JSON.stringify(event)}::json
         FROM c
       RETURNING "seq"`;
-    if (!rows.length) throw new Error(`conversation ${conversationId} does not exist`);
+    if (!rows.length) {
+      if (fence !== undefined && (await client.conversation.count({ where: { id: conversationId } }))) throw new RunFenceLost(conversationId);
+      throw new Error(`conversation ${conversationId} does not exist`);
+    }
     return Number(rows[0].seq);
   }
 

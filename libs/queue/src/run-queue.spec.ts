@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { InProcessRunLock, RedisRunLock, RunLock } from './run-lock';
 import { BullRunQueue, InProcessRunQueue, RunQueue, RunRequest } from './run-queue';
@@ -101,7 +102,42 @@ describe.each(locks)('RunLock contract (%s)', (_name, make) => {
     const lease = await lock.acquire(id, 0);
     await new Promise((r) => setTimeout(r, 2500));
     expect(await lock.acquire(id, 0)).toBeNull();
+    expect(lease!.lost.aborted).toBe(false);
+    expect(await lock.isHeld(id)).toBe(true);
     await lease!.release();
+    expect(await lock.isHeld(id)).toBe(false);
+  });
+});
+
+describe('RunLock (Redis): a holder whose lease went', () => {
+  it('is told it lost the lease when another holder has it (a Redis that lost its data, or a lapsed lease)', async () => {
+    const prefix = `berth-spec-${randomUUID()}`;
+    const lock = new RedisRunLock(REDIS_URL, 900, prefix);
+    const other = new RedisRunLock(REDIS_URL, 900, prefix);
+    const redis = new Redis(REDIS_URL);
+    const id = randomUUID();
+    const lease = await lock.acquire(id, 0);
+    await redis.del(`${prefix}:run-lock:${id}`);
+    const successor = await other.acquire(id, 0);
+    expect(successor).not.toBeNull();
+    await until(() => lease!.lost.aborted, 'the first lease lost');
+    // Its release leaves the successor's lease alone.
+    await lease!.release();
+    expect(await other.isHeld(id)).toBe(true);
+    expect(successor!.lost.aborted).toBe(false);
+    await successor!.release();
+    redis.disconnect();
+    await lock.close();
+    await other.close();
+  });
+
+  it('counts it lost once no renewal succeeded for a whole ttl (a frozen or unreachable Redis)', async () => {
+    const lock = new RedisRunLock(REDIS_URL, 600, `berth-spec-${randomUUID()}`);
+    const lease = await lock.acquire(randomUUID(), 0);
+    await lock.close(); // its renewals fail from now on
+    expect(lease!.lost.aborted).toBe(false);
+    await until(() => lease!.lost.aborted, 'the unrenewed lease lost');
+    expect((lease!.lost.reason as Error).message).toMatch(/not renewed/);
   });
 });
 
@@ -118,5 +154,22 @@ describe('RunLock (Redis): a dead holder', () => {
     expect(taken).not.toBeNull();
     await taken!.release();
     await alive.close();
+  });
+});
+
+describe("RunQueue (BullMQ): the reconciler's wake-ups", () => {
+  it('queues one per conversation while one waits, and another once it was taken', async () => {
+    const queue = new BullRunQueue(REDIS_URL, `berth-spec-${randomUUID()}`, 2000);
+    const run = { tenantId: randomUUID(), conversationId: randomUUID() };
+    await queue.enqueue(run, { once: true });
+    await queue.enqueue(run, { once: true });
+    expect(await queue.queue.getJobCountByTypes('waiting')).toBe(1);
+    const seen: RunRequest[] = [];
+    await queue.consume(async (r) => void seen.push(r), 1);
+    await until(() => seen.length === 1, 'the wake-up handled');
+    await until(async () => (await queue.queue.getJobCountByTypes('waiting', 'active', 'completed')) === 0, 'the wake-up removed');
+    await queue.enqueue(run, { once: true });
+    await until(() => seen.length === 2, 'the next wake-up handled');
+    await queue.close();
   });
 });

@@ -10,14 +10,23 @@ export interface RunRequest {
 
 export type RunHandler = (run: RunRequest) => Promise<void>;
 
+/** Ties a stall to the checks that notice it: BullMQ looks for stalled jobs this many times per stall time. */
+const STALL_CHECKS_PER_STALL = 10;
+
 /**
  * Where the gateway puts conversation runs and workers take them. A run request is a wake-up call:
  * the worker holding the conversation's RunLock does the work, so duplicates are harmless.
  */
 export abstract class RunQueue {
-  abstract enqueue(run: RunRequest): Promise<void>;
+  /**
+   * `once`: the reconciler's wake-up, queued only when no other one for the conversation waits (so a
+   * backlog of waiting runs is not multiplied at each sweep).
+   */
+  abstract enqueue(run: RunRequest, options?: { once?: boolean }): Promise<void>;
   /** Starts taking runs, at most `concurrency` at once in this process. */
   abstract consume(handler: RunHandler, concurrency: number): Promise<void>;
+  /** Takes no more runs (a worker stopping); the ones in progress go on. */
+  abstract stopTaking(): Promise<void>;
   abstract ping(): Promise<void>;
   /** Stops taking runs; runs in progress are left to finish (or to be taken over). */
   abstract close(): Promise<void>;
@@ -63,6 +72,10 @@ export class InProcessRunQueue extends RunQueue {
     }
   }
 
+  async stopTaking(): Promise<void> {
+    this.closed = true;
+  }
+
   async ping(): Promise<void> {}
   async close(): Promise<void> {
     this.closed = true;
@@ -76,7 +89,9 @@ export class BullRunQueue extends RunQueue {
 
   /**
    * `stallMs`: how long a worker may go silent (killed, frozen) before BullMQ hands its runs to
-   * another worker — the job lock's duration and the stalled-job check's interval.
+   * another worker — the job lock's duration. Stalled jobs are looked for ten times as often, so a
+   * run is handed over within about 1.1 × `stallMs` (a check as rare as the lock's duration made
+   * it 2–3 × `stallMs`).
    */
   constructor(
     private readonly redisUrl: string,
@@ -92,8 +107,13 @@ export class BullRunQueue extends RunQueue {
     this.queue.on('error', (err: Error) => this.logger.warn(`queue: ${err.message}`));
   }
 
-  async enqueue(run: RunRequest): Promise<void> {
-    await this.queue.add('run', run);
+  async enqueue(run: RunRequest, options: { once?: boolean } = {}): Promise<void> {
+    if (!options.once) {
+      await this.queue.add('run', run);
+      return;
+    }
+    // A fixed id makes BullMQ ignore the wake-up while one waits; it is removed once taken or failed.
+    await this.queue.add('run', run, { jobId: `reconcile-${run.conversationId}`, removeOnComplete: true, removeOnFail: true });
   }
 
   async consume(handler: RunHandler, concurrency: number): Promise<void> {
@@ -102,12 +122,16 @@ export class BullRunQueue extends RunQueue {
       prefix: this.prefix,
       concurrency,
       lockDuration: this.stallMs,
-      stalledInterval: this.stallMs,
+      stalledInterval: Math.max(100, Math.round(this.stallMs / STALL_CHECKS_PER_STALL)),
       // A run may outlive several worker crashes; it is never abandoned for having stalled.
       maxStalledCount: 1000,
     });
     this.worker.on('error', (err: Error) => this.logger.warn(`worker: ${err.message}`));
     await this.worker.waitUntilReady();
+  }
+
+  async stopTaking(): Promise<void> {
+    await this.worker?.pause(true);
   }
 
   async ping(): Promise<void> {

@@ -165,6 +165,8 @@ export class ConversationsService {
     }
     await this.counter.changed(p.tenantId);
     await this.recorder.publish(id, stored);
+    // The committed `running` row is the run's durable intent: if Redis fails here or before, the
+    // workers' reconciler queues the run (no running conversation is left that never runs).
     if (initial) {
       this.serverInfo.touch();
       await this.runs.enqueue(p.tenantId, id);

@@ -1,4 +1,4 @@
-import { Injectable, Logger, ServiceUnavailableException } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { ConversationStatus, EventRecorder } from '@berth/bus';
 import { ExecutionStatus, interruptEvent, pauseEvent } from '@berth/contracts';
 import { ConversationRepository, tenantScope } from '@berth/persistence';
@@ -36,14 +36,16 @@ export class RunControlService {
     return 'started';
   }
 
-  /** Queues a run for a conversation already marked running; undoes the mark if the queue is down. */
+  /**
+   * Wakes a worker for a conversation already marked running. The mark is the run's durable intent:
+   * when the queue is down the reconciler of the workers queues the run once it is back, so the
+   * request has done its part either way.
+   */
   async enqueue(tenantId: string, conversationId: string): Promise<void> {
     try {
       await this.queue.enqueue({ tenantId, conversationId });
     } catch (err) {
-      this.logger.error(`could not queue the run of ${conversationId}: ${(err as Error).message}`);
-      await this.status.transition(tenantId, conversationId, ['running'], 'idle');
-      throw new ServiceUnavailableException({ detail: 'The run queue is unavailable; try again shortly.' });
+      this.logger.warn(`could not queue the run of ${conversationId} (the reconciler will): ${(err as Error).message}`);
     }
   }
 
