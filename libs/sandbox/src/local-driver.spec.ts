@@ -456,7 +456,8 @@ describe('LocalSandboxDriver', () => {
       for (const id of ids) expect(existsSync(join(dataDir, 'sandboxes', id))).toBe(true);
       const next = newDriver();
       next.warm();
-      await until(() => ids.every((id) => !existsSync(join(dataDir, 'sandboxes', id))), 'the sweep');
+      // A swept folder is moved aside into .pool, then removed: the sweep is over when .pool is empty.
+      await until(() => ids.every((id) => !existsSync(join(dataDir, 'sandboxes', id))) && readdirSync(join(dataDir, 'sandboxes', '.pool')).length === 0, 'the sweep');
       expect(readdirSync(join(dataDir, 'sandboxes', '.pool'))).toEqual([]);
     });
 
