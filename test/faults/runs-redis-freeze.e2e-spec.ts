@@ -20,23 +20,19 @@ describe('runs across Redis faults (2 workers, private Redis and PostgreSQL)', (
     // As the fault tester had it: LLM steps of 1.5 s, Redis frozen for 3 stall times.
     const ids = await createRuns(r, 'freeze', 8, 4, 500, 1500);
     const followers = followAll(r, ids);
-    try {
-      await waitUntil('every run acts', allActing(r, ids));
-      r.lab.redis.freeze();
-      await new Promise((res) => setTimeout(res, STALL_MS));
-      // Resumed while Redis cannot answer: the gateway closes (1011/1013) or serves them late; either way they come back.
-      for (const f of followers) f.reconnect();
-      await new Promise((res) => setTimeout(res, 2 * STALL_MS));
-      r.lab.redis.thaw();
-      await new Promise((res) => setTimeout(res, STALL_MS));
-      // And once more while the runs move again.
-      for (const f of followers) f.reconnect();
-      await waitUntil('every run ends', allTerminal(r, ids));
-      for (const id of ids) await checkRun(r, id);
-      await checkFollowers(r, followers);
-    } finally {
-      for (const f of followers) f.stop();
-    }
+    await waitUntil('every run acts', allActing(r, ids));
+    r.lab.redis.freeze();
+    await new Promise((res) => setTimeout(res, STALL_MS));
+    // Resumed while Redis cannot answer: the gateway closes (1011/1013) or serves them late; either way they come back.
+    for (const f of followers) f.reconnect();
+    await new Promise((res) => setTimeout(res, 2 * STALL_MS));
+    r.lab.redis.thaw();
+    await new Promise((res) => setTimeout(res, STALL_MS));
+    // And once more while the runs move again.
+    for (const f of followers) f.reconnect();
+    await waitUntil('every run ends', allTerminal(r, ids));
+    for (const id of ids) await checkRun(r, id);
+    await checkFollowers(r, followers);
   });
 
   it('a Redis that lost every job and lease (FLUSHALL): the reconciler queues the runs again and they finish', async () => {

@@ -14,6 +14,8 @@ export interface RunsLab {
   llm: LlmStub;
   gateway: BerthProcess;
   db: Client;
+  /** Socket followers started by followAll, stopped by close(). */
+  followers: Follower[];
   /** A new connection to the lab's PostgreSQL (after it was stopped and started again). */
   reconnect(): Promise<void>;
   startWorker(): Promise<BerthProcess>;
@@ -40,12 +42,14 @@ export async function startRunsLab(): Promise<RunsLab> {
     llm,
     gateway,
     db: await connect(),
+    followers: [],
     reconnect: async () => {
       await r.db.end().catch(() => undefined);
       r.db = await connect();
     },
     startWorker: () => lab.startWorker({ env }),
     close: async () => {
+      for (const f of r.followers) f.stop();
       await r.db.end().catch(() => undefined);
       await lab.close();
       await llm.stop();
@@ -195,7 +199,11 @@ export class Follower {
   }
 }
 
-export const followAll = (r: RunsLab, ids: string[]) => ids.map((id) => new Follower(r, id));
+export function followAll(r: RunsLab, ids: string[]): Follower[] {
+  const followers = ids.map((id) => new Follower(r, id));
+  r.followers.push(...followers);
+  return followers;
+}
 
 /**
  * Each follower received every stored event of its conversation exactly once, in order, across
