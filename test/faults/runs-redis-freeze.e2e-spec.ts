@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { allActing, allTerminal, checkRun, createRuns, RunsLab, STALL_MS, startRunsLab, waitUntil } from './runs-support';
+import { allActing, allTerminal, checkFollowers, checkRun, createRuns, followAll, RunsLab, STALL_MS, startRunsLab, waitUntil } from './runs-support';
 
 /**
  * Runs across Redis faults, 2 workers (children) and a private Redis: a freeze longer than
@@ -16,15 +16,23 @@ describe('runs across Redis faults (2 workers, private Redis and PostgreSQL)', (
   });
   afterAll(() => r?.close());
 
-  it('a Redis frozen past the stall time: each run still ends finished once, no action run or answered twice, no event doubled or missing', async () => {
+  it('a Redis frozen past the stall time: each run still ends finished once, no action run or answered twice, no event doubled or missing, socket followers see each event once', async () => {
     // As the fault tester had it: LLM steps of 1.5 s, Redis frozen for 3 stall times.
     const ids = await createRuns(r, 'freeze', 8, 4, 500, 1500);
+    const followers = followAll(r, ids);
     await waitUntil('every run acts', allActing(r, ids));
     r.lab.redis.freeze();
-    await new Promise((res) => setTimeout(res, 3 * STALL_MS));
+    await new Promise((res) => setTimeout(res, STALL_MS));
+    // Resumed while Redis cannot answer: the gateway closes (1011/1013) or serves them late; either way they come back.
+    for (const f of followers) f.reconnect();
+    await new Promise((res) => setTimeout(res, 2 * STALL_MS));
     r.lab.redis.thaw();
+    await new Promise((res) => setTimeout(res, STALL_MS));
+    // And once more while the runs move again.
+    for (const f of followers) f.reconnect();
     await waitUntil('every run ends', allTerminal(r, ids));
     for (const id of ids) await checkRun(r, id);
+    await checkFollowers(r, followers);
   });
 
   it('a Redis that lost every job and lease (FLUSHALL): the reconciler queues the runs again and they finish', async () => {

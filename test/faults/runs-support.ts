@@ -1,7 +1,7 @@
 import { Client } from 'pg';
 import { LlmStub } from '@berth/testing';
 import { BerthProcess, FaultLab } from '../support/faults';
-import { api, userMessage } from '../support/server';
+import { api, SocketClient, userMessage } from '../support/server';
 
 /** Shared by the runs-* fault suites: a lab with a gateway, the scripted LLM, and the checks of a fault tester. */
 
@@ -14,6 +14,8 @@ export interface RunsLab {
   llm: LlmStub;
   gateway: BerthProcess;
   db: Client;
+  /** Socket followers started by followAll, stopped by close(). */
+  followers: Follower[];
   /** A new connection to the lab's PostgreSQL (after it was stopped and started again). */
   reconnect(): Promise<void>;
   startWorker(): Promise<BerthProcess>;
@@ -40,12 +42,14 @@ export async function startRunsLab(): Promise<RunsLab> {
     llm,
     gateway,
     db: await connect(),
+    followers: [],
     reconnect: async () => {
       await r.db.end().catch(() => undefined);
       r.db = await connect();
     },
     startWorker: () => lab.startWorker({ env }),
     close: async () => {
+      for (const f of r.followers) f.stop();
       await r.db.end().catch(() => undefined);
       await lab.close();
       await llm.stop();
@@ -138,4 +142,86 @@ export async function checkRun(r: RunsLab, id: string): Promise<StoredEvent[]> {
     expect({ call: action.payload.tool_call_id, answers: answers.length }).toEqual({ call: action.payload.tool_call_id, answers: 1 });
   }
   return events;
+}
+
+/** Frames a socket sends that are not stored events: the whole state, streaming deltas. */
+const unstored = (frame: any) => (frame.kind === 'ConversationStateUpdateEvent' && frame.key === 'full_state') || frame.kind === 'StreamingDeltaEvent';
+
+const RECONNECT_DELAY_MS = 300;
+const MAX_CONNECTIONS = 100;
+
+/**
+ * A socket follower of one conversation, as a client would be: whenever its socket closes (by the
+ * server — 1011/1013 in an outage — or by `reconnect()`), it opens a new one after a short delay
+ * that resumes after the last stored event it received (`after_event_id`). At most MAX_CONNECTIONS.
+ */
+export class Follower {
+  /** Ids of the stored events received, in order of arrival, over every connection. */
+  readonly ids: string[] = [];
+  /** Close codes of the connections so far. */
+  readonly closeCodes: number[] = [];
+  connections = 0;
+  private socket?: SocketClient;
+  private stopped = false;
+
+  constructor(
+    private readonly r: RunsLab,
+    readonly conversationId: string,
+  ) {
+    this.connect();
+  }
+
+  private connect(): void {
+    if (this.stopped || this.connections >= MAX_CONNECTIONS) return;
+    this.connections++;
+    const last = this.ids[this.ids.length - 1];
+    const resume = last ? `after_event_id=${last}` : 'resend_mode=all';
+    const socket = new SocketClient(`${this.r.gateway.url.replace('http', 'ws')}/sockets/events/${this.conversationId}?session_api_key=${KEY}&${resume}`);
+    this.socket = socket;
+    socket.ws.on('message', (data) => {
+      const frame = JSON.parse(data.toString());
+      if (!unstored(frame)) this.ids.push(frame.id);
+    });
+    socket.ws.on('close', (code) => {
+      this.closeCodes.push(code);
+      if (!this.stopped) setTimeout(() => this.connect(), RECONNECT_DELAY_MS);
+    });
+  }
+
+  /** Closes the current socket; the follower resumes on a new one. */
+  reconnect(): void {
+    this.socket?.close();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.socket?.close();
+  }
+}
+
+export function followAll(r: RunsLab, ids: string[]): Follower[] {
+  const followers = ids.map((id) => new Follower(r, id));
+  r.followers.push(...followers);
+  return followers;
+}
+
+/**
+ * Each follower received every stored event of its conversation exactly once, in order, across
+ * its reconnects (waiting a little for the last frames to arrive), and was never refused.
+ */
+export async function checkFollowers(r: RunsLab, followers: Follower[]): Promise<void> {
+  const stored = async (f: Follower) => (await eventsOf(r, f.conversationId)).map((e) => e.id);
+  const caughtUp = async () => {
+    for (const f of followers) if (f.ids.length < (await stored(f)).length) return false;
+    return true;
+  };
+  // A follower short of events fails the comparison below, which says what is missing.
+  await waitUntil('every follower has every stored event', caughtUp, 20_000).catch(() => undefined);
+  for (const f of followers) {
+    f.stop();
+    expect({ id: f.conversationId, ids: f.ids }).toEqual({ id: f.conversationId, ids: await stored(f) });
+    expect(f.connections).toBeGreaterThan(1);
+    // Closed by the client (1005), by an outage (1011/1013), by the gateway going away (1001); never refused (1008, 4001, 4004).
+    expect(f.closeCodes.filter((code) => ![1001, 1005, 1011, 1013].includes(code))).toEqual([]);
+  }
 }
