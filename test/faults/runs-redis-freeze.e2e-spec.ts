@@ -10,9 +10,7 @@ describe('runs across Redis faults (2 workers, private Redis and PostgreSQL)', (
   let r: RunsLab;
 
   beforeAll(async () => {
-    r = await startRunsLab();
-    await r.startWorker();
-    await r.startWorker();
+    r = await startRunsLab(2);
   });
   afterAll(() => r?.close());
 

@@ -22,7 +22,8 @@ export interface RunsLab {
   close(): Promise<void>;
 }
 
-export async function startRunsLab(): Promise<RunsLab> {
+/** A lab with a gateway and `workers` workers started (more with `startWorker`). */
+export async function startRunsLab(workers = 0): Promise<RunsLab> {
   const lab = new FaultLab();
   const llm = new LlmStub();
   await llm.start();
@@ -55,6 +56,7 @@ export async function startRunsLab(): Promise<RunsLab> {
       await llm.stop();
     },
   };
+  for (let i = 0; i < workers; i++) await r.startWorker();
   return r;
 }
 
