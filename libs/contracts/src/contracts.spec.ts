@@ -368,6 +368,32 @@ describe('request schemas', () => {
     });
   });
 
+  it('StartConversationRequest: null observability fields take their defaults, as the Python SDK sends them', () => {
+    const req = StartConversationRequestSchema.parse({
+      ...minimal,
+      observability_span_name: null,
+      observability_tags: null,
+      observability_metadata: null,
+      observability_parent_span_context: null,
+    });
+    expect(req).toMatchObject({ observability_span_name: 'conversation', observability_tags: [], observability_metadata: {} });
+    for (const bad of [
+      { observability_span_name: 'has space' },
+      { observability_span_name: '' },
+      { observability_span_name: 'x'.repeat(129) },
+      { observability_tags: [''] },
+      { observability_metadata: { k: [1, 'a'] } },
+      { observability_metadata: { k: { nested: true } } },
+    ]) {
+      expect(StartConversationRequestSchema.safeParse({ ...minimal, ...bad }).success).toBe(false);
+    }
+    expect(StartConversationRequestSchema.parse({ ...minimal, observability_metadata: { a: 'x', b: [1, 2], c: true } }).observability_metadata).toEqual({
+      a: 'x',
+      b: [1, 2],
+      c: true,
+    });
+  });
+
   it('StartConversationRequest: keeps unknown fields (OpenHands adds fields over time)', () => {
     const req = StartConversationRequestSchema.parse({ ...minimal, future_option: { a: 1 } });
     expect((req as Record<string, unknown>).future_option).toEqual({ a: 1 });

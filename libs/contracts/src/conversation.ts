@@ -110,6 +110,33 @@ export const WorkspaceSchema = z.looseObject({
   working_dir: z.string().min(1).max(4096),
 });
 
+/** OpenHands' observability fields take null for "not given" (the Python SDK sends it), as their defaults. */
+const nullAs = <T extends z.ZodType>(fallback: unknown, schema: T) =>
+  z.preprocess((v) => (v === null || v === undefined ? fallback : v), schema);
+const observabilityScalar = z.union([z.string(), z.boolean(), z.number()]);
+const ObservabilityMetadataSchema = nullAs(
+  {},
+  z.record(
+    z.string().min(1),
+    z.union([
+      observabilityScalar,
+      z.array(z.string()),
+      z.array(z.boolean()),
+      z.array(z.number().int()),
+      z.array(z.number()),
+    ]),
+  ),
+);
+const ObservabilityTagsSchema = nullAs([], z.array(z.string().min(1)).max(64));
+const ObservabilitySpanNameSchema = nullAs(
+  'conversation',
+  z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[A-Za-z0-9._:/-]+$/, 'Observability span name may only contain letters, numbers, dots, underscores, colons, slashes, and hyphens'),
+);
+
 export const StartConversationRequestSchema = z
   .looseObject({
     agent: AgentSchema.optional(),
@@ -135,9 +162,10 @@ export const StartConversationRequestSchema = z
     hook_config: z.record(z.string(), z.unknown()).nullish(),
     tags: TagsSchema.default({}),
     user_id: z.string().nullish(),
-    observability_metadata: z.record(z.string(), z.unknown()).default({}),
-    observability_tags: z.array(z.string()).default([]),
-    observability_span_name: z.string().default('conversation'),
+    observability_metadata: ObservabilityMetadataSchema,
+    observability_tags: ObservabilityTagsSchema,
+    observability_span_name: ObservabilitySpanNameSchema,
+    observability_parent_span_context: z.string().max(4096).nullish(),
     autotitle: z.boolean().default(true),
     title_llm_profile: z.string().nullish(),
   })
