@@ -9,6 +9,7 @@ import os
 import pytest
 
 from openhands.sdk import Conversation, Workspace
+from openhands.sdk.workspace import RemoteWorkspace
 from openhands.sdk.conversation.state import ConversationExecutionStatus as Status
 from openhands.sdk.git.models import GitChangeStatus
 from openhands.tools.preset.default import get_default_agent
@@ -42,6 +43,30 @@ def test_execute_command_runs_where_the_conversation_works(started, workspace):
     result = workspace.execute_command("cat answer.txt && pwd >/dev/null", cwd=workspace.working_dir)
     assert (result.exit_code, result.stdout, result.stderr) == (0, "42\n", "")
     assert not result.timeout_occurred
+
+
+def test_execute_command_without_a_cwd_runs_in_the_home_sandbox(workspace):
+    """Berth has one home sandbox per tenant where OpenHands has one machine: a command without a
+    cwd runs there (README "Top-level /api/file|bash|git are routed by path")."""
+    home = api("GET", "/api/file/home").json()["home"]
+    result = workspace.execute_command("echo $((6*7)) && pwd")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == ["42", home]
+
+
+def test_a_conversation_scoped_workspace_acts_in_the_conversation_runtime(started, workspace, tmp_path):
+    """RemoteWorkspace(runtime_conversation_id=…) sends file, command and git calls to
+    /api/conversations/{id}/…, the conversation's own runtime (agent server 1.58)."""
+    scoped = RemoteWorkspace(host=BERTH_URL, api_key=BERTH_API_KEY, working_dir=workspace.working_dir, runtime_conversation_id=started.id)
+    try:
+        result = scoped.execute_command("cat answer.txt", cwd=workspace.working_dir)
+        assert (result.exit_code, result.stdout) == (0, "42\n")
+        assert scoped.file_upload(b"scoped\n", f"{workspace.working_dir}/scoped.txt").success
+        back = tmp_path / "scoped.txt"
+        assert workspace.file_download(f"{workspace.working_dir}/scoped.txt", back).success
+        assert back.read_text() == "scoped\n"
+    finally:
+        scoped.reset_client()
 
 
 def test_execute_command_reports_stderr_and_the_exit_code(started, workspace):
@@ -121,7 +146,21 @@ def test_git_changes_and_diff_of_what_the_agent_changed(conversation_factory, wo
     # OpenHands gives both sides without their final newline.
     diff = workspace.git_diff("repo/kept.txt")
     assert (diff.original, diff.modified) == ("one\ntwo", "one\nTWO")
-    # The side a file lacks is an empty string, not null (OpenHands' get_git_diff).
+
+
+def test_git_diff_sides_a_file_lacks_are_empty_strings(conversation_factory, workspace):
+    """OpenHands' get_git_diff answers "" (not null) for the side an added or deleted file lacks."""
+    conversation = conversation_factory()
+    git = "git -c user.name=sdk -c user.email=sdk@example.com"
+    conversation.send_message(
+        scripted(
+            "Add one file and delete another.",
+            terminal(f"git init -q repo && cd repo && printf 'old\\n' > gone.txt && git add -A && {git} commit -qm init && rm gone.txt && printf 'new\\n' > added.txt && echo done"),
+            say("Done."),
+        )
+    )
+    conversation.run()
+    assert [text_of(o).splitlines()[0] for o in observations(list(conversation.state.events), "terminal")] == ["done"]
     added = workspace.git_diff("repo/added.txt")
     assert (added.original, added.modified) == ("", "new")
     gone = workspace.git_diff("repo/gone.txt")

@@ -61,7 +61,13 @@ export class WorkspaceRoutingService {
 
   /** Where a call with this path (or none: the home sandbox) goes. */
   async route(p: Principal, path: string | null): Promise<WorkspaceTarget> {
-    if (p.sandboxId) return { sandboxId: p.sandboxId, handle: await this.handle(p, p.sandboxId), toSandboxPath: same };
+    if (p.sandboxId) {
+      // Under /sandboxes/{id}: the sandbox's own paths as they are, and the (virtual) working dir of
+      // one of its conversations translated, as the SDK's Workspace(host=…/sandboxes/{id}) sends it.
+      const handle = await this.handle(p, p.sandboxId);
+      const owner = path && isAbsolute(path) && !inside(handle.root, normalize(path)) ? await this.conversationOwning(p, normalize(path)) : null;
+      return { sandboxId: p.sandboxId, handle, toSandboxPath: owner ? await this.translator(handle, owner.workingDir) : same };
+    }
     if (!path) return { ...(await this.home(p)), toSandboxPath: same };
     if (!isAbsolute(path)) throw new BadRequestException({ detail: 'Path must be absolute' });
     const wanted = normalize(path);
@@ -69,9 +75,7 @@ export class WorkspaceRoutingService {
     if (owner) {
       const sandboxId = await this.sandboxes.sandboxIdFor(p, owner);
       const handle = await this.handle(p, sandboxId);
-      const real = sandboxWorkingDir(handle.root, owner.workingDir);
-      await this.ensureWorkingDir(handle, real);
-      return { sandboxId, handle, toSandboxPath: (p) => join(real, relative(owner.workingDir, normalize(p))) };
+      return { sandboxId, handle, toSandboxPath: await this.translator(handle, owner.workingDir) };
     }
     const home = await this.home(p);
     if (inside(home.handle.root, wanted)) return { ...home, toSandboxPath: same };
@@ -80,6 +84,13 @@ export class WorkspaceRoutingService {
         `${path} lies in no conversation's working dir nor under the home (${home.handle.root}): ` +
         'call /sandboxes/{sandbox_id}/api/... for a sandbox of your own (POST /api/sandboxes)',
     });
+  }
+
+  /** Paths under a conversation's working dir as its sandbox keeps them (the dir made first). */
+  private async translator(handle: SandboxHandle, workingDir: string): Promise<(path: string) => string> {
+    const real = sandboxWorkingDir(handle.root, workingDir);
+    await this.ensureWorkingDir(handle, real);
+    return (path) => join(real, relative(workingDir, normalize(path)));
   }
 
   /**
