@@ -6,6 +6,7 @@ and runs this suite with:
     BERTH_URL       the server (its agent-server surface)
     BERTH_API_KEY   a session API key of it
     LLM_BASE_URL    the scripted LLM, given to the agent's LLM as base_url
+    BERTH_CONTROL_URL  the test process: POST /restart-gateway restarts Berth on the same port
 
 The scripted LLM answers each conversation from the script in the conversation's first user
 message: `scripted(task, turn, ...)` appends "STUB_SCRIPT: <json list of turns>" to the task; turn
@@ -35,6 +36,7 @@ from openhands.sdk.event.conversation_state import ConversationStateUpdateEvent
 BERTH_URL = os.environ["BERTH_URL"].rstrip("/")
 BERTH_API_KEY = os.environ["BERTH_API_KEY"]
 LLM_BASE_URL = os.environ["LLM_BASE_URL"]
+BERTH_CONTROL_URL = os.environ.get("BERTH_CONTROL_URL")
 LLM_API_KEY = "sk-python-sdk-stub"
 STUB_MARKER = "STUB_SCRIPT:"
 # Where working dirs go: Berth places any absolute path inside the conversation's sandbox.

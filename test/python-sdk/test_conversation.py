@@ -6,6 +6,8 @@ import hashlib
 import threading
 import time
 
+import httpx
+
 from openhands.sdk import Conversation, Workspace
 from openhands.sdk.conversation.state import ConversationExecutionStatus as Status
 from openhands.sdk.event import (
@@ -22,6 +24,7 @@ from openhands.tools.preset.default import get_default_agent
 
 from conftest import (
     BERTH_API_KEY,
+    BERTH_CONTROL_URL,
     LLM_BASE_URL,
     actions,
     api,
@@ -207,6 +210,45 @@ def test_events_and_callbacks_once_and_in_order_across_a_reconnect(llm, socket_c
         assert [e for e in later if isinstance(e, MessageEvent) and e.id in set(log_ids)] == []
     finally:
         again.close()
+
+
+def test_a_gateway_restart_between_runs_loses_and_repeats_nothing(llm, workspace, open_conversations):
+    """Berth restarts (same port, same storage) under an open conversation: the SDK's socket is told
+    the server is going away, reconnects, and its callbacks see every stored event once, in order."""
+    assert BERTH_CONTROL_URL, "the Jest spec gives the control URL"
+    seen: list = []
+    conversation = Conversation(agent=get_default_agent(llm, cli_mode=True), workspace=workspace, callbacks=[seen.append], visualizer=None)
+    open_conversations.append(conversation)
+    conversation.send_message(
+        scripted(
+            "Run, survive a restart, run again.",
+            terminal("echo before > mark.txt && cat mark.txt"),
+            say("Before the restart."),
+            terminal("cat mark.txt && echo after"),
+            say("After the restart."),
+        )
+    )
+    conversation.run()
+    snapshots = lambda: [e for e in seen if isinstance(e, ConversationStateUpdateEvent) and e.key == "full_state"]  # noqa: E731
+    before = len(snapshots())
+
+    restarted = httpx.post(f"{BERTH_CONTROL_URL}/restart-gateway", timeout=120)
+    assert restarted.status_code == 200, restarted.text
+    # The socket comes back by itself (its first frame is a fresh full-state snapshot).
+    wait_for(lambda: len(snapshots()) > before, 30, "the socket to reconnect")
+
+    conversation.send_message("Again, after the restart.")
+    conversation.run()
+    assert conversation.state.execution_status == Status.FINISHED
+    events = list(conversation.state.events)
+    assert [text_of(o).splitlines() for o in observations(events, "terminal")] == [["before"], ["before", "after"]]
+    assert messages(events, "agent") == ["Before the restart.", "After the restart."]
+
+    log_ids = [e["id"] for e in server_events(conversation.id)]
+    delivered = [e.id for e in stored(seen) if e.id in set(log_ids)]
+    assert len(delivered) == len(set(delivered)), "an event reached the callbacks twice"
+    assert delivered == log_ids[log_ids.index(delivered[0]) :]
+    assert [e.id for e in stored(conversation.state.events)] == log_ids
 
 
 def test_confirmation_policy_accept_and_reject(conversation_factory, workspace):

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +42,28 @@ export function scriptFromMessages(llm: LlmStub): void {
     const answer = JSON.stringify(turns[turn]);
     return JSON.parse(workdir ? answer.split('{{workdir}}').join(workdir) : answer) as StubTurn;
   });
+}
+
+/**
+ * What the Python side may ask the test process to do (restart the gateway…): `POST /<name>` runs
+ * that action and answers 200 once it is done, 500 with the error otherwise.
+ */
+export async function controlServer(actions: Record<string, () => Promise<void>>): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    const action = req.method === 'POST' ? actions[(req.url ?? '').slice(1)] : undefined;
+    req.resume();
+    if (!action) return void res.writeHead(404).end();
+    action().then(
+      () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"done":true}'),
+      (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(err.stack ?? String(err)),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  return {
+    url,
+    close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+  };
 }
 
 export interface PytestResult {
