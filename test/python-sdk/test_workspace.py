@@ -40,7 +40,7 @@ def started(conversation_factory, workspace):
 
 
 def test_execute_command_runs_where_the_conversation_works(started, workspace):
-    result = workspace.execute_command("cat answer.txt && pwd >/dev/null", cwd=workspace.working_dir)
+    result = workspace.execute_command("cat answer.txt && pwd >/dev/null", cwd=workspace.working_dir, timeout=15)
     assert (result.exit_code, result.stdout, result.stderr) == (0, "42\n", "")
     assert not result.timeout_occurred
 
@@ -59,7 +59,7 @@ def test_a_conversation_scoped_workspace_acts_in_the_conversation_runtime(starte
     /api/conversations/{id}/…, the conversation's own runtime (agent server 1.58)."""
     scoped = RemoteWorkspace(host=BERTH_URL, api_key=BERTH_API_KEY, working_dir=workspace.working_dir, runtime_conversation_id=started.id)
     try:
-        result = scoped.execute_command("cat answer.txt", cwd=workspace.working_dir)
+        result = scoped.execute_command("cat answer.txt", cwd=workspace.working_dir, timeout=15)
         assert (result.exit_code, result.stdout) == (0, "42\n")
         assert scoped.file_upload(b"scoped\n", f"{workspace.working_dir}/scoped.txt").success
         back = tmp_path / "scoped.txt"
@@ -70,7 +70,7 @@ def test_a_conversation_scoped_workspace_acts_in_the_conversation_runtime(starte
 
 
 def test_execute_command_reports_stderr_and_the_exit_code(started, workspace):
-    result = workspace.execute_command("echo out; echo err >&2; exit 3", cwd=workspace.working_dir)
+    result = workspace.execute_command("echo out; echo err >&2; exit 3", cwd=workspace.working_dir, timeout=15)
     assert result.exit_code == 3
     assert result.stdout == "out\n"
     assert result.stderr == "err\n"
@@ -198,7 +198,7 @@ def test_a_sandbox_prefixed_host_is_an_agent_server_of_its_own(llm, tmp_path):
             assert api("GET", f"/api/conversations/{conversation.id}").json().get("sandbox_id") == sandbox["id"]
 
             # The workspace helpers act in that same sandbox.
-            result = workspace.execute_command("cat answer.txt", cwd=workspace.working_dir)
+            result = workspace.execute_command("cat answer.txt", cwd=workspace.working_dir, timeout=15)
             assert (result.exit_code, result.stdout) == (0, "42\n")
             assert workspace.file_upload(b"uploaded\n", f"{workspace.working_dir}/up.txt").success
             back = tmp_path / "up.txt"
