@@ -22,6 +22,7 @@ import {
   toValidationIssues,
 } from '@berth/contracts';
 import { AgentProfileRow, Prisma, SettingsRepository } from '@berth/persistence';
+import { z } from 'zod';
 import type { Principal } from '../common/tenant.decorator';
 import { validationError, ValidationFailed } from '../common/zod-validation.pipe';
 import { AgentProfileStore } from './agent-profile-store';
@@ -362,7 +363,13 @@ export class AgentProfilesService {
     }
     const parsed = AgentProfileSchema.safeParse(migrated);
     if (!parsed.success) {
-      throw new ValidationFailed(toValidationIssues(parsed.error, 'openhands', migrated).map(({ loc, type, msg }) => ({ loc, type, msg })));
+      const issues = parsed.error.issues.flatMap((issue) =>
+        // pydantic reports each unknown key at its own location.
+        issue.code === 'unrecognized_keys'
+          ? issue.keys.map((key) => ({ loc: ['openhands', ...(issue.path as (string | number)[]), key], type: 'extra_forbidden', msg: 'Extra inputs are not permitted' }))
+          : toValidationIssues(new z.ZodError([issue]), 'openhands', migrated).map(({ loc, type, msg }) => ({ loc, type, msg })),
+      );
+      throw new ValidationFailed(issues);
     }
     return { ...parsed.data, tools: parsed.data.tools === null ? null : mergeDuplicateTools(parsed.data.tools) };
   }
