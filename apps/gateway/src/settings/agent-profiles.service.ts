@@ -6,6 +6,7 @@ import {
   AgentProfileInput,
   AgentProfileList,
   AgentProfileSchema,
+  AGENT_SETTINGS_SCHEMA_VERSION,
   AgentSettingsSchema,
   EXECUTOR_TOOL_NAMES,
   isExecutorToolName,
@@ -226,6 +227,7 @@ export class AgentProfilesService {
     diagnostics.llm_api_key_set = llm.api_key !== null;
     if (diagnostics.errors.length) return diagnostics;
     diagnostics.resolved_settings = {
+      schema_version: AGENT_SETTINGS_SCHEMA_VERSION,
       agent_kind: 'openhands',
       agent: profile.agent,
       llm: { ...llm, api_key: llm.api_key === null ? null : SECRET_MASK, stream: true },
