@@ -249,7 +249,9 @@ describe.each(STORAGES)('agent profiles, provider connections and the LLM balanc
     expect((await call('POST', `/api/agent-profiles/${aId.replace(/-/g, '')}/activate`)).status).toBe(404);
     expect((await call('POST', `/api/agent-profiles/${aId.toUpperCase()}/activate`)).status).toBe(404);
     expect((await call('POST', '/api/agent-profiles/missing/materialize')).status).toBe(404);
-    expect((await call('POST', '/api/agent-profiles/a/materialize', { profile: 5 })).status).toBe(422);
+    expect((await call('POST', '/api/agent-profiles/a/materialize', { profile: 5 })).body.detail).toEqual([
+      expect.objectContaining({ loc: ['body', 'profile'], type: 'value_error', msg: 'Value error, profile must be an object' }),
+    ]);
     expect((await call('POST', '/api/agent-profiles/a/materialize', { draft: {} })).status).toBe(422);
     expect((await call('POST', '/api/agent-profiles/a/materialize', { profile: { agent_kind: 'openhands' } })).body.detail[0].loc).toEqual(['openhands', 'llm_profile_ref']);
 
@@ -335,7 +337,9 @@ describe.each(STORAGES)('agent profiles, provider connections and the LLM balanc
     }
     expect((await call('PATCH', `/api/llm/provider-connections/${id}`, {})).body).toEqual({ detail: 'Provide at least one provider connection field to update' });
     expect((await call('PATCH', `/api/llm/provider-connections/${id}`, { api_key: null })).body).toEqual({ detail: 'api_key cannot be cleared; provide a new key to rotate it' });
-    expect((await call('PATCH', `/api/llm/provider-connections/${id}`, { display_name: null })).status).toBe(422);
+    expect((await call('PATCH', `/api/llm/provider-connections/${id}`, { display_name: null })).body.detail).toEqual([
+      expect.objectContaining({ loc: ['body'], type: 'value_error', msg: 'Value error, display_name cannot be set to null' }),
+    ]);
     expect((await call('PATCH', `/api/llm/provider-connections/${id}`, { provider: null })).status).toBe(422);
     expect((await call('PATCH', '/api/llm/provider-connections/nope', { display_name: 'x' })).body).toEqual({ detail: "Provider connection 'nope' not found" });
     expect((await call('DELETE', '/api/llm/provider-connections/nope')).status).toBe(404);
@@ -488,6 +492,46 @@ describe.each(STORAGES)('agent profiles, provider connections and the LLM balanc
     expect((await call('GET', '/api/llm/provider-connections')).body).toEqual([connection]);
   });
 
+  it('pre-flights a draft LLM configuration with one bounded call, as the LLM settings screen does before saving', async () => {
+    // Every pre-flight says "ping"; the stub answers by the key it is sent.
+    llm.script('ping', (request) => {
+      const auth = String(request.headers.authorization);
+      if (auth === 'Bearer sk-rejected') return { status: 401, errorCode: 'invalid_api_key' };
+      if (auth === 'Bearer sk-busy') return { status: 429 };
+      return { text: 'ok' };
+    });
+    const draft = (extra: Record<string, unknown>) => ({ llm: { model: 'openai/checked-model', base_url: llm.url, ...extra }, include_secrets: true });
+    const before = llm.requestsFor('ping').length;
+    const ok = await call('POST', '/api/profiles/checked/validate', draft({ api_key: LLM_KEY }));
+    expect(ok.status).toBe(200);
+    expect(ok.body).toEqual({ valid: true, error: null });
+    const sent = llm.requestsFor('ping')[before];
+    expect(sent.headers.authorization).toBe(`Bearer ${LLM_KEY}`);
+    expect(sent.body).toMatchObject({ model: 'checked-model', max_tokens: 1 });
+    // Nothing is saved.
+    expect((await call('GET', '/api/profiles/checked')).status).toBe(404);
+
+    const rejected = (await call('POST', '/api/profiles/checked/validate', draft({ api_key: 'sk-rejected' }))).body;
+    expect(rejected).toEqual({ valid: false, error: { type: 'LLMAuthenticationError', message: expect.any(String) } });
+    // A rate limit says nothing about the configuration.
+    expect((await call('POST', '/api/profiles/checked/validate', draft({ api_key: 'sk-busy' }))).body).toEqual({ valid: true, error: null });
+    const unreachable = (await call('POST', '/api/profiles/checked/validate', { llm: { model: 'openai/x', api_key: LLM_KEY, base_url: 'http://127.0.0.1:9/v1' } })).body;
+    expect(unreachable).toMatchObject({ valid: false, error: { type: 'LLMServiceUnavailable' } });
+
+    // The mask stands for the saved profile's key; a linked connection's key is the one used.
+    await saveLlmProfile('checked', { model: 'openai/checked-model', api_key: LLM_KEY, base_url: llm.url });
+    await call('POST', '/api/profiles/checked/validate', draft({ api_key: SECRET_MASK }));
+    expect(llm.requestsFor('ping').at(-1)!.headers.authorization).toBe(`Bearer ${LLM_KEY}`);
+    const connection = (await call('POST', '/api/llm/provider-connections', { display_name: 'Shared', api_key: CONNECTION_KEY, base_url: llm.url })).body;
+    expect((await call('POST', '/api/profiles/linked/validate', { llm: { model: 'openai/checked-model', provider_connection_id: connection.id } })).body.valid).toBe(true);
+    expect(llm.requestsFor('ping').at(-1)!.headers.authorization).toBe(`Bearer ${CONNECTION_KEY}`);
+    const dangling = await call('POST', '/api/profiles/linked/validate', { llm: { model: 'm', provider_connection_id: 'missing-one' } });
+    expect(dangling.status).toBe(422);
+    expect(dangling.body.detail).toMatch(/provider connection 'missing-one'/);
+    expect((await call('POST', '/api/profiles/checked/validate', { llm: { model: 'm' }, extra: 1 })).status).toBe(422);
+    expect((await call('POST', '/api/profiles/-bad/validate', draft({}))).status).toBe(422);
+  });
+
   it('answers the LLM balance as unknown, in the shape Agent Canvas reads (it then shows no balance card)', async () => {
     const res = await call('GET', '/api/llm/balance');
     expect(res.status).toBe(200);
@@ -517,6 +561,7 @@ describe.each(STORAGES)('agent profiles, provider connections and the LLM balanc
       ['PATCH', '/api/llm/provider-connections/x'],
       ['DELETE', '/api/llm/provider-connections/x'],
       ['GET', '/api/llm/balance'],
+      ['POST', '/api/profiles/x/validate'],
     ]) {
       const res = await api(server, method, path, { key: 'wrong', body: method === 'GET' || method === 'DELETE' ? undefined : {} });
       expect({ path, method, status: res.status }).toEqual({ path, method, status: 401 });

@@ -389,6 +389,19 @@ export const ProfileDetailSchema = z
 export type ProfileDetail = z.output<typeof ProfileDetailSchema>;
 
 export const ProfileMutationSchema = z.object({ name: z.string(), message: z.string() }).meta({ id: 'ProfileMutationResponse' });
+
+export const ValidateProfileRequestSchema = z
+  .strictObject({
+    llm: SettingsLlmSchema,
+    include_secrets: z.boolean().default(true).describe('Accepted as POST /api/profiles/{name} takes it; a pre-flight keeps nothing'),
+  })
+  .meta({ id: 'ValidateProfileRequest' });
+export type ValidateProfileRequest = z.output<typeof ValidateProfileRequestSchema>;
+
+export const ValidateProfileSchema = z
+  .object({ valid: z.boolean(), error: z.object({ type: z.string(), message: z.string() }).nullable() })
+  .meta({ id: 'ValidateProfileResponse', description: 'A rate limit or a timeout does not make a configuration invalid: valid with no error.' });
+export type ValidateProfileResult = z.output<typeof ValidateProfileSchema>;
 export const ActivateProfileSchema = z
   .object({ name: z.string(), message: z.string(), llm_applied: z.boolean() })
   .meta({ id: 'ActivateProfileResponse' });
@@ -512,9 +525,9 @@ export const RenameAgentProfileRequestSchema = z.strictObject({ new_name: Profil
 export const MaterializeAgentProfileRequestSchema = z
   .strictObject({
     profile: z
-      .record(z.string(), z.unknown(), { error: 'profile must be an object' })
-      .nullable()
-      .default(null)
+      .custom<Record<string, unknown> | null>((v) => v === null || (typeof v === 'object' && !Array.isArray(v)), 'Value error, profile must be an object')
+      .optional()
+      .transform((v) => v ?? null)
       .describe("A draft to preview instead of the stored profile; the path name overrides the draft's name."),
   })
   .meta({ id: 'MaterializeAgentProfileRequest' });
@@ -582,10 +595,16 @@ export type ProviderConnectionCreateRequest = z.output<typeof ProviderConnection
 
 export const ProviderConnectionUpdateRequestSchema = z
   .strictObject({
-    display_name: z.string().min(1, 'display_name cannot be set to null').max(128).optional(),
-    provider: z.string().min(1).max(128).optional(),
+    display_name: z.string().min(1).max(128).nullable().optional(),
+    provider: z.string().min(1).max(128).nullable().optional(),
     api_key: UsableApiKeySchema.nullable().optional(),
     base_url: z.string().max(2048).nullable().optional(),
+  })
+  .superRefine((req, ctx) => {
+    // As OpenHands: only base_url may be cleared; the others are required on a stored connection.
+    for (const field of ['display_name', 'provider'] as const) {
+      if (req[field] === null) ctx.addIssue({ code: 'custom', path: [], message: `Value error, ${field} cannot be set to null` });
+    }
   })
   .meta({ id: 'ProviderConnectionUpdateRequest', description: 'Only the fields sent change; base_url null clears it; api_key cannot be cleared.' });
 export type ProviderConnectionUpdateRequest = z.output<typeof ProviderConnectionUpdateRequestSchema>;

@@ -1,5 +1,16 @@
 import { ConflictException, Injectable, NotFoundException, UnprocessableEntityException } from '@nestjs/common';
-import { ProfileDetail, ProfileInfo, ProfileList, SaveProfileRequest, SettingsLlm, SettingsLlmSchema } from '@berth/contracts';
+import { classifyLlmError, createClient, wireModelName } from '@berth/agent';
+import {
+  ProfileDetail,
+  ProfileInfo,
+  ProfileList,
+  SaveProfileRequest,
+  SettingsLlm,
+  SettingsLlmSchema,
+  ValidateProfileRequest,
+  ValidateProfileResult,
+} from '@berth/contracts';
+import OpenAI from 'openai';
 import { Prisma, ProviderConnectionRow, SettingsRepository } from '@berth/persistence';
 import type { Principal } from '../common/tenant.decorator';
 import type { SecretExposure } from './expose-secrets.decorator';
@@ -8,6 +19,8 @@ import { SettingsVault } from './settings-vault';
 
 /** As OpenHands: more profiles than this per tenant is refused. */
 const MAX_PROFILES = 50;
+/** Seconds one pre-flight call may take at most (OpenHands' PREFLIGHT_TIMEOUT_SECONDS). */
+const PREFLIGHT_TIMEOUT_SECONDS = 15;
 
 export const profileNotFound = (name: string) => new NotFoundException({ detail: `Profile '${name}' not found` });
 
@@ -99,6 +112,39 @@ export class LlmProfilesService {
       await tx.renameProfile(p, name, newName);
       await this.agentProfiles.cascadeLlmRename(tx, p, name, newName);
     });
+  }
+
+  /**
+   * POST /api/profiles/{name}/validate: one bounded completion (1 token, no retries, at most 15 s)
+   * with a draft config, before it is saved, as OpenHands' pre-flight. A key sent back masked or
+   * as a token stands for the stored profile's; a linked provider connection's key is used. A rate
+   * limit or a timeout says nothing about the configuration: valid. No error message carries the key.
+   */
+  async validate(p: Principal, name: string, req: ValidateProfileRequest): Promise<ValidateProfileResult> {
+    const existing = await this.rows.profile(p, name);
+    const storedKey = existing ? SettingsLlmSchema.parse(existing.llm).api_key : null;
+    const draft = { ...req.llm, api_key: this.secrets.seal(req.llm.api_key, storedKey, ['llm', 'api_key']) };
+    const llm = await this.resolve(this.rows, p, draft, 'LLM config');
+    const apiKey = llm.api_key === null ? null : this.secrets.open(llm.api_key);
+    const timeout = Math.min(llm.timeout ?? PREFLIGHT_TIMEOUT_SECONDS, PREFLIGHT_TIMEOUT_SECONDS);
+    const config = { ...llm, api_key: apiKey, num_retries: 0, timeout };
+    try {
+      await createClient(config).chat.completions.create({
+        model: wireModelName(config),
+        messages: [
+          { role: 'system', content: 'Reply with one token.' },
+          { role: 'user', content: 'ping' },
+        ],
+        max_tokens: 1,
+      });
+      return { valid: true, error: null };
+    } catch (err) {
+      if (err instanceof OpenAI.APIConnectionTimeoutError) return { valid: true, error: null };
+      const { code, detail, classification } = classifyLlmError(err);
+      if (classification.kind === 'rate_limit') return { valid: true, error: null };
+      const message = apiKey ? detail.split(apiKey).join('**********') : detail;
+      return { valid: false, error: { type: code, message } };
+    }
   }
 
   /** The profile's LLM as stored (api_key sealed); 404 when the tenant has no such profile. */

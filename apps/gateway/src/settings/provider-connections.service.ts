@@ -77,8 +77,8 @@ export class ProviderConnectionsService {
       if (!row) throw connectionNotFound(id);
       if (req.api_key === null) throw new UnprocessableEntityException({ detail: 'api_key cannot be cleared; provide a new key to rotate it' });
       const change: ProviderConnectionChange = {};
-      if (req.display_name !== undefined) change.displayName = req.display_name;
-      if (req.provider !== undefined) change.provider = req.provider;
+      if (req.display_name != null) change.displayName = req.display_name;
+      if (req.provider != null) change.provider = req.provider;
       if (req.base_url !== undefined) change.baseUrl = req.base_url;
       if (req.api_key !== undefined) change.apiKey = this.secrets.seal(req.api_key, row.apiKey, ['api_key']) as string;
       return view(await tx.updateConnection(p, id, change));
