@@ -286,6 +286,18 @@ export const GitCommitsPageSchema = z
 export type GitCommitsPage = z.output<typeof GitCommitsPageSchema>;
 
 // ---------------------------------------------------------------------------------------------
+// VS Code (a Berth sandbox runs none: OpenHands' answers with VS Code disabled)
+
+export const VSCODE_DISABLED_DETAIL = 'VSCode is disabled in configuration. Set enable_vscode=true to enable.';
+
+export const VSCodeUrlQuerySchema = z.looseObject({
+  base_url: z.string().max(2048).optional(),
+  workspace_dir: z.string().max(4096).optional(),
+});
+export const VSCodeUrlResponseSchema = z.object({ url: z.string().nullable() }).meta({ id: 'VSCodeUrlResponse' });
+export const VSCodeStatusSchema = z.object({ running: z.boolean(), enabled: z.boolean(), message: z.string().optional() }).meta({ id: 'VSCodeStatus' });
+
+// ---------------------------------------------------------------------------------------------
 // Activity (read by the gateway's idle clock)
 
 export const SandboxActivitySchema = z
