@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { gunzipSync } from 'node:zlib';
@@ -201,6 +202,37 @@ describe('conversation runtime routes and the 1.58 workspace routes (postgres)',
       expect([path, (await ctx.call('GET', path)).status]).toEqual([path, 404]);
     }
     expect((await raw(ctx.server.url, 'GET', `/api/git/commits/..%2f..%2ftools/changes?${q(project)}`, KEY)).status).toBe(404);
+  });
+
+  it("serves a conversation's trajectory (its state and events, zipped) from the gateway, tenant-scoped", async () => {
+    expect((await ctx.call('POST', `${base}/events`, { role: 'user', content: [{ type: 'text', text: 'trajectory message' }] })).status).toBe(200);
+    const events = (await ctx.call('GET', `${base}/events/search?limit=100`)).body.items as Json[];
+    const hex = id.replace(/-/g, '');
+    for (const path of [`/api/file/download-trajectory/${id}`, `/api/file/download-trajectory/${hex}`, `${base}/file/download-trajectory/${hex}`]) {
+      const res = await fetch(`${ctx.server.url}${path}`, { headers: { 'X-Session-API-Key': KEY } });
+      expect([path, res.status, res.headers.get('content-disposition')]).toEqual([path, 200, `attachment; filename="${hex}.zip"`]);
+      // Python's zipfile reads it as OpenHands' own trajectory archive.
+      const listing = JSON.parse(
+        execFileSync('python3', ['-c', 'import json,sys,zipfile,io; z=zipfile.ZipFile(io.BytesIO(sys.stdin.buffer.read())); assert z.testzip() is None; print(json.dumps({n: z.read(n).decode() for n in z.namelist()}))'], {
+          input: Buffer.from(await res.arrayBuffer()),
+        }).toString('utf8'),
+      ) as Record<string, string>;
+      const names = Object.keys(listing);
+      expect(names.slice(0, 3)).toEqual([`${hex}/`, `${hex}/base_state.json`, `${hex}/events/`]);
+      expect(names.slice(3)).toEqual(events.map((e, i) => `${hex}/events/event-${String(i).padStart(5, '0')}-${e.id}.json`));
+      expect(JSON.parse(listing[`${hex}/base_state.json`])).toMatchObject({ id, workspace: { working_dir: workingDir } });
+      expect(names.slice(3).filter((n) => listing[n].includes('trajectory message'))).toHaveLength(1);
+    }
+    const mismatch = await ctx.call('GET', `${base}/file/download-trajectory/${randomUUID()}`);
+    expect([mismatch.status, mismatch.body.detail]).toEqual([422, 'Trajectory must belong to the selected conversation']);
+    expect((await ctx.call('GET', `/api/file/download-trajectory/not-a-uuid`)).status).toBe(422);
+    const unknown = await ctx.call('GET', `/api/file/download-trajectory/${randomUUID()}`);
+    expect([unknown.status, unknown.body.detail]).toEqual([404, 'Conversation not found']);
+    // Another tenant's conversation does not exist for the caller, at either route.
+    for (const path of [`/api/file/download-trajectory/${id}`, `${base}/file/download-trajectory/${id}`]) {
+      const foreign = await api(ctx.server, 'GET', path, { key: otherKey });
+      expect([path, foreign.status, JSON.stringify(foreign.body).includes('trajectory message')]).toEqual([path, 404, false]);
+    }
   });
 
   it('lists the tools the agent really has, in the OpenHands catalog shape', async () => {

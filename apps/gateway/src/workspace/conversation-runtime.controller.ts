@@ -1,6 +1,6 @@
-import { Controller, Delete, Get, HttpException, Param, Post, Query, Req, Res, UseGuards } from '@nestjs/common';
-import { ApiOperation, ApiParam, ApiSecurity, ApiTags } from '@nestjs/swagger';
-import { VSCODE_DISABLED_DETAIL, VSCodeStatusSchema, VSCodeUrlQuerySchema, VSCodeUrlResponseSchema } from '@berth/contracts';
+import { Controller, Delete, Get, HttpException, Param, Post, Query, Req, Res, UnprocessableEntityException, UseGuards } from '@nestjs/common';
+import { ApiOkResponse, ApiOperation, ApiParam, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import { parseUuid, VSCODE_DISABLED_DETAIL, VSCodeStatusSchema, VSCodeUrlQuerySchema, VSCodeUrlResponseSchema } from '@berth/contracts';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ApiKeyGuard } from '../auth/api-key.guard';
@@ -11,6 +11,7 @@ import type { Principal } from '../common/tenant.decorator';
 import { ZodPipe } from '../common/zod-validation.pipe';
 import { requireConversationWorkspacePath } from './workspace-paths';
 import { requireInConversation, WorkspaceProxyService } from './workspace-proxy.service';
+import { TrajectoryService } from './trajectory.service';
 import { WorkspaceRoutingService } from './workspace-routing.service';
 
 const RUNTIME_PATHS = ['file/*', 'bash/*', 'git/*'];
@@ -40,6 +41,7 @@ export class ConversationRuntimeController {
   constructor(
     private readonly proxy: WorkspaceProxyService,
     private readonly routing: WorkspaceRoutingService,
+    private readonly trajectories: TrajectoryService,
   ) {}
 
   private forward(p: Principal, id: string, request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -71,6 +73,24 @@ export class ConversationRuntimeController {
     return this.forward(p, id, request, reply);
   }
 
+  @Get('file/download-trajectory/:trajectory_id')
+  @ApiOperation({ summary: 'The conversation as a zip of its state and events (the trajectory named must be this conversation: 422 otherwise)' })
+  @ApiParam({ name: 'conversation_id' })
+  @ApiParam({ name: 'trajectory_id' })
+  @ApiOkResponse({ description: 'The zip archive', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } })
+  async trajectory(
+    @CurrentPrincipal() p: Principal,
+    @Param('conversation_id', new UuidPipe()) id: string,
+    @Param('trajectory_id') trajectoryId: string,
+    @Res() reply: FastifyReply,
+  ): Promise<void> {
+    await this.routing.conversation(p, id);
+    const named = parseUuid(trajectoryId);
+    if (!named) throw new UnprocessableEntityException({ detail: 'Invalid trajectory conversation id' });
+    if (named !== id) throw new UnprocessableEntityException({ detail: 'Trajectory must belong to the selected conversation' });
+    await this.trajectories.download(p, id, reply);
+  }
+
   @Get('vscode/url')
   @ApiOperation({ summary: 'VS Code URL: 503, VS Code is disabled (a Berth sandbox runs none)' })
   @ApiParam({ name: 'conversation_id' })
@@ -93,6 +113,23 @@ export class ConversationRuntimeController {
   async vscodeStatus(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
     await this.routing.conversation(p, id);
     return VSCODE_STATUS;
+  }
+}
+
+/** `GET /api/file/download-trajectory/{conversation_id}`: served by the gateway, where the events are. */
+@ApiTags('Files')
+@ApiSecurity('session-api-key')
+@UseGuards(ApiKeyGuard)
+@Controller('api/file/download-trajectory')
+export class TrajectoryController {
+  constructor(private readonly trajectories: TrajectoryService) {}
+
+  @Get(':conversation_id')
+  @ApiOperation({ summary: "A conversation's trajectory: a zip of its state (base_state.json) and its events, as OpenHands persists them" })
+  @ApiParam({ name: 'conversation_id' })
+  @ApiOkResponse({ description: 'The zip archive', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } })
+  download(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string, @Res() reply: FastifyReply): Promise<void> {
+    return this.trajectories.download(p, id, reply);
   }
 }
 
