@@ -133,6 +133,10 @@ describe('git history (the Commits view)', () => {
     mkdirSync(join(root, 'plain'), { recursive: true });
     expect((await get('/api/git/commits', { path: join(root, 'plain') })).body).toEqual({ commits: [], has_more: false });
     expect((await get('/api/git/commits', { path: join(root, 'missing') })).body).toEqual({ commits: [], has_more: false });
+    // A missing folder or a file inside a repository is no repository either (as OpenHands).
+    expect((await get('/api/git/commits', { path: join(repo, 'missing') })).body).toEqual({ commits: [], has_more: false });
+    expect((await get('/api/git/commits', { path: join(repo, 'a.txt') })).body).toEqual({ commits: [], has_more: false });
+    expect((await get(`/api/git/commits/${first}/changes`, { path: join(repo, 'missing') })).body).toEqual([]);
     const unborn = join(root, 'unborn');
     mkdirSync(unborn);
     git(unborn, 'init', '-q');

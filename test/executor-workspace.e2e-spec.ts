@@ -802,7 +802,8 @@ describe('executor workspace API', () => {
 
       const badRef = await api.get('/api/git/changes', { path: repo, ref: 'no-such-branch' });
       expect(badRef.status).toBe(400);
-      expect((await api.get('/api/git/diff', { path: join(repo, 'keep.txt'), ref: 'HEAD', commit: sha })).status).toBe(422);
+      const both = await api.get('/api/git/diff', { path: join(repo, 'keep.txt'), ref: 'HEAD', commit: sha });
+      expect([both.status, both.body]).toEqual([400, { detail: "'ref' and 'commit' are mutually exclusive" }]);
       expect((await api.get('/api/git/changes', { path: repo, ref: '--output=/tmp/x' })).status).toBe(422);
     });
 

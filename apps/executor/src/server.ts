@@ -317,6 +317,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       methods: {
         GET: async (call) => {
           const { path, ref, commit } = validate(GitDiffQuerySchema, queryOf(call.query), 'query');
+          if (ref !== undefined && commit !== undefined) throw new HttpError(400, "'ref' and 'commit' are mutually exclusive");
           ok(call, await executor.git.diff(path, ref, commit));
         },
       },

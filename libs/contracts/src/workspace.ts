@@ -250,13 +250,11 @@ export const GitChangesQuerySchema = z.looseObject({
 /** A commit as a client names one: hex only, so it can never reach git's argv as an option. */
 export const GitShaSchema = z.string().regex(/^[0-9a-fA-F]{4,64}$/, "String should match pattern '^[0-9a-fA-F]{4,64}$'");
 
-export const GitDiffQuerySchema = z
-  .looseObject({
-    path: z.string().describe('The file (absolute)'),
-    ref: gitRef.optional(),
-    commit: GitShaSchema.optional().describe('The change this commit introduced (vs its first parent), read from git objects'),
-  })
-  .refine((q) => !(q.ref !== undefined && q.commit !== undefined), { message: 'Give ref or commit, not both', path: ['commit'] });
+export const GitDiffQuerySchema = z.looseObject({
+  path: z.string().describe('The file (absolute)'),
+  ref: gitRef.optional(),
+  commit: GitShaSchema.optional().describe("The change this commit introduced (vs its first parent), read from git objects; not with 'ref' (400)"),
+});
 
 /** `GET /api/git/commits` query parameters. */
 export const GitCommitsQuerySchema = z.looseObject({

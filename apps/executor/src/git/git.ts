@@ -339,14 +339,19 @@ export class GitService {
     }
   }
 
-  /** The repository holding the real folder `dir` (inside the sandbox), opened; null when there is none. */
+  /**
+   * The real folder `dir` (inside the sandbox) opened, when it is a folder in a git repository;
+   * null when it is missing, not a folder, or in no repository (as OpenHands: not a repository).
+   */
   private async openRepo(dir: string, shown: string): Promise<OpenFolder | null> {
-    const repo = await this.repoOf(dir);
-    if (!repo) return null;
-    return this.paths.openFolder(repo, shown).catch((err: unknown) => {
+    const folder = await this.paths.openFolder(dir, shown).catch((err: unknown) => {
       if (err instanceof HttpError) throw err;
       return null;
     });
+    if (!folder) return null;
+    if (await this.repoOf(dir)) return folder;
+    await folder.close();
+    return null;
   }
 
   /** A commit as `rev-parse` names it in full; an unknown one is the client's error (400). */
@@ -426,7 +431,7 @@ export class GitService {
   private async commitFileDiff(shown: string, file: string, commit: string): Promise<GitDiff> {
     const repoDir = await this.repoOf(dirname(file));
     if (!repoDir) return { modified: null, original: null };
-    const repo = await this.openRepo(dirname(file), shown);
+    const repo = await this.openRepo(repoDir, shown);
     if (!repo) return { modified: null, original: null };
     try {
       const sha = await this.resolveCommit(repo.at(), commit);
