@@ -311,3 +311,117 @@ describe('session socket across gateway replicas (PostgreSQL + Redis)', () => {
     ws.close();
   });
 });
+
+describe('session socket beside the reference server (same scenario, same scripted LLM)', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { startReferenceServer } = require('../scripts/reference-server.js');
+  const llm = new LlmStub();
+  let berth: TestServer;
+  let reference: { url: string; apiKey: string; workspacePath: string; stop(): Promise<void> };
+
+  beforeAll(async () => {
+    await llm.start();
+    [berth, reference] = await Promise.all([startServer('embedded', { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all' }), startReferenceServer({ apiKey: KEY })]);
+  }, 120_000);
+  afterAll(async () => {
+    await Promise.all([berth?.close(), reference?.stop()]);
+    await llm.stop();
+  });
+
+  /** Frame types with each run of durable frames as one. */
+  const shape = (frames: any[]) => frames.map((f) => f.type).filter((t, i, all) => t !== 'durable' || all[i - 1] !== 'durable');
+  const keysByType = (frames: any[]) => [...new Set(frames.map((f) => `${f.type}: ${Object.keys(f).join(',')}`))].sort();
+  const typesOf = (frame: any) => Object.fromEntries(Object.entries(frame).map(([k, v]) => [k, typeof v]));
+
+  async function scenario(name: 'berth' | 'reference') {
+    const url = name === 'berth' ? berth.url : reference.url;
+    const wsUrl = url.replace('http', 'ws');
+    const text = `session side by side ${name}`;
+    llm.script(text, [{ toolCalls: [{ name: 'terminal', arguments: { command: 'echo side-by-side' } }], delayMs: 1000 }, { text: 'done', delayMs: 300 }]);
+    const created = await api({ url }, 'POST', '/api/conversations', {
+      key: KEY,
+      body: {
+        agent: { kind: 'Agent', llm: { model: 'openai/stub-model', api_key: 'sk-stub', base_url: llm.url, num_retries: 0 }, tools: [{ name: 'terminal' }] },
+        workspace: { kind: 'LocalWorkspace', working_dir: name === 'berth' ? '/workspace/project' : reference.workspacePath },
+      },
+    });
+    expect(created.status).toBeLessThan(300);
+    const id = created.body.id;
+    const open = (query: string, headers: Record<string, string> = {}) => new SocketClient(`${wsUrl}/sockets/session/${id}${query}`, headers);
+    const live = open(`?session_api_key=${KEY}`);
+    await live.waitFor((f) => f.length >= 2);
+    await api({ url }, 'POST', `/api/conversations/${id}/events`, { key: KEY, body: userMessage(text, true) });
+    // Mid-run (the LLM holds its first answer for a second): resume after seq 1.
+    await live.waitFor((f) => durable(f).length >= 3, 30_000, 'the run to start');
+    const mid = open(`?session_api_key=${KEY}&after_seq=1`);
+    const isDone = (f: any[]) => f.at(-1)?.type === 'transient' && durable(f).some((e) => e.event.value === 'finished');
+    await live.waitFor(isDone, 60_000, 'the run to finish');
+    await mid.waitFor(isDone, 30_000, 'the resumed socket to see the end');
+    const full = open(`?after_seq=-1`, { 'X-Session-API-Key': KEY });
+    await full.waitFor((f) => f.at(-1)?.type === 'transient', 30_000, 'the replay');
+    for (const ws of [live, mid, full]) ws.close();
+
+    const bad = open('');
+    await bad.open();
+    bad.send('{oops');
+    const firstFrame = open('');
+    await firstFrame.open();
+    firstFrame.send({ type: 'auth', session_api_key: 'wrong' });
+    const errors = open(`?session_api_key=${KEY}`);
+    await errors.waitFor((f) => f.length >= 2);
+    errors.send('{oops');
+    const [errorFrame] = (await errors.waitFor((f) => f.some((x) => x.type === 'error'))).filter((x) => x.type === 'error');
+    errors.close();
+    const unknown = new SocketClient(`${wsUrl}/sockets/session/${randomUUID()}?session_api_key=${KEY}`);
+    return {
+      live: live.frames,
+      mid: mid.frames,
+      full: full.frames,
+      errorFrame,
+      codes: {
+        garbageFirstFrame: await bad.waitClosed(),
+        wrongFirstFrameKey: await firstFrame.waitClosed(),
+        unknown: [await unknown.waitClosed(), unknown.closeReason],
+        badId: await handshakeStatus(`${wsUrl}/sockets/session/not-a-uuid?session_api_key=${KEY}`),
+        badAfterSeq: await handshakeStatus(`${wsUrl}/sockets/session/${id}?session_api_key=${KEY}&after_seq=x`),
+        wrongQueryKey: await handshakeStatus(`${wsUrl}/sockets/session/${id}?session_api_key=wrong`),
+      },
+    };
+  }
+
+  it('sends the same frames in the same order, with the same keys, value types and close codes', async () => {
+    const ours = await scenario('berth');
+    const theirs = await scenario('reference');
+    for (const part of ['live', 'mid', 'full'] as const) {
+      expect({ part, shape: shape(ours[part]) }).toEqual({ part, shape: shape(theirs[part]) });
+      expect({ part, keys: keysByType(ours[part]) }).toEqual({ part, keys: keysByType(theirs[part]) });
+      for (const frames of [ours[part], theirs[part]]) {
+        const seqs = durable(frames).map((f) => f.seq);
+        expect(seqs).toEqual(seqs.map((_, i) => seqs[0] + i));
+      }
+    }
+    expect(shape(ours.live)).toEqual(['sync', 'transient', 'durable', 'transient']);
+    expect(shape(ours.mid)).toEqual(['sync', 'durable', 'transient', 'durable', 'transient']);
+    expect(ours.live[0]).toEqual(theirs.live[0]); // {type: 'sync'}: an empty log, no cursor
+    for (const part of ['mid', 'full'] as const) {
+      expect(typesOf(ours[part][0])).toEqual(typesOf(theirs[part][0]));
+      expect(ours[part][0].from_seq).toBe(theirs[part][0].from_seq);
+      expect(durable(ours[part])[0].seq).toBe(durable(theirs[part])[0].seq);
+    }
+    // Both replay the whole log, and it ends the same way.
+    expect(durable(ours.full).map((f) => f.event)).toEqual(durable(ours.live).map((f) => f.event));
+    expect(durable(theirs.full).map((f) => f.event)).toEqual(durable(theirs.live).map((f) => f.event));
+    for (const r of [ours, theirs]) {
+      expect(durable(r.full).at(-1).event).toMatchObject({ kind: 'ConversationStateUpdateEvent', key: 'execution_status', value: 'finished' });
+      expect(r.full.at(-1).event).toMatchObject({ kind: 'ConversationStateUpdateEvent', key: 'full_state' });
+      expect(Object.keys(r.full.at(-1).event.value)).toEqual(expect.arrayContaining(['id', 'agent', 'execution_status', 'stats']));
+    }
+    expect(typesOf(ours.errorFrame)).toEqual(typesOf(theirs.errorFrame));
+    expect(ours.errorFrame.code).toBe(theirs.errorFrame.code);
+    // One difference, kept on purpose: a wrong key in the query or header is refused after the
+    // handshake with 4001, which OpenHands' clients treat as final, where the reference answers 403.
+    expect(theirs.codes.wrongQueryKey).toBe(403);
+    expect(ours.codes.wrongQueryKey).toBe('upgraded');
+    expect({ ...ours.codes, wrongQueryKey: 403 }).toEqual(theirs.codes);
+  }, 180_000);
+});
