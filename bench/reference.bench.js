@@ -17,7 +17,11 @@
  *     OpenHands caps a conversation at 50 subscribers, its own internal ones included (PubSub
  *     max_subscribers=50; Berth's BERTH_WS_MAX_SUBSCRIBERS is 50 by default too), so 100 are spread
  *     evenly over conversations of at most 45 (3 × 33–34), one message posted to each at once.
- *   - RSS of the whole process tree, idle: after start-up, and again after everything above.
+ *   - RSS of the whole process tree, idle: after start-up, and again after everything above (the
+ *     note splits it: the server process, then the rest — for Berth its sandbox executors: the warm
+ *     pool, BERTH_WARM_POOL_SIZE=2 by default, and one per conversation that ran, until reaped).
+ *
+ * Berth runs with its defaults (embedded storage; BENCH_STORAGE does not apply here).
  *
  * Prints one table: row, reference, Berth, Berth vs reference (> 1 = Berth better), who is ahead.
  *
@@ -304,8 +308,11 @@ async function fanOut(server, llmUrl, subscribers, rounds) {
 function memory(server) {
   const m = treeMemory(server.pid);
   const pss = treePss(server.pid);
-  return { rss: m.totalRss, processes: m.processes, pss: pss ? pss.total : null };
+  return { rss: m.totalRss, rootRss: m.rootRss, processes: m.processes, children: m.childCount, pss: pss ? pss.total : null };
 }
+
+/** Where a tree's memory is: the server process, and its children (Berth's sandbox executors and their shells). */
+const memoryNote = (list) => list.map((m, i) => `${i ? 'Berth' : 'ref'}: ${mib(m.rootRss)} + ${m.processes - 1} more ${mib(m.rss - m.rootRss)}`).join('; ');
 
 const mib = (b) => (b === null || b === undefined ? '-' : `${(b / 2 ** 20).toFixed(0)} MiB`);
 const msCell = (v) => (Number.isFinite(v) ? `${ms(v)} ms` : '-');
@@ -339,7 +346,7 @@ async function run(ctx) {
   };
 
   const idle = servers.map(memory);
-  add('idle RSS after start (process tree)', 'lower', idle.map((m) => m.rss), mib, `${idle[0].processes} vs ${idle[1].processes} processes`);
+  add('idle RSS after start (process tree)', 'lower', idle.map((m) => m.rss), mib, memoryNote(idle));
   add('idle PSS after start (process tree)', 'lower', idle.map((m) => m.pss), mib);
 
   const created = await both('create → first event', (server) => createToFirstEvent(server, llmUrl, s.creates));
@@ -388,7 +395,7 @@ async function run(ctx) {
 
   await new Promise((r) => setTimeout(r, SETTLE_MS));
   const after = servers.map(memory);
-  add('idle RSS after the runs (process tree)', 'lower', after.map((m) => m.rss), mib, `${after[0].processes} vs ${after[1].processes} processes`);
+  add('idle RSS after the runs (process tree)', 'lower', after.map((m) => m.rss), mib, memoryNote(after));
 
   log('');
   log(

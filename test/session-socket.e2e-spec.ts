@@ -313,7 +313,6 @@ describe('session socket across gateway replicas (PostgreSQL + Redis)', () => {
 });
 
 describe('session socket beside the reference server (same scenario, same scripted LLM)', () => {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { startReferenceServer } = require('../scripts/reference-server.js');
   const llm = new LlmStub();
   let berth: TestServer;
