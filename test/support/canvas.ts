@@ -13,7 +13,9 @@ import type { Browser, CDPSession, ElementHandle, HTTPRequest, HTTPResponse, Pag
  * adds Berth as the backend through the UI's own onboarding; Berth answers CORS for the UI's origin.
  *
  * Needs Debian `chromium` (/usr/bin/chromium, or CHROMIUM_PATH) and the npm registry the first time
- * (the build is cached in <repo>/.cache/agent-canvas/<version>/).
+ * (the build is cached in <repo>/.cache/agent-canvas/<version>/, and the npm packages the build loads
+ * from jsDelivr at run time, Monaco for the diff views, in <repo>/.cache/cdn-npm/). No other name
+ * than 127.0.0.1 resolves in the browser.
  *
  * The recorded requests (with response bodies), socket frames and console errors say what the UI
  * asked of the server and what it was answered.
@@ -423,7 +425,8 @@ export class Canvas {
         defaultViewport: viewport,
         // A fresh profile each time: the UI starts as it does for a new user (no backend, not onboarded).
         args: [
-          // Nothing but loopback resolves: Google Fonts, PostHog, CDNs and the npm update check fail fast.
+          // Nothing but loopback resolves: Google Fonts, PostHog, icon CDNs and the npm update check fail
+          // fast (jsDelivr's npm URLs of `cdn` are answered before any lookup, see mirrorCdn).
           '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
           '--no-sandbox',
           '--disable-gpu',
