@@ -150,6 +150,7 @@ describe(`Agent Canvas ${AGENT_CANVAS_VERSION} against Berth, in a browser, set 
       // 10. Settings: the LLM profile the onboarding saved, on Berth.
       await c.click('Settings');
       await c.click('LLM');
+      await c.page.waitForFunction(() => (globalThis as any).location.pathname === '/settings/llm', { timeout: 30_000, polling: 200 });
       await c.waitForText('openai/stub-model', 30_000);
 
       // Berth saw what the UI set up and sent.
@@ -170,12 +171,10 @@ describe(`Agent Canvas ${AGENT_CANVAS_VERSION} against Berth, in a browser, set 
       await c.settled();
       expect(c.failureReport()).toBe('');
       expect(c.pageErrors).toEqual([]);
-    } catch (err) {
-      await c.saveArtifacts(join(ARTIFACTS, 'agent-canvas-failure'));
-      throw err;
     } finally {
-      await c.screenshot(join(ARTIFACTS, 'agent-canvas.png')).catch(() => undefined);
-      await c.saveArtifacts(join(ARTIFACTS, 'agent-canvas-calls')).catch(() => undefined);
+      // Where it ended, pass or fail: agent-canvas.png (the page), .html (its DOM), .json (every
+      // call to Berth with its answer, the socket frames, console errors).
+      await c.saveArtifacts(join(ARTIFACTS, 'agent-canvas'));
     }
   }, 170_000);
 });

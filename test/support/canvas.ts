@@ -753,7 +753,7 @@ export class Canvas {
 
   /** Writes `<base>.png` (the page now), `<base>.html` (its DOM) and `<base>.json` (every request, socket and console error). */
   async saveArtifacts(base: string): Promise<void> {
-    await this.settled().catch(() => undefined);
+    await Promise.race([this.settled(), new Promise((resolve) => setTimeout(resolve, 5_000))]).catch(() => undefined);
     await this.screenshot(`${base}.png`).catch(() => undefined);
     mkdirSync(dirname(base), { recursive: true });
     const html = await this.page.content().catch(() => '');
