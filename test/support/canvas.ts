@@ -753,7 +753,9 @@ export class Canvas {
 
   /** Writes `<base>.png` (the page now), `<base>.html` (its DOM) and `<base>.json` (every request, socket and console error). */
   async saveArtifacts(base: string): Promise<void> {
-    await Promise.race([this.settled(), new Promise((resolve) => setTimeout(resolve, 5_000))]).catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.settled(), new Promise((resolve) => (timer = setTimeout(resolve, 5_000)))]).catch(() => undefined);
+    clearTimeout(timer);
     await this.screenshot(`${base}.png`).catch(() => undefined);
     mkdirSync(dirname(base), { recursive: true });
     const html = await this.page.content().catch(() => '');
