@@ -17,8 +17,16 @@ const COMMAND =
 const GREETING = 'Hello! Ready when you are.';
 const DONE = 'Saved and committed: see answer.txt. I left notes.txt uncommitted.';
 
-/** The chat, the right-hand panel (Files, Commits, Terminal, Usage…). */
+/** The chat. */
 const CHAT = '[data-testid="chat-scroll-container"]';
+
+/**
+ * Uncaught errors of the UI itself, whatever its backend: @monaco-editor/react 4.7.0 (the release
+ * pins it) disposes a DiffEditor's text models before the widget when the diff unmounts (here: the
+ * uncommitted row closes when the commit row opens), and Monaco 0.55 reports that as an uncaught
+ * error (suren-atoyan/monaco-react#647, unfixed in 4.7.0).
+ */
+const UI_OWN_ERRORS = [/TextModel got disposed before DiffEditorWidget model got reset/];
 
 function lastMessageText(request: StubRequest): { role: string; text: string } {
   const last = request.body.messages.at(-1)!;
@@ -170,7 +178,7 @@ describe(`Agent Canvas ${AGENT_CANVAS_VERSION} against Berth, in a browser, set 
       // Every call the UI made to Berth was answered below 400, and every socket opened.
       await c.settled();
       expect(c.failureReport()).toBe('');
-      expect(c.pageErrors).toEqual([]);
+      expect(c.pageErrors.filter((e) => !UI_OWN_ERRORS.some((known) => known.test(e.text)))).toEqual([]);
     } finally {
       // Where it ended, pass or fail: agent-canvas.png (the page), .html (its DOM), .json (every
       // call to Berth with its answer, the socket frames, console errors).
