@@ -179,7 +179,7 @@ describe.each(STORAGES)('auth matrix: every route and socket, without a key and 
 
   it('closes every socket with 4001 without a key and 4004 on another tenant\'s ids', async () => {
     const patterns = ctx.server.app.get(WsRouter).patterns;
-    expect(patterns.sort()).toEqual(['/sockets/bash-events', '/sockets/events/:conversation_id']);
+    expect(patterns.sort()).toEqual(['/sockets/bash-events', '/sockets/events/:conversation_id', '/sockets/session/:conversation_id']);
     for (const pattern of patterns) {
       const path = pattern.replace(':conversation_id', a.conversationId);
       for (const prefix of ['', `/sandboxes/${a.sandboxId}`]) {

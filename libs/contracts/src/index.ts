@@ -10,3 +10,4 @@ export * from './sandbox';
 export * from './settings';
 export * from './admin';
 export * from './tool-catalog';
+export * from './session-socket';
