@@ -322,3 +322,48 @@ def test_secrets_reach_the_command_and_never_appear_in_events(conversation_facto
     assert secret not in raw and secret[::-1] not in raw
     info = api("GET", f"/api/conversations/{conversation.id}").text
     assert secret not in info and secret[::-1] not in info
+
+
+def test_create_and_attach_by_request_as_1_58_clients_do(workspace, llm, open_conversations):
+    """RemoteConversation.create(workspace, StartConversationRequest) with a chosen id and an initial
+    message that runs; attach() by id; the same create again is the same conversation (idempotent
+    create: 200, the initial message not sent twice)."""
+    import uuid
+
+    from openhands.sdk.conversation.impl.remote_conversation import RemoteConversation
+    from openhands.sdk.conversation.request import SendMessageRequest, StartConversationRequest
+    from openhands.sdk.llm import TextContent
+    from openhands.sdk.workspace import LocalWorkspace
+
+    chosen = uuid.uuid4()
+    task = scripted("Created by request.", terminal("echo $((6*7))"), say("Created and ran."))
+    request = StartConversationRequest(
+        agent=get_default_agent(llm, cli_mode=True),
+        workspace=LocalWorkspace(working_dir=workspace.working_dir),
+        conversation_id=chosen,
+        initial_message=SendMessageRequest(role="user", content=[TextContent(text=task)], run=True),
+    )
+    created = RemoteConversation.create(workspace, request, visualizer=None)
+    open_conversations.append(created)
+    assert created.id == chosen
+    wait_for(lambda: "Created and ran." in messages(server_events_as_sdk(chosen), "agent"), 30, "the initial message's run")
+
+    attached = RemoteConversation.attach(workspace, chosen, visualizer=None)
+    try:
+        assert [e.id for e in stored(attached.state.events)] == [e["id"] for e in server_events(chosen)]
+        assert attached.state.agent.llm.model == llm.model
+        (output,) = observations(list(attached.state.events), "terminal")
+        assert text_of(output).splitlines()[0] == "42"
+    finally:
+        attached._ws_client and attached._ws_client.stop()
+
+    again = api("POST", "/api/conversations", json=request.model_dump(mode="json", exclude_none=True, context={"expose_secrets": True}))
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == str(chosen)
+    assert messages(server_events_as_sdk(chosen), "user") == [task]
+
+
+def server_events_as_sdk(conversation_id) -> list:
+    from openhands.sdk.event.base import Event
+
+    return [Event.model_validate(e) for e in server_events(conversation_id)]
