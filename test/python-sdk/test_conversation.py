@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 
 import httpx
@@ -11,10 +10,8 @@ import httpx
 from openhands.sdk import Conversation, Workspace
 from openhands.sdk.conversation.state import ConversationExecutionStatus as Status
 from openhands.sdk.event import (
-    ActionEvent,
     InterruptEvent,
     MessageEvent,
-    ObservationEvent,
     PauseEvent,
     UserRejectObservation,
 )
@@ -36,6 +33,7 @@ from conftest import (
     stored,
     terminal,
     text_of,
+    unique_working_dir,
     wait_for,
     wait_status,
 )
@@ -159,9 +157,7 @@ def test_conversation_state_reads_back_from_the_server(conversation_factory, wor
     assert fresh["agent"]["llm"]["model"] == llm.model
 
 
-def test_events_and_callbacks_once_and_in_order_across_a_reconnect(llm, socket_cutter, open_conversations, request):
-    from conftest import unique_working_dir
-
+def test_events_and_callbacks_once_and_in_order_across_a_reconnect(llm, socket_cutter, open_conversations):
     seen: list = []
     workspace = Workspace(host=socket_cutter.url, api_key=BERTH_API_KEY, working_dir=unique_working_dir("reconnect"))
     conversation = Conversation(agent=get_default_agent(llm, cli_mode=True), workspace=workspace, callbacks=[seen.append], visualizer=None)
@@ -273,7 +269,6 @@ def test_confirmation_policy_accept_and_reject(conversation_factory, workspace):
     res = conversation._client.post(f"/api/conversations/{conversation.id}/events/respond_to_confirmation", json={"accept": True, "reason": ""})
     assert res.status_code == 200, res.text
     wait_status(conversation, {Status.WAITING_FOR_CONFIRMATION}, 20)
-    events = list(conversation.state.events)
     wait_for(lambda: len(actions(list(conversation.state.events), "terminal")) == 2, 10, "the second action")
     events = list(conversation.state.events)
     assert [text_of(o).splitlines()[0] for o in observations(events, "terminal")] == ["made-accepted"]

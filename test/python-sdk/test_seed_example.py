@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import httpx
-from pydantic import SecretStr
-
 from openhands.sdk import LLM, Conversation, Workspace
 from openhands.sdk.conversation.impl.remote_conversation import RemoteConversation
 from openhands.sdk.conversation.state import ConversationExecutionStatus
-from openhands.sdk.event import ActionEvent, MessageEvent, ObservationEvent, SystemPromptEvent
+from openhands.sdk.event import SystemPromptEvent
 from openhands.tools.preset.default import get_default_agent
 
 from conftest import (
@@ -50,39 +47,41 @@ def test_the_seed_example_runs_the_default_agent_and_its_tools(tmp_path):
     conversation = Conversation(agent=get_default_agent(llm, cli_mode=True), workspace=workspace)
     conversation.send_message(task)
     conversation.run()
-    # --- what it did ---
-    events = list(conversation.state.events)
-    assert conversation.state.execution_status == ConversationExecutionStatus.FINISHED
     conversation_id = conversation.id
+    try:
+        # --- what it did ---
+        events = list(conversation.state.events)
+        assert conversation.state.execution_status == ConversationExecutionStatus.FINISHED
 
-    tools = {t.name for t in conversation.state.agent.tools}
-    assert {"terminal", "file_editor", "task_tracker"} <= tools
+        tools = {t.name for t in conversation.state.agent.tools}
+        assert {"terminal", "file_editor", "task_tracker"} <= tools
 
-    (command,) = actions(events, "terminal")
-    assert command.action.command == "echo $((6*7))"
-    assert command.thought[0].text == "Let me compute it."
-    (output,) = observations(events, "terminal")
-    assert output.action_id == command.id
-    assert output.observation.exit_code == 0
-    # The command's output, not its text: the shell ran it.
-    assert text_of(output).splitlines()[0] == "42"
+        (command,) = actions(events, "terminal")
+        assert command.action.command == "echo $((6*7))"
+        assert command.thought[0].text == "Let me compute it."
+        (output,) = observations(events, "terminal")
+        assert output.action_id == command.id
+        assert output.observation.exit_code == 0
+        # The command's output, not its text: the shell ran it.
+        assert text_of(output).splitlines()[0] == "42"
 
-    created, viewed = observations(events, "file_editor")
-    assert not created.observation.is_error, text_of(created)
-    assert not viewed.observation.is_error, text_of(viewed)
-    assert "six times seven is 42" in text_of(viewed)
-    (plan,) = observations(events, "task_tracker")
-    assert not plan.observation.is_error, text_of(plan)
-    assert [t.title for t in plan.observation.task_list] == ["Check the answer"]
+        created, viewed = observations(events, "file_editor")
+        assert not created.observation.is_error, text_of(created)
+        assert not viewed.observation.is_error, text_of(viewed)
+        assert "six times seven is 42" in text_of(viewed)
+        (plan,) = observations(events, "task_tracker")
+        assert not plan.observation.is_error, text_of(plan)
+        assert [t.title for t in plan.observation.task_list] == ["Check the answer"]
 
-    assert messages(events, "user") == [task]
-    assert messages(events, "agent") == ["6*7 is 42; it is in notes.md."]
-    # The file is really in the workspace the conversation ran in.
-    downloaded = tmp_path / "notes.md"
-    assert workspace.file_download(f"{working_dir}/notes.md", downloaded).success
-    assert downloaded.read_text() == "six times seven is 42\n"
+        assert messages(events, "user") == [task]
+        assert messages(events, "agent") == ["6*7 is 42; it is in notes.md."]
+        # The file is really in the workspace the conversation ran in.
+        downloaded = tmp_path / "notes.md"
+        assert workspace.file_download(f"{working_dir}/notes.md", downloaded).success
+        assert downloaded.read_text() == "six times seven is 42\n"
 
-    conversation.close()
+    finally:
+        conversation.close()
     # Conversation(...) deletes its server-side conversation on close.
     assert api("GET", f"/api/conversations/{conversation_id}").status_code == 404
 
@@ -132,5 +131,4 @@ def test_the_llm_settings_reach_the_agent_the_server_runs(conversation_factory, 
     assert agent.llm.model == "openai/stub-model"
     assert agent.llm.base_url == LLM_BASE_URL
     # The key is stored, and never shown back.
-    info = api("GET", f"/api/conversations/{conversation.id}").json()
-    assert LLM_API_KEY not in httpx.Response(200, json=info).text
+    assert LLM_API_KEY not in api("GET", f"/api/conversations/{conversation.id}").text
