@@ -1,4 +1,6 @@
-import { BadRequestException, Inject, Injectable, Logger, NotFoundException } from '@nestjs/common';
+import { BadRequestException, ConflictException, Inject, Injectable, Logger, NotFoundException } from '@nestjs/common';
+import { AgentPreparer } from '@berth/agent';
+import type { ConversationForAgent } from '@berth/agent';
 import { EventRecorder } from '@berth/bus';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
@@ -19,7 +21,7 @@ import {
   uuidHex,
 } from '@berth/contracts';
 import { SecretDecryptError, SecretInput, SecretVault, StoredSecret } from '@berth/crypto';
-import { ConversationRepository, ConversationRow, EventLog, Prisma, SandboxRepository } from '@berth/persistence';
+import { ConversationRepository, ConversationRow, EventLog, Prisma, SandboxRepository, tenantScope } from '@berth/persistence';
 import { validationError, ValidationFailed } from '../common/zod-validation.pipe';
 import type { Principal } from '../common/tenant.decorator';
 import { SandboxManager } from '@berth/sandbox';
@@ -55,6 +57,7 @@ export class ConversationsService {
     private readonly settings: SettingsService,
     private readonly sandboxes: SandboxManager,
     private readonly quotas: QuotaService,
+    private readonly preparer: AgentPreparer,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
@@ -77,8 +80,14 @@ export class ConversationsService {
   }
 
   /**
-   * POST /api/conversations: 201 with a new conversation, 200 when `conversation_id` is already one
-   * of the caller's; another tenant's id is "not found", as everywhere.
+   * POST /api/conversations: 201 with a new conversation, 200 with the existing one (its initial
+   * message not sent again) when `conversation_id` is already one of the caller's — a retried create
+   * whose answer was lost, or two racing — as OpenHands' `idempotent_conversation_create_v1`. An id
+   * another tenant uses is a 409 that says nothing of it (no conversation can be made under it).
+   *
+   * With an initial message the agent is made ready first, as OpenHands' `send_message` does: the
+   * conversation's sandbox starts and its SystemPromptEvent is written before the message, in the
+   * same transaction as the row.
    */
   async create(p: Principal, req: StartConversationRequest): Promise<{ created: boolean; info: Json }> {
     const id = req.conversation_id ? (parseUuid(req.conversation_id) as string) : newUuid();
@@ -88,7 +97,7 @@ export class ConversationsService {
     }
     if (req.agent_profile_id) throw new NotFoundException({ detail: `Agent profile not found: ${req.agent_profile_id}` });
     if (req.parent_conversation_id) await this.checkParent(p, parseUuid(req.parent_conversation_id) as string, req.workspace.working_dir);
-    const sandboxId = await this.sandboxFor(p, req.sandbox_id, req.workspace.working_dir);
+    let sandboxId = await this.sandboxFor(p, req.sandbox_id, req.workspace.working_dir);
     await this.quotas.admitConversation(p.tenantId, { ownSandbox: sandboxId === null, run: !!req.initial_message });
 
     let agent: Json;
@@ -120,14 +129,21 @@ export class ConversationsService {
       title_llm_profile: req.title_llm_profile ?? null,
     };
     const initial = req.initial_message ? messageEvent('user', 'user', req.initial_message.content, req.initial_message.sender) : null;
+    // The sandbox made for this conversation here (removed again if the conversation is not made).
+    let madeSandbox: string | null = null;
+    let systemPrompt: OHEvent | null = null;
+    if (initial) {
+      if (sandboxId === null) sandboxId = madeSandbox = (await this.sandboxes.create(tenantScope(p.tenantId), {}, 'conversation')).id;
+      systemPrompt = await this.systemPromptFor({ id, tenantId: p.tenantId, sandboxId, agent: agent as Prisma.JsonValue, options: options as Prisma.JsonValue, workspace: req.workspace as Prisma.JsonValue });
+    }
     const now = new Date();
     const initialEvents: OHEvent[] = initial
-      ? [initial, stateUpdateEvent('last_user_message_id', initial.id), stateUpdateEvent('execution_status', 'running')]
+      ? [...(systemPrompt ? [systemPrompt] : []), initial, stateUpdateEvent('last_user_message_id', initial.id), stateUpdateEvent('execution_status', 'running')]
       : [];
 
     let stored: { seq: number; event: OHEvent }[] = [];
     try {
-      // The conversation and its first message are written together or not at all.
+      // The conversation and its first events are written together or not at all.
       stored = await this.rows.create(
         p,
         {
@@ -155,11 +171,12 @@ export class ConversationsService {
         },
       );
     } catch (err) {
+      if (madeSandbox) await this.removeSandbox(p, madeSandbox);
       if ((err as { code?: string }).code === ROW_NOT_UNIQUE) {
         // Made meanwhile by the caller (a retry racing its first try), or the id is another tenant's.
         const existing = await this.find(p, id);
         if (existing) return { created: false, info: this.info(existing) };
-        throw conversationNotFound(id);
+        throw new ConflictException({ detail: `Conversation id already in use: ${id}` });
       }
       throw err;
     }
@@ -174,6 +191,40 @@ export class ConversationsService {
     await this.webhooks.conversationChanged(p.tenantId, id);
     const row = await this.require(p, id);
     return { created: true, info: this.info(row) };
+  }
+
+  /**
+   * Before a message is stored (POST …/events, the socket): the agent is made ready unless it is,
+   * so the SystemPromptEvent comes first, as in OpenHands.
+   */
+  async prepareAgent(row: ConversationRow): Promise<void> {
+    if (await this.preparer.hasSystemPrompt(row.id)) return;
+    const event = await this.systemPromptFor(row);
+    if (!event) return;
+    try {
+      await this.recorder.record(row.id, event);
+    } catch (err) {
+      // Written meanwhile by a worker starting a run, or by a message sent at the same time.
+      if (!(await this.preparer.hasSystemPrompt(row.id))) throw err;
+    }
+  }
+
+  /**
+   * The SystemPromptEvent, or null when the sandbox cannot start now (it is then written by the
+   * run, which meets the same problem and reports it as it always did).
+   */
+  private async systemPromptFor(conversation: ConversationForAgent): Promise<OHEvent | null> {
+    try {
+      return await this.preparer.systemPromptEvent(conversation);
+    } catch (err) {
+      this.logger.warn(`conversation ${conversation.id}: its sandbox did not start before the first message (the run makes the agent ready): ${(err as Error).message}`);
+      return null;
+    }
+  }
+
+  private async removeSandbox(p: Principal, sandboxId: string): Promise<void> {
+    const row = await this.sandboxRows.find(tenantScope(p.tenantId), sandboxId);
+    if (row) await this.sandboxes.destroy(tenantScope(p.tenantId), row).catch((err: Error) => this.logger.warn(`could not remove sandbox ${sandboxId}: ${err.message}`));
   }
 
   /**
