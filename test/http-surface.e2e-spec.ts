@@ -38,7 +38,7 @@ describe.each(STORAGES)('HTTP surface: auth, CORS, OpenAPI, probes (%s)', (stora
     expect(ready.status).toBe(200);
     expect(ready.body).toEqual({ status: 'ready' });
     const info = await api(server, 'GET', '/server_info');
-    expect(info.body).toMatchObject({ title: 'OpenHands Agent Server', version: '1.43.1', docs: '/docs' });
+    expect(info.body).toMatchObject({ title: 'OpenHands Agent Server', version: '1.58.2', docs: '/docs' });
     expect(typeof info.body.uptime).toBe('number');
     expect(typeof info.body.idle_time).toBe('number');
     expect(info.body.usable_tools).toEqual(expect.arrayContaining(['terminal', 'file_editor', 'task_tracker']));
