@@ -122,8 +122,8 @@ describe.each(STORAGES)('HTTP surface: auth, CORS, OpenAPI, probes (%s)', (stora
     expect(batch.body.map((c: any) => c?.id ?? null)).toEqual([null, theirs]);
     const ws = new SocketClient(`${server.wsUrl}/sockets/events/${mine}?session_api_key=${tenantKey}`);
     expect(await ws.waitClosed()).toBe(4004);
-    // Another tenant's id on create is "not found", as any foreign object.
-    expect((await api(server, 'POST', '/api/conversations', { body: startRequest({ conversation_id: mine }), key: tenantKey })).status).toBe(404);
+    // Another tenant's id on create: no conversation can be made under it (409, naming nothing of the other's).
+    expect((await api(server, 'POST', '/api/conversations', { body: startRequest({ conversation_id: mine }), key: tenantKey })).status).toBe(409);
 
     await db.prisma.apiKey.updateMany({ where: { tenantId }, data: { revokedAt: new Date() } });
   });
