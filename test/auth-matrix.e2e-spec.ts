@@ -152,7 +152,7 @@ describe.each(STORAGES)('auth matrix: every route and socket, without a key and 
       if (foreignPath) {
         const foreign = await api(ctx.server, route.method, foreignPath, { key: b.key, body });
         // A path in A's home or working dir is no path of B's: the routing refuses it (400).
-        const byPath = route.path.startsWith('/api/file/') || route.path.startsWith('/api/git/') || key === 'POST /api/bash/*';
+        const byPath = route.path === '/api/file/*' || route.path === '/api/git/*' || key === 'POST /api/bash/*';
         const expected = FOREIGN_STATUS[key] ?? (byPath ? 400 : 404);
         expect({ route: key, status: foreign.status }).toEqual({ route: key, status: expected });
         expectNothingOf(a, key, JSON.stringify(foreign.body), [a.conversationId, a.sandboxId, a.eventId, a.commandId, a.profileName, a.secretName, a.homeRoot, a.workingDir]);
@@ -179,7 +179,7 @@ describe.each(STORAGES)('auth matrix: every route and socket, without a key and 
 
   it('closes every socket with 4001 without a key and 4004 on another tenant\'s ids', async () => {
     const patterns = ctx.server.app.get(WsRouter).patterns;
-    expect(patterns.sort()).toEqual(['/sockets/bash-events', '/sockets/events/:conversation_id']);
+    expect(patterns.sort()).toEqual(['/sockets/bash-events', '/sockets/events/:conversation_id', '/sockets/session/:conversation_id']);
     for (const pattern of patterns) {
       const path = pattern.replace(':conversation_id', a.conversationId);
       for (const prefix of ['', `/sandboxes/${a.sandboxId}`]) {
