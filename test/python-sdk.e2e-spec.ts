@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { controlServer, runPytest, scriptFromMessages } from './support/python-sdk';
 import { STORAGES, startServer, TestServer } from './support/server';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { referencePython } = require('../scripts/reference-server.js');
 
 const KEY = 'python-sdk-session-key';
@@ -21,7 +20,7 @@ const LLM_KEY = 'sk-python-sdk-stub'; // conftest.LLM_API_KEY
  */
 describe.each(STORAGES)('the OpenHands Python SDK against Berth (%s)', (storage) => {
   const llm = new LlmStub();
-  const dataDir = mkdtempSync(join(tmpdir(), 'berth-pysdk-data-'));
+  let dataDir: string;
   const env = { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}` };
   let server: TestServer;
   let control: Awaited<ReturnType<typeof controlServer>>;
@@ -29,6 +28,7 @@ describe.each(STORAGES)('the OpenHands Python SDK against Berth (%s)', (storage)
 
   beforeAll(async () => {
     python = referencePython();
+    dataDir = mkdtempSync(join(tmpdir(), 'berth-pysdk-data-'));
     await llm.start();
     scriptFromMessages(llm);
     server = await startServer(storage, env, dataDir);
@@ -45,7 +45,7 @@ describe.each(STORAGES)('the OpenHands Python SDK against Berth (%s)', (storage)
     await control?.close();
     await server?.close();
     await llm.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('passes test/python-sdk', async () => {

@@ -78,7 +78,6 @@ export interface PytestResult {
  * reference processes, with `env` added (the server URL, its key, the LLM's URL).
  */
 export async function runPytest(python: string, env: Record<string, string>, args: string[] = [], timeoutMs = 170_000): Promise<PytestResult> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { referenceEnv, REPO_ROOT } = require('../../scripts/reference-server.js');
   const home = mkdtempSync(join(tmpdir(), 'berth-pysdk-'));
   const report = join(home, 'junit.xml');
