@@ -797,8 +797,8 @@ describe('executor workspace API', () => {
       expect((await api.get('/api/git/diff', { path: join(repo, 'keep.txt') })).body).toEqual({ modified: 'two', original: 'one' });
       // With a commit: the change that commit made, from git objects (a root commit: against nothing).
       expect((await api.get('/api/git/diff', { path: join(repo, 'keep.txt'), commit: sha })).body).toEqual({ modified: 'one', original: '' });
-      expect((await api.get('/api/git/diff', { path: join(repo, 'dir', 'new file \u00e9.txt') })).body).toEqual({ modified: 'new', original: null });
-      expect((await api.get('/api/git/diff', { path: join(repo, 'gone.txt') })).body).toEqual({ modified: null, original: 'gone' });
+      expect((await api.get('/api/git/diff', { path: join(repo, 'dir', 'new file \u00e9.txt') })).body).toEqual({ modified: 'new', original: '' });
+      expect((await api.get('/api/git/diff', { path: join(repo, 'gone.txt') })).body).toEqual({ modified: '', original: 'gone' });
 
       const badRef = await api.get('/api/git/changes', { path: repo, ref: 'no-such-branch' });
       expect(badRef.status).toBe(400);
@@ -828,7 +828,7 @@ describe('executor workspace API', () => {
         expect(existsSync(join(ownRoot, 'project', '.git'))).toBe(true);
         expect(existsSync(join(ownRoot, '.git'))).toBe(false);
         expect((await ownApi.get('/api/git/changes', { path: join(ownRoot, 'project') })).body).toEqual([{ status: 'ADDED', path: 'app.py' }]);
-        expect((await ownApi.get('/api/git/diff', { path: join(ownRoot, 'project', 'app.py') })).body).toEqual({ modified: 'print(1)', original: null });
+        expect((await ownApi.get('/api/git/diff', { path: join(ownRoot, 'project', 'app.py') })).body).toEqual({ modified: 'print(1)', original: '' });
       } finally {
         await own.stop();
         rmSync(ownRoot, { recursive: true, force: true });
