@@ -25,6 +25,8 @@ interface Fixture {
   sha: string;
   commandId: string;
   bashEventId: string;
+  /** a bash command still running (sleep) */
+  runningCommandId: string;
 }
 
 interface Case {
@@ -171,7 +173,7 @@ const CASES: Record<string, Case> = {
     invalid: () => ({ method: 'GET', path: '/api/bash/bash_events/', body: 'nope' }),
   },
   'POST /api/bash/bash_commands/{command_id}/stop': {
-    valid: (f) => post(`/api/bash/bash_commands/${f.commandId}/stop`),
+    valid: (f) => post(`/api/bash/bash_commands/${f.runningCommandId}/stop`),
     invalid: () => post(`/api/bash/bash_commands/${'f'.repeat(32)}/stop`),
   },
   'DELETE /api/bash/bash_events': { valid: () => ({ method: 'DELETE', path: '/api/bash/bash_events' }), invalid: () => noKey({ method: 'DELETE', path: '/api/bash/bash_events' }) },
@@ -317,7 +319,9 @@ async function makeFixture(t: Target): Promise<Fixture> {
     if (items.some((e) => e.exit_code !== null)) bashEventId = items[0].id;
     else await new Promise((r) => setTimeout(r, 100));
   }
-  const f = { t, dir, repo, sha, commandId, bashEventId, file: `${dir}/hello.txt` } as Fixture;
+  const sleeping = expectOk(await send(t, post('/api/bash/start_bash_command', { command: 'sleep 30', cwd: dir, timeout: 40 })), 'a long bash command');
+  const runningCommandId = (sleeping.json as { id: string }).id;
+  const f = { t, dir, repo, sha, commandId, bashEventId, runningCommandId, file: `${dir}/hello.txt` } as Fixture;
   const conv = expectOk(await send(t, post('/api/conversations', createBody(f, 'fixture'))), 'the conversation');
   f.conversation = (conv.json as { id: string }).id;
   const info = conv.json as { workspace: { working_dir: string } };

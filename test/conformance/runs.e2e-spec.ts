@@ -136,6 +136,7 @@ describe('conformance: a run and its event socket', () => {
           return transcript(socketUrl(t, id, `session_api_key=${key}&resend_mode=since&after_timestamp=${encodeURIComponent(action.timestamp)}`));
         },
       ],
+      ['a message frame that is not a user message', (t, id) => transcript(socketUrl(t, id, `session_api_key=${key}`), { frames: [{ role: 'system', content: [{ type: 'text', text: 'x' }] }] })],
       ['resend_mode=since without after_timestamp', (t, id) => transcript(socketUrl(t, id, `session_api_key=${key}&resend_mode=since`))],
     ];
     for (const [scenario, open] of cases) {
