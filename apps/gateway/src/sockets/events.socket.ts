@@ -4,7 +4,7 @@ import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import { jsonSyntaxMessage, normalizeTimestampFilter, parseUuid, SendMessageRequestSchema, serverErrorEvent, stateUpdateEvent, unsafeInputIssue } from '@berth/contracts';
 import { Database, EventLog } from '@berth/persistence';
-import { WebSocket } from 'ws';
+import { RawData, WebSocket } from 'ws';
 import type { Principal } from '../common/tenant.decorator';
 import { ConversationsService } from '../conversations/conversations.service';
 import { toFullState } from '@berth/persistence';
@@ -42,6 +42,11 @@ export class EventsSocket implements OnModuleInit {
   }
 
   private async handle(ws: WebSocket, req: SocketRequest): Promise<void> {
+    // Frames that come before the socket is set up (a message sent right after the handshake) wait
+    // for it, as OpenHands' receive queue keeps them; an auth frame among them is ignored there.
+    const early: { data: RawData; isBinary: boolean }[] = [];
+    const hold = (data: RawData, isBinary: boolean) => early.push({ data, isBinary });
+    ws.on('message', hold);
     await this.db.ready;
     const authenticated = await this.socketAuth.authenticate(ws, req);
     if (!authenticated || ws.readyState !== WebSocket.OPEN) return;
@@ -84,7 +89,9 @@ export class EventsSocket implements OnModuleInit {
       if (left) this.subscribers.set(id, left);
       else this.subscribers.delete(id);
     });
-    ws.on('message', (data, isBinary) => void this.onFrame(ws, principal, id, isBinary ? null : data.toString('utf8')));
+    const onMessage = (data: RawData, isBinary: boolean) => void this.onFrame(ws, principal, id, isBinary ? null : data.toString('utf8'));
+    ws.off('message', hold);
+    ws.on('message', onMessage);
 
     // The first frame is the whole state: clients take it as "subscribed".
     const current = await this.conversations.find(principal, id);
@@ -92,6 +99,7 @@ export class EventsSocket implements OnModuleInit {
     ws.send(JSON.stringify(stateUpdateEvent('full_state', toFullState(current, this.config.conversationsPath))));
     // Without a replay request only what happens from now on is sent.
     stream.start(start ?? current.lastSeq, current.lastSeq);
+    for (const frame of early.splice(0)) onMessage(frame.data, frame.isBinary);
   }
 
   /**
