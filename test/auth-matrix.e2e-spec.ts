@@ -35,6 +35,11 @@ const FOREIGN_STATUS: Record<string, number> = {
   'POST /api/profiles/:name': 201,
   // Idempotent, as OpenHands: deletes nothing of the other tenant's (checked below).
   'DELETE /api/profiles/:name': 200,
+  // A pre-flight of the draft in the body: the name is only a label, as in OpenHands.
+  'POST /api/profiles/:name/validate': 200,
+  // As LLM profiles: B's own profile of that name (dropped again at once), and an idempotent delete.
+  'POST /api/agent-profiles/:name': 201,
+  'DELETE /api/agent-profiles/:name': 200,
 };
 
 /** Request bodies that pass validation, so the answer is the route's own. */
@@ -46,7 +51,11 @@ const BODIES: Record<string, unknown> = {
   'POST /api/conversations/:conversation_id/events/respond_to_confirmation': { accept: false },
   'POST /api/profiles/:name': { llm: { model: 'stolen' }, include_secrets: false },
   'POST /api/profiles/:name/rename': { new_name: 'stolen' },
-  'POST /api/profiles/:name/validate': { llm: { model: 'm' } },
+  // A loopback endpoint that refuses at once: the pre-flight reaches no outside host.
+  'POST /api/profiles/:name/validate': { llm: { model: 'm', base_url: 'http://127.0.0.1:9/v1' } },
+  'POST /api/agent-profiles/:name': { llm_profile_ref: 'stolen' },
+  'POST /api/agent-profiles/:name/rename': { new_name: 'stolen' },
+  'PATCH /api/llm/provider-connections/:connection_id': { display_name: 'stolen' },
   // OpenHands' batch read takes a JSON list in a GET body.
   'GET /api/conversations/:conversation_id/events': ['f'.repeat(32)],
 };
@@ -56,7 +65,8 @@ function accessOf(path: string): Access | undefined {
 }
 
 /** The route with tenant A's real objects in its path, or null when it names none of A's. */
-function withForeignIds(route: Route, a: TenantWorld, id: (kind: 'conversation' | 'sandbox' | 'event' | 'name' | 'command') => string): string | null {
+type IdKind = 'conversation' | 'sandbox' | 'event' | 'name' | 'command' | 'agentProfile' | 'connection';
+function withForeignIds(route: Route, a: TenantWorld, id: (kind: IdKind) => string): string | null {
   let named = false;
   let path = route.path.replace(/:([a-z_]+)/g, (_, param: string) => {
     named = true;
@@ -64,6 +74,8 @@ function withForeignIds(route: Route, a: TenantWorld, id: (kind: 'conversation' 
     if (param === 'sandbox_id') return id('sandbox');
     if (param === 'event_id') return id('event');
     if (param === 'name') return id('name');
+    if (param === 'profile_id') return id('agentProfile');
+    if (param === 'connection_id') return id('connection');
     named = false;
     return 'x';
   });
@@ -92,7 +104,7 @@ describe.each(STORAGES)('auth matrix: every route and socket, without a key and 
 
   it('classifies every registered route', () => {
     expect(routes.length).toBeGreaterThan(50);
-    for (const p of ['/api/conversations/:conversation_id', '/api/sandboxes/:sandbox_id', '/api/settings/secrets/:name', '/api/file/*', '/health']) {
+    for (const p of ['/api/conversations/:conversation_id', '/api/sandboxes/:sandbox_id', '/api/settings/secrets/:name', '/api/file/*', '/health', '/api/agent-profiles/:name', '/api/agent-profiles/:profile_id/activate', '/api/llm/provider-connections/:connection_id']) {
       expect(routes.map((r) => r.path)).toContain(p);
     }
     expect(routes.filter((r) => !accessOf(r.path)).map((r) => `${r.method} ${r.path}`)).toEqual([]);
@@ -117,7 +129,15 @@ describe.each(STORAGES)('auth matrix: every route and socket, without a key and 
       const key = `${route.method} ${route.path}`;
       const body = key === 'POST /api/bash/*' ? { cwd: a.homeRoot, command: 'cat a_file' } : (BODIES[key] ?? (route.method === 'GET' ? undefined : {}));
       const foreignPath = withForeignIds(route, a, (kind) =>
-        ({ conversation: a.conversationId, sandbox: a.sandboxId, event: a.eventId, command: a.commandId, name: route.path.startsWith('/api/profiles') ? a.profileName : a.secretName })[kind],
+        ({
+          conversation: a.conversationId,
+          sandbox: a.sandboxId,
+          event: a.eventId,
+          command: a.commandId,
+          agentProfile: a.agentProfileId,
+          connection: a.connectionId,
+          name: route.path.startsWith('/api/profiles') ? a.profileName : route.path.startsWith('/api/agent-profiles') ? a.agentProfileName : a.secretName,
+        })[kind],
       );
       if (access === 'admin') {
         const res = await api(ctx.server, route.method, foreignPath ?? route.path, { key: b.key, body });
@@ -128,12 +148,24 @@ describe.each(STORAGES)('auth matrix: every route and socket, without a key and 
       if (foreignPath) {
         const foreign = await api(ctx.server, route.method, foreignPath, { key: b.key, body });
         // A path in A's home or working dir is no path of B's: the routing refuses it (400).
-        const byPath = route.path.startsWith('/api/file/') || route.path.startsWith('/api/git/') || key === 'POST /api/bash/*';
+        const byPath = route.path === '/api/file/*' || route.path === '/api/git/*' || key === 'POST /api/bash/*';
         const expected = FOREIGN_STATUS[key] ?? (byPath ? 400 : 404);
         expect({ route: key, status: foreign.status }).toEqual({ route: key, status: expected });
-        expectNothingOf(a, key, JSON.stringify(foreign.body), [a.conversationId, a.sandboxId, a.eventId, a.commandId, a.profileName, a.secretName, a.homeRoot, a.workingDir]);
+        expectNothingOf(a, key, JSON.stringify(foreign.body), [
+          a.conversationId,
+          a.sandboxId,
+          a.eventId,
+          a.commandId,
+          a.profileName,
+          a.secretName,
+          a.agentProfileName,
+          a.agentProfileId,
+          a.connectionId,
+          a.homeRoot,
+          a.workingDir,
+        ]);
         checked++;
-        if (key === 'POST /api/profiles/:name') await api(ctx.server, 'DELETE', foreignPath, { key: b.key });
+        if (key === 'POST /api/profiles/:name' || key === 'POST /api/agent-profiles/:name') await api(ctx.server, 'DELETE', foreignPath, { key: b.key });
       } else if (route.method === 'GET') {
         // No id of A's in the path: B's answer is B's own and shows nothing of A's.
         const own = await api(ctx.server, route.method, route.path, { key: b.key });
@@ -151,11 +183,14 @@ describe.each(STORAGES)('auth matrix: every route and socket, without a key and 
     expect((await api(ctx.server, 'GET', `/api/sandboxes/${a.sandboxId}`, { key: a.key })).body.status).toBe('running');
     expect((await api(ctx.server, 'GET', `/api/profiles/${a.profileName}`, { key: a.key })).body.config.model).toMatch(/^profile-model-/);
     expect((await api(ctx.server, 'GET', '/api/settings/secrets', { key: a.key })).body.secrets.map((s: { name: string }) => s.name)).toContain(a.secretName);
+    const agentProfile = (await api(ctx.server, 'GET', `/api/agent-profiles/${a.agentProfileName}`, { key: a.key })).body.profile;
+    expect(agentProfile).toMatchObject({ id: a.agentProfileId, llm_profile_ref: a.profileName, revision: 0 });
+    expect((await api(ctx.server, 'GET', '/api/llm/provider-connections', { key: a.key })).body).toEqual([expect.objectContaining({ id: a.connectionId, display_name: expect.stringMatching(/^connection-/) })]);
   });
 
   it('closes every socket with 4001 without a key and 4004 on another tenant\'s ids', async () => {
     const patterns = ctx.server.app.get(WsRouter).patterns;
-    expect(patterns.sort()).toEqual(['/sockets/bash-events', '/sockets/events/:conversation_id']);
+    expect(patterns.sort()).toEqual(['/sockets/bash-events', '/sockets/events/:conversation_id', '/sockets/session/:conversation_id']);
     for (const pattern of patterns) {
       const path = pattern.replace(':conversation_id', a.conversationId);
       for (const prefix of ['', `/sandboxes/${a.sandboxId}`]) {

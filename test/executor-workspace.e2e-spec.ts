@@ -795,13 +795,15 @@ describe('executor workspace API', () => {
       expect(fromRoot.some((c) => c.path.startsWith('.berth'))).toBe(false);
 
       expect((await api.get('/api/git/diff', { path: join(repo, 'keep.txt') })).body).toEqual({ modified: 'two', original: 'one' });
-      expect((await api.get('/api/git/diff', { path: join(repo, 'keep.txt'), commit: sha })).body).toEqual({ modified: 'two', original: 'one' });
+      // With a commit: the change that commit made, from git objects (a root commit: against nothing).
+      expect((await api.get('/api/git/diff', { path: join(repo, 'keep.txt'), commit: sha })).body).toEqual({ modified: 'one', original: '' });
       expect((await api.get('/api/git/diff', { path: join(repo, 'dir', 'new file \u00e9.txt') })).body).toEqual({ modified: 'new', original: null });
       expect((await api.get('/api/git/diff', { path: join(repo, 'gone.txt') })).body).toEqual({ modified: null, original: 'gone' });
 
       const badRef = await api.get('/api/git/changes', { path: repo, ref: 'no-such-branch' });
       expect(badRef.status).toBe(400);
-      expect((await api.get('/api/git/diff', { path: join(repo, 'keep.txt'), ref: 'HEAD', commit: sha })).status).toBe(422);
+      const both = await api.get('/api/git/diff', { path: join(repo, 'keep.txt'), ref: 'HEAD', commit: sha });
+      expect([both.status, both.body]).toEqual([400, { detail: "'ref' and 'commit' are mutually exclusive" }]);
       expect((await api.get('/api/git/changes', { path: repo, ref: '--output=/tmp/x' })).status).toBe(422);
     });
 

@@ -1,6 +1,6 @@
 import { Database } from '@berth/persistence';
 import { LocalSandboxHandle } from '@berth/sandbox';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { eventually } from './support/processes';
 import { useServer } from './support/server';
@@ -118,6 +118,21 @@ describe('sandbox isolation (bwrap, postgres)', () => {
     // Processes: its jail's init, its executor, its shells: no executor of another sandbox, nothing of the host.
     expect(look.stdout).not.toContain('jest');
     expect(look.stdout.match(/dist\/apps\/executor\/src\/main\.js/g)!.length).toBeLessThanOrEqual(2);
+  });
+
+  it('shows /workspace as its own folder: the virtual working dir of a command and of the file API agree, and a link planted there leads nowhere new', async () => {
+    const wrote = await sh(a.id, 'mkdir -p /workspace/project && echo virtual-$((3*3)) > /workspace/project/v.txt && cat ' + join(a.handle.root, 'workspace/project/v.txt'));
+    expect(wrote).toEqual({ stdout: 'virtual-9\n', exit: 0 });
+    const read = await call('GET', `/sandboxes/${a.id}/api/file/download?path=${encodeURIComponent(join(a.handle.root, 'workspace/project/v.txt'))}`);
+    expect(read.status).toBe(200);
+    expect(String(read.body)).toContain('virtual-9');
+    // Sandbox code swaps its workspace folder for a link to the host's /etc: inside, /workspace is
+    // then the jail's own /etc (an allow-list), never the host's.
+    const planted = await sh(a.id, `mv ${join(a.handle.root, 'workspace')} ${join(a.handle.root, 'ws-old')} && ln -s /etc ${join(a.handle.root, 'workspace')} && ls /workspace/ && cat /workspace/shadow 2>&1; echo x > /workspace/berth-probe 2>&1`);
+    expect(planted.stdout).toContain('No such file or directory');
+    expect(planted.stdout).not.toMatch(/root:[^:]*:\d+:/);
+    expect(existsSync('/etc/berth-probe')).toBe(false);
+    await sh(a.id, `rm ${join(a.handle.root, 'workspace')} && mv ${join(a.handle.root, 'ws-old')} ${join(a.handle.root, 'workspace')}`);
   });
 
   it('stops a file written past the file-size limit (yes > file)', async () => {

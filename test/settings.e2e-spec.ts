@@ -412,7 +412,6 @@ describe.each(STORAGES)('settings, secrets and LLM profiles (%s)', (storage) => 
 
   it('answers the valid empty shapes of the features Berth does not have yet', async () => {
     const expectations: [string, string, unknown, unknown][] = [
-      ['GET', '/api/agent-profiles', undefined, { profiles: [], active_agent_profile_id: null }],
       ['POST', '/api/skills', { load_public: false, load_user: true, load_project: true, load_org: false, project_dir: 'workspace/project' }, { skills: [], sources: {} }],
       ['GET', '/api/plugins/installed', undefined, { plugins: [] }],
       ['GET', '/api/workspaces', undefined, { workspaces: [], workspaceParents: [] }],
@@ -432,7 +431,6 @@ describe.each(STORAGES)('settings, secrets and LLM profiles (%s)', (storage) => 
       expect({ path, status: res.status, body: res.body }).toEqual({ path, status: 200, body: expected });
       expect((await api(ctx.server, method, path, { body })).status).toBe(401);
     }
-    expect((await call('GET', '/api/agent-profiles/default')).status).toBe(404);
     expect((await call('GET', '/api/automation/v1?limit=500')).status).toBe(422);
     expect((await call('POST', '/api/skills', { load_user: 'yes' })).status).toBe(422);
     expect((await call('POST', '/api/automation/v1/telemetry/consent', {})).status).toBe(422);

@@ -21,10 +21,28 @@ export function registeredRoutes(server: TestServer): Route[] {
       const depth = [...m[1]].length / 4;
       stack.length = depth;
       stack.push(m[2]);
-      if (m[3]?.split(', ').includes(method)) out.push({ method, path: stack.join('') });
+      if (m[3]?.split(', ').includes(method)) out.push(...namedRoutes(fastify, method, stack.join('')));
     }
   }
   return out;
+}
+
+/**
+ * A parametric segment shared by routes with different parameter names prints as `:a|:b`
+ * (`/api/agent-profiles/:name` and `/:profile_id/activate`): each route gets back its own name,
+ * the one the router hands its handler.
+ */
+function namedRoutes(fastify: { findRoute(route: { method: 'GET'; url: string }): { params: object } | null }, method: string, path: string): Route[] {
+  const alternation = /:[a-z_]+(?:\|:[a-z_]+)+/.exec(path);
+  if (!alternation) return [{ method, path }];
+  return alternation[0]
+    .split('|')
+    .map((name) => path.replace(alternation[0], name))
+    .filter((candidate) => {
+      const params = Object.keys(fastify.findRoute({ method: method as 'GET', url: candidate.replace(/\|:[a-z_]+/g, '') })?.params ?? {});
+      return params.includes(/:[a-z_]+/.exec(candidate.slice(alternation.index))![0].slice(1));
+    })
+    .flatMap((candidate) => namedRoutes(fastify, method, candidate));
 }
 
 /** Whether a concrete path (no query) is one a registered route of this method matches. */

@@ -16,6 +16,9 @@ export interface TenantWorld {
   commandId: string;
   secretName: string;
   profileName: string;
+  agentProfileName: string;
+  agentProfileId: string;
+  connectionId: string;
   /** strings of this world that another tenant's answers must not contain */
   markers: string[];
 }
@@ -23,7 +26,7 @@ export interface TenantWorld {
 /**
  * A tenant with real objects of every kind: its home (with a file), a sandbox of the runtime API
  * (with a file), a conversation with a message and a sandbox of its own, a bash command, settings,
- * a secret and an LLM profile.
+ * a secret, an LLM profile, an agent profile and an LLM provider connection.
  */
 export async function makeTenantWorld(server: TestServer): Promise<TenantWorld> {
   const { tenantId, key } = await createTenant(server);
@@ -51,7 +54,11 @@ export async function makeTenantWorld(server: TestServer): Promise<TenantWorld> 
   await call('PUT', '/api/settings/secrets', { name: secretName, value: `secret-value-${tag}` });
   const profileName = `profile-${tag}`;
   await call('POST', `/api/profiles/${profileName}`, { llm: { model: `profile-model-${tag}` }, include_secrets: false });
-  const ids = [home.id, sandboxId, conversationId, conversationSandboxId, eventId, commandId];
+  const agentProfileName = `agent-${tag}`;
+  await call('POST', `/api/agent-profiles/${agentProfileName}`, { llm_profile_ref: profileName });
+  const agentProfileId = (await call('GET', `/api/agent-profiles/${agentProfileName}`)).profile.id as string;
+  const connectionId = (await call('POST', '/api/llm/provider-connections', { display_name: `connection-${tag}`, api_key: `sk-connection-${tag}` })).id as string;
+  const ids = [home.id, sandboxId, conversationId, conversationSandboxId, eventId, commandId, agentProfileId, connectionId];
   return {
     tenantId,
     key,
@@ -65,6 +72,9 @@ export async function makeTenantWorld(server: TestServer): Promise<TenantWorld> 
     commandId,
     secretName,
     profileName,
+    agentProfileName,
+    agentProfileId,
+    connectionId,
     markers: [...ids, ...ids.map((id) => id.replace(/-/g, '')), tag, homeRoot, workingDir],
   };
 }

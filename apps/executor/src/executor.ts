@@ -21,6 +21,7 @@ import { BashService } from './bash/bash-service';
 import { ExecutorConfig } from './config';
 import { HttpError } from './errors';
 import { FileEditor } from './file-editor/file-editor';
+import { ArchiveService } from './files/archive';
 import { FileService } from './files/files';
 import { GitService } from './git/git';
 import { SandboxPaths } from './sandbox-paths';
@@ -53,6 +54,7 @@ export class Executor {
   readonly paths: SandboxPaths;
   readonly activity = new Activity();
   readonly files: FileService;
+  readonly archives: ArchiveService;
   readonly git: GitService;
   readonly bashEvents: BashEventStore;
   readonly bash: BashService;
@@ -82,6 +84,7 @@ export class Executor {
     this.shellEnv = env;
     this.files = new FileService(this.paths, config.maxUploadBytes);
     this.git = new GitService(this.paths, env);
+    this.archives = new ArchiveService(this.paths, this.git);
     this.bashEvents = new BashEventStore(this.paths.internal('bash_events'));
     this.bash = new BashService({
       paths: this.paths,

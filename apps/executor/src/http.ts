@@ -56,15 +56,24 @@ export function requestPath(url: string | undefined): string | null {
   return isPlainPath(raw) ? raw : null;
 }
 
-/** The query string as an object (the first value of a repeated parameter). */
-export function queryOf(search: URLSearchParams): Record<string, string> {
-  const query: Record<string, string> = {};
-  for (const [name, value] of search) if (!(name in query)) query[name] = value;
+/** The query string as an object (the first value of a repeated parameter; every value of a `lists` one). */
+export function queryOf(search: URLSearchParams, lists: readonly string[] = []): Record<string, string | string[]> {
+  const query: Record<string, string | string[]> = {};
+  for (const [name, value] of search) if (!(name in query)) query[name] = lists.includes(name) ? search.getAll(name) : value;
   return query;
 }
 
+/** A path parameter as sent (percent-decoded), or null when it does not decode. */
+export function pathParam(raw: string): string | null {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return null;
+  }
+}
+
 /** Parses `input` with `schema`, or answers 422 with a FastAPI-style detail list. */
-export function validate<S extends z.ZodType>(schema: S, input: unknown, location: 'query' | 'body'): z.output<S> {
+export function validate<S extends z.ZodType>(schema: S, input: unknown, location: 'query' | 'body' | 'path'): z.output<S> {
   const parsed = schema.safeParse(input);
   if (!parsed.success) throw new HttpError(422, toValidationIssues(parsed.error, location, input));
   return parsed.data;

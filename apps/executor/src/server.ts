@@ -2,10 +2,15 @@ import {
   BashEventIdsBodySchema,
   BashEventSearchQuerySchema,
   ExecuteBashRequestSchema,
+  FileArchiveQuerySchema,
   FileHomeQuerySchema,
   FilePathQuerySchema,
   GitChangesQuerySchema,
+  GitCommitChangesQuerySchema,
+  GitCommitsQuerySchema,
   GitDiffQuerySchema,
+  GitShaSchema,
+  SearchSubdirsQuerySchema,
   jsonSyntaxMessage,
   parseUuid,
   uuidHex,
@@ -18,7 +23,8 @@ import { serveBashSocket } from './bash/bash-socket';
 import { ExecutorConfig } from './config';
 import { HttpError } from './errors';
 import { Executor } from './executor';
-import { queryOf, readJson, readText, reply, requestPath, validate } from './http';
+import { pathParam, queryOf, readJson, readText, reply, requestPath, validate } from './http';
+import { z } from 'zod';
 
 export const SANDBOX_TOKEN_HEADER = 'x-sandbox-token';
 
@@ -42,6 +48,7 @@ interface Route {
   methods: Record<string, (call: Call) => Promise<void>>;
 }
 
+const CommitPathSchema = z.object({ sha: GitShaSchema });
 const CLOSE_ROUTE = /^\/api\/sessions\/([^/]+)\/close$/;
 const BASH_SOCKET_PATH = '/sockets/bash-events';
 
@@ -188,6 +195,16 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       },
     },
     {
+      pattern: /^\/api\/file\/search_subdirs$/,
+      methods: { GET: async (call) => ok(call, await executor.files.searchSubdirs(validate(SearchSubdirsQuerySchema, queryOf(call.query), 'query'))) },
+    },
+    {
+      pattern: /^\/api\/file\/archive$/,
+      methods: {
+        GET: async (call) => executor.archives.archive(call.res, validate(FileArchiveQuerySchema, queryOf(call.query, ['exclude']), 'query')),
+      },
+    },
+    {
       pattern: /^\/api\/file\/home$/,
       methods: {
         GET: async (call) => {
@@ -254,6 +271,20 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       },
     },
     {
+      pattern: /^\/api\/bash\/bash_commands\/([^/]+)\/stop$/,
+      methods: {
+        POST: async (call) => {
+          const raw = pathParam(call.params[0]) ?? call.params[0];
+          const uuid = parseUuid(raw);
+          if (!uuid) throw new HttpError(422, [{ type: 'uuid_parsing', loc: ['path', 'command_id'], msg: 'Input should be a valid UUID', input: raw }]);
+          const id = uuidHex(uuid);
+          // Stopping a finished command succeeds; an unknown one is 404.
+          if ((await executor.bash.stop(id)) || (await executor.bashEvents.get(id))) return ok(call, { success: true });
+          throw new HttpError(404, 'Not Found');
+        },
+      },
+    },
+    {
       pattern: /^\/api\/bash\/bash_events\/([^/]+)$/,
       methods: {
         GET: async (call) => {
@@ -286,7 +317,28 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       methods: {
         GET: async (call) => {
           const { path, ref, commit } = validate(GitDiffQuerySchema, queryOf(call.query), 'query');
+          if (ref !== undefined && commit !== undefined) throw new HttpError(400, "'ref' and 'commit' are mutually exclusive");
           ok(call, await executor.git.diff(path, ref, commit));
+        },
+      },
+    },
+    {
+      pattern: /^\/api\/git\/commits$/,
+      methods: {
+        GET: async (call) => {
+          const { path, limit } = validate(GitCommitsQuerySchema, queryOf(call.query), 'query');
+          ok(call, await executor.git.commits(path, limit));
+        },
+      },
+    },
+    {
+      pattern: /^\/api\/git\/commits\/([^/]+)\/changes$/,
+      methods: {
+        GET: async (call) => {
+          // Hex only: a sha can never reach git's argv as an option.
+          const { sha } = validate(CommitPathSchema, { sha: pathParam(call.params[0]) ?? call.params[0] }, 'path');
+          const { path } = validate(GitCommitChangesQuerySchema, queryOf(call.query), 'query');
+          ok(call, await executor.git.commitChanges(path, sha));
         },
       },
     },

@@ -9,3 +9,5 @@ export * from './workspace';
 export * from './sandbox';
 export * from './settings';
 export * from './admin';
+export * from './tool-catalog';
+export * from './session-socket';

@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { LLMSchema, StartConversationRequestSchema, ToolSpecSchema } from './conversation';
-import { parseUuid } from './ids';
 import { EXECUTOR_TOOL_NAMES } from './tools';
 
 /**
@@ -170,6 +169,9 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
   return Object.fromEntries(merged);
 }
 
+/** As OpenHands' provider connection ids (`ProviderConnectionStore`). */
+const CONNECTION_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
 /** An LLM configuration as settings and profiles keep it: the fields Berth's agent loop uses. */
 export const SettingsLlmSchema = z
   .strictObject({
@@ -191,7 +193,12 @@ export const SettingsLlmSchema = z
     }),
     auth_type: z.literal('api_key', { error: 'Berth authenticates to LLMs with API keys only' }).default('api_key'),
     subscription_vendor: z.null({ error: 'Subscription sign-in is not supported by Berth' }).default(null),
-    provider_connection_id: z.null({ error: 'Provider connections are not supported by Berth' }).default(null),
+    provider_connection_id: z
+      .string()
+      .regex(CONNECTION_ID, 'Provider connection ids are 1-128 letters, digits, ".", "_" or "-", starting with a letter or a digit')
+      .nullable()
+      .default(null)
+      .describe('A provider connection (`/api/llm/provider-connections`) whose api_key and base_url this LLM uses.'),
     temperature: setting(LLMSchema.shape.temperature.default(null), {
       label: 'Temperature',
       prominence: 'minor',
@@ -317,9 +324,9 @@ export const SettingsUpdateRequestSchema = z
     ),
     active_agent_profile_id: z
       .string()
-      .refine((v) => parseUuid(v) !== null, 'Input should be a valid UUID')
+      .max(128)
       .nullish()
-      .describe('Berth has no agent profiles: only null is accepted.'),
+      .describe('Make this agent profile (by id) the active one; null clears the pointer.'),
   })
   .meta({ id: 'SettingsUpdateRequest' });
 export type SettingsUpdateRequest = z.output<typeof SettingsUpdateRequestSchema>;
@@ -382,6 +389,253 @@ export const ProfileDetailSchema = z
 export type ProfileDetail = z.output<typeof ProfileDetailSchema>;
 
 export const ProfileMutationSchema = z.object({ name: z.string(), message: z.string() }).meta({ id: 'ProfileMutationResponse' });
+
+export const ValidateProfileRequestSchema = z
+  .strictObject({
+    llm: SettingsLlmSchema,
+    include_secrets: z.boolean().default(true).describe('Accepted as POST /api/profiles/{name} takes it; a pre-flight keeps nothing'),
+  })
+  .meta({ id: 'ValidateProfileRequest' });
+export type ValidateProfileRequest = z.output<typeof ValidateProfileRequestSchema>;
+
+export const ValidateProfileSchema = z
+  .object({ valid: z.boolean(), error: z.object({ type: z.string(), message: z.string() }).nullable() })
+  .meta({ id: 'ValidateProfileResponse', description: 'A rate limit or a timeout does not make a configuration invalid: valid with no error.' });
+export type ValidateProfileResult = z.output<typeof ValidateProfileSchema>;
 export const ActivateProfileSchema = z
   .object({ name: z.string(), message: z.string(), llm_applied: z.boolean() })
   .meta({ id: 'ActivateProfileResponse' });
+
+// ---------------------------------------------------------------------------------------------
+// Agent profiles: /api/agent-profiles (OpenHands' `AgentProfile`, openhands-sdk 1.58)
+
+/** The AgentProfile payload version this server writes (`AGENT_PROFILE_SCHEMA_VERSION`). */
+export const AGENT_PROFILE_SCHEMA_VERSION = 4;
+/** As OpenHands: more agent profiles than this per tenant is refused. */
+export const MAX_AGENT_PROFILES = 50;
+/** The profile made from the settings when a tenant has none active (`SEED_PROFILE_NAME`). */
+export const SEED_PROFILE_NAME = 'default';
+
+/** Switches OpenHands 1.58 refuses in a current payload ("select tools instead"). */
+export const RETIRED_TOOL_SWITCHES = ['enable_sub_agents', 'enable_switch_llm_tool'] as const;
+
+const AgentProfileToolSchema = z.strictObject({
+  name: z.string().min(1).max(128),
+  params: z.record(z.string(), z.unknown()).default({}),
+});
+
+const CondenserSchema = z.strictObject({
+  condenser_kind: z.enum(['llm_summarizing', 'no_op']).default('llm_summarizing'),
+  enabled: z.boolean().default(true),
+  max_size: z.number().int().min(1).default(240),
+  max_tokens: z.number().int().positive().nullable().default(null),
+  keep_first: z.number().int().min(0).default(2),
+  minimum_progress: z.number().min(0).max(1).default(0.1),
+  hard_context_reset_max_retries: z.number().int().min(0).default(5),
+  hard_context_reset_context_scaling: z.number().min(0).max(1).default(0.8),
+});
+
+const ProfileVerificationSchema = z.strictObject({
+  critic_enabled: z.literal(false, { error: 'Berth has no critic: critic_enabled must be false' }).default(false),
+  critic_mode: z.enum(['finish_and_message', 'all_actions']).default('finish_and_message'),
+  enable_iterative_refinement: z.literal(false, { error: 'Berth has no critic to refine against: enable_iterative_refinement must be false' }).default(false),
+  critic_threshold: z.number().min(0).max(1).default(0.6),
+  max_refinement_iterations: z.number().int().min(1).default(3),
+  critic_server_url: z.string().nullable().default(null),
+  critic_model_name: z.string().nullable().default(null),
+});
+
+/**
+ * An OpenHands agent profile as Berth keeps it: the reference's fields, references instead of
+ * secrets (`llm_profile_ref` names an LLM profile, which holds the key). Fields Berth would not act
+ * on take only their default (422 otherwise), as the settings do; ACP profiles are refused.
+ */
+export const AgentProfileSchema = z
+  .strictObject({
+    schema_version: z.number().int().min(1).max(AGENT_PROFILE_SCHEMA_VERSION).default(AGENT_PROFILE_SCHEMA_VERSION),
+    agent_kind: z.literal('openhands', { error: "Berth runs the OpenHands agent only (agent_kind 'openhands')" }).default('openhands'),
+    id: z.string().optional().describe('Server-managed: kept on overwrite, minted on create; a sent id is ignored.'),
+    name: z.string().min(1),
+    revision: z.number().int().min(0).optional().describe('Server-managed: bumped on every save.'),
+    mcp_server_refs: z.array(z.string()).nullable().default(null).describe('null = all MCP servers (Berth has none); a listed name cannot resolve.'),
+    secret_refs: z.array(z.string()).nullable().default(null).describe("Which of a conversation's secrets the agent gets: null = all."),
+    llm_profile_ref: z.string().min(1).describe('Name of the LLM profile (/api/profiles) this agent runs with.'),
+    agent: z.literal('CodeActAgent', { error: 'Berth builds the CodeActAgent only' }).default('CodeActAgent'),
+    tools: z.array(AgentProfileToolSchema).max(64).nullable().default(null).describe('null = every sandbox tool.'),
+    persona: z.null({ error: 'Berth keeps its own system prompt: persona must be null' }).default(null),
+    system_message_suffix: z.string().max(65536).nullable().default(null),
+    disabled_skills: z.array(z.string().max(256)).max(1000).default([]),
+    public_skills: z.array(z.string().max(256)).max(1000).nullable().default(null),
+    condenser: CondenserSchema.prefault({}),
+    verification: ProfileVerificationSchema.prefault({}),
+    enable_classify_and_switch_llm_tool: z.literal(false, { error: 'Berth has no LLM routing tool' }).default(false),
+    meta_profile_ref: z.string().min(1).nullable().default(null),
+    tool_concurrency_limit: z.literal(1, { error: 'Berth runs one tool call at a time' }).default(1),
+  })
+  .meta({ id: 'OpenHandsAgentProfile' });
+export type AgentProfileInput = z.output<typeof AgentProfileSchema>;
+/** A stored agent profile: the server-managed identity filled in. */
+export type AgentProfile = Omit<AgentProfileInput, 'id' | 'revision'> & { id: string; revision: number };
+
+/**
+ * A raw payload brought to the current version as OpenHands' migrations do: v1 loses `skills`, the
+ * retired tool switches (v2-v3) are dropped. Null for what no migration can read (a schema_version
+ * that is not an integer or newer than this server's), which OpenHands answers "Invalid agent profile".
+ */
+export function migrateAgentProfilePayload(payload: Record<string, unknown>): Record<string, unknown> | null {
+  const version = payload.schema_version ?? AGENT_PROFILE_SCHEMA_VERSION;
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 0 || version > AGENT_PROFILE_SCHEMA_VERSION) return null;
+  if (version === AGENT_PROFILE_SCHEMA_VERSION) return { ...payload, schema_version: version };
+  const migrated = new Map(Object.entries(payload));
+  migrated.delete('skills');
+  for (const key of RETIRED_TOOL_SWITCHES) migrated.delete(key);
+  migrated.set('schema_version', AGENT_PROFILE_SCHEMA_VERSION);
+  return Object.fromEntries(migrated);
+}
+
+export const AgentProfilePathSchema = z.looseObject({ name: ProfileNameSchema });
+export const AgentProfileIdPathSchema = z.looseObject({ profile_id: z.string().min(1).max(128) });
+
+export const AgentProfileInfoSchema = z
+  .object({
+    id: z.string().nullable(),
+    name: z.string(),
+    agent_kind: z.string(),
+    revision: z.number().int().nullable(),
+    llm_profile_ref: z.string().nullable(),
+    mcp_server_refs: z.array(z.string()).nullable(),
+  })
+  .meta({ id: 'AgentProfileInfo' });
+export type AgentProfileInfo = z.output<typeof AgentProfileInfoSchema>;
+
+export const AgentProfileListSchema = z
+  .object({ profiles: z.array(AgentProfileInfoSchema), active_agent_profile_id: z.string().nullable() })
+  .meta({ id: 'AgentProfileListResponse' });
+export type AgentProfileList = z.output<typeof AgentProfileListSchema>;
+
+export const AgentProfileDetailSchema = z
+  .object({ name: z.string(), profile: z.record(z.string(), z.unknown()) })
+  .meta({ id: 'AgentProfileDetailResponse', description: 'An agent profile holds no secret, so nothing is masked.' });
+export const AgentProfileMutationSchema = z.object({ name: z.string(), message: z.string() }).meta({ id: 'AgentProfileMutationResponse' });
+export const ActivateAgentProfileSchema = z
+  .object({ id: z.string(), message: z.string(), agent_settings_applied: z.boolean() })
+  .meta({ id: 'ActivateAgentProfileResponse', description: 'agent_settings_applied is always false: activation moves the pointer only.' });
+export const RenameAgentProfileRequestSchema = z.strictObject({ new_name: ProfileNameSchema }).meta({ id: 'RenameAgentProfileRequest' });
+
+export const MaterializeAgentProfileRequestSchema = z
+  .strictObject({
+    profile: z
+      .custom<Record<string, unknown> | null>((v) => v === null || (typeof v === 'object' && !Array.isArray(v)), 'Value error, profile must be an object')
+      .optional()
+      .transform((v) => v ?? null)
+      .describe("A draft to preview instead of the stored profile; the path name overrides the draft's name."),
+  })
+  .meta({ id: 'MaterializeAgentProfileRequest' });
+
+export const AgentProfileDiagnosticsSchema = z
+  .object({
+    agent_kind: z.string(),
+    valid: z.boolean(),
+    errors: z.array(z.string()),
+    unusable_tools: z.array(z.string()),
+    llm_profile_ref: z.string().nullable(),
+    llm_profile_resolved: z.boolean(),
+    llm_api_key_set: z.boolean(),
+    mcp_server_refs: z.array(z.string()).nullable(),
+    resolved_mcp_config_keys: z.array(z.string()),
+    dangling_mcp_server_refs: z.array(z.string()),
+    disabled_skills: z.array(z.string()),
+    public_skills: z.array(z.string()).nullable(),
+    resolved_skills: z.array(z.string()),
+    secret_refs: z.array(z.string()).nullable(),
+    acp_api_key_secret_name: z.string().nullable(),
+    acp_base_url_secret_name: z.string().nullable(),
+    acp_file_secret_names: z.array(z.string()),
+    meta_profile_ref: z.string().nullable(),
+    dangling_meta_profile_ref: z.string().nullable(),
+    dangling_meta_profile_llm_refs: z.array(z.string()),
+    resolved_settings: z.record(z.string(), z.unknown()).nullable(),
+  })
+  .meta({ id: 'AgentProfileDiagnostics', description: 'What launching the profile would build; resolved_settings (secrets masked) only when valid.' });
+export type AgentProfileDiagnostics = z.output<typeof AgentProfileDiagnosticsSchema>;
+
+/** What a conversation records of the agent profile that launched it (`LaunchedAgentProfile`). */
+export const LaunchedAgentProfileSchema = z
+  .object({
+    agent_profile_id: z.string(),
+    revision: z.number().int(),
+    secret_refs: z.array(z.string()).nullable(),
+    llm_profile_ref: z.string().nullable(),
+  })
+  .meta({ id: 'LaunchedAgentProfile' });
+export type LaunchedAgentProfile = z.output<typeof LaunchedAgentProfileSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// LLM provider connections: /api/llm/provider-connections
+
+/** As OpenHands (`MAX_PROVIDER_CONNECTIONS`). */
+export const MAX_PROVIDER_CONNECTIONS = 64;
+
+/** A key that is blank or the mask would store no key (or wipe the shared one): refused, never echoed. */
+const UsableApiKeySchema = z
+  .string()
+  .min(1)
+  .max(65_536)
+  .refine((v) => v.trim() !== '' && v !== SECRET_MASK, 'Value error, api_key must be a real key, not blank or redacted');
+
+export const ProviderConnectionCreateRequestSchema = z
+  .strictObject({
+    display_name: z.string().min(1).max(128),
+    provider: z.string().min(1).max(128).default('custom'),
+    api_key: UsableApiKeySchema,
+    base_url: z.string().max(2048).nullable().default(null),
+  })
+  .meta({ id: 'ProviderConnectionCreateRequest' });
+export type ProviderConnectionCreateRequest = z.output<typeof ProviderConnectionCreateRequestSchema>;
+
+export const ProviderConnectionUpdateRequestSchema = z
+  .strictObject({
+    display_name: z.string().min(1).max(128).nullable().optional(),
+    provider: z.string().min(1).max(128).nullable().optional(),
+    api_key: UsableApiKeySchema.nullable().optional(),
+    base_url: z.string().max(2048).nullable().optional(),
+  })
+  .superRefine((req, ctx) => {
+    // As OpenHands: only base_url may be cleared; the others are required on a stored connection.
+    for (const field of ['display_name', 'provider'] as const) {
+      if (req[field] === null) ctx.addIssue({ code: 'custom', path: [], message: `Value error, ${field} cannot be set to null` });
+    }
+  })
+  .meta({ id: 'ProviderConnectionUpdateRequest', description: 'Only the fields sent change; base_url null clears it; api_key cannot be cleared.' });
+export type ProviderConnectionUpdateRequest = z.output<typeof ProviderConnectionUpdateRequestSchema>;
+
+export const ProviderConnectionPathSchema = z.looseObject({ connection_id: z.string().max(1024) });
+
+export const ProviderConnectionSchema = z
+  .object({
+    id: z.string(),
+    display_name: z.string(),
+    provider: z.string(),
+    base_url: z.string().nullable(),
+    created_at: z.number().int().describe('Unix epoch seconds'),
+    updated_at: z.number().int().describe('Unix epoch seconds'),
+    api_key_set: z.boolean(),
+  })
+  .meta({ id: 'ProviderConnectionResponse', description: 'The api_key is never shown; api_key_set says whether there is one.' });
+export type ProviderConnectionView = z.output<typeof ProviderConnectionSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// GET /api/llm/balance (Agent Canvas' provider balance card)
+
+export const LlmBalanceSchema = z
+  .object({
+    provider: z.string().nullable(),
+    limit: z.number().nullable(),
+    limit_remaining: z.number().nullable(),
+    usage: z.number().nullable(),
+    usage_daily: z.number().nullable(),
+    usage_weekly: z.number().nullable(),
+    usage_monthly: z.number().nullable(),
+    is_free_tier: z.boolean(),
+  })
+  .meta({ id: 'LLMBalance', description: 'provider null: no balance is known (Berth asks no provider); clients show none.' });

@@ -166,13 +166,43 @@ export const FilePathQuerySchema = z.looseObject({
   path: z.string().describe('Absolute path inside the sandbox'),
 });
 
+/** A boolean query value as pydantic reads one. */
+const queryBool = z.enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off']).transform((v) => ['true', '1', 'yes', 'on'].includes(v));
+
 export const FileHomeQuerySchema = z.looseObject({
-  include_hidden: z
-    .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
-    .transform((v) => ['true', '1', 'yes', 'on'].includes(v))
-    .optional()
-    .describe('Include hidden top-level directories in `favorites`'),
+  include_hidden: queryBool.optional().describe('Include hidden top-level directories in `favorites`'),
 });
+
+/** `GET /api/file/search_subdirs` query parameters. */
+export const SearchSubdirsQuerySchema = z.looseObject({
+  path: z.string().describe('Absolute directory path to list subdirectories of'),
+  page_id: z.string().max(4096).optional().describe('next_page_id of the previous page (the name of its first item)'),
+  limit: laxInt.pipe(z.number().gt(0).max(100)).default(100),
+  include_hidden: queryBool.default(false).describe("Include hidden subdirectories (names starting with '.')"),
+});
+export type SearchSubdirsQuery = z.output<typeof SearchSubdirsQuerySchema>;
+
+export const SubdirectoryEntrySchema = z.object({ name: z.string(), path: z.string() }).meta({ id: 'SubdirectoryEntry' });
+export const SubdirectoryPageSchema = z
+  .object({ items: z.array(SubdirectoryEntrySchema), next_page_id: z.string().nullable() })
+  .meta({ id: 'SubdirectoryPage' });
+export type SubdirectoryPage = z.output<typeof SubdirectoryPageSchema>;
+
+export const ARCHIVE_FORMATS = ['git-delta', 'tar.gz'] as const;
+export type ArchiveFormat = (typeof ARCHIVE_FORMATS)[number];
+
+/**
+ * `GET /api/file/archive` query parameters (`exclude` is repeatable: the executor passes every
+ * value as a list).
+ */
+export const FileArchiveQuerySchema = z.looseObject({
+  path: z.string().describe('Absolute path of the directory to archive (a folder holding exactly one repository, up to three levels down, archives that repository)'),
+  format: z.enum(ARCHIVE_FORMATS).default('git-delta').describe("'git-delta': a git patch of the working tree against a base; 'tar.gz': the files"),
+  base_ref: z.string().max(256).optional().describe("Only for git-delta: the base to diff against (default: the remote branch, the fork point, else the empty tree)"),
+  use_default_excludes: queryBool.default(true).describe('Apply the built-in excludes (node_modules/, .venv/, caches, build outputs, …)'),
+  exclude: z.array(z.string().min(1).max(1024)).max(200).default([]).describe('More glob patterns to exclude (repeatable)'),
+});
+export type FileArchiveQuery = z.output<typeof FileArchiveQuerySchema>;
 
 export const FileBrowserEntrySchema = z.object({ label: z.string(), path: z.string() }).meta({ id: 'FileBrowserEntry' });
 export type FileBrowserEntry = z.output<typeof FileBrowserEntrySchema>;
@@ -217,16 +247,53 @@ export const GitChangesQuerySchema = z.looseObject({
   ref: gitRef.optional().describe('Base to compare with; default: the upstream/default branch, else HEAD; "HEAD" = git status'),
 });
 
-export const GitDiffQuerySchema = z
-  .looseObject({
-    path: z.string().describe('The file (absolute)'),
-    ref: gitRef.optional(),
-    commit: z
-      .string()
-      .regex(/^[0-9a-fA-F]{4,64}$/, 'commit must be 4 to 64 hex digits')
-      .optional(),
+/** A commit as a client names one: hex only, so it can never reach git's argv as an option. */
+export const GitShaSchema = z.string().regex(/^[0-9a-fA-F]{4,64}$/, "String should match pattern '^[0-9a-fA-F]{4,64}$'");
+
+export const GitDiffQuerySchema = z.looseObject({
+  path: z.string().describe('The file (absolute)'),
+  ref: gitRef.optional(),
+  commit: GitShaSchema.optional().describe("The change this commit introduced (vs its first parent), read from git objects; not with 'ref' (400)"),
+});
+
+/** `GET /api/git/commits` query parameters. */
+export const GitCommitsQuerySchema = z.looseObject({
+  path: z.string().describe('The git repository path'),
+  limit: laxInt.pipe(z.number().min(1).max(200)).default(50).describe('Maximum commits to return'),
+});
+
+/** `GET /api/git/commits/{sha}/changes` query parameters. */
+export const GitCommitChangesQuerySchema = z.looseObject({
+  path: z.string().describe('The git repository path'),
+});
+
+export const GitCommitSchema = z
+  .object({
+    sha: z.string(),
+    short_sha: z.string(),
+    subject: z.string(),
+    author: z.string(),
+    timestamp: z.string().describe('ISO 8601 author date with its UTC offset (git log %aI)'),
   })
-  .refine((q) => !(q.ref !== undefined && q.commit !== undefined), { message: 'Give ref or commit, not both', path: ['commit'] });
+  .meta({ id: 'GitCommit' });
+export type GitCommit = z.output<typeof GitCommitSchema>;
+
+export const GitCommitsPageSchema = z
+  .object({ commits: z.array(GitCommitSchema).describe('Newest first, reachable from HEAD'), has_more: z.boolean() })
+  .meta({ id: 'GitCommitsPage' });
+export type GitCommitsPage = z.output<typeof GitCommitsPageSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// VS Code (a Berth sandbox runs none: OpenHands' answers with VS Code disabled)
+
+export const VSCODE_DISABLED_DETAIL = 'VSCode is disabled in configuration. Set enable_vscode=true to enable.';
+
+export const VSCodeUrlQuerySchema = z.looseObject({
+  base_url: z.string().max(2048).optional(),
+  workspace_dir: z.string().max(4096).optional(),
+});
+export const VSCodeUrlResponseSchema = z.object({ url: z.string().nullable() }).meta({ id: 'VSCodeUrlResponse' });
+export const VSCodeStatusSchema = z.object({ running: z.boolean(), enabled: z.boolean(), message: z.string().optional() }).meta({ id: 'VSCodeStatus' });
 
 // ---------------------------------------------------------------------------------------------
 // Activity (read by the gateway's idle clock)

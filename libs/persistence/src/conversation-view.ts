@@ -71,7 +71,7 @@ export function toConversationInfo(row: ConversationRow, conversationsPath: stri
     current_model_id: null,
     available_models: [],
     supports_runtime_model_switch: false,
-    launched_agent_profile: null,
+    launched_agent_profile: options.launched_agent_profile ?? null,
     agent: trimSkills(SecretVault.redactAgent(row.agent as Json), includeSkills),
     client_tools: options.client_tools ?? [],
     sandbox_id: row.sandboxId,

@@ -1,12 +1,20 @@
 import { Database, TRANSACTION_OPTIONS } from './database';
 import { Prisma } from './generated/prisma/client';
-import type { LlmProfile as LlmProfileRow, TenantSettings as TenantSettingsRow } from './generated/prisma/client';
+import type {
+  AgentProfile as AgentProfileRow,
+  LlmProfile as LlmProfileRow,
+  ProviderConnection as ProviderConnectionRow,
+  TenantSettings as TenantSettingsRow,
+} from './generated/prisma/client';
 import type { TenantScope } from './tenant-scope';
 
-export type SettingsChange = Pick<Prisma.TenantSettingsUpdateInput, 'agentSettings' | 'conversationSettings' | 'miscSettings' | 'activeProfile'>;
+export type SettingsChange = Pick<Prisma.TenantSettingsUpdateInput, 'agentSettings' | 'conversationSettings' | 'miscSettings' | 'activeProfile' | 'activeAgentProfileId'>;
+
+export type { AgentProfileRow, ProviderConnectionRow };
+export type ProviderConnectionChange = Pick<Prisma.ProviderConnectionUpdateInput, 'displayName' | 'provider' | 'apiKey' | 'baseUrl'>;
 
 /**
- * A tenant's settings row, secrets store and LLM profiles; every method takes the tenant. Work that
+ * A tenant's settings row, secrets store, LLM profiles, agent profiles and provider connections; every method takes the tenant. Work that
  * must be all or nothing runs in `transaction`, which hands out a repository bound to it.
  */
 export class SettingsRepository {
@@ -89,5 +97,70 @@ export class SettingsRepository {
   async renameProfile(scope: TenantScope, name: string, newName: string): Promise<void> {
     await this.client.llmProfile.update({ where: { tenantId_name: { tenantId: scope.tenantId, name } }, data: { name: newName, updatedAt: new Date() } });
     await this.client.tenantSettings.updateMany({ where: { tenantId: scope.tenantId, activeProfile: name }, data: { activeProfile: newName } });
+  }
+
+  listAgentProfiles(scope: TenantScope): Promise<AgentProfileRow[]> {
+    return this.client.agentProfile.findMany({ where: { tenantId: scope.tenantId }, orderBy: { name: 'asc' } });
+  }
+
+  agentProfile(scope: TenantScope, name: string): Promise<AgentProfileRow | null> {
+    return this.client.agentProfile.findUnique({ where: { tenantId_name: { tenantId: scope.tenantId, name } } });
+  }
+
+  agentProfileById(scope: TenantScope, id: string): Promise<AgentProfileRow | null> {
+    return this.client.agentProfile.findFirst({ where: { tenantId: scope.tenantId, id } });
+  }
+
+  countAgentProfiles(scope: TenantScope): Promise<number> {
+    return this.client.agentProfile.count({ where: { tenantId: scope.tenantId } });
+  }
+
+  async createAgentProfile(scope: TenantScope, row: { id: string; name: string; profile: Prisma.InputJsonValue }): Promise<void> {
+    await this.client.agentProfile.create({ data: { ...row, tenantId: scope.tenantId, revision: 0 } });
+  }
+
+  /** Replaces a profile's body; the revision goes up by one. */
+  async replaceAgentProfile(scope: TenantScope, name: string, profile: Prisma.InputJsonValue): Promise<void> {
+    await this.client.agentProfile.update({
+      where: { tenantId_name: { tenantId: scope.tenantId, name } },
+      data: { profile, revision: { increment: 1 }, updatedAt: new Date() },
+    });
+  }
+
+  /** Rewrites a profile's body as is (a cascaded reference): no new revision. */
+  async rewriteAgentProfile(scope: TenantScope, name: string, profile: Prisma.InputJsonValue): Promise<void> {
+    await this.client.agentProfile.update({ where: { tenantId_name: { tenantId: scope.tenantId, name } }, data: { profile, updatedAt: new Date() } });
+  }
+
+  async removeAgentProfile(scope: TenantScope, name: string): Promise<void> {
+    await this.client.agentProfile.deleteMany({ where: { tenantId: scope.tenantId, name } });
+  }
+
+  async renameAgentProfile(scope: TenantScope, name: string, newName: string): Promise<void> {
+    await this.client.agentProfile.update({ where: { tenantId_name: { tenantId: scope.tenantId, name } }, data: { name: newName, updatedAt: new Date() } });
+  }
+
+  listConnections(scope: TenantScope): Promise<ProviderConnectionRow[]> {
+    return this.client.providerConnection.findMany({ where: { tenantId: scope.tenantId }, orderBy: { createdAt: 'asc' } });
+  }
+
+  connection(scope: TenantScope, id: string): Promise<ProviderConnectionRow | null> {
+    return this.client.providerConnection.findUnique({ where: { tenantId_id: { tenantId: scope.tenantId, id } } });
+  }
+
+  countConnections(scope: TenantScope): Promise<number> {
+    return this.client.providerConnection.count({ where: { tenantId: scope.tenantId } });
+  }
+
+  createConnection(scope: TenantScope, row: Omit<Prisma.ProviderConnectionUncheckedCreateInput, 'tenantId'>): Promise<ProviderConnectionRow> {
+    return this.client.providerConnection.create({ data: { ...row, tenantId: scope.tenantId } });
+  }
+
+  updateConnection(scope: TenantScope, id: string, change: ProviderConnectionChange): Promise<ProviderConnectionRow> {
+    return this.client.providerConnection.update({ where: { tenantId_id: { tenantId: scope.tenantId, id } }, data: { ...change, updatedAt: new Date() } });
+  }
+
+  async removeConnection(scope: TenantScope, id: string): Promise<void> {
+    await this.client.providerConnection.deleteMany({ where: { tenantId: scope.tenantId, id } });
   }
 }

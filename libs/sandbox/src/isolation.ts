@@ -12,6 +12,9 @@ export const BWRAP = '/usr/bin/bwrap';
 const PRLIMIT = '/usr/bin/prlimit';
 const SLIRP4NETNS = '/usr/bin/slirp4netns';
 
+/** The top folder of OpenHands' virtual working dirs (`/workspace/project`). */
+export const VIRTUAL_WORKSPACE = 'workspace';
+
 /** uids of sandboxes: base + hash(id) mod 2^24 (a collision shares only an RLIMIT_NPROC count: namespaces keep them apart). */
 const UID_SPAN = 2 ** 24;
 
@@ -94,6 +97,14 @@ export function bwrapArgs(spec: JailSpec): string[] {
   for (const [fd, path] of spec.dataFds) args.push('--ro-bind-data', String(fd), path);
   // Last, so that a root under /tmp (tests, a data dir there) lands on the private /tmp.
   args.push('--bind-fd', String(spec.rootFd), spec.root, '--chdir', spec.cwd);
+  // OpenHands' working dirs live under /workspace, and Berth keeps a virtual working dir such as
+  // /workspace/project at <root>/workspace/project (sandboxWorkingDir): the link makes a command that
+  // names the virtual path reach the same folder as the workspace API. A link, not a bind: whatever
+  // sandbox code puts at <root>/workspace, it points only into what the jail already sees.
+  // (Not when the sandbox folder itself lies under /workspace: it is mounted there already.)
+  if (!`${spec.root}/`.startsWith(`/${VIRTUAL_WORKSPACE}/`)) {
+    args.push('--symlink', `${spec.root}/${VIRTUAL_WORKSPACE}`, `/${VIRTUAL_WORKSPACE}`);
+  }
   args.push('--info-fd', String(spec.infoFd), '--block-fd', String(spec.blockFd));
   return args;
 }

@@ -10,7 +10,7 @@ import { Logger } from '@nestjs/common';
 import { DEFAULT_SANDBOX_LIMITS, projectRoot } from '@berth/config';
 import type { SandboxIsolationMode } from '@berth/config';
 import { ExecutorClient, executorSocket } from './executor-client';
-import { BWRAP, bwrapArgs, childrenOf, etcFiles, prlimitArgs, probeBubblewrap, SandboxCgroups, SandboxLimits, SandboxNetwork, sandboxUid, startEgress } from './isolation';
+import { BWRAP, bwrapArgs, childrenOf, etcFiles, prlimitArgs, probeBubblewrap, SandboxCgroups, SandboxLimits, SandboxNetwork, sandboxUid, startEgress, VIRTUAL_WORKSPACE } from './isolation';
 import { LocalSandboxHandle, SandboxDriver, SandboxError, SandboxHandle, SandboxSpec, SandboxStatus } from './sandbox-driver';
 
 export interface LocalSandboxDriverOptions {
@@ -531,6 +531,10 @@ export class LocalSandboxDriver extends SandboxDriver {
     opened: FileHandle[],
   ): Promise<{ child: ChildProcess }> {
     const uid = sandboxUid(spec.id, this.uidBase);
+    // What the jail's /workspace link points to (bwrapArgs). mkdir never follows a link already there.
+    await mkdir(join(spec.root, VIRTUAL_WORKSPACE), { mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
     if (uid !== null) {
       await this.letUidsThrough();
       await chownTree(spec.root, uid);

@@ -42,6 +42,10 @@ interface Running {
   stderr: string;
   order: number;
   finished: boolean;
+  /** A stop asked for before the shell was spawned, applied once it is. */
+  stopRequested: boolean;
+  /** Settles when the shell has exited. */
+  exited: Promise<void> | null;
 }
 
 /** Python's `str(OSError)` for a missing working directory, as OpenHands reports it. */
@@ -137,7 +141,7 @@ export class BashService {
       timeout: request.timeout,
       kind: 'BashCommand',
     };
-    const running: Running = { command, child: null, stdout: '', stderr: '', order: 0, finished: false };
+    const running: Running = { command, child: null, stdout: '', stderr: '', order: 0, finished: false, stopRequested: false, exited: null };
     this.running.set(command.id, running);
     const stored = this.emit(command);
     const done = stored
@@ -186,7 +190,14 @@ export class BashService {
       void folder.close();
     }
     running.child = child;
+    running.exited = new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.once('error', () => {
+        if (child.pid === undefined) resolve();
+      });
+    });
     if (child.pid !== undefined) this.rememberSession(child.pid);
+    if (running.stopRequested) void this.stop(command.id);
 
     return new Promise<BashOutput>((resolveDone) => {
       const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
@@ -290,6 +301,39 @@ export class BashService {
       // them open until the timeout, as in OpenHands).
       child.on('close', finish);
     });
+  }
+
+  /**
+   * `POST /api/bash/bash_commands/{id}/stop`: SIGTERM to the command's process group (its traps
+   * run), SIGKILL a second later if it is still there; its own run then stores its last output
+   * (exit code -signal). False when no such command is running (finished, or unknown).
+   */
+  async stop(commandId: string): Promise<boolean> {
+    const running = this.running.get(commandId);
+    if (!running) return false;
+    if (running.finished) return true;
+    const child = running.child;
+    if (!child || !running.exited) {
+      running.stopRequested = true;
+      return true;
+    }
+    const signalGroup = (signal: NodeJS.Signals) => {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, signal);
+      } catch {
+        /* already gone */
+      }
+    };
+    const exitedWithin = (ms: number) =>
+      Promise.race([running.exited!.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms).unref())]);
+    if (child.exitCode !== null || child.signalCode !== null) return true;
+    signalGroup('SIGTERM');
+    if (!(await exitedWithin(KILL_GRACE_MS))) {
+      signalGroup('SIGKILL');
+      await exitedWithin(KILL_GRACE_MS);
+    }
+    return true;
   }
 
   /** Notes a command's session (its shell's pid) and when it started, to find what it leaves behind. */

@@ -1,4 +1,4 @@
-import { FileBrowserEntry, FileHome } from '@berth/contracts';
+import { FileBrowserEntry, FileHome, SearchSubdirsQuery, SubdirectoryPage } from '@berth/contracts';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, open, readdir, rename, unlink } from 'node:fs/promises';
@@ -292,5 +292,47 @@ export class FileService {
       return x < y ? -1 : x > y ? 1 : 0;
     });
     return { home: root, favorites: favorites.slice(0, MAX_FAVORITES), locations: [{ label: '/', path: root }] };
+  }
+
+  /**
+   * `GET /api/file/search_subdirs?path=&page_id=&limit=&include_hidden=`: the folders right inside
+   * `path` (symlinks and files skipped, hidden ones unless asked), sorted case-insensitively (ties
+   * by the exact name), paged by the name of a page's first item.
+   */
+  async searchSubdirs(query: SearchSubdirsQuery): Promise<SubdirectoryPage> {
+    const { path } = query;
+    const real = await this.paths.requireInside(path);
+    const folder = await this.paths.openFolder(real, path).catch((err: unknown) => {
+      if (err instanceof HttpError) throw err;
+      if (errno(err) === 'ENOENT') throw new HttpError(404, 'Directory not found');
+      if (errno(err) === 'ENOTDIR') throw new HttpError(400, 'Path is not a directory');
+      if (errno(err) === 'EACCES' || errno(err) === 'EPERM') throw new HttpError(403, `Permission denied: ${path}`);
+      throw new HttpError(500, `Failed to list directory: ${(err as Error).message}`);
+    });
+    let names: string[];
+    try {
+      const entries = await readdir(folder.at(), { withFileTypes: true }).catch((err: unknown) => {
+        if (errno(err) === 'EACCES' || errno(err) === 'EPERM') throw new HttpError(403, `Permission denied: ${path}`);
+        throw err;
+      });
+      // The executor's own files are not the workspace's.
+      const atRoot = real === this.paths.root;
+      names = entries
+        .filter((e) => e.isDirectory() && (query.include_hidden || !e.name.startsWith('.')) && !(atRoot && e.name === BERTH_DIR))
+        .map((e) => e.name);
+    } finally {
+      await folder.close();
+    }
+    const key = (name: string) => name.toLowerCase();
+    names.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : a < b ? -1 : a > b ? 1 : 0));
+    let start = 0;
+    if (query.page_id) {
+      start = names.indexOf(query.page_id);
+      // A lowercase cursor (as older servers issued them).
+      if (start < 0) start = Math.max(0, names.findIndex((name) => key(name) === query.page_id));
+    }
+    const page = names.slice(start, start + query.limit);
+    const next = start + query.limit < names.length ? names[start + query.limit] : null;
+    return { items: page.map((name) => ({ name, path: join(path, name) })), next_page_id: next };
   }
 }

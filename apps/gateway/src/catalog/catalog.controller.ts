@@ -1,17 +1,13 @@
-import { Body, Controller, Get, HttpCode, Param, Post, Query, UseGuards } from '@nestjs/common';
-import { ApiOperation, ApiParam, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Get, HttpCode, Post, Query, UseGuards } from '@nestjs/common';
+import { ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import { SuccessSchema } from '@berth/contracts';
 import { z } from 'zod';
 import { ApiKeyGuard } from '../auth/api-key.guard';
 import { ApiJson, ApiJsonBody, ApiQueryFrom } from '../common/api-docs';
 import { ZodPipe } from '../common/zod-validation.pipe';
-import { agentProfileNotFound } from '../settings/settings.service';
 
 // The OpenHands shapes of these answers (contract §3.10-3.12 and the automation server Agent Canvas
 // calls), for the OpenAPI document; Berth's are always the empty ones.
-const AgentProfileListSchema = z
-  .object({ profiles: z.array(z.looseObject({ id: z.string(), name: z.string() })), active_agent_profile_id: z.string().nullable() })
-  .meta({ id: 'AgentProfileListResponse' });
 const SkillsRequestSchema = z
   .looseObject({
     load_public: z.boolean().optional(),
@@ -54,7 +50,7 @@ const SubscriptionStatusSchema = z
 const SubscriptionModelsSchema = z.object({ vendor: z.string(), models: z.array(z.string()) }).meta({ id: 'LLMSubscriptionModels' });
 
 /**
- * Routes Agent Canvas calls for features Berth does not have yet (agent profiles, skills, plugins,
+ * Routes Agent Canvas calls for features Berth does not have yet (skills, plugins,
  * saved workspaces, canvas extensions, automations, the LLM catalog). Each answers OpenHands' shape,
  * empty, so the UI shows "nothing here" instead of an error.
  */
@@ -62,23 +58,6 @@ const SubscriptionModelsSchema = z.object({ vendor: z.string(), models: z.array(
 @UseGuards(ApiKeyGuard)
 @Controller('api')
 export class CatalogController {
-  @Get('agent-profiles')
-  @ApiTags('Agent profiles')
-  @ApiOperation({ summary: 'Agent profiles: none (Berth has none yet)' })
-  @ApiJson(200, AgentProfileListSchema)
-  agentProfiles() {
-    return { profiles: [], active_agent_profile_id: null };
-  }
-
-  @Get('agent-profiles/:name')
-  @ApiTags('Agent profiles')
-  @ApiOperation({ summary: 'An agent profile: always 404' })
-  @ApiParam({ name: 'name' })
-  @ApiJson(200, z.looseObject({ name: z.string(), profile: z.record(z.string(), z.unknown()) }))
-  agentProfile(@Param('name') name: string): never {
-    throw agentProfileNotFound(name);
-  }
-
   @Post('skills')
   @HttpCode(200)
   @ApiTags('Skills')

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { CatalogController } from './catalog.controller';
+import { ToolsController } from './tools.controller';
 
-@Module({ controllers: [CatalogController] })
+@Module({ controllers: [CatalogController, ToolsController] })
 export class CatalogModule {}

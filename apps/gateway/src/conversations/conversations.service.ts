@@ -86,7 +86,7 @@ export class ConversationsService {
       const existing = await this.find(p, id);
       if (existing) return { created: false, info: this.info(existing) };
     }
-    if (req.agent_profile_id) throw new NotFoundException({ detail: `Agent profile not found: ${req.agent_profile_id}` });
+    const launch = req.agent_profile_id ? await this.settings.launchAgentProfile(p, req.agent_profile_id, req.agent_launch_additions) : null;
     if (req.parent_conversation_id) await this.checkParent(p, parseUuid(req.parent_conversation_id) as string, req.workspace.working_dir);
     const sandboxId = await this.sandboxFor(p, req.sandbox_id, req.workspace.working_dir);
     await this.quotas.admitConversation(p.tenantId, { ownSandbox: sandboxId === null, run: !!req.initial_message });
@@ -96,8 +96,11 @@ export class ConversationsService {
     try {
       agent = req.agent
         ? this.vault.sealAgent(withAgentDefaults(req.agent as Json), req.secrets_encrypted)
-        : this.vault.sealAgent(withAgentDefaults(await this.agentFromSettings(p, req.agent_settings as Json)));
-      secrets = this.vault.sealSecrets(req.secrets as Record<string, SecretInput>, req.secrets_encrypted);
+        : this.vault.sealAgent(withAgentDefaults(launch ? launch.agent : await this.agentFromSettings(p, req.agent_settings as Json)));
+      // A profile's secret_refs keep the agent to the secrets it names.
+      const allowed = launch?.allowedSecrets;
+      const given = Object.entries(req.secrets as Record<string, SecretInput>).filter(([name]) => !allowed || allowed.includes(name));
+      secrets = this.vault.sealSecrets(Object.fromEntries(given), req.secrets_encrypted);
     } catch (err) {
       if (err instanceof SecretDecryptError) throw new BadRequestException({ detail: `secrets_encrypted is set but ${err.message}` });
       throw err;
@@ -118,6 +121,7 @@ export class ConversationsService {
       observability_tags: req.observability_tags,
       observability_span_name: req.observability_span_name,
       title_llm_profile: req.title_llm_profile ?? null,
+      launched_agent_profile: launch?.profile ?? null,
     };
     const initial = req.initial_message ? messageEvent('user', 'user', req.initial_message.content, req.initial_message.sender) : null;
     const now = new Date();

@@ -9,8 +9,10 @@ import {
   ProfilePathSchema,
   RenameProfileRequestSchema,
   SaveProfileRequestSchema,
+  ValidateProfileRequestSchema,
+  ValidateProfileSchema,
 } from '@berth/contracts';
-import type { SaveProfileRequest } from '@berth/contracts';
+import type { SaveProfileRequest, ValidateProfileRequest } from '@berth/contracts';
 import { z } from 'zod';
 import { ApiKeyGuard } from '../auth/api-key.guard';
 import { ApiJson, ApiJsonBody, schemaOf } from '../common/api-docs';
@@ -62,6 +64,20 @@ export class ProfilesController {
   ) {
     await this.profiles.save(p, name, body);
     return { name, message: `Profile '${name}' saved` };
+  }
+
+  @Post(':name/validate')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Pre-flight a draft LLM configuration: one 1-token completion, no retries, at most 15 s (nothing is saved)' })
+  @NameParam
+  @ApiJsonBody(ValidateProfileRequestSchema)
+  @ApiJson(200, ValidateProfileSchema)
+  validate(
+    @CurrentPrincipal() p: Principal,
+    @Param(NamePipe) { name }: { name: string },
+    @Body(new ZodPipe(ValidateProfileRequestSchema)) body: ValidateProfileRequest,
+  ) {
+    return this.profiles.validate(p, name, body);
   }
 
   @Delete(':name')

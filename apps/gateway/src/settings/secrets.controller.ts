@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, Param, Put, Res, UseGuards } from '@nestjs/common';
+import { Body, Controller, Delete, Get, Param, Put, Query, Res, UseGuards } from '@nestjs/common';
 import { ApiOperation, ApiParam, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import {
   SecretCreateRequestSchema,
@@ -11,14 +11,18 @@ import {
 } from '@berth/contracts';
 import type { SecretCreateRequest } from '@berth/contracts';
 import type { FastifyReply } from 'fastify';
+import { z } from 'zod';
 import { ApiKeyGuard } from '../auth/api-key.guard';
-import { ApiJson, ApiJsonBody, schemaOf } from '../common/api-docs';
+import { ApiJson, ApiJsonBody, ApiQueryFrom, schemaOf } from '../common/api-docs';
 import { CurrentPrincipal } from '../common/tenant.decorator';
 import type { Principal } from '../common/tenant.decorator';
 import { ZodPipe } from '../common/zod-validation.pipe';
 import { SecretsService } from './secrets.service';
 
 const NamePipe = new ZodPipe(SecretPathSchema, 'path');
+const ListQuerySchema = z.looseObject({
+  agent_profile_id: z.string().max(128).optional().describe("Only the secrets this agent profile's secret_refs allow"),
+});
 const NameParam = ApiParam({ name: 'name', schema: schemaOf(SecretNameSchema) as never });
 
 @ApiTags('Settings')
@@ -30,9 +34,10 @@ export class SecretsController {
 
   @Get()
   @ApiOperation({ summary: "The tenant's secrets: names and descriptions, never values" })
+  @ApiQueryFrom(ListQuerySchema)
   @ApiJson(200, SecretsListSchema)
-  list(@CurrentPrincipal() p: Principal) {
-    return this.secrets.list(p);
+  list(@CurrentPrincipal() p: Principal, @Query(new ZodPipe(ListQuerySchema, 'query')) query: z.output<typeof ListQuerySchema>) {
+    return this.secrets.list(p, query.agent_profile_id);
   }
 
   @Get(':name')

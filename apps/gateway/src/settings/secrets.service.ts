@@ -1,8 +1,9 @@
 import { Injectable, NotFoundException } from '@nestjs/common';
-import { SecretCreateRequest, SecretItem } from '@berth/contracts';
+import { parseUuid, SecretCreateRequest, SecretItem } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
 import { SettingsRepository } from '@berth/persistence';
 import type { Principal } from '../common/tenant.decorator';
+import { AgentProfileStore } from './agent-profile-store';
 import { mayReadPlaintext, plaintextRefused } from './expose-secrets.decorator';
 
 /** The same answer for every missing name, as OpenHands (it tells nothing about other names). */
@@ -14,10 +15,18 @@ export class SecretsService {
   constructor(
     private readonly rows: SettingsRepository,
     private readonly vault: SecretVault,
+    private readonly agentProfiles: AgentProfileStore,
   ) {}
 
-  async list(p: Principal): Promise<{ secrets: SecretItem[] }> {
-    return { secrets: await this.rows.listSecrets(p) };
+  /** The secrets by name; with an agent profile's id, only those its secret_refs let its agent have. */
+  async list(p: Principal, agentProfileId?: string): Promise<{ secrets: SecretItem[] }> {
+    const secrets = await this.rows.listSecrets(p);
+    if (agentProfileId === undefined) return { secrets };
+    const id = parseUuid(agentProfileId);
+    const row = id === agentProfileId ? await this.rows.agentProfileById(p, id) : null;
+    if (!row) throw new NotFoundException({ detail: 'Agent profile not found' });
+    const allowed = this.agentProfiles.profileOf(row).secret_refs;
+    return { secrets: allowed === null ? secrets : secrets.filter((s) => allowed.includes(s.name)) };
   }
 
   /** A value in clear text: for the server's own keys only, like `X-Expose-Secrets: plaintext`. */

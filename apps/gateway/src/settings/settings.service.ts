@@ -1,4 +1,4 @@
-import { BadRequestException, Injectable, NotFoundException } from '@nestjs/common';
+import { BadRequestException, Injectable } from '@nestjs/common';
 import {
   AgentSettings,
   AgentSettingsSchema,
@@ -19,6 +19,7 @@ import { z } from 'zod';
 import type { Principal } from '../common/tenant.decorator';
 import { ValidationFailed } from '../common/zod-validation.pipe';
 import type { SecretExposure } from './expose-secrets.decorator';
+import { AgentProfileLaunch, AgentProfilesService } from './agent-profiles.service';
 import { LlmProfilesService } from './llm-profiles.service';
 import { SettingsVault } from './settings-vault';
 
@@ -30,11 +31,10 @@ interface StoredSettings {
   conversation: ConversationSettings;
   misc: MiscSettings;
   activeProfile: string | null;
+  activeAgentProfileId: string | null;
 }
 
 const UPDATE_FIELDS = ['agent_settings_diff', 'conversation_settings_diff', 'misc_settings_diff', 'active_profile', 'active_agent_profile_id'] as const;
-
-export const agentProfileNotFound = (id: string) => new NotFoundException({ detail: `Agent profile '${id}' not found` });
 
 /** `current` with a client's merge patch applied, validated whole; a 422 locates errors inside `field`. */
 function patched<S extends z.ZodType>(schema: S, field: string, current: unknown, diff: Json): z.output<S> {
@@ -57,6 +57,7 @@ export class SettingsService {
     private readonly rows: SettingsRepository,
     private readonly secrets: SettingsVault,
     private readonly profiles: LlmProfilesService,
+    private readonly agentProfiles: AgentProfilesService,
   ) {}
 
   async get(p: Principal, exposure: SecretExposure): Promise<SettingsResponse> {
@@ -71,11 +72,12 @@ export class SettingsService {
     if (UPDATE_FIELDS.every((field) => req[field] === undefined)) {
       throw new BadRequestException({ detail: `At least one of ${UPDATE_FIELDS.join(', ')} must be provided` });
     }
-    // Berth keeps no agent profiles, so none can be made active.
-    if (req.active_agent_profile_id) throw agentProfileNotFound(req.active_agent_profile_id);
     const settings = await this.rows.transaction(async (tx) => {
       const current = this.parse(await tx.lockSettings(p));
       const next = { ...current };
+      // As POST /api/agent-profiles/{id}/activate: the pointer only, to a profile the tenant has.
+      if (req.active_agent_profile_id) await this.agentProfiles.requireId(tx, p, req.active_agent_profile_id);
+      if (req.active_agent_profile_id !== undefined) next.activeAgentProfileId = req.active_agent_profile_id;
       if (req.agent_settings_diff) next.agent = this.patchAgent(current.agent, req.agent_settings_diff);
       if (req.conversation_settings_diff) {
         next.conversation = patched(ConversationSettingsSchema, 'conversation_settings_diff', current.conversation, req.conversation_settings_diff);
@@ -85,7 +87,7 @@ export class SettingsService {
         next.activeProfile = req.active_profile;
         // As OpenHands: the profile's LLM is applied, unless the same request sets an LLM itself.
         if (req.active_profile && !('llm' in (req.agent_settings_diff ?? {}))) {
-          next.agent = { ...next.agent, llm: await this.profiles.storedLlm(tx, p, req.active_profile) };
+          next.agent = { ...next.agent, llm: await this.profiles.runnableLlm(tx, p, req.active_profile) };
         }
       }
       await tx.updateSettings(p, {
@@ -93,6 +95,7 @@ export class SettingsService {
         conversationSettings: next.conversation as Prisma.InputJsonValue,
         miscSettings: next.misc as Prisma.InputJsonValue,
         activeProfile: next.activeProfile,
+        activeAgentProfileId: next.activeAgentProfileId,
       });
       return next;
     });
@@ -102,6 +105,14 @@ export class SettingsService {
   /** POST /api/profiles/{name}/activate: the profile's LLM becomes agent_settings.llm. */
   async activateProfile(p: Principal, name: string): Promise<void> {
     await this.update(p, { active_profile: name });
+  }
+
+  /**
+   * POST /api/conversations with `agent_profile_id`: the agent the stored profile resolves to, and
+   * what the conversation records of it (AgentProfilesService.launch).
+   */
+  launchAgentProfile(p: Principal, profileId: string, additions: Record<string, unknown> | null | undefined): Promise<AgentProfileLaunch> {
+    return this.agentProfiles.launch(p, profileId, additions);
   }
 
   /**
@@ -132,18 +143,21 @@ export class SettingsService {
       conversation_settings: s.conversation,
       llm_api_key_is_set: s.agent.llm.api_key !== null,
       active_profile: s.activeProfile,
-      active_agent_profile_id: null,
+      active_agent_profile_id: s.activeAgentProfileId,
       misc_settings: s.misc,
     };
   }
 
   /** The stored settings, defaults filled in (a tenant that never saved any has no row). */
-  private parse(row: { agentSettings: unknown; conversationSettings: unknown; miscSettings: unknown; activeProfile: string | null } | null): StoredSettings {
+  private parse(
+    row: { agentSettings: unknown; conversationSettings: unknown; miscSettings: unknown; activeProfile: string | null; activeAgentProfileId: string | null } | null,
+  ): StoredSettings {
     return {
       agent: AgentSettingsSchema.parse(row?.agentSettings ?? {}),
       conversation: ConversationSettingsSchema.parse(row?.conversationSettings ?? {}),
       misc: MiscSettingsSchema.parse(row?.miscSettings ?? {}),
       activeProfile: row?.activeProfile ?? null,
+      activeAgentProfileId: row?.activeAgentProfileId ?? null,
     };
   }
 }

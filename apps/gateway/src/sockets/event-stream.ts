@@ -5,10 +5,14 @@ export const SLOW_SUBSCRIBER = 1013;
 const INTERNAL_ERROR = 1011;
 /** Past any seq (an int4 column): a marker that reads the log to its end. */
 const END_OF_LOG = 2 ** 31 - 1;
+/** A subscriber that takes nothing of what waits for it for this long is too slow. */
+const STALL_MS = 10_000;
+const POLL_MS = 5;
 
 /** What an event stream needs from its surroundings (a socket and the event log). */
 export interface EventStreamPort {
-  send(json: string): void;
+  /** one event's JSON, with its seq (null for an event that is never stored) */
+  send(json: string, seq: number | null): void;
   /** bytes queued in the socket that the peer has not taken yet */
   bufferedBytes(): number;
   close(code: number, reason: string): void;
@@ -20,11 +24,15 @@ export interface EventStreamPort {
  * Orders one subscriber's stream: stored events go out exactly once, in sequence order, with no gap —
  * replayed history and live events never interleave out of order or repeat. A live event that arrives
  * ahead of its predecessors (two writers publishing in the other order, or history still being read)
- * waits while the missing ones are read from the log. The queue and the socket buffer are bounded: a
- * subscriber that cannot keep up is closed with 1013 and never slows anyone else.
+ * waits while the missing ones are read from the log. Events go out at the pace the subscriber takes
+ * them (the next waits while the socket holds more than half the byte budget), so a long replay never
+ * overflows a reader that keeps reading; live events that pile up meanwhile are bounded by count and
+ * bytes. A subscriber that cannot keep up is closed with 1013 and never slows anyone else.
  */
 export class EventStream {
   private readonly queue: BusMessage[] = [];
+  /** JSON characters waiting in the queue */
+  private queuedBytes = 0;
   private pumping = false;
   private closed = false;
   /** the last seq the subscriber has; null until start() */
@@ -37,22 +45,26 @@ export class EventStream {
 
   /**
    * Starts the stream after the event `from` (0 = all history): history up to `upto` first, then
-   * whatever the bus delivered since the subscription.
+   * `between` (unstored events, such as a state snapshot), then whatever the bus delivered since the
+   * subscription.
    */
-  start(from: number, upto: number): void {
+  start(from: number, upto: number, between: string[] = []): void {
     this.lastSent = from;
-    this.queue.unshift({ seq: upto, json: '' });
+    this.queue.unshift({ seq: upto, json: '' }, ...between.map((json) => ({ seq: null, json })));
+    this.queuedBytes += between.reduce((sum, json) => sum + json.length, 0);
     this.pump();
   }
 
   /** Called for every bus message of the conversation, from the moment of subscription. */
   push(message: BusMessage): void {
     if (this.closed) return;
-    if (this.queue.length >= this.limits.maxQueued) {
+    // Queued only behind a busy pump (a log read, a socket that has not taken the last ones).
+    if (this.queue.length >= this.limits.maxQueued || (this.pumping && this.queuedBytes + message.json.length > this.limits.maxBufferedBytes)) {
       this.overflow();
       return;
     }
     this.queue.push(message);
+    this.queuedBytes += message.json.length;
     this.pump();
   }
 
@@ -64,6 +76,7 @@ export class EventStream {
   stop(): void {
     this.closed = true;
     this.queue.length = 0;
+    this.queuedBytes = 0;
   }
 
   private overflow(): void {
@@ -91,8 +104,10 @@ export class EventStream {
   private async drain(): Promise<void> {
     while (this.queue.length && !this.closed && this.lastSent !== null) {
       const message = this.queue.shift() as BusMessage;
+      this.queuedBytes -= message.json.length;
       if (message.seq === null) {
-        this.emit(message.json);
+        if (this.behind()) await this.taken();
+        this.emit(message.json, null);
         continue;
       }
       if (message.seq <= this.lastSent) continue;
@@ -102,20 +117,35 @@ export class EventStream {
         const batch = await this.port.range(this.lastSent as number, upto);
         if (!batch.length) break;
         for (const stored of batch) {
-          this.emit(JSON.stringify(stored.event));
+          if (this.behind()) await this.taken();
+          this.emit(JSON.stringify(stored.event), stored.seq);
           this.lastSent = stored.seq;
         }
       }
       if (message.json !== '' && message.seq > (this.lastSent as number) && !this.closed) {
-        this.emit(message.json);
+        if (this.behind()) await this.taken();
+        this.emit(message.json, message.seq);
         this.lastSent = message.seq;
       }
     }
   }
 
-  private emit(json: string): void {
+  /** Does the socket hold more than half the budget (the peer has not taken what was sent)? */
+  private behind(): boolean {
+    return this.port.bufferedBytes() > this.limits.maxBufferedBytes / 2;
+  }
+
+  /** Waits until the socket took most of what was sent; closes a subscriber that takes nothing for too long. */
+  private async taken(): Promise<void> {
+    const deadline = Date.now() + STALL_MS;
+    while (!this.closed && this.behind()) {
+      if (Date.now() > deadline) return this.overflow();
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+  }
+
+  private emit(json: string, seq: number | null): void {
     if (this.closed) return;
-    this.port.send(json);
-    if (this.port.bufferedBytes() > this.limits.maxBufferedBytes) this.overflow();
+    this.port.send(json, seq);
   }
 }

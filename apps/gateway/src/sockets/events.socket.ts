@@ -1,37 +1,30 @@
-import { HttpException, Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
-import { EventBus } from '@berth/bus';
+import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
-import { jsonSyntaxMessage, normalizeTimestampFilter, parseUuid, SendMessageRequestSchema, serverErrorEvent, stateUpdateEvent, unsafeInputIssue } from '@berth/contracts';
-import { Database, EventLog } from '@berth/persistence';
+import { normalizeTimestampFilter, parseUuid, serverErrorEvent, stateUpdateEvent, unsafeInputIssue } from '@berth/contracts';
+import { Database, EventLog, toFullState } from '@berth/persistence';
 import { RawData, WebSocket } from 'ws';
 import type { Principal } from '../common/tenant.decorator';
 import { ConversationsService } from '../conversations/conversations.service';
-import { toFullState } from '@berth/persistence';
-import { EventsService } from '../events/events.service';
-import { EventStream } from './event-stream';
-import { isAuthFrame, SocketAuth } from './socket-auth';
+import { ConversationStreams } from './conversation-streams';
+import { SocketAuth } from './socket-auth';
 import { closeOnFailure, SocketRequest, WsRouter } from './ws-router';
 
 const NOT_FOUND = 4004;
 const POLICY = 1008;
-const TRY_AGAIN_LATER = 1013;
-const MAX_QUEUED_MESSAGES = 10_000;
 
 /** `WS /sockets/events/{conversation_id}` (contract §4.1), with exact resume by `after_event_id`. */
 @Injectable()
 export class EventsSocket implements OnModuleInit {
   private readonly logger = new Logger('EventsSocket');
-  private readonly subscribers = new Map<string, number>();
 
   constructor(
     private readonly router: WsRouter,
     private readonly socketAuth: SocketAuth,
     private readonly db: Database,
     private readonly log: EventLog,
-    private readonly bus: EventBus,
     private readonly conversations: ConversationsService,
-    private readonly events: EventsService,
+    private readonly streams: ConversationStreams,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
@@ -63,33 +56,12 @@ export class EventsSocket implements OnModuleInit {
       ws.close(POLICY, start);
       return;
     }
-    if ((this.subscribers.get(id) ?? 0) >= this.config.wsMaxSubscribers) {
-      ws.close(TRY_AGAIN_LATER, 'Too many connections for this conversation');
-      return;
-    }
-    this.subscribers.set(id, (this.subscribers.get(id) ?? 0) + 1);
-
-    const stream = new EventStream(
-      {
-        send: (json) => ws.send(json),
-        bufferedBytes: () => ws.bufferedAmount,
-        close: (code, reason) => WsRouter.closeOrDrop(ws, code, reason),
-        range: (after, upto) => this.log.range(id, after, upto),
-      },
-      { maxQueued: MAX_QUEUED_MESSAGES, maxBufferedBytes: this.config.wsMaxBufferBytes },
-    );
-    // Subscribe before reading the state, so nothing published in between is missed.
-    const unsubscribe = await this.bus.subscribe(id, (m) => stream.push(m));
-    const stopCatchingUp = this.bus.onResume(() => stream.catchUp());
-    ws.on('close', () => {
-      stream.stop();
-      unsubscribe();
-      stopCatchingUp();
-      const left = (this.subscribers.get(id) ?? 1) - 1;
-      if (left) this.subscribers.set(id, left);
-      else this.subscribers.delete(id);
-    });
-    const onMessage = (data: RawData, isBinary: boolean) => void this.onFrame(ws, principal, id, isBinary ? null : data.toString('utf8'));
+    const stream = await this.streams.subscribe(ws, id, (json) => json);
+    if (!stream) return;
+    const onMessage = (data: RawData, isBinary: boolean) =>
+      void this.streams.receive(principal, id, isBinary ? null : data.toString('utf8'), (code, detail) => {
+        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(serverErrorEvent(code, detail)));
+      });
     ws.off('message', hold);
     ws.on('message', onMessage);
 
@@ -121,40 +93,5 @@ export class EventsSocket implements OnModuleInit {
     const after = raw ? normalizeTimestampFilter(raw) : null;
     if (!after) return 'resend_mode=since needs a valid after_timestamp';
     return this.log.seqBefore(id, after);
-  }
-
-  /** A client frame: a user message (appended and run), a redundant auth frame, or an error reply. */
-  private async onFrame(ws: WebSocket, principal: Principal, id: string, text: string | null): Promise<void> {
-    const reply = (code: string, detail: string) => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(serverErrorEvent(code, detail)));
-    };
-    let frame: unknown;
-    try {
-      if (text === null) throw new SyntaxError('binary frames are not accepted');
-      frame = JSON.parse(text);
-    } catch (err) {
-      reply('JSONDecodeError', jsonSyntaxMessage((err as Error).message));
-      return;
-    }
-    if (isAuthFrame(frame)) return;
-    // As for HTTP bodies (UnsafeInputInterceptor): the database cannot hold a NUL, nor should anything walk 5,000 levels.
-    const unsafe = unsafeInputIssue(frame, 'message');
-    if (unsafe) {
-      reply('ValidationError', `${unsafe.loc.join('.')}: ${unsafe.msg}`);
-      return;
-    }
-    const parsed = SendMessageRequestSchema.safeParse(frame);
-    if (!parsed.success) {
-      reply('ValidationError', parsed.error.issues.map((i) => `${i.path.join('.') || 'message'}: ${i.message}`).join('; '));
-      return;
-    }
-    try {
-      await this.events.sendMessage(principal, id, { ...parsed.data, run: true });
-    } catch (err) {
-      // A refusal says why; anything else is logged, not shown (it may be database text).
-      if (err instanceof HttpException) return reply(err.constructor.name, err.message);
-      this.logger.error(`message on socket failed: ${(err as Error).message.split('\n').pop()}`);
-      reply('InternalError', 'Internal Server Error');
-    }
   }
 }

@@ -20,6 +20,8 @@ export interface SocketRequest {
 }
 
 export type SocketHandler = (ws: WebSocket, req: SocketRequest) => void;
+/** Checks the path parameters and query before the handshake; false refuses it (HTTP 403, as FastAPI refuses invalid ones). */
+export type SocketParamsCheck = (params: Record<string, string>, query: URLSearchParams) => boolean;
 
 const PING_INTERVAL_MS = 30_000;
 
@@ -31,7 +33,7 @@ const PING_INTERVAL_MS = 30_000;
 @Injectable()
 export class WsRouter implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('WsRouter');
-  private readonly routes: { pattern: string; match: MatchFunction<Record<string, string>>; handler: SocketHandler }[] = [];
+  private readonly routes: { pattern: string; match: MatchFunction<Record<string, string>>; handler: SocketHandler; accepts?: SocketParamsCheck }[] = [];
   private readonly wss: WebSocketServer;
   private server?: Server;
   private pinger?: NodeJS.Timeout;
@@ -44,8 +46,8 @@ export class WsRouter implements OnApplicationBootstrap, BeforeApplicationShutdo
     this.wss = new WebSocketServer({ noServer: true, maxPayload: config.maxBodyBytes });
   }
 
-  register(pattern: string, handler: SocketHandler): void {
-    this.routes.push({ pattern, match: match<Record<string, string>>(pattern, { decode: decodeURIComponent }), handler });
+  register(pattern: string, handler: SocketHandler, accepts?: SocketParamsCheck): void {
+    this.routes.push({ pattern, match: match<Record<string, string>>(pattern, { decode: decodeURIComponent }), handler, accepts });
   }
 
   /** The registered socket paths (the auth matrix walks them all). */
@@ -87,6 +89,10 @@ export class WsRouter implements OnApplicationBootstrap, BeforeApplicationShutdo
       }
       if (!found) continue;
       const params = found.params;
+      if (route.accepts && !route.accepts(params, url.searchParams)) {
+        socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+        return;
+      }
       this.wss.handleUpgrade(req, socket, head, (ws) => {
         this.alive.add(ws);
         ws.on('pong', () => this.alive.add(ws));

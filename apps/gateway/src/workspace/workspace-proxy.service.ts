@@ -1,14 +1,38 @@
-import { BadRequestException, Injectable, NotFoundException } from '@nestjs/common';
+import { BadRequestException, Injectable, NotFoundException, UnprocessableEntityException } from '@nestjs/common';
 import { executorRequestOptions, SANDBOX_TOKEN_HEADER, SandboxHandle, SandboxManager } from '@berth/sandbox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { IncomingMessage, request as httpRequest } from 'node:http';
 import { isAbsolute, join, normalize } from 'node:path';
 import { contentTypeOf } from './content-type';
 import type { Principal } from '../common/tenant.decorator';
-import { WorkspaceRoutingService } from './workspace-routing.service';
+import { inside, WorkspaceRoutingService, WorkspaceTarget } from './workspace-routing.service';
 
 const FORWARDED_REQUEST_HEADERS = ['content-type', 'content-length', 'accept', 'range'];
-const FORWARDED_RESPONSE_HEADERS = ['content-type', 'content-length', 'content-disposition', 'cache-control', 'last-modified', 'etag', 'accept-ranges', 'content-range'];
+const FORWARDED_RESPONSE_HEADERS = [
+  'content-type',
+  'content-length',
+  'content-disposition',
+  'cache-control',
+  'last-modified',
+  'etag',
+  'accept-ranges',
+  'content-range',
+  // What a workspace archive says about itself (`GET /api/file/archive`).
+  'x-archive-repo-remote',
+  'x-archive-branch',
+  'x-archive-head-commit',
+  'x-archive-repo-root',
+  'x-archive-base-commit',
+  'x-archive-base-ref',
+];
+const BASH_COMMAND_ROUTES = new Set(['/api/bash/start_bash_command', '/api/bash/execute_bash_command']);
+
+/** OpenHands' runtime routes refuse a path outside the conversation's working dir (422). */
+export function requireInConversation(workingDir: string, path: string, name: string): void {
+  if (!isAbsolute(path) || path.includes('\0') || !inside(workingDir, normalize(path))) {
+    throw new UnprocessableEntityException({ detail: `${name} must be inside the conversation workspace` });
+  }
+}
 const TOUCH_EVERY_MS = 10_000;
 
 /**
@@ -26,13 +50,34 @@ export class WorkspaceProxyService {
     private readonly routing: WorkspaceRoutingService,
   ) {}
 
-  async forward(p: Principal, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  /**
+   * A workspace call forwarded to its sandbox: `/api/file|bash|git/*` routed by the path it acts on,
+   * or with `conversation` (`/api/conversations/{id}/…`, OpenHands' runtime routes) to that
+   * conversation's sandbox, its paths confined to the conversation's working dir.
+   */
+  async forward(p: Principal, request: FastifyRequest, reply: FastifyReply, conversation?: { id: string; executorPath: string }): Promise<void> {
     const parsed = new URL(request.url, 'http://gateway');
-    const json = request.body !== null && typeof request.body === 'object' && !Array.isArray(request.body) ? (request.body as Record<string, unknown>) : null;
+    let json = request.body !== null && typeof request.body === 'object' && !Array.isArray(request.body) ? (request.body as Record<string, unknown>) : null;
     // The path a call acts on: `path` in the query (files, git) or `cwd` in the body (bash).
     const queryPath = parsed.searchParams.get('path');
-    const cwd = typeof json?.cwd === 'string' ? json.cwd : null;
-    const { sandboxId, handle, toSandboxPath } = await this.routing.route(p, queryPath ?? cwd);
+    let cwd = typeof json?.cwd === 'string' ? json.cwd : null;
+    let target: WorkspaceTarget;
+    let pathname = parsed.pathname;
+    if (conversation) {
+      const owner = await this.routing.conversation(p, conversation.id);
+      pathname = conversation.executorPath;
+      if (queryPath !== null) requireInConversation(owner.workingDir, queryPath, 'path');
+      if (json && BASH_COMMAND_ROUTES.has(pathname)) {
+        // A command runs in the conversation's working dir unless it names a folder inside it.
+        cwd = cwd === null || cwd === '' ? owner.workingDir : isAbsolute(cwd) ? cwd : join(owner.workingDir, cwd);
+        requireInConversation(owner.workingDir, cwd, 'cwd');
+        json = { ...json, cwd };
+      }
+      target = await this.routing.inConversation(p, owner);
+    } else {
+      target = await this.routing.route(p, queryPath ?? cwd);
+    }
+    const { sandboxId, handle, toSandboxPath } = target;
     if (queryPath !== null && isAbsolute(queryPath)) parsed.searchParams.set('path', toSandboxPath(queryPath));
     const headers: Record<string, string> = { [SANDBOX_TOKEN_HEADER]: handle.token };
     for (const name of FORWARDED_REQUEST_HEADERS) {
@@ -47,11 +92,11 @@ export class WorkspaceProxyService {
       delete headers['content-type'];
     } else if (request.body !== undefined) {
       // A JSON body Fastify already read (bash routes): sent on as JSON, its cwd as the sandbox knows it.
-      body = JSON.stringify(cwd !== null && isAbsolute(cwd) ? { ...json, cwd: toSandboxPath(cwd) } : request.body);
+      body = JSON.stringify(cwd !== null && isAbsolute(cwd) ? { ...json, cwd: toSandboxPath(cwd) } : (json ?? request.body));
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(Buffer.byteLength(body));
     }
-    const upstream = await this.send(handle, request.method, parsed.pathname + parsed.search, headers, reply, body ?? request);
+    const upstream = await this.send(handle, request.method, pathname + parsed.search, headers, reply, body ?? request);
     this.touch(p, sandboxId);
     reply.status(upstream.statusCode ?? 502);
     for (const name of FORWARDED_RESPONSE_HEADERS) {

@@ -4,6 +4,7 @@ import { ConversationRepository } from '@berth/persistence';
 import type { TenantScope } from '@berth/persistence';
 import { ExecutorClient, SandboxHandle, SandboxManager, SandboxNetworkRefused, SandboxNotFound, sandboxWorkingDir } from '@berth/sandbox';
 import type { Principal } from '../common/tenant.decorator';
+import { conversationNotFound } from '../conversations/conversation-errors';
 
 /** Where a top-level workspace call goes, and how its paths read there. */
 export interface WorkspaceTarget {
@@ -11,6 +12,11 @@ export interface WorkspaceTarget {
   handle: SandboxHandle;
   /** The caller's absolute path as the sandbox's executor knows it. */
   toSandboxPath(path: string): string;
+}
+
+/** A conversation's workspace: its sandbox, and its working dir as the caller names it. */
+export interface ConversationTarget extends WorkspaceTarget {
+  workingDir: string;
 }
 
 const same = (path: string) => path;
@@ -66,13 +72,7 @@ export class WorkspaceRoutingService {
     if (!isAbsolute(path)) throw new BadRequestException({ detail: 'Path must be absolute' });
     const wanted = normalize(path);
     const owner = await this.conversationOwning(p, wanted);
-    if (owner) {
-      const sandboxId = await this.sandboxes.sandboxIdFor(p, owner);
-      const handle = await this.handle(p, sandboxId);
-      const real = sandboxWorkingDir(handle.root, owner.workingDir);
-      await this.ensureWorkingDir(handle, real);
-      return { sandboxId, handle, toSandboxPath: (p) => join(real, relative(owner.workingDir, normalize(p))) };
-    }
+    if (owner) return this.inConversation(p, owner);
     const home = await this.home(p);
     if (inside(home.handle.root, wanted)) return { ...home, toSandboxPath: same };
     throw new BadRequestException({
@@ -80,6 +80,23 @@ export class WorkspaceRoutingService {
         `${path} lies in no conversation's working dir nor under the home (${home.handle.root}): ` +
         'call /sandboxes/{sandbox_id}/api/... for a sandbox of your own (POST /api/sandboxes)',
     });
+  }
+
+  /** The caller's conversation `id` and its working dir; 404 for an id that is not one of the caller's. */
+  async conversation(p: Principal, id: string): Promise<{ id: string; sandboxId: string | null; workingDir: string }> {
+    const row = await this.conversations.find(p, id);
+    const workingDir = (row?.workspace as { working_dir?: unknown } | null)?.working_dir;
+    if (!row || typeof workingDir !== 'string') throw conversationNotFound(id);
+    return { id: row.id, sandboxId: row.sandboxId, workingDir: normalize(workingDir) };
+  }
+
+  /** A conversation's sandbox (started when needed, its working dir made), its (virtual) working dir translated to where the sandbox keeps it. */
+  async inConversation(p: Principal, owner: { id: string; sandboxId: string | null; workingDir: string }): Promise<ConversationTarget> {
+    const sandboxId = await this.sandboxes.sandboxIdFor(p, owner);
+    const handle = await this.handle(p, sandboxId);
+    const real = sandboxWorkingDir(handle.root, owner.workingDir);
+    await this.ensureWorkingDir(handle, real);
+    return { sandboxId, handle, workingDir: normalize(owner.workingDir), toSandboxPath: (path) => join(real, relative(owner.workingDir, normalize(path))) };
   }
 
   /**
@@ -116,6 +133,6 @@ export class WorkspaceRoutingService {
   }
 }
 
-function inside(root: string, path: string): boolean {
+export function inside(root: string, path: string): boolean {
   return path === root || path.startsWith(root.endsWith('/') ? root : `${root}/`);
 }

@@ -12,8 +12,9 @@ import { WorkspaceProxyService } from './workspace-proxy.service';
 const WORKSPACE_PATHS = ['file/*', 'bash/*', 'git/*'];
 const DESCRIPTION =
   'Under /sandboxes/{sandbox_id}/api/…, with the paths, parameters and bodies of the OpenHands agent server ' +
-  '(file: upload, download, create_directory, home; bash: start_bash_command, execute_bash_command, bash_events/search, ' +
-  'bash_events/{id}, bash_events/; git: changes, diff). Uploads and downloads are streamed.';
+  '(file: upload, download, create_directory, archive, home, search_subdirs; bash: start_bash_command, execute_bash_command, ' +
+  'bash_events/search, bash_events/{id}, bash_events/, bash_commands/{id}/stop; git: changes, diff, commits, commits/{sha}/changes). ' +
+  'Uploads, downloads and archives are streamed.';
 const WorkspaceAnswerSchema = z
   .unknown()
   .meta({ id: 'WorkspaceAnswer', description: "The executor's answer, as the OpenHands agent server gives it (JSON, or the file's bytes for a download)." });
@@ -30,7 +31,7 @@ export class WorkspaceController {
   constructor(private readonly proxy: WorkspaceProxyService) {}
 
   @Get(WORKSPACE_PATHS)
-  @ApiOperation({ summary: 'Read from the sandbox: file download and home, bash events, git changes and diff', description: DESCRIPTION })
+  @ApiOperation({ summary: 'Read from the sandbox: file download, archive, home and subfolders, bash events, git changes, diff and commits', description: DESCRIPTION })
   @ApiJson(200, WorkspaceAnswerSchema)
   read(@CurrentPrincipal() p: Principal, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     requirePublicWorkspacePath(request.url);
@@ -38,7 +39,7 @@ export class WorkspaceController {
   }
 
   @Post(WORKSPACE_PATHS)
-  @ApiOperation({ summary: 'Act in the sandbox: file upload and create_directory, start or execute bash commands', description: DESCRIPTION })
+  @ApiOperation({ summary: 'Act in the sandbox: file upload and create_directory, start, execute or stop bash commands', description: DESCRIPTION })
   @ApiJson(200, WorkspaceAnswerSchema)
   write(@CurrentPrincipal() p: Principal, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     requirePublicWorkspacePath(request.url);
