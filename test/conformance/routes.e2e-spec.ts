@@ -27,6 +27,8 @@ interface Fixture {
   bashEventId: string;
   /** a bash command still running (sleep) */
   runningCommandId: string;
+  /** an LLM provider connection */
+  connectionId: string;
 }
 
 interface Case {
@@ -226,7 +228,7 @@ const CASES: Record<string, Case> = {
   'GET /api/agent-profiles': { valid: () => get('/api/agent-profiles'), invalid: () => noKey(get('/api/agent-profiles')) },
   'GET /api/agent-profiles/{name}': { valid: () => get('/api/agent-profiles/default'), invalid: () => get('/api/agent-profiles/no-such-profile') },
   'POST /api/agent-profiles/{name}': { valid: () => post('/api/agent-profiles/conf-agent', { name: 'conf-agent' }), invalid: () => post('/api/agent-profiles/conf-agent', 'nope') },
-  'DELETE /api/agent-profiles/{name}': { valid: () => ({ method: 'DELETE', path: '/api/agent-profiles/conf-agent' }), invalid: () => ({ method: 'DELETE', path: '/api/agent-profiles/no-such-profile' }) },
+  'DELETE /api/agent-profiles/{name}': { valid: () => ({ method: 'DELETE', path: '/api/agent-profiles/conf-agent' }), invalid: () => noKey({ method: 'DELETE', path: '/api/agent-profiles/conf-agent' }) },
   'POST /api/agent-profiles/{name}/rename': { valid: () => post('/api/agent-profiles/conf-agent/rename', { new_name: 'conf-agent-2' }), invalid: () => post('/api/agent-profiles/no-such/rename', {}) },
   'POST /api/agent-profiles/{profile_id}/activate': { valid: () => post('/api/agent-profiles/default/activate'), invalid: () => post(`/api/agent-profiles/${UNKNOWN}/activate`) },
   'POST /api/agent-profiles/{name}/materialize': { valid: () => post('/api/agent-profiles/default/materialize', {}), invalid: () => post('/api/agent-profiles/no-such/materialize', {}) },
@@ -238,6 +240,18 @@ const CASES: Record<string, Case> = {
   'GET /api/llm/subscription/openai/status': { valid: () => get('/api/llm/subscription/openai/status'), invalid: () => noKey(get('/api/llm/subscription/openai/status')) },
   'GET /api/llm/subscription/openai/models': { valid: () => get('/api/llm/subscription/openai/models'), invalid: () => noKey(get('/api/llm/subscription/openai/models')) },
   'GET /api/llm/provider-connections': { valid: () => get('/api/llm/provider-connections'), invalid: () => noKey(get('/api/llm/provider-connections')) },
+  'POST /api/llm/provider-connections': {
+    valid: () => post('/api/llm/provider-connections', { display_name: 'Conformance two', provider: 'custom', api_key: 'sk-two', base_url: 'http://127.0.0.1:9/v1' }),
+    invalid: () => post('/api/llm/provider-connections', { display_name: 42 }),
+  },
+  'PATCH /api/llm/provider-connections/{connection_id}': {
+    valid: (f) => ({ method: 'PATCH', path: `/api/llm/provider-connections/${f.connectionId}`, body: { display_name: 'Conformance renamed' } }),
+    invalid: (f) => ({ method: 'PATCH', path: `/api/llm/provider-connections/${f.connectionId}`, body: { display_name: 42 } }),
+  },
+  'DELETE /api/llm/provider-connections/{connection_id}': {
+    valid: (f) => ({ method: 'DELETE', path: `/api/llm/provider-connections/${f.connectionId}` }),
+    invalid: () => ({ method: 'DELETE', path: `/api/llm/provider-connections/${UNKNOWN}` }),
+  },
 
   // The GUI's catalogs
   'POST /api/skills': {
@@ -247,6 +261,8 @@ const CASES: Record<string, Case> = {
   'GET /api/plugins/installed': { valid: () => get('/api/plugins/installed'), invalid: () => noKey(get('/api/plugins/installed')) },
   'GET /api/workspaces': { valid: () => get('/api/workspaces'), invalid: () => noKey(get('/api/workspaces')) },
   'GET /api/canvas-extensions/installed': { valid: () => get('/api/canvas-extensions/installed'), invalid: () => noKey(get('/api/canvas-extensions/installed')) },
+  'GET /api/vscode/url': { valid: () => get('/api/vscode/url'), invalid: () => noKey(get('/api/vscode/url')) },
+  'GET /api/vscode/status': { valid: () => get('/api/vscode/status'), invalid: () => noKey(get('/api/vscode/status')) },
   'GET /api/tools/': { valid: () => get('/api/tools/'), invalid: () => noKey(get('/api/tools/')) },
   'GET /api/tools/catalog': { valid: () => get('/api/tools/catalog'), invalid: () => noKey(get('/api/tools/catalog')) },
 
@@ -266,7 +282,7 @@ CASES['POST /api/conversations/{conversation_id}/runtime/reprovision'] = {
   invalid: () => post(`/api/conversations/${UNKNOWN}/runtime/reprovision`),
 };
 for (const [route, c] of Object.entries({ ...CASES })) {
-  const m = /^(\w+) \/api\/(bash|file|git)\/(.*)$/.exec(route);
+  const m = /^(\w+) \/api\/(bash|file|git|vscode)\/(.*)$/.exec(route);
   if (!m) continue;
   const scoped = (make: (f: Fixture) => Call) => (f: Fixture) => {
     const call = make(f);
@@ -305,7 +321,8 @@ function compareAnswers(scenario: string, ref: Answer, berth: Answer, headers: s
   if (ref.status !== berth.status) return out;
   out.push(...compareValues(scenario, 'header', 'content-type', mediaType(ref), mediaType(berth)));
   for (const name of headers) {
-    const norm = name === 'set-cookie' ? cookieShape : (v: string | undefined) => v;
+    // Values that name ids (a trajectory's file name is the conversation's hex id) compare without them.
+    const norm = name === 'set-cookie' ? cookieShape : (v: string | undefined) => v?.replace(/[0-9a-f]{32}/g, '<hex id>');
     out.push(...compareValues(scenario, 'header', name, norm(ref.headers[name]) ?? null, norm(berth.headers[name]) ?? null));
   }
   if (ref.json !== undefined && berth.json !== undefined) out.push(...compareShapes(scenario, ref.json, berth.json));
@@ -346,6 +363,12 @@ async function makeFixture(t: Target): Promise<Fixture> {
   f.conversation = (conv.json as { id: string }).id;
   const info = conv.json as { workspace: { working_dir: string } };
   expectOk(await send(t, post(`/api/conversations/${f.conversation}/events`, { role: 'user', content: [{ type: 'text', text: 'hello there' }], run: false })), 'a message');
+  // The reference titles a conversation by asking its LLM in the background: wait for the title, so the state compared is settled.
+  for (let i = 0; i < 100; i++) {
+    const { title } = (await send(t, get(`/api/conversations/${f.conversation}`))).json as { title: string | null };
+    if (title) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const events = (await send(t, get(`/api/conversations/${f.conversation}/events/search?limit=100`))).json as { items: { id: string; kind: string }[] };
   f.eventId = events.items.find((e) => e.kind === 'MessageEvent')!.id;
   // A page in the conversation's working dir, for the workspace route.
@@ -353,6 +376,8 @@ async function makeFixture(t: Target): Promise<Fixture> {
   const doomed = expectOk(await send(t, post('/api/conversations', createBody(f, 'doomed'))), 'a second conversation');
   f.doomed = (doomed.json as { id: string }).id;
   expectOk(await send(t, { method: 'PUT', path: '/api/settings/secrets', body: { name: 'CONF_SECRET', value: 'shh', description: 'a secret' } }), 'a secret');
+  const connection = await send(t, post('/api/llm/provider-connections', { display_name: 'Conformance', provider: 'custom', api_key: 'sk-conn', base_url: 'http://127.0.0.1:9/v1' }));
+  f.connectionId = connection.status < 300 ? (connection.json as { id: string }).id : UNKNOWN;
   expectOk(await send(t, post('/api/profiles/conf-profile', { llm: { model: 'openai/gpt-4o-mini', api_key: 'sk-profile' }, include_secrets: true })), 'a profile');
   return f;
 }
@@ -371,7 +396,8 @@ describe('conformance: the routes of the reference OpenAPI document', () => {
     const berthRoutes = registeredRoutes(targets.berth.berth!);
     const all = openapiRoutes(refDoc);
     const sample = (path: string) => path.replace(/\{[^}]+\}/g, 'x1');
-    served = all.filter((r) => servesPath(berthRoutes, r.method, sample(r.path)));
+    // The per-conversation workspace routes last: in Berth a conversation under the home root shares the home sandbox (and its bash log).
+    served = all.filter((r) => servesPath(berthRoutes, r.method, sample(r.path))).sort((a, b) => Number(a.path.includes('{runtime_conversation_id}')) - Number(b.path.includes('{runtime_conversation_id}')));
     // Berth's own document: which of the served routes it names (its catch-all workspace routes stand for theirs).
     const own = openapiRoutes((await send(targets.berth, get('/openapi.json'))).json as never).map((r) => ({ method: r.method, path: r.path.replace(/\{[^}]+\}/g, (m) => (m === '{path}' ? '*' : ':p')) }));
     undocumented = served.filter((r) => !servesPath(own, r.method, sample(r.path))).map((r) => r.route);
