@@ -51,7 +51,7 @@ export function servesPath(routes: Route[], method: string, path: string): boole
     if (route.method !== method) return false;
     const pattern = route.path
       .split(/(:[a-zA-Z_]+|\*)/)
-      .map((part) => (part === '*' ? '.+' : part.startsWith(':') ? '[^/]+' : part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')))
+      .map((part) => (part === '*' ? '.*' : part.startsWith(':') ? '[^/]+' : part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')))
       .join('');
     return new RegExp(`^${pattern}$`).test(path);
   });
