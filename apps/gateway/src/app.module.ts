@@ -8,6 +8,7 @@ import { CatalogModule } from './catalog/catalog.module';
 import { ConversationsModule } from './conversations/conversations.module';
 import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
+import { HooksModule } from './hooks/hooks.module';
 import { QuotasModule } from './quotas/quotas.module';
 import { SandboxesModule } from './sandboxes/sandboxes.module';
 import { SettingsModule } from './settings/settings.module';
@@ -31,6 +32,7 @@ export class AppModule {
         SocketsModule,
         SandboxesModule,
         WorkspaceModule,
+        HooksModule,
         SettingsModule,
         CatalogModule,
         // The embedded default (and any `--role all`) runs the workers in the same process.

@@ -3,20 +3,22 @@ import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
 import { ExecutionStatus, messageEvent, naiveTimestamp, newUuid, OHEvent, stateUpdateEvent } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
 import { ConversationChange, ConversationRepository, ConversationRow, EventLog, Prisma, RunFenceLost, tenantScope } from '@berth/persistence';
-import { AgentTool, llmText, ToolCatalog } from './agent-tools';
-import { clientTools } from './tool-catalog';
+import { AgentTool, llmText } from './agent-tools';
+import type { AgentPreparer } from './agent-ready';
 import { buildMessages } from './history';
 import { classifyLlmError, complete, createClient, LlmConfig, LlmReply } from './llm';
 import { addUsage, statsSnapshot } from './metrics';
 import { isStuck } from './stuck-detector';
-import { systemPrompt } from './system-prompt';
 
 type Json = Record<string, any>;
+
+/** What a tool runtime reads of a conversation: whose it is, its sandbox (made on first use) and its working dir. */
+export type ConversationPlace = Pick<ConversationRow, 'id' | 'tenantId' | 'sandboxId' | 'workspace'>;
 
 /** Where sandbox tools run: the conversation's sandbox, reached through its driver. */
 export abstract class ToolRuntime {
   /** The directory the agent works in, inside its sandbox (created on demand). */
-  abstract workingDir(conversation: ConversationRow): Promise<string>;
+  abstract workingDir(conversation: ConversationPlace): Promise<string>;
   abstract execute(conversation: ConversationRow, tool: string, action: Json, signal: AbortSignal): Promise<Json>;
 }
 
@@ -107,7 +109,7 @@ export class AgentRunner {
     private readonly status: ConversationStatus,
     private readonly bus: EventBus,
     private readonly vault: SecretVault,
-    private readonly tools: ToolCatalog,
+    private readonly preparer: AgentPreparer,
     private readonly runtime: ToolRuntime,
   ) {}
 
@@ -142,9 +144,10 @@ export class AgentRunner {
     const agent = this.vault.openAgent(row.agent as Json);
     const llm = agent.llm as LlmConfig;
     const client = createClient(llm);
-    const tools = [...this.tools.forAgent(agent), ...clientTools((row.options as Json).client_tools as Parameters<typeof clientTools>[0])];
+    const tools = this.preparer.toolsFor(row);
     const byName = new Map(tools.map((t) => [t.name, t]));
-    await this.ensureSystemPrompt(run, row, agent, tools);
+    // A run with no message before it (POST …/run on a new conversation) makes the agent ready itself.
+    await this.preparer.ensure(row, (event) => run.record(event));
     await this.resolveUnansweredActions(run, row, byName, interrupted);
 
     let iterations = 0;
@@ -238,21 +241,6 @@ export class AgentRunner {
       kind: 'ConversationErrorEvent',
     });
     await run.transition(['running'], 'error');
-  }
-
-  private async ensureSystemPrompt(run: FencedRun, row: ConversationRow, agent: Json, tools: AgentTool[]): Promise<void> {
-    const existing = await this.log.latest(row.id, 1, ['SystemPromptEvent']);
-    if (existing.length) return;
-    const workingDir = await this.runtime.workingDir(row);
-    const suffix = (row.options as Json).agent_launch_additions?.system_message_suffix_append ?? agent.agent_context?.system_message_suffix;
-    await run.record({
-      id: newUuid(),
-      timestamp: naiveTimestamp(),
-      source: 'agent',
-      system_prompt: llmText(agent.system_prompt ?? systemPrompt(workingDir, suffix))[0],
-      tools: tools.map((t) => t.spec),
-      kind: 'SystemPromptEvent',
-    });
   }
 
   /**

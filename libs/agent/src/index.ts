@@ -1,3 +1,4 @@
+export * from './agent-ready';
 export * from './agent-runner';
 export * from './agent-tools';
 export * from './agent.module';

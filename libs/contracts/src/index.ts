@@ -11,3 +11,4 @@ export * from './settings';
 export * from './admin';
 export * from './tool-catalog';
 export * from './session-socket';
+export * from './hooks';

@@ -50,6 +50,8 @@ export interface ExecutorCallOptions {
   signal?: AbortSignal;
   /** Overrides the client's timeout for this call. */
   timeoutMs?: number;
+  /** An answer longer than this fails with 413 (read whole otherwise). */
+  maxResponseBytes?: number;
 }
 
 /** An executor answered with an error (`status`), or not at all (`status` null: unreachable or timed out). */
@@ -113,6 +115,11 @@ export class ExecutorClient {
     await this.call('POST', `/api/file/create_directory?path=${encodeURIComponent(path)}`, undefined, options);
   }
 
+  /** A small JSON file of the sandbox, parsed (undefined when it is not JSON): 404 when absent, 413 past `maxBytes`. */
+  readJsonFile(path: string, maxBytes: number, options: ExecutorCallOptions = {}): Promise<unknown> {
+    return this.call('GET', `/api/file/download?path=${encodeURIComponent(path)}`, undefined, { ...options, maxResponseBytes: maxBytes });
+  }
+
   /** Ends the conversation's session in the executor (its terminal and other per-conversation state). */
   async closeSession(conversationId: string, options: ExecutorCallOptions = {}): Promise<void> {
     await this.call('POST', `/api/sessions/${encodeURIComponent(conversationId)}/close`, {}, options);
@@ -125,7 +132,7 @@ export class ExecutorClient {
     const headers: Record<string, string> = { [SANDBOX_TOKEN_HEADER]: this.address.token, accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     try {
-      const res = await send(executorRequestOptions(this.address.url, path), method, headers, body === undefined ? undefined : JSON.stringify(body), signal);
+      const res = await send(executorRequestOptions(this.address.url, path), method, headers, body === undefined ? undefined : JSON.stringify(body), signal, options.maxResponseBytes);
       const parsed = parseJson(res.text);
       if (res.status < 200 || res.status > 299) {
         const detail = parsed !== undefined && typeof parsed === 'object' && parsed !== null && 'detail' in parsed ? parsed.detail : parsed ?? res.text;
@@ -143,11 +150,26 @@ export class ExecutorClient {
 }
 
 /** One request over node:http (fetch cannot reach a unix socket); the body is read whole. */
-function send(options: RequestOptions, method: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal): Promise<{ status: number; text: string }> {
+function send(
+  options: RequestOptions,
+  method: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  signal: AbortSignal,
+  maxBytes = Infinity,
+): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest({ ...options, method, headers, signal }, (res) => {
       const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxBytes) {
+          req.destroy();
+          return reject(new ExecutorError(413, `the answer is larger than ${maxBytes} bytes`));
+        }
+        chunks.push(chunk);
+      });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
       res.on('error', reject);
     });
