@@ -258,6 +258,7 @@ const CASES: Record<string, Case> = {
     valid: () => post('/api/skills', { load_public: false, load_user: false, load_project: false, load_org: false }),
     invalid: () => post('/api/skills', { load_public: 'sometimes' }),
   },
+  'POST /api/hooks': { valid: (f) => post('/api/hooks', { project_dir: f.dir }), invalid: () => post('/api/hooks', { project_dir: 42 }) },
   'GET /api/plugins/installed': { valid: () => get('/api/plugins/installed'), invalid: () => noKey(get('/api/plugins/installed')) },
   'GET /api/workspaces': { valid: () => get('/api/workspaces'), invalid: () => noKey(get('/api/workspaces')) },
   'GET /api/canvas-extensions/installed': { valid: () => get('/api/canvas-extensions/installed'), invalid: () => noKey(get('/api/canvas-extensions/installed')) },

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { DEFAULT_TENANT_ID } from '@berth/persistence';
 import { compareSequences, compareShapes, compareValues, Difference, judge } from './compare';
 import { allEvents, RecordingSocket, send, SocketTranscript, startTargets, Target, Targets, waitStatus } from './targets';
 
@@ -12,6 +13,7 @@ import { allEvents, RecordingSocket, send, SocketTranscript, startTargets, Targe
 jest.setTimeout(240_000);
 
 const FIRST = 'run: echo conformance-$((40+2))';
+const ADMIN_KEY = 'conformance-admin-key';
 const SECOND = 'say hello';
 const label = (e: Record<string, any>) => (e.kind === 'ConversationStateUpdateEvent' ? `${e.kind}:${e.key}` : String(e.kind));
 /**
@@ -87,7 +89,7 @@ describe('conformance: a run and its event socket', () => {
 
   beforeAll(async () => {
     // One run at a time on each, so the last scenario can fill the run capacity.
-    targets = await startTargets({ referenceEnv: { OH_MAX_CONCURRENT_RUNS: '1' }, berthEnv: { OH_MAX_CONCURRENT_RUNS: '1' } });
+    targets = await startTargets({ referenceEnv: { OH_MAX_CONCURRENT_RUNS: '1' }, berthEnv: { OH_MAX_CONCURRENT_RUNS: '1', BERTH_ADMIN_API_KEYS_0: ADMIN_KEY } });
   }, 180_000);
 
   afterAll(async () => {
@@ -177,6 +179,9 @@ describe('conformance: a run and its event socket', () => {
           initial_message: { role: 'user', content: [{ type: 'text', text }] },
         },
       });
+    // Berth's run capacity is the tenant's running-conversations quota (the reference's, OH_MAX_CONCURRENT_RUNS): one for the default tenant here.
+    const admin = (method: string, path: string, body?: unknown) => send(targets.berth, { method, path, body, auth: false, headers: { 'X-Session-API-Key': ADMIN_KEY } });
+    expect((await admin('PATCH', `/api/admin/tenants/${DEFAULT_TENANT_ID}`, { quotas: { max_running_conversations: 1 } })).status).toBe(200);
     const slow = await both((t) => create(t, 'slow: take your time'));
     const slowIds = slow.map((r) => (r.json as { id: string }).id);
     await Promise.all([waitStatus(targets.reference, slowIds[0], ['running']), waitStatus(targets.berth, slowIds[1], ['running'])]);
