@@ -33,7 +33,7 @@ export async function startServer(
   storage: Storage,
   env: Record<string, string> = {},
   dataDir?: string,
-  options: { waitReady?: boolean } = {},
+  options: { waitReady?: boolean; port?: number } = {},
 ): Promise<TestServer> {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'berth-test-'));
   const base: Record<string, string> = {
@@ -52,7 +52,8 @@ export async function startServer(
   }
   const config = loadConfig({ ...base, ...env }, ['--port', '0']);
   const app = await createGatewayApp(config);
-  await app.listen(0, '127.0.0.1');
+  // A fixed port only to restart a server where its clients left it.
+  await app.listen(options.port ?? 0, '127.0.0.1');
   if (options.waitReady !== false) await app.get(Database).ready;
   const address = app.getHttpServer().address() as { port: number };
   const url = `http://127.0.0.1:${address.port}`;
