@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { registeredRoutes, servesPath } from '../support/routes';
-import { compareShapes, compareValues, Difference, judge, readAllowlist, writeNotServed } from './compare';
+import { compareShapes, compareValues, describeDifference, Difference, judge, readAllowlist, writeNotServed } from './compare';
 import { Answer, Call, send, startTargets, Target, Targets, waitStatus } from './targets';
 
 /**
@@ -480,6 +480,7 @@ describe('conformance: the routes of the reference OpenAPI document', () => {
 
   it('finds no difference that differences.json does not list, and every one it lists', () => {
     const verdict = judge('routes', found);
+    if (process.env.CONFORMANCE_VERBOSE === '1') console.log(found.map(describeDifference).join('\n'));
     console.log(`routes: ${found.length} differences found, ${verdict.allowed} allowed by differences.json`);
     expect({ unexpected: verdict.unexpected, stale: verdict.stale }).toEqual({ unexpected: [], stale: [] });
   });

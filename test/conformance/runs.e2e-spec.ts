@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DEFAULT_TENANT_ID } from '@berth/persistence';
-import { compareSequences, compareShapes, compareValues, Difference, judge } from './compare';
+import { compareSequences, compareShapes, compareValues, describeDifference, Difference, judge } from './compare';
 import { allEvents, RecordingSocket, send, SocketTranscript, startTargets, Target, Targets, waitStatus } from './targets';
 
 /**
@@ -195,6 +195,7 @@ describe('conformance: a run and its event socket', () => {
 
   it('finds no difference that differences.json does not list, and every one it lists', () => {
     const verdict = judge('runs', found);
+    if (process.env.CONFORMANCE_VERBOSE === '1') console.log(found.map(describeDifference).join('\n'));
     console.log(`runs: ${found.length} differences found, ${verdict.allowed} allowed by differences.json`);
     expect({ unexpected: verdict.unexpected, stale: verdict.stale }).toEqual({ unexpected: [], stale: [] });
   });
