@@ -1,31 +1,9 @@
-import { Client } from 'pg';
 import { randomUUID } from 'node:crypto';
-import { api, createTenant, Reply, startRequest, startServer, STORAGES, TestServer, userMessage } from './support/server';
+import { api, createTenant, privateDatabase, Reply, startRequest, startServer, STORAGES, TestServer, userMessage } from './support/server';
 
 const KEY = 'capacity-test-key';
 const FULL = 'Conversation run limit reached. Retry the request later.';
 
-/**
- * The server counts the running conversations of every tenant in its database: on PostgreSQL this
- * suite has a database of its own, so the other suites' runs (shared database) do not count.
- */
-async function privateDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
-  const admin = process.env.BERTH_TEST_ADMIN_URL as string;
-  const name = `${process.env.BERTH_TEST_DATABASE_NAME}_capacity`;
-  const run = async (sql: string) => {
-    const client = new Client({ connectionString: admin });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
-  await run(`CREATE DATABASE "${name}"`);
-  const url = new URL(admin);
-  url.pathname = `/${name}`;
-  return { url: url.toString(), drop: () => run(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`) };
-}
 
 function expectFull(res: Reply, detail = FULL): void {
   expect(res.status).toBe(429);
@@ -41,7 +19,7 @@ describe.each(STORAGES)('server run capacity: BERTH_MAX_CONCURRENT_RUNS (%s)', (
   const call = (method: string, path: string, body?: unknown, key = KEY) => api(server, method, path, { body, key });
 
   beforeAll(async () => {
-    database = storage === 'postgres' ? await privateDatabase() : null;
+    database = storage === 'postgres' ? await privateDatabase('capacity') : null;
     // Gateway only: a queued run stays running, so the capacity stays taken until it is paused.
     server = await startServer(storage, { OH_SESSION_API_KEYS_0: KEY, BERTH_MAX_CONCURRENT_RUNS: '1', ...(database ? { DATABASE_URL: database.url } : {}) });
   });

@@ -3,9 +3,8 @@ import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { LlmStub } from '@berth/testing';
 import type { StubRequest, StubTurn } from '@berth/testing';
-import { Client } from 'pg';
 import { WebSocket } from 'ws';
-import { startServer, TestServer } from '../support/server';
+import { privateDatabase, startServer, TestServer } from '../support/server';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { startReferenceServer } = require('../../scripts/reference-server.js') as {
   startReferenceServer(options: { apiKey?: string | null; env?: Record<string, string> }): Promise<{ url: string; workspacePath: string; log(): string; stop(): Promise<void> }>;
@@ -63,28 +62,6 @@ export function conformanceScript(request: StubRequest): StubTurn {
 }
 
 /**
- * A PostgreSQL database of the suite's own: the default tenant's home sandbox is found by tenant,
- * so a Berth on a database another suite's Berth used (other data dir) would find that one's.
- */
-async function privateDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const admin = process.env.BERTH_TEST_ADMIN_URL ?? process.env.TEST_POSTGRES_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
-  const name = `berth_conformance_${process.pid}_${Date.now()}`;
-  const run = async (sql: string) => {
-    const client = new Client({ connectionString: admin });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
-  await run(`CREATE DATABASE "${name}"`);
-  const url = new URL(admin);
-  url.pathname = `/${name}`;
-  return { url: url.toString(), drop: () => run(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`) };
-}
-
-/**
  * The reference agent server and Berth (PostgreSQL + Redis, workers in-process; a database of its
  * own), each with the same key and the same scripted LLM, started side by side.
  */
@@ -92,7 +69,7 @@ export async function startTargets(options: { referenceEnv?: Record<string, stri
   const llm = new LlmStub();
   await llm.start();
   llm.fallbackScript((request) => conformanceScript(request));
-  const database = await privateDatabase();
+  const database = await privateDatabase('conformance');
   const [ref, berth] = await Promise.all([
     startReferenceServer({ apiKey: KEY, env: options.referenceEnv ?? {} }),
     startServer('postgres', { DATABASE_URL: database.url, OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', BERTH_RUN_STALL_MS: '5000', ...(options.berthEnv ?? {}) }),
