@@ -16,9 +16,9 @@ describe('SecretRegistry', () => {
   };
 
   it('exports the secrets a command names, case-insensitively, and skips names a shell cannot export', async () => {
-    const r = registry({ GITHUB_TOKEN: 'ghp-1', 'my-key': 'dash-value', UNUSED: 'u-1', EMPTY: null });
+    const r = registry({ GITHUB_TOKEN: 'ghp-1', 'my-key': 'dash-value', UNUSED: 'u-1', EMPTY: null, NUL_VALUE: 'a\0b' });
     expect(await r.envFor('curl -H "Authorization: $github_token" x')).toEqual({ GITHUB_TOKEN: 'ghp-1' });
-    expect(await r.envFor('echo my-key $EMPTY')).toEqual({});
+    expect(await r.envFor('echo my-key $EMPTY $NUL_VALUE')).toEqual({});
     expect(await r.envFor('ls')).toEqual({});
   });
 

@@ -50,8 +50,10 @@ export class SecretRegistry {
       if (!text.includes(name.toLowerCase())) continue;
       const value = await this.resolve(name);
       if (!value) continue;
-      if (ENV_VAR_NAME_RE.test(name)) env[name] = value;
-      else this.logger.warn(`Skipping secret with invalid env var name: ${JSON.stringify(name)}`);
+      if (!ENV_VAR_NAME_RE.test(name)) this.logger.warn(`Skipping secret with invalid env var name: ${JSON.stringify(name)}`);
+      // An environment variable cannot hold a NUL byte (the value is still masked).
+      else if (value.includes('\0')) this.logger.warn(`Skipping secret '${name}': its value contains a NUL byte`);
+      else env[name] = value;
     }
     return env;
   }
