@@ -136,7 +136,7 @@ describe.each(STORAGES)('HTTP surface: auth, CORS, OpenAPI, probes (%s)', (stora
       });
     for (const origin of ['http://localhost:3001', 'http://127.0.0.1:5173', 'https://app.example.com', 'https://pr.preview.example.org']) {
       const res = await preflight(origin);
-      expect(res.status).toBe(204);
+      expect(res.status).toBe(200);
       expect(res.headers.get('access-control-allow-origin')).toBe(origin);
       expect(res.headers.get('access-control-allow-credentials')).toBe('true');
       expect(res.headers.get('access-control-allow-headers')?.toLowerCase()).toContain('x-session-api-key');
