@@ -6,6 +6,7 @@ export * from './history';
 export * from './llm';
 export * from './metrics';
 export * from './run-worker';
+export * from './secret-registry';
 export * from './sandbox-runtime';
 export * from './stuck-detector';
 export * from './tool-catalog';

@@ -28,13 +28,19 @@ export class SandboxToolRuntime extends ToolRuntime {
     return sandboxWorkingDir(handle.root, (conversation.workspace as Json).working_dir);
   }
 
-  async execute(conversation: ConversationRow, tool: string, action: Json, signal: AbortSignal): Promise<Json> {
+  async execute(conversation: ConversationRow, tool: string, action: Json, signal: AbortSignal, env?: Record<string, string>): Promise<Json> {
     const handle = await this.handleFor(conversation);
     const client = new ExecutorClient(handle);
     const timeoutMs = CALL_MARGIN_MS + (typeof action.timeout === 'number' ? action.timeout * 1000 : 0);
     try {
       const { observation } = await client.execute(
-        { conversation_id: conversation.id, working_dir: sandboxWorkingDir(handle.root, (conversation.workspace as Json).working_dir), tool, action },
+        {
+          conversation_id: conversation.id,
+          working_dir: sandboxWorkingDir(handle.root, (conversation.workspace as Json).working_dir),
+          tool,
+          action,
+          ...(env && Object.keys(env).length ? { env } : {}),
+        },
         { signal, timeoutMs },
       );
       return observation;
