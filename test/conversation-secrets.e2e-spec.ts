@@ -46,7 +46,8 @@ describe.each(STORAGES)('conversation secrets in terminal commands (%s)', (stora
     });
     await new Promise<void>((resolve) => lookups.listen(0, '127.0.0.1', resolve));
     lookupUrl = `http://127.0.0.1:${(lookups.address() as { port: number }).port}`;
-    server = await startServer(storage, { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', LOG_LEVEL: 'debug' });
+    // The lookup store listens on loopback, which only a trusting deployment lets lookups reach.
+    server = await startServer(storage, { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', LOG_LEVEL: 'debug', BERTH_SECRET_LOOKUP_HOSTS: 'any' });
   });
   afterAll(async () => {
     await server.close();

@@ -8,7 +8,7 @@ import type { AgentPreparer } from './agent-ready';
 import { buildMessages } from './history';
 import { classifyLlmError, complete, createClient, LlmConfig, LlmReply } from './llm';
 import { addUsage, statsSnapshot } from './metrics';
-import { SecretRegistry } from './secret-registry';
+import { LookupHosts, SecretRegistry } from './secret-registry';
 import { isStuck } from './stuck-detector';
 
 type Json = Record<string, any>;
@@ -54,9 +54,10 @@ class FencedRun {
     private readonly recorder: EventRecorder,
     private readonly status: ConversationStatus,
     vault: SecretVault,
+    lookupHosts: LookupHosts,
   ) {
     this.scope = tenantScope(tenantId);
-    this.secrets = new SecretRegistry(vault);
+    this.secrets = new SecretRegistry(vault, lookupHosts);
   }
 
   get lost(): boolean {
@@ -117,6 +118,7 @@ export class AgentRunner {
     private readonly vault: SecretVault,
     private readonly preparer: AgentPreparer,
     private readonly runtime: ToolRuntime,
+    private readonly secretLookupHosts: LookupHosts = 'public',
   ) {}
 
   async run(tenantId: string, conversationId: string, hold: RunHold): Promise<void> {
@@ -125,7 +127,7 @@ export class AgentRunner {
     const unsubscribe = await this.bus.subscribe(conversationId, (m) => {
       if (m.json.includes('"kind":"InterruptEvent"')) interrupt.abort();
     });
-    const run = new FencedRun(tenantId, conversationId, hold, this.conversations, this.log, this.recorder, this.status, this.vault);
+    const run = new FencedRun(tenantId, conversationId, hold, this.conversations, this.log, this.recorder, this.status, this.vault, this.secretLookupHosts);
     try {
       await this.loop(run, AbortSignal.any([interrupt.signal, hold.lost]), hold.stopping);
     } catch (err) {

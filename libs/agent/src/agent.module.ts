@@ -3,6 +3,8 @@ import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
 import { SecretVault } from '@berth/crypto';
 import { ConversationRepository, EventLog } from '@berth/persistence';
 import { SandboxManager } from '@berth/sandbox';
+import { BERTH_CONFIG } from '@berth/config';
+import type { BerthConfig } from '@berth/config';
 import { AgentPreparer } from './agent-ready';
 import { AgentRunner, ToolRuntime } from './agent-runner';
 import { ToolCatalog } from './agent-tools';
@@ -27,7 +29,7 @@ export class AgentModule {
         { provide: AgentPreparer, inject: [ToolCatalog, ToolRuntime, EventLog], useFactory: (tools: ToolCatalog, runtime: ToolRuntime, log: EventLog) => new AgentPreparer(tools, runtime, log) },
         {
           provide: AgentRunner,
-          inject: [ConversationRepository, EventLog, EventRecorder, ConversationStatus, EventBus, SecretVault, AgentPreparer, ToolRuntime],
+          inject: [ConversationRepository, EventLog, EventRecorder, ConversationStatus, EventBus, SecretVault, AgentPreparer, ToolRuntime, BERTH_CONFIG],
           useFactory: (
             conversations: ConversationRepository,
             log: EventLog,
@@ -37,7 +39,8 @@ export class AgentModule {
             vault: SecretVault,
             preparer: AgentPreparer,
             runtime: ToolRuntime,
-          ) => new AgentRunner(conversations, log, recorder, status, bus, vault, preparer, runtime),
+            config: BerthConfig,
+          ) => new AgentRunner(conversations, log, recorder, status, bus, vault, preparer, runtime, config.secretLookupHosts),
         },
         RunWorker,
         RunReconciler,

@@ -2,7 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SecretVault } from '@berth/crypto';
-import { SECRET_HIDDEN, SecretRegistry } from './secret-registry';
+import { createServer } from 'node:http';
+import { AddressInfo } from 'node:net';
+import { isPublicAddress, SECRET_HIDDEN, SecretRegistry } from './secret-registry';
 
 describe('SecretRegistry', () => {
   const dir = mkdtempSync(join(tmpdir(), 'berth-secret-registry-'));
@@ -45,5 +47,37 @@ describe('SecretRegistry', () => {
     const out = pieces.map((p) => stream.feed(p)).join('') + stream.flush();
     expect(out).toBe(`the token is ${SECRET_HIDDEN} and ${SECRET_HIDDEN} again tail`);
     expect(new SecretRegistry(vault).streamMask().feed('as is')).toBe('as is');
+  });
+
+  it('tells public addresses from the worker\'s own, private, link-local and mapped ones', () => {
+    for (const address of ['8.8.8.8', '1.1.1.1', '2606:4700:4700::1111']) expect([address, isPublicAddress(address)]).toEqual([address, true]);
+    for (const address of ['127.0.0.1', '10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', '::', 'fe80::1', 'fd00::1', '::ffff:127.0.0.1', '::ffff:169.254.169.254', 'not-an-ip']) {
+      expect([address, isPublicAddress(address)]).toEqual([address, false]);
+    }
+  });
+
+  it('fetches a lookup on the worker\'s own network only when BERTH_SECRET_LOOKUP_HOSTS=any: not by address, not by a name that resolves there', async () => {
+    const asked: string[] = [];
+    const store = createServer((req, res) => {
+      asked.push(req.url ?? '');
+      res.end('looked-up-value');
+    });
+    await new Promise<void>((ok) => store.listen(0, '127.0.0.1', ok));
+    const { port } = store.address() as AddressInfo;
+    try {
+      const sources = (host: string) => vault.sealSecrets({ TOKEN: { kind: 'LookupSecret', url: `http://${host}:${port}/s`, headers: {} } });
+      for (const host of ['127.0.0.1', 'localhost', '[::ffff:127.0.0.1]']) {
+        const guarded = new SecretRegistry(vault);
+        guarded.use(sources(host));
+        expect([host, await guarded.envFor('echo $TOKEN')]).toEqual([host, {}]);
+      }
+      expect(asked).toEqual([]);
+      const trusting = new SecretRegistry(vault, 'any');
+      trusting.use(sources('127.0.0.1'));
+      expect(await trusting.envFor('echo $TOKEN')).toEqual({ TOKEN: 'looked-up-value' });
+      expect(asked).toEqual(['/s']);
+    } finally {
+      await new Promise((ok) => store.close(ok));
+    }
   });
 });

@@ -1,4 +1,8 @@
 import { Logger } from '@nestjs/common';
+import { lookup as dnsLookup, LookupAddress } from 'node:dns';
+import { IncomingMessage, request as httpRequest, RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { BlockList, isIP, LookupFunction } from 'node:net';
 import { ENV_VAR_NAME_RE } from '@berth/contracts';
 import { SecretVault, StoredSecret } from '@berth/crypto';
 
@@ -10,6 +14,47 @@ export const LOOKUP_TIMEOUT_MS = 10_000;
 const LOOKUP_MAX_BYTES = 64 * 1024;
 /** After a failed lookup, masking does not try that secret again for this long (the SDK's FAILED_LOOKUP_RETRY_SECONDS). */
 const FAILED_LOOKUP_RETRY_MS = 60_000;
+
+/** Where a LookupSecret may be fetched from (`BERTH_SECRET_LOOKUP_HOSTS`). */
+export type LookupHosts = 'public' | 'any';
+
+/**
+ * Addresses a tenant's lookup URL may not reach with `public`: the worker's own loopback, private and
+ * link-local networks (cloud metadata at 169.254.169.254, the cluster's services), and the rest that
+ * is no one's public address.
+ */
+const NOT_PUBLIC = new BlockList();
+for (const [net, bits] of [
+  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
+  ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4],
+] as const) NOT_PUBLIC.addSubnet(net, bits, 'ipv4');
+for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96]] as const) {
+  NOT_PUBLIC.addSubnet(net, bits, 'ipv6');
+}
+
+/** Whether `address` (an IP) is one a `public` lookup may connect to; IPv4-mapped IPv6 is judged as IPv4. */
+export function isPublicAddress(address: string): boolean {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return !NOT_PUBLIC.check(mapped[1], 'ipv4');
+  const family = isIP(address);
+  if (family === 0) return false;
+  return !NOT_PUBLIC.check(address, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/**
+ * DNS lookup for a `public` lookup's connection: every address a name resolves to is checked at
+ * connect time, so a name that resolves to a public address when asked and a private one when
+ * connected (rebinding) cannot reach inside.
+ */
+const publicOnlyLookup: LookupFunction = (hostname, options, callback) => {
+  dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
+    if (err) return callback(err, '', 0);
+    const refused = addresses.find((a) => !isPublicAddress(a.address));
+    if (refused || addresses.length === 0) return callback(Object.assign(new Error('not a public address'), { code: 'EBERTHPRIVATE' }), '', 0);
+    if ((options as { all?: boolean }).all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
+    callback(null, addresses[0].address, addresses[0].family);
+  });
+};
 
 /**
  * A conversation's secrets as one run of its agent loop uses them (the SDK's SecretRegistry):
@@ -31,6 +76,7 @@ export class SecretRegistry {
 
   constructor(
     private readonly vault: SecretVault,
+    private readonly lookupHosts: LookupHosts = 'public',
     private readonly lookupTimeoutMs = LOOKUP_TIMEOUT_MS,
   ) {}
 
@@ -127,20 +173,49 @@ export class SecretRegistry {
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`its lookup URL's scheme ${url.protocol} is not http or https`);
     const headers = Object.fromEntries(Object.entries(source.headers ?? {}).map(([h, v]) => [h, this.open(v)]));
-    let response: Response;
+    if (this.lookupHosts === 'public' && isIP(url.hostname.replace(/^\[|\]$/g, '')) && !isPublicAddress(url.hostname.replace(/^\[|\]$/g, ''))) {
+      throw new Error('its lookup URL is not a public address (BERTH_SECRET_LOOKUP_HOSTS=public)');
+    }
+    let response: IncomingMessage;
     try {
-      response = await fetch(url, { headers, redirect: 'error', signal: AbortSignal.timeout(this.lookupTimeoutMs) });
+      response = await this.get(url, headers);
     } catch (err) {
-      const timedOut = (err as Error).name === 'TimeoutError';
-      throw new Error(timedOut ? `its lookup timed out after ${this.lookupTimeoutMs / 1000} s` : 'its lookup URL could not be reached');
+      const { name, code } = err as { name?: string; code?: string };
+      if (code === 'EBERTHPRIVATE') throw new Error('its lookup URL is not a public address (BERTH_SECRET_LOOKUP_HOSTS=public)');
+      throw new Error(name === 'TimeoutError' ? `its lookup timed out after ${this.lookupTimeoutMs / 1000} s` : 'its lookup URL could not be reached');
     }
-    if (!response.ok) {
-      await response.body?.cancel().catch(() => undefined);
-      throw new Error(`its lookup answered HTTP ${response.status}`);
+    // No redirects: a 3xx is an answer like any other non-2xx.
+    const status = response.statusCode ?? 0;
+    if (status < 200 || status > 299) {
+      response.destroy();
+      throw new Error(`its lookup answered HTTP ${status}`);
     }
-    const body = Buffer.from(await response.arrayBuffer());
-    if (body.length > LOOKUP_MAX_BYTES) throw new Error(`its lookup answered more than ${LOOKUP_MAX_BYTES} bytes`);
-    return body.toString('utf8');
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of response) {
+      size += (chunk as Buffer).length;
+      if (size > LOOKUP_MAX_BYTES) {
+        response.destroy();
+        throw new Error(`its lookup answered more than ${LOOKUP_MAX_BYTES} bytes`);
+      }
+      chunks.push(chunk as Buffer);
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
+  /** One GET of a lookup URL, its connection checked by `publicOnlyLookup` unless any host is allowed. */
+  private get(url: URL, headers: Record<string, string>): Promise<IncomingMessage> {
+    const options: RequestOptions = {
+      method: 'GET',
+      headers,
+      signal: AbortSignal.timeout(this.lookupTimeoutMs),
+      ...(this.lookupHosts === 'public' ? { lookup: publicOnlyLookup } : {}),
+    };
+    return new Promise((resolve, reject) => {
+      const request = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, options, resolve);
+      request.on('error', reject);
+      request.end();
+    });
   }
 
   private forget(name: string): void {
