@@ -36,6 +36,7 @@ async function main() {
     const t = tree(handle.pid);
     let rss = 0;
     let pss = 0;
+    if (process.env.BENCH_SHOW_OUTPUT) console.log(handle.output().split("\n").filter((l) => l.includes("HEAPREPORT")).join("\n"));
     const lines = t.map((p) => {
       const v = pssBytes(p.pid) ?? 0;
       rss += p.rssBytes;

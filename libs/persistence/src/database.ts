@@ -46,7 +46,8 @@ function initEmbeddedDir(dir: string, startParams: string[]): void {
   if (existsSync(join(dir, 'PG_VERSION'))) return;
   const module = join(projectRoot(), 'node_modules/@electric-sql/pglite/dist/index.cjs');
   const child = spawnSync(process.execPath, ['-e', INITDB_SCRIPT], {
-    env: { ...process.env, BERTH_PGLITE_INITDB: JSON.stringify({ dir, startParams, module }) },
+    // Nothing of this process's environment (its secrets) is needed there.
+    env: { BERTH_PGLITE_INITDB: JSON.stringify({ dir, startParams, module }) },
     encoding: 'utf8',
     timeout: 120_000,
   });

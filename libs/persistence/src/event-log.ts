@@ -89,29 +89,31 @@ export class EventLog {
   /** A page of events; `pageId` is the id of the first event to return (unknown → from the start). */
   async search(conversationId: string, req: EventPageRequest): Promise<{ items: OHEvent[]; nextPageId: string | null }> {
     const page = await this.searchJson(conversationId, req);
-    return { items: page.items.map((text) => JSON.parse(text) as OHEvent), nextPageId: page.nextPageId };
+    return { items: JSON.parse(page.items) as OHEvent[], nextPageId: page.nextPageId };
   }
 
   /**
-   * `search` with each event as its stored JSON text, unparsed (what an answer splices in as is: the
-   * payload column is `json`, which keeps the text that `append` wrote). One round trip: the page
-   * start is looked up in the same statement.
+   * `search` with the page's events as one JSON array text, made of the stored texts unparsed (the
+   * payload column is `json`, which keeps the text `append` wrote), for an answer to splice in as
+   * is. One round trip and one row: the page start is looked up and the page aggregated in the
+   * statement (a row per event costs more in the driver than the database's work).
    */
-  async searchJson(conversationId: string, req: EventPageRequest): Promise<{ items: string[]; nextPageId: string | null }> {
+  async searchJson(conversationId: string, req: EventPageRequest): Promise<{ items: string; nextPageId: string | null }> {
     const where = [whereSqlOf(conversationId, req)];
     if (req.pageId) {
       const start = Prisma.sql`(SELECT "seq" FROM "events" WHERE "conversation_id" = ${conversationId}::uuid AND "id" = ${req.pageId})`;
       where.push(req.descending ? Prisma.sql`"seq" <= COALESCE(${start}, 2147483647)` : Prisma.sql`"seq" >= COALESCE(${start}, 0)`);
     }
-    const rows = await this.db.prisma.$queryRaw<{ id: string; payload: string }[]>`
-      SELECT "id", "payload"::text AS "payload"
-        FROM "events"
-       WHERE ${Prisma.join(where, ' AND ')}
-       ORDER BY "seq" ${req.descending ? Prisma.sql`DESC` : Prisma.sql`ASC`}
-       LIMIT ${req.limit + 1}`;
-    const more = rows.length > req.limit;
-    const page = more ? rows.slice(0, req.limit) : rows;
-    return { items: page.map((r) => r.payload), nextPageId: more ? rows[req.limit].id : null };
+    const order = req.descending ? Prisma.sql`DESC` : Prisma.sql`ASC`;
+    const [row] = await this.db.prisma.$queryRaw<{ items: string; next: string | null }[]>`
+      SELECT '[' || COALESCE(string_agg(p."payload"::text, ',' ORDER BY p."n") FILTER (WHERE p."n" <= ${req.limit}), '') || ']' AS "items",
+             max(p."id") FILTER (WHERE p."n" > ${req.limit}) AS "next"
+        FROM (SELECT "id", "payload", row_number() OVER (ORDER BY "seq" ${order}) AS "n"
+                FROM "events"
+               WHERE ${Prisma.join(where, ' AND ')}
+               ORDER BY "seq" ${order}
+               LIMIT ${req.limit + 1}) p`;
+    return { items: row.items, nextPageId: row.next };
   }
 
   async count(conversationId: string, filter: EventFilter): Promise<number> {

@@ -62,7 +62,7 @@ export class EventsService {
       limit: q.limit,
       descending: q.sort_order === 'TIMESTAMP_DESC',
     });
-    return `{"items":[${page.items.join(',')}],"next_page_id":${JSON.stringify(page.nextPageId)}}`;
+    return `{"items":${page.items},"next_page_id":${JSON.stringify(page.nextPageId)}}`;
   }
 
   async count(p: Principal, id: string, q: Pick<EventSearchQuery, 'kind' | 'source' | 'body' | 'timestamp__gte' | 'timestamp__lt'>) {
