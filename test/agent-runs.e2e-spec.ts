@@ -68,8 +68,7 @@ describe.each(STORAGES)('agent runs (%s)', (storage) => {
 
     const log = await events(id);
     const kinds = log.map((e) => e.kind);
-    expect(kinds[0]).toBe('MessageEvent');
-    expect(kinds).toContain('SystemPromptEvent');
+    expect(kinds.slice(0, 2)).toEqual(['SystemPromptEvent', 'MessageEvent']);
     const action = log.find((e) => e.kind === 'ActionEvent' && e.tool_name === 'terminal');
     expect(action).toMatchObject({ source: 'agent', action: { command: 'echo hello-from-$((40+2)) && pwd', kind: 'TerminalAction' } });
     expect(action.thought[0].text).toBe('Let me run it.');
@@ -103,6 +102,99 @@ describe.each(STORAGES)('agent runs (%s)', (storage) => {
     ws.close();
     // The key never leaves the worker.
     expect(JSON.stringify(log)).not.toContain(LLM_KEY);
+  });
+
+  /** Event kinds as OpenHands 1.58.2 emits them (state updates by key, execution_status with its value). */
+  const kindsOf = (log: any[]) =>
+    log.map((e) =>
+      e.kind === 'ConversationStateUpdateEvent' ? `state:${e.key}${e.key === 'execution_status' ? `=${e.value}` : ''}` : `${e.kind}/${e.source}`,
+    );
+
+  it("emits a run's events in OpenHands' order: created with a message, a second turn, a message with run:true", async () => {
+    // The orders below are what `python -m openhands.agent_server` 1.58.2 emits for the same scripts.
+    // (Its stats update is sent from a callback thread and may land after the action's observation; Berth's comes with the reply.)
+    const text = `order a ${storage}`;
+    llm.script(text, [{ text: 'Hello there' }, { text: 'Second answer' }]);
+    const a = await start(text);
+    await waitStatus(a, ['finished']);
+    expect(kindsOf(await events(a))).toEqual([
+      'SystemPromptEvent/agent',
+      'MessageEvent/user',
+      'state:last_user_message_id',
+      'state:execution_status=running',
+      'state:stats',
+      'MessageEvent/agent',
+      'state:execution_status=finished',
+    ]);
+
+    const second = new SocketClient(`${server.wsUrl}/sockets/events/${a}?session_api_key=${KEY}`);
+    await second.waitFor((f) => f.some((e) => e.key === 'full_state'));
+    const before = (await events(a)).length;
+    second.frames.length = 0;
+    expect((await call('POST', `/api/conversations/${a}/events`, userMessage('again', true))).body).toEqual({ success: true });
+    const secondTurn = [
+      'state:execution_status=idle',
+      'MessageEvent/user',
+      'state:last_user_message_id',
+      'state:execution_status=running',
+      'state:stats',
+      'MessageEvent/agent',
+      'state:execution_status=finished',
+    ];
+    await second.waitFor((f) => f.some((e) => e.key === 'full_state' && e.value.execution_status === 'finished'), 10_000, 'final full_state');
+    expect(kindsOf((await events(a)).slice(before))).toEqual(secondTurn);
+    expect(kindsOf(second.frames)).toEqual([...secondTurn, 'state:full_state']);
+    second.close();
+
+    const textB = `order b ${storage}`;
+    llm.script(textB, [{ toolCalls: [{ name: 'terminal', arguments: { command: 'echo hi' } }] }, { text: 'done' }]);
+    const b = (await call('POST', '/api/conversations', { agent: agent(), workspace: { kind: 'LocalWorkspace', working_dir: '/workspace/project' } })).body.id;
+    expect(await events(b)).toEqual([]);
+    const ws = new SocketClient(`${server.wsUrl}/sockets/events/${b}?session_api_key=${KEY}`);
+    await ws.waitFor((f) => f.some((e) => e.key === 'full_state'));
+    ws.frames.length = 0;
+    await call('POST', `/api/conversations/${b}/events`, userMessage(textB, true));
+    await ws.waitFor((f) => f.some((e) => e.key === 'full_state' && e.value.execution_status === 'finished'), 10_000, 'final full_state');
+    const runB = [
+      'SystemPromptEvent/agent',
+      'MessageEvent/user',
+      'state:last_user_message_id',
+      'state:execution_status=running',
+      'state:stats',
+      'ActionEvent/agent',
+      'ObservationEvent/environment',
+      'state:stats',
+      'MessageEvent/agent',
+      'state:execution_status=finished',
+    ];
+    expect(kindsOf(await events(b))).toEqual(runB);
+    expect(kindsOf(ws.frames)).toEqual([...runB, 'state:full_state']);
+    ws.close();
+  });
+
+  it('takes a message with run:true on a running conversation (200, the run reads it) and answers 409 to …/run, as OpenHands', async () => {
+    const text = `busy ${storage}`;
+    llm.script(text, (request, turn) => {
+      if (request.body.messages.some((m) => m.role === 'user' && m.content === 'while you work')) return { text: 'Read it while working.' };
+      return { delayMs: 700, toolCalls: [{ name: 'think', arguments: { thought: `working ${turn}` } }] };
+    });
+    const id = await start(text);
+    const deadline = Date.now() + 10_000;
+    while (llm.requestsFor(text).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect((await call('GET', `/api/conversations/${id}`)).body.execution_status).toBe('running');
+    const sent = await call('POST', `/api/conversations/${id}/events`, userMessage('while you work', true));
+    expect(sent.status).toBe(200);
+    expect(sent.body).toEqual({ success: true });
+    const run = await call('POST', `/api/conversations/${id}/run`);
+    expect(run.status).toBe(409);
+    expect(run.body).toEqual({ detail: 'Conversation already running. Wait for completion or pause first.' });
+    await waitStatus(id, ['finished']);
+    const last = (await events(id)).filter((e) => e.kind === 'MessageEvent' && e.source === 'agent').pop();
+    expect(last.llm_message.content[0].text).toBe('Read it while working.');
+    // One run read it: no second SystemPromptEvent, one user message more.
+    const kinds = (await events(id)).map((e) => e.kind);
+    expect(kinds.filter((k) => k === 'SystemPromptEvent')).toHaveLength(1);
+    expect((await events(id)).filter((e) => e.kind === 'MessageEvent' && e.source === 'user')).toHaveLength(2);
   });
 
   it('edits files with file_editor and continues the conversation on a follow-up message', async () => {

@@ -1,6 +1,7 @@
 import { ConversationInfoSchema, ConversationPageSchema } from '@berth/contracts';
 import { randomUUID } from 'node:crypto';
-import { api, startRequest, STORAGES, useServer, userMessage } from './support/server';
+import { systemPromptEventId } from '@berth/agent';
+import { api, createTenant, startRequest, STORAGES, useServer, userMessage } from './support/server';
 
 const KEY = 'conv-test-key';
 
@@ -48,23 +49,126 @@ describe.each(STORAGES)('conversations REST (%s)', (storage) => {
     expect(again.body.tags).toEqual({ v: '1' });
   });
 
-  it('queues a run for initial_message and records the message first', async () => {
+  it('does not send the initial message again on a repeated or racing create (idempotent_conversation_create_v1)', async () => {
+    const kindsOf = async (id: string) => (await call('GET', `/api/conversations/${id}/events/search`)).body.items.map((e: any) => e.kind);
+    const id = randomUUID();
+    const body = startRequest({ conversation_id: id, initial_message: userMessage('only once') });
+    const first = await call('POST', '/api/conversations', body);
+    expect(first.status).toBe(201);
+    const again = await call('POST', '/api/conversations', body);
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ id, last_user_message_id: first.body.last_user_message_id, execution_status: 'running' });
+    expect(await kindsOf(id)).toEqual(['SystemPromptEvent', 'MessageEvent', 'ConversationStateUpdateEvent', 'ConversationStateUpdateEvent']);
+
+    // Three creates of one new id at once: one makes it, the others get it; one message, one sandbox.
+    const raced = randomUUID();
+    const answers = await Promise.all([1, 2, 3].map(() => call('POST', '/api/conversations', startRequest({ conversation_id: raced, initial_message: userMessage('raced') }))));
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 200, 201]);
+    expect(new Set(answers.map((a) => a.body.id))).toEqual(new Set([raced]));
+    expect(await kindsOf(raced)).toEqual(['SystemPromptEvent', 'MessageEvent', 'ConversationStateUpdateEvent', 'ConversationStateUpdateEvent']);
+    const db = ctx.server.app.get((await import('@berth/persistence')).Database);
+    const row = await db.prisma.conversation.findUniqueOrThrow({ where: { id: raced } });
+    const made = await db.prisma.sandbox.findMany({ where: { kind: 'conversation', tenantId: row.tenantId, createdAt: { gte: new Date(Date.now() - 60_000) } } });
+    expect(made.filter((s) => s.id === row.sandboxId)).toHaveLength(1);
+    // The losers' sandboxes are gone again: every conversation sandbox made here belongs to a conversation.
+    const owners = await db.prisma.conversation.findMany({ where: { sandboxId: { in: made.map((s) => s.id) } }, select: { sandboxId: true } });
+    expect(made.map((s) => s.id).sort()).toEqual(owners.map((o) => o.sandboxId).sort());
+
+    // Another tenant cannot make a conversation under that id, nor learn anything of it: 409, and nothing changed.
+    const other = await createTenant(ctx.server);
+    const foreign = await api(ctx.server, 'POST', '/api/conversations', { body: body, key: other.key });
+    expect(foreign.status).toBe(409);
+    expect(foreign.body).toEqual({ detail: `Conversation id already in use: ${id}` });
+    expect((await api(ctx.server, 'GET', `/api/conversations/${id}`, { key: other.key })).status).toBe(404);
+    expect(await kindsOf(id)).toHaveLength(4);
+  });
+
+  it("records the agent's SystemPromptEvent before the initial message, then queues the run (OpenHands' order)", async () => {
     const res = await call('POST', '/api/conversations', startRequest({ initial_message: userMessage('Flip a coin') }));
     expect(res.status).toBe(201);
     expect(res.body.execution_status).toBe('running');
     const events = await call('GET', `/api/conversations/${res.body.id}/events/search`);
     expect(events.body.items.map((e: any) => e.kind)).toEqual([
+      'SystemPromptEvent',
       'MessageEvent',
       'ConversationStateUpdateEvent',
       'ConversationStateUpdateEvent',
     ]);
-    expect(events.body.items[0].llm_message).toEqual({
+    const [prompt, message, lastMessage, status] = events.body.items;
+    expect(prompt).toMatchObject({ id: systemPromptEventId(res.body.id), source: 'agent' });
+    expect(prompt.tools.map((t: any) => t.kind).sort()).toEqual(['FileEditorTool', 'FinishTool', 'TaskTrackerTool', 'TerminalTool', 'ThinkTool']);
+    // The agent is told where it works: inside the conversation's own sandbox, started for it.
+    expect(prompt.system_prompt.text).toContain(`${ctx.server.dataDir}/sandboxes/${res.body.sandbox_id}/workspace/project`);
+    expect(message.llm_message).toEqual({
       role: 'user',
       content: [{ cache_prompt: false, type: 'text', text: 'Flip a coin' }],
       thinking_blocks: [],
     });
-    expect(res.body.last_user_message_id).toBe(events.body.items[0].id);
-    expect(events.body.items[2]).toMatchObject({ key: 'execution_status', value: 'running', source: 'environment' });
+    expect(lastMessage).toMatchObject({ key: 'last_user_message_id', value: message.id });
+    expect(res.body.last_user_message_id).toBe(message.id);
+    expect(status).toMatchObject({ key: 'execution_status', value: 'running', source: 'environment' });
+    expect((await call('GET', `/api/conversations/${res.body.id}/runtime`)).body).toMatchObject({ runtime_status: 'available', sandbox_kind: 'conversation' });
+  });
+
+  it("writes the SystemPromptEvent before the first message sent later, once, and resets a finished conversation to idle before a new one", async () => {
+    const id = (await call('POST', '/api/conversations', startRequest())).body.id;
+    expect((await call('GET', `/api/conversations/${id}/events/search`)).body.items).toEqual([]);
+    expect((await call('POST', `/api/conversations/${id}/events`, userMessage('first'))).body).toEqual({ success: true });
+    expect((await call('POST', `/api/conversations/${id}/events`, userMessage('second'))).status).toBe(200);
+    const db = ctx.server.app.get((await import('@berth/persistence')).Database);
+    await db.prisma.conversation.update({ where: { id }, data: { executionStatus: 'finished' } });
+    expect((await call('POST', `/api/conversations/${id}/events`, userMessage('third'))).status).toBe(200);
+    const kinds = (await call('GET', `/api/conversations/${id}/events/search`)).body.items.map((e: any) =>
+      e.kind === 'ConversationStateUpdateEvent' ? `${e.key}${e.key === 'execution_status' ? `=${e.value}` : ''}` : e.kind,
+    );
+    expect(kinds).toEqual([
+      'SystemPromptEvent',
+      'MessageEvent',
+      'last_user_message_id',
+      'MessageEvent',
+      'last_user_message_id',
+      'execution_status=idle',
+      'MessageEvent',
+      'last_user_message_id',
+    ]);
+  });
+
+  it('rejects a conversation_runtime other than local, as OpenHands', async () => {
+    const res = await call('POST', '/api/conversations', startRequest({ conversation_runtime: 'docker' }));
+    expect(res.status).toBe(422);
+    expect(JSON.stringify(res.body.detail)).toContain('This server only runs local conversations');
+    expect((await call('POST', '/api/conversations', startRequest({ conversation_runtime: 'local' }))).status).toBe(201);
+    expect((await call('POST', '/api/conversations', startRequest({ conversation_runtime: null }))).status).toBe(201);
+  });
+
+  it('reports runtime_info in GET, search and batch rows (null in the answer of POST, as OpenHands)', async () => {
+    const fresh = await call('POST', '/api/conversations', startRequest());
+    expect(fresh.body.runtime_info).toBeNull();
+    const started = await call('POST', '/api/conversations', startRequest({ initial_message: userMessage('runtime rows') }));
+    expect(started.body.runtime_info).toBeNull();
+    const none = { runtime_status: 'missing', can_resume: true, runtime_error: null, sandbox_id: null, sandbox_kind: null, sandbox_status: null, driver: 'local' };
+    const running = { runtime_status: 'available', can_resume: true, runtime_error: null, sandbox_id: started.body.sandbox_id, sandbox_kind: 'conversation', sandbox_status: 'running', driver: 'local' };
+    expect((await call('GET', `/api/conversations/${fresh.body.id}`)).body.runtime_info).toEqual(none);
+    expect((await call('GET', `/api/conversations/${started.body.id}`)).body.runtime_info).toEqual(running);
+    const batch = (await call('GET', `/api/conversations?ids=${started.body.id}&ids=${fresh.body.id}`)).body;
+    expect(batch.map((c: any) => c.runtime_info)).toEqual([running, none]);
+    const page = (await call('GET', '/api/conversations/search?limit=100')).body.items;
+    expect(page.find((c: any) => c.id === started.body.id).runtime_info).toEqual(running);
+    expect(page.find((c: any) => c.id === fresh.body.id).runtime_info).toEqual(none);
+    for (const c of page) expect(ConversationInfoSchema.shape.runtime_info.safeParse(c.runtime_info).success).toBe(true);
+  });
+
+  it('advertises exactly the capabilities that are true of Berth in /server_info', async () => {
+    const info = (await call('GET', '/server_info')).body;
+    expect(info.capabilities).toEqual([
+      'conversation_runtime_routes_v1',
+      'idempotent_conversation_create_v1',
+      'tool_catalog_v1',
+      'profile_secret_scope_v1',
+      'agent_profile_draft_materialize_v1',
+      'agent_launch_pipeline_v1',
+    ]);
+    expect(info).toMatchObject({ version: '1.58.2', conversation_runtime: 'local', available_conversation_runtimes: [], app_backend_ingress_url: null });
   });
 
   it('answers 422 with OpenHands-style details for invalid bodies', async () => {

@@ -37,7 +37,8 @@ describe.each(STORAGES)('events REST (%s)', (storage) => {
 
     const all = await call('GET', `/api/conversations/${id}/events/search`);
     expect(EventPageSchema.safeParse(all.body).success).toBe(true);
-    expect(all.body.items.length).toBe(7);
+    // The agent made ready before the first message (its SystemPromptEvent), three messages with their state updates, the action.
+    expect(all.body.items.length).toBe(8);
     expect(all.body.next_page_id).toBeNull();
 
     const search = async (query: string) => (await call('GET', `/api/conversations/${id}/events/search?${query}`)).body.items;
@@ -45,7 +46,7 @@ describe.each(STORAGES)('events REST (%s)', (storage) => {
     expect((await search('kind=openhands.sdk.event.llm_convertible.message.MessageEvent')).length).toBe(3);
     expect((await search('kind=openhands.sdk.event.llm_convertible.action.ActionEvent'))[0].tool_name).toBe('terminal');
     expect((await search('kind=NoSuchEvent')).length).toBe(0);
-    expect((await search('source=agent')).map((e: OHEvent) => e.kind)).toEqual(['ActionEvent']);
+    expect((await search('source=agent')).map((e: OHEvent) => e.kind)).toEqual(['SystemPromptEvent', 'ActionEvent']);
     expect((await search('source=environment')).every((e: OHEvent) => e.kind === 'ConversationStateUpdateEvent')).toBe(true);
     expect((await search('body=BANANAS')).map((e: any) => e.llm_message.content[0].text)).toEqual(['Beta bananas']);
     const after = await search(`timestamp__gte=${encodeURIComponent(middle)}&kind=MessageEvent`);
@@ -59,7 +60,7 @@ describe.each(STORAGES)('events REST (%s)', (storage) => {
     const desc = await search('sort_order=TIMESTAMP_DESC');
     expect(desc.map((e: OHEvent) => e.id)).toEqual([...all.body.items].reverse().map((e: OHEvent) => e.id));
 
-    expect((await call('GET', `/api/conversations/${id}/events/count`)).body).toBe(7);
+    expect((await call('GET', `/api/conversations/${id}/events/count`)).body).toBe(8);
     expect((await call('GET', `/api/conversations/${id}/events/count?kind=MessageEvent&body=apples`)).body).toBe(1);
 
     for (const bad of ['limit=0', 'limit=101', 'source=robot', 'sort_order=UP', 'timestamp__gte=yesterday', 'timestamp__lt=2024-02-30T00:00:00']) {

@@ -329,7 +329,7 @@ describe('executor workspace API', () => {
       const first = randomBytes(300 * 1024 + 7);
       // Multipart, as OpenHands clients send it, with another field before the file.
       const up = await api.uploadMultipart(target, first, 'ignored name.bin', { note: 'not the file' });
-      expect([up.status, up.body]).toEqual([200, { success: true }]);
+      expect([up.status, up.body]).toEqual([200, { success: true, file_size: first.length }]);
       expect(readFileSync(target).equals(first)).toBe(true);
 
       const down = await api.download(target);
@@ -350,12 +350,12 @@ describe('executor workspace API', () => {
       // A raw body overwrites it; nothing temporary is left beside it.
       const second = randomBytes(1000);
       const raw = await api.uploadRaw(target, second);
-      expect([raw.status, raw.body]).toEqual([200, { success: true }]);
+      expect([raw.status, raw.body]).toEqual([200, { success: true, file_size: 1000 }]);
       expect((await api.download(target)).bytes.equals(second)).toBe(true);
       expect(readdirSync(dir)).toEqual(['r\u00e9sum\u00e9 \u00fc.bin']);
 
       // An empty file, and a plain name's Content-Disposition.
-      expect((await api.uploadMultipart(join(root, 'plain.txt'), Buffer.alloc(0))).body).toEqual({ success: true });
+      expect((await api.uploadMultipart(join(root, 'plain.txt'), Buffer.alloc(0))).body).toEqual({ success: true, file_size: 0 });
       const plain = await api.download(join(root, 'plain.txt'));
       expect([plain.status, plain.bytes.length, plain.headers.get('content-disposition')]).toEqual([200, 0, 'attachment; filename="plain.txt"']);
     });
@@ -450,7 +450,7 @@ describe('executor workspace API', () => {
       const upSampler = rssSampler(pid);
       const up = await streamUpload(executor.port, target, 200, true, base);
       const upPeak = upSampler.stop();
-      expect([up.status, JSON.parse(up.body)]).toEqual([200, { success: true }]);
+      expect([up.status, JSON.parse(up.body)]).toEqual([200, { success: true, file_size: 200 * 1024 * 1024 }]);
 
       const downSampler = rssSampler(pid);
       const down = await streamDownload(executor.port, target);
@@ -797,8 +797,8 @@ describe('executor workspace API', () => {
       expect((await api.get('/api/git/diff', { path: join(repo, 'keep.txt') })).body).toEqual({ modified: 'two', original: 'one' });
       // With a commit: the change that commit made, from git objects (a root commit: against nothing).
       expect((await api.get('/api/git/diff', { path: join(repo, 'keep.txt'), commit: sha })).body).toEqual({ modified: 'one', original: '' });
-      expect((await api.get('/api/git/diff', { path: join(repo, 'dir', 'new file \u00e9.txt') })).body).toEqual({ modified: 'new', original: null });
-      expect((await api.get('/api/git/diff', { path: join(repo, 'gone.txt') })).body).toEqual({ modified: null, original: 'gone' });
+      expect((await api.get('/api/git/diff', { path: join(repo, 'dir', 'new file \u00e9.txt') })).body).toEqual({ modified: 'new', original: '' });
+      expect((await api.get('/api/git/diff', { path: join(repo, 'gone.txt') })).body).toEqual({ modified: '', original: 'gone' });
 
       const badRef = await api.get('/api/git/changes', { path: repo, ref: 'no-such-branch' });
       expect(badRef.status).toBe(400);
@@ -828,7 +828,7 @@ describe('executor workspace API', () => {
         expect(existsSync(join(ownRoot, 'project', '.git'))).toBe(true);
         expect(existsSync(join(ownRoot, '.git'))).toBe(false);
         expect((await ownApi.get('/api/git/changes', { path: join(ownRoot, 'project') })).body).toEqual([{ status: 'ADDED', path: 'app.py' }]);
-        expect((await ownApi.get('/api/git/diff', { path: join(ownRoot, 'project', 'app.py') })).body).toEqual({ modified: 'print(1)', original: null });
+        expect((await ownApi.get('/api/git/diff', { path: join(ownRoot, 'project', 'app.py') })).body).toEqual({ modified: 'print(1)', original: '' });
       } finally {
         await own.stop();
         rmSync(ownRoot, { recursive: true, force: true });

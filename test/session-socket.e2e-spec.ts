@@ -307,7 +307,8 @@ describe('session socket across gateway replicas (PostgreSQL + Redis)', () => {
     await ws.waitFor((f) => f.length >= 2);
     await api(a, 'POST', `/api/conversations/${id}/events`, { body: userMessage('from replica A'), key: KEY });
     const frames = await ws.waitFor((f) => durable(f).some((e) => e.event.kind === 'MessageEvent'));
-    expect(durable(frames).find((e) => e.event.kind === 'MessageEvent')).toMatchObject({ seq: 0, event: { llm_message: { content: [{ text: 'from replica A' }] } } });
+    // seq 0 is the SystemPromptEvent written before the first message (OpenHands' order).
+    expect(durable(frames).find((e) => e.event.kind === 'MessageEvent')).toMatchObject({ seq: 1, event: { llm_message: { content: [{ text: 'from replica A' }] } } });
     ws.close();
   });
 });

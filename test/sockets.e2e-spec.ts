@@ -70,7 +70,7 @@ describe.each(STORAGES)('event socket (%s)', (storage) => {
     const id = await newConversation();
     for (const text of ['one', 'two', 'three']) await call('POST', `/api/conversations/${id}/events`, userMessage(text));
     const stored = await storedKinds(id);
-    expect(stored.length).toBe(6); // 3 messages + 3 last_user_message_id updates
+    expect(stored.length).toBe(7); // the SystemPromptEvent, 3 messages + 3 last_user_message_id updates
 
     for (const query of ['resend_mode=all', 'resend_all=true']) {
       const ws = socket(id, `?session_api_key=${KEY}&${query}`);
@@ -81,16 +81,16 @@ describe.each(STORAGES)('event socket (%s)', (storage) => {
     }
 
     const since = socket(id, `?session_api_key=${KEY}&resend_mode=since&after_timestamp=${encodeURIComponent(stored[2].timestamp)}`);
-    const sinceFrames = await since.waitFor((f) => f.length >= 1 + 4);
+    const sinceFrames = await since.waitFor((f) => f.length >= 1 + 5);
     expect(sinceFrames.slice(1).map((e) => e.id)).toEqual(stored.slice(2).map((e: any) => e.id));
     since.close();
 
     const resumed = socket(id, `?session_api_key=${KEY}&after_event_id=${stored[3].id}`);
-    await resumed.waitFor((f) => f.length >= 1 + 2);
+    await resumed.waitFor((f) => f.length >= 1 + 3);
     await call('POST', `/api/conversations/${id}/events`, userMessage('four'));
-    const resumedFrames = await resumed.waitFor((f) => f.length >= 1 + 4);
-    expect(resumedFrames.slice(1, 3).map((e) => e.id)).toEqual(stored.slice(4).map((e: any) => e.id));
-    expect(resumedFrames[3].llm_message.content[0].text).toBe('four');
+    const resumedFrames = await resumed.waitFor((f) => f.length >= 1 + 5);
+    expect(resumedFrames.slice(1, 4).map((e) => e.id)).toEqual(stored.slice(4).map((e: any) => e.id));
+    expect(resumedFrames[4].llm_message.content[0].text).toBe('four');
     resumed.close();
 
     expect(await socket(id, `?session_api_key=${KEY}&after_event_id=nope`).waitClosed()).toBe(1008);
@@ -104,7 +104,7 @@ describe.each(STORAGES)('event socket (%s)', (storage) => {
     const writers = Promise.all(Array.from({ length: 30 }, (_, i) => call('POST', `/api/conversations/${id}/events`, userMessage(`during ${i}`))));
     const ws = socket(id, `?session_api_key=${KEY}&resend_mode=all`);
     await writers;
-    const total = 2 * 50;
+    const total = 1 + 2 * 50; // the SystemPromptEvent, then each message and its state update
     const frames = await ws.waitFor((f) => f.length >= 1 + total, 20_000, `${total} events`);
     await new Promise((r) => setTimeout(r, 200));
     const events = ws.frames.slice(1);

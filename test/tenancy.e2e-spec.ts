@@ -70,9 +70,10 @@ describe.each(STORAGES)('tenancy: one tenant cannot reach another (%s)', (storag
   });
 
   it("answers another tenant's conversation_id, sandbox_id and parent_conversation_id as unknown ones", async () => {
+    // No conversation can be made under an id in use: 409, naming nothing of A's.
     const taken = await asB('POST', '/api/conversations', startRequest({ conversation_id: a.conversationId }));
-    expect(taken.status).toBe(404);
-    expect(taken.body).toEqual({ detail: `Conversation not found: ${a.conversationId}` });
+    expect(taken.status).toBe(409);
+    expect(taken.body).toEqual({ detail: `Conversation id already in use: ${a.conversationId}` });
     const inForeignSandbox = await asB('POST', '/api/conversations', startRequest({ sandbox_id: a.sandboxId }));
     expect(inForeignSandbox.status).toBe(404);
     expect(inForeignSandbox.body).toEqual({ detail: `Sandbox not found: ${a.sandboxId}` });

@@ -30,7 +30,7 @@ function raw(url: string, method: string, path: string, key: string): Promise<{ 
 }
 
 describe('conversation runtime routes and the 1.58 workspace routes (postgres)', () => {
-  const ctx = useServer('postgres', { OH_SESSION_API_KEYS_0: KEY }, KEY);
+  const ctx = useServer('postgres', { OH_SESSION_API_KEYS_0: KEY }, KEY, { ownDatabase: true });
   let id: string;
   let workingDir: string;
   let base: string;

@@ -1,3 +1,4 @@
+import { until } from '@berth/testing';
 import { Database } from '@berth/persistence';
 import { SandboxReaper } from '@berth/sandbox';
 import { randomUUID } from 'node:crypto';
@@ -103,7 +104,7 @@ describe.each(STORAGES)('sandbox workspace through the gateway (%s)', (storage) 
     expect(changes.map((c) => c.path).sort()).toEqual(['a.txt', 'data.bin']);
     expect(changes.every((c) => c.status === 'ADDED')).toBe(true);
     const diff = await ws.gitDiff(`${project}/a.txt`);
-    expect(diff.original).toBeNull();
+    expect(diff.original).toBe('');
     expect(String(diff.modified).trimEnd()).toBe('hello');
     await ctx.call('DELETE', `/api/sandboxes/${sandbox.id}`);
   });
@@ -241,6 +242,29 @@ describe.each(STORAGES)('top-level workspace routes, routed by path (%s)', (stor
     expect(((await res.json()) as { detail: string }).detail).toContain('/sandboxes/{sandbox_id}/api/');
     const relative = await ctx.call('POST', '/api/bash/execute_bash_command', { command: 'true', cwd: 'relative/dir' });
     expect(relative.status).toBe(400);
+  });
+
+  it("find a background command started in a conversation's sandbox by its id alone, for its tenant only", async () => {
+    const workingDir = `/srv/${randomUUID()}`;
+    await ctx.call('POST', '/api/conversations', { agent: { kind: 'Agent', llm: { model: 'm' } }, workspace: { kind: 'LocalWorkspace', working_dir: workingDir } });
+    const started = await ctx.call('POST', '/api/bash/start_bash_command', { command: 'echo from-the-conversation-$((5*5))', cwd: workingDir });
+    expect(started.status).toBe(200);
+    const id = started.body.id as string;
+    // As the SDK polls it: the search names the command, not the folder.
+    let output: { stdout?: string } | undefined;
+    await until(async () => {
+      const page = await ctx.call('GET', `/api/bash/bash_events/search?command_id__eq=${id}&limit=20`);
+      output = page.body.items?.find((e: { kind: string; exit_code?: number }) => e.kind === 'BashOutput' && e.exit_code !== undefined && e.exit_code !== null);
+      return Boolean(output);
+    }, 'the command output', 20_000);
+    expect(output?.stdout).toContain('from-the-conversation-25');
+    expect((await ctx.call('GET', `/api/bash/bash_events/${id}`)).body.id).toBe(id);
+    // Another tenant naming the same id reaches only its own home sandbox, where no such command ran.
+    const other = (await createTenant(ctx.server)).key;
+    const theirs = await api(ctx.server, 'GET', `/api/bash/bash_events/search?command_id__eq=${id}`, { key: other });
+    expect(theirs.status).toBe(200);
+    expect(theirs.body.items).toEqual([]);
+    expect(JSON.stringify(theirs.body)).not.toContain('from-the-conversation');
   });
 
   it("never route into another tenant's conversation", async () => {

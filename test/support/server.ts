@@ -8,6 +8,7 @@ import { request as httpRequest } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Client } from 'pg';
 import { WebSocket } from 'ws';
 import { createGatewayApp } from '../../apps/gateway/src/app.factory';
 
@@ -33,7 +34,7 @@ export async function startServer(
   storage: Storage,
   env: Record<string, string> = {},
   dataDir?: string,
-  options: { waitReady?: boolean } = {},
+  options: { waitReady?: boolean; port?: number } = {},
 ): Promise<TestServer> {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'berth-test-'));
   const base: Record<string, string> = {
@@ -52,7 +53,8 @@ export async function startServer(
   }
   const config = loadConfig({ ...base, ...env }, ['--port', '0']);
   const app = await createGatewayApp(config);
-  await app.listen(0, '127.0.0.1');
+  // A fixed port only to restart a server where its clients left it.
+  await app.listen(options.port ?? 0, '127.0.0.1');
   if (options.waitReady !== false) await app.get(Database).ready;
   const address = app.getHttpServer().address() as { port: number };
   const url = `http://127.0.0.1:${address.port}`;
@@ -73,18 +75,45 @@ export async function startServer(
  * Registers a server for the enclosing describe block (started before its tests, closed after) and
  * returns accessors: `ctx.server` and `ctx.call(method, path, body)` with the given key.
  */
-export function useServer(storage: Storage, env: Record<string, string>, key?: string) {
+export function useServer(storage: Storage, env: Record<string, string>, key?: string, options: { ownDatabase?: boolean } = {}) {
   const ctx = {
     server: undefined as unknown as TestServer,
     call: <T = any>(method: string, path: string, body?: unknown) => api<T>(ctx.server, method, path, { body, key }),
   };
+  let database: { url: string; drop(): Promise<void> } | null = null;
   beforeAll(async () => {
-    ctx.server = await startServer(storage, env);
+    database = storage === 'postgres' && options.ownDatabase ? await privateDatabase('own') : null;
+    ctx.server = await startServer(storage, database ? { ...env, DATABASE_URL: database.url } : env);
   });
   afterAll(async () => {
-    await ctx.server.close();
+    await ctx.server?.close();
+    await database?.drop();
   });
   return ctx;
+}
+
+/**
+ * A PostgreSQL database of the caller's own (the run's shared one is BERTH_TEST_DATABASE_URL), for
+ * suites that must not meet another suite's rows: the default tenant's home sandbox is found by
+ * tenant, and one made by a server with another data dir is not this server's to use; run counts
+ * are server-wide.
+ */
+export async function privateDatabase(label: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const admin = process.env.BERTH_TEST_ADMIN_URL ?? process.env.TEST_POSTGRES_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+  const name = `${process.env.BERTH_TEST_DATABASE_NAME ?? `berth_test_${process.pid}`}_${label}_${randomUUID().slice(0, 8)}`;
+  const run = async (sql: string) => {
+    const client = new Client({ connectionString: admin });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  await run(`CREATE DATABASE "${name}"`);
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return { url: url.toString(), drop: () => run(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`) };
 }
 
 /**

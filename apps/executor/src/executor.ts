@@ -118,16 +118,25 @@ export class Executor {
     }
     const parsed = parseToolArguments(tool, action);
     if (!parsed.ok) throw new HttpError(422, parsed.error);
+    const env = request.data.env;
+    if (env && Object.keys(env).length && tool !== 'terminal') throw new HttpError(422, `env applies to the terminal tool only, not to '${tool}'`);
     const conversationId = parseUuid(request.data.conversation_id)!;
     const workingDir = await this.prepareWorkingDir(request.data.working_dir);
     const tools = this.toolsOf(conversationId);
-    return { observation: await this.run(tools, tool, parsed.action, workingDir, abandoned) };
+    return { observation: await this.run(tools, tool, parsed.action, workingDir, env ?? {}, abandoned) };
   }
 
-  private run(tools: ConversationTools, tool: ExecutorToolName, action: unknown, workingDir: string, abandoned?: AbortSignal): Promise<ToolObservation> {
+  private run(
+    tools: ConversationTools,
+    tool: ExecutorToolName,
+    action: unknown,
+    workingDir: string,
+    env: Record<string, string>,
+    abandoned?: AbortSignal,
+  ): Promise<ToolObservation> {
     switch (tool) {
       case 'terminal':
-        return tools.terminal.execute(action as TerminalAction, workingDir, abandoned);
+        return tools.terminal.execute(action as TerminalAction, workingDir, abandoned, env);
       case 'file_editor':
         return tools.editor.execute(action as FileEditorAction, workingDir);
       case 'task_tracker':

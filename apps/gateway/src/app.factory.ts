@@ -101,7 +101,8 @@ export async function createGatewayApp(config: BerthConfig): Promise<NestFastify
   for (const type of ['multipart/form-data', 'application/octet-stream']) {
     fastify.addContentTypeParser(type, (_request, _payload, done) => done(null, undefined));
   }
-  const corsBase = { credentials: true, methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], maxAge: 600 };
+  // A preflight is answered 200, as Starlette's CORS middleware answers it (OpenHands).
+  const corsBase = { credentials: true, methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], maxAge: 600, optionsSuccessStatus: 200 };
   const corsAllowed = { ...corsBase, origin: true };
   const corsDenied = { ...corsBase, origin: false };
   await app.register(cors as never, {

@@ -3,21 +3,25 @@ import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
 import { ExecutionStatus, messageEvent, naiveTimestamp, newUuid, OHEvent, stateUpdateEvent } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
 import { ConversationChange, ConversationRepository, ConversationRow, EventLog, Prisma, RunFenceLost, tenantScope } from '@berth/persistence';
-import { AgentTool, llmText, ToolCatalog } from './agent-tools';
-import { clientTools } from './tool-catalog';
+import { AgentTool, llmText } from './agent-tools';
+import type { AgentPreparer } from './agent-ready';
 import { buildMessages } from './history';
 import { classifyLlmError, complete, createClient, LlmConfig, LlmReply } from './llm';
 import { addUsage, statsSnapshot } from './metrics';
+import { SecretRegistry } from './secret-registry';
 import { isStuck } from './stuck-detector';
-import { systemPrompt } from './system-prompt';
 
 type Json = Record<string, any>;
+
+/** What a tool runtime reads of a conversation: whose it is, its sandbox (made on first use) and its working dir. */
+export type ConversationPlace = Pick<ConversationRow, 'id' | 'tenantId' | 'sandboxId' | 'workspace'>;
 
 /** Where sandbox tools run: the conversation's sandbox, reached through its driver. */
 export abstract class ToolRuntime {
   /** The directory the agent works in, inside its sandbox (created on demand). */
-  abstract workingDir(conversation: ConversationRow): Promise<string>;
-  abstract execute(conversation: ConversationRow, tool: string, action: Json, signal: AbortSignal): Promise<Json>;
+  abstract workingDir(conversation: ConversationPlace): Promise<string>;
+  /** `env`: variables for this one terminal command (the secrets it names). */
+  abstract execute(conversation: ConversationRow, tool: string, action: Json, signal: AbortSignal, env?: Record<string, string>): Promise<Json>;
 }
 
 export class ToolFailure extends Error {}
@@ -38,6 +42,8 @@ export interface RunHold {
  */
 class FencedRun {
   readonly scope;
+  /** The conversation's secrets for this run: exported to the commands that name them, masked in all it records. */
+  readonly secrets: SecretRegistry;
 
   constructor(
     readonly tenantId: string,
@@ -47,8 +53,10 @@ class FencedRun {
     private readonly log: EventLog,
     private readonly recorder: EventRecorder,
     private readonly status: ConversationStatus,
+    vault: SecretVault,
   ) {
     this.scope = tenantScope(tenantId);
+    this.secrets = new SecretRegistry(vault);
   }
 
   get lost(): boolean {
@@ -107,7 +115,7 @@ export class AgentRunner {
     private readonly status: ConversationStatus,
     private readonly bus: EventBus,
     private readonly vault: SecretVault,
-    private readonly tools: ToolCatalog,
+    private readonly preparer: AgentPreparer,
     private readonly runtime: ToolRuntime,
   ) {}
 
@@ -117,7 +125,7 @@ export class AgentRunner {
     const unsubscribe = await this.bus.subscribe(conversationId, (m) => {
       if (m.json.includes('"kind":"InterruptEvent"')) interrupt.abort();
     });
-    const run = new FencedRun(tenantId, conversationId, hold, this.conversations, this.log, this.recorder, this.status);
+    const run = new FencedRun(tenantId, conversationId, hold, this.conversations, this.log, this.recorder, this.status, this.vault);
     try {
       await this.loop(run, AbortSignal.any([interrupt.signal, hold.lost]), hold.stopping);
     } catch (err) {
@@ -139,18 +147,21 @@ export class AgentRunner {
     const { tenantId, id } = run;
     let row = await this.load(tenantId, id);
     if (!row || row.executionStatus !== 'running') return;
+    run.secrets.use(row.secrets);
     const agent = this.vault.openAgent(row.agent as Json);
     const llm = agent.llm as LlmConfig;
     const client = createClient(llm);
-    const tools = [...this.tools.forAgent(agent), ...clientTools((row.options as Json).client_tools as Parameters<typeof clientTools>[0])];
+    const tools = this.preparer.toolsFor(row);
     const byName = new Map(tools.map((t) => [t.name, t]));
-    await this.ensureSystemPrompt(run, row, agent, tools);
+    // A run with no message before it (POST …/run on a new conversation) makes the agent ready itself.
+    await this.preparer.ensure(row, (event) => run.record(event));
     await this.resolveUnansweredActions(run, row, byName, interrupted);
 
     let iterations = 0;
     for (;;) {
       row = await this.load(tenantId, id);
       await run.check();
+      if (row) run.secrets.use(row.secrets);
       // Pause (or a deletion) takes effect between steps, and so does the worker's stop (the run stays running for the next worker).
       if (!row || row.executionStatus !== 'running' || interrupted.aborted || stopping.aborted) return;
       if (iterations >= row.maxIterations) {
@@ -170,10 +181,13 @@ export class AgentRunner {
       }
 
       let reply: LlmReply;
+      const streamed = run.secrets.streamMask();
+      const broadcastDelta = (content: string) => {
+        if (content) void this.recorder.broadcast(id, { id: newUuid(), timestamp: naiveTimestamp(), source: 'agent', content, kind: 'StreamingDeltaEvent' });
+      };
       try {
-        reply = await complete(client, llm, buildMessages(events), tools.map((t) => t.definition), interrupted, (delta) =>
-          void this.recorder.broadcast(id, { id: newUuid(), timestamp: naiveTimestamp(), source: 'agent', content: delta, kind: 'StreamingDeltaEvent' }),
-        );
+        reply = await complete(client, llm, buildMessages(events), tools.map((t) => t.definition), interrupted, (delta) => broadcastDelta(streamed.feed(delta)));
+        broadcastDelta(streamed.flush());
       } catch (err) {
         await run.check();
         if (interrupted.aborted) return;
@@ -187,7 +201,7 @@ export class AgentRunner {
 
       if (!reply.toolCalls.length) {
         await run.record({
-          ...messageEvent('assistant', 'agent', llmText(reply.content) as never),
+          ...messageEvent('assistant', 'agent', llmText(await run.secrets.mask(reply.content)) as never),
           llm_response_id: reply.responseId,
         });
         if (await this.finishAndCheckRestart(run, seenUserMessage)) iterations = 0;
@@ -238,21 +252,6 @@ export class AgentRunner {
       kind: 'ConversationErrorEvent',
     });
     await run.transition(['running'], 'error');
-  }
-
-  private async ensureSystemPrompt(run: FencedRun, row: ConversationRow, agent: Json, tools: AgentTool[]): Promise<void> {
-    const existing = await this.log.latest(row.id, 1, ['SystemPromptEvent']);
-    if (existing.length) return;
-    const workingDir = await this.runtime.workingDir(row);
-    const suffix = (row.options as Json).agent_launch_additions?.system_message_suffix_append ?? agent.agent_context?.system_message_suffix;
-    await run.record({
-      id: newUuid(),
-      timestamp: naiveTimestamp(),
-      source: 'agent',
-      system_prompt: llmText(agent.system_prompt ?? systemPrompt(workingDir, suffix))[0],
-      tools: tools.map((t) => t.spec),
-      kind: 'SystemPromptEvent',
-    });
   }
 
   /**
@@ -347,7 +346,8 @@ export class AgentRunner {
       // A sandbox command is not undone by a failed write: it runs only while the run is still ours.
       await run.check(true);
       try {
-        observation = await this.runtime.execute(row, tool.name, fields, interrupted);
+        const env = await this.secretsFor(run, tool, fields);
+        observation = await this.runtime.execute(row, tool.name, fields, interrupted, env);
       } catch (err) {
         await run.check();
         if (interrupted.aborted) {
@@ -358,6 +358,8 @@ export class AgentRunner {
         return false;
       }
     }
+    // Every tool's output is masked, whichever field carries it (the SDK's mask_secrets_in_model).
+    observation = await run.secrets.mask(observation);
     await run.record({
       id: newUuid(),
       timestamp: naiveTimestamp(),
@@ -371,7 +373,19 @@ export class AgentRunner {
     return tool.name === 'finish';
   }
 
+  /**
+   * The secrets a terminal command names, read from the conversation as it is now (secrets set
+   * since the step began count); none for input to a running command or a wait for output.
+   */
+  private async secretsFor(run: FencedRun, tool: AgentTool, fields: Json): Promise<Record<string, string>> {
+    if (tool.name !== 'terminal' || fields.is_input === true || typeof fields.command !== 'string' || !fields.command.trim()) return {};
+    const current = await this.load(run.tenantId, run.id);
+    if (current) run.secrets.use(current.secrets);
+    return run.secrets.envFor(fields.command);
+  }
+
   private async agentError(run: FencedRun, action: OHEvent, error: string): Promise<void> {
+    error = await run.secrets.mask(error);
     await run.record({
       id: newUuid(),
       timestamp: naiveTimestamp(),

@@ -3,6 +3,7 @@ import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
 import { SecretVault } from '@berth/crypto';
 import { ConversationRepository, EventLog } from '@berth/persistence';
 import { SandboxManager } from '@berth/sandbox';
+import { AgentPreparer } from './agent-ready';
 import { AgentRunner, ToolRuntime } from './agent-runner';
 import { ToolCatalog } from './agent-tools';
 import { RunReconciler } from './run-reconciler';
@@ -23,9 +24,10 @@ export class AgentModule {
       providers: [
         { provide: ToolCatalog, useClass: ContractToolCatalog },
         { provide: ToolRuntime, inject: [SandboxManager], useFactory: (sandboxes: SandboxManager) => new SandboxToolRuntime(sandboxes) },
+        { provide: AgentPreparer, inject: [ToolCatalog, ToolRuntime, EventLog], useFactory: (tools: ToolCatalog, runtime: ToolRuntime, log: EventLog) => new AgentPreparer(tools, runtime, log) },
         {
           provide: AgentRunner,
-          inject: [ConversationRepository, EventLog, EventRecorder, ConversationStatus, EventBus, SecretVault, ToolCatalog, ToolRuntime],
+          inject: [ConversationRepository, EventLog, EventRecorder, ConversationStatus, EventBus, SecretVault, AgentPreparer, ToolRuntime],
           useFactory: (
             conversations: ConversationRepository,
             log: EventLog,
@@ -33,9 +35,9 @@ export class AgentModule {
             status: ConversationStatus,
             bus: EventBus,
             vault: SecretVault,
-            tools: ToolCatalog,
+            preparer: AgentPreparer,
             runtime: ToolRuntime,
-          ) => new AgentRunner(conversations, log, recorder, status, bus, vault, tools, runtime),
+          ) => new AgentRunner(conversations, log, recorder, status, bus, vault, preparer, runtime),
         },
         RunWorker,
         RunReconciler,

@@ -1,3 +1,4 @@
+export * from './agent-ready';
 export * from './agent-runner';
 export * from './agent-tools';
 export * from './agent.module';
@@ -5,6 +6,7 @@ export * from './history';
 export * from './llm';
 export * from './metrics';
 export * from './run-worker';
+export * from './secret-registry';
 export * from './sandbox-runtime';
 export * from './stuck-detector';
 export * from './tool-catalog';

@@ -1,7 +1,7 @@
 import { tenantScope } from '@berth/persistence';
 import type { ConversationRow } from '@berth/persistence';
 import { ExecutorClient, ExecutorError, SandboxHandle, SandboxManager, sandboxWorkingDir } from '@berth/sandbox';
-import { ToolFailure, ToolRuntime } from './agent-runner';
+import { ConversationPlace, ToolFailure, ToolRuntime } from './agent-runner';
 
 type Json = Record<string, any>;
 
@@ -18,23 +18,29 @@ export class SandboxToolRuntime extends ToolRuntime {
   }
 
   /** The conversation's own tenant: its sandbox is one of that tenant's, never another's. */
-  private async handleFor(conversation: ConversationRow): Promise<SandboxHandle> {
+  private async handleFor(conversation: ConversationPlace): Promise<SandboxHandle> {
     const owner = tenantScope(conversation.tenantId);
     return this.sandboxes.ensureRunning(owner, await this.sandboxes.sandboxIdFor(owner, conversation));
   }
 
-  async workingDir(conversation: ConversationRow): Promise<string> {
+  async workingDir(conversation: ConversationPlace): Promise<string> {
     const handle = await this.handleFor(conversation);
     return sandboxWorkingDir(handle.root, (conversation.workspace as Json).working_dir);
   }
 
-  async execute(conversation: ConversationRow, tool: string, action: Json, signal: AbortSignal): Promise<Json> {
+  async execute(conversation: ConversationRow, tool: string, action: Json, signal: AbortSignal, env?: Record<string, string>): Promise<Json> {
     const handle = await this.handleFor(conversation);
     const client = new ExecutorClient(handle);
     const timeoutMs = CALL_MARGIN_MS + (typeof action.timeout === 'number' ? action.timeout * 1000 : 0);
     try {
       const { observation } = await client.execute(
-        { conversation_id: conversation.id, working_dir: sandboxWorkingDir(handle.root, (conversation.workspace as Json).working_dir), tool, action },
+        {
+          conversation_id: conversation.id,
+          working_dir: sandboxWorkingDir(handle.root, (conversation.workspace as Json).working_dir),
+          tool,
+          action,
+          ...(env && Object.keys(env).length ? { env } : {}),
+        },
         { signal, timeoutMs },
       );
       return observation;

@@ -65,6 +65,8 @@ export interface BerthConfig {
   /** sockets one client address may hold open while they have not authenticated yet */
   wsMaxPendingPerAddress: number;
   maxConcurrentRuns: number;
+  /** running conversations of all tenants together (BERTH_MAX_CONCURRENT_RUNS, 0 = no limit): beyond it, starting a run answers 429 */
+  maxServerRuns: number;
   /** how long a silent worker keeps its runs before another worker takes them over */
   runStallMs: number;
   /** how often idle sandboxes are looked for (0 = never) */
@@ -289,6 +291,7 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     wsAuthTimeoutMs: readInt(env, 'BERTH_WS_AUTH_TIMEOUT_MS', 10_000, 100),
     wsMaxPendingPerAddress: readInt(env, 'BERTH_WS_MAX_PENDING_PER_ADDRESS', 16, 1),
     maxConcurrentRuns: readInt(env, 'OH_MAX_CONCURRENT_RUNS', 10, 1),
+    maxServerRuns: readInt(env, 'BERTH_MAX_CONCURRENT_RUNS', 0, 0),
     runStallMs: readInt(env, 'BERTH_RUN_STALL_MS', 30_000, 500),
     reaperIntervalMs: readInt(env, 'BERTH_REAPER_INTERVAL_MS', 30_000, 0),
     warmPoolSize: readInt(env, 'BERTH_WARM_POOL_SIZE', 2, 0, 100),

@@ -275,7 +275,7 @@ describe('validation', () => {
       const issues = toValidationIssues(result.error!, 'body', input);
       expect(issues).toEqual(
         expect.arrayContaining([
-          { type: 'missing', loc: ['body', 'name'], msg: 'Field required' },
+          { type: 'missing', loc: ['body', 'name'], msg: 'Field required', input },
           expect.objectContaining({ type: 'number_type', loc: ['body', 'count'], input: 'three' }),
           expect.objectContaining({ type: 'boolean_type', loc: ['body', 'flags', 1], input: 'no' }),
           expect.objectContaining({ type: 'extra_forbidden', loc: ['body', 'nested'], msg: expect.stringContaining('surprise') }),
@@ -283,8 +283,15 @@ describe('validation', () => {
         ]),
       );
       expect(issues).toHaveLength(5);
-      // a missing field echoes no input at all
-      expect('input' in issues.find((i) => i.type === 'missing')!).toBe(false);
+      // a missing query parameter shows input null, as pydantic does
+      expect(toValidationIssues(z.object({ ids: z.string() }).safeParse({}).error!, 'query', {})).toEqual([{ type: 'missing', loc: ['query', 'ids'], msg: 'Field required', input: null }]);
+    });
+
+    it('shows a missing field the object it is missing from, with its secrets redacted', () => {
+      const input = { llm: { api_key: 'sk-never-echoed' } };
+      const issues = toValidationIssues(z.object({ llm: z.object({ model: z.string(), api_key: z.string() }) }).safeParse(input).error!, 'body', input);
+      expect(issues).toEqual([{ type: 'missing', loc: ['body', 'llm', 'model'], msg: 'Field required', input: { api_key: expect.any(String) } }]);
+      expect(JSON.stringify(issues)).not.toContain('sk-never-echoed');
     });
 
     it('prefixes loc with the location', () => {

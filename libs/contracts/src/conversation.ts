@@ -145,6 +145,7 @@ export const StartConversationRequestSchema = z
     workspace: WorkspaceSchema,
     sandbox_id: uuidLike.nullish().describe('Berth: run in this existing sandbox instead of a new one'),
     worktree: z.boolean().default(false),
+    conversation_runtime: z.enum(['local'], { error: 'This server only runs local conversations' }).nullish(),
     conversation_id: uuidLike.nullish(),
     parent_conversation_id: uuidLike.nullish(),
     confirmation_policy: ConfirmationPolicySchema.default({ kind: 'NeverConfirm' }),
@@ -233,3 +234,23 @@ export const EventSearchQuerySchema = z.looseObject({
 export type EventSearchQuery = z.output<typeof EventSearchQuerySchema>;
 
 export const EventIdsBodySchema = z.array(z.string().max(200)).max(100).meta({ id: 'EventIds' });
+
+/** OpenHands' ConversationRuntimeStatus: whether the runtime that executes the conversation is there. */
+export const CONVERSATION_RUNTIME_STATUSES = ['available', 'starting', 'missing', 'ownership_lost', 'error'] as const;
+
+/**
+ * OpenHands' ConversationRuntimeInfo (`runtime_info` of conversation rows, GET …/runtime), filled
+ * from the conversation's sandbox, with Berth's fields naming that sandbox.
+ */
+export const ConversationRuntimeInfoSchema = z
+  .object({
+    runtime_status: z.enum(CONVERSATION_RUNTIME_STATUSES),
+    can_resume: z.boolean(),
+    runtime_error: z.object({ code: z.string(), message: z.string() }).nullable(),
+    sandbox_id: z.string().nullable().meta({ description: 'Berth: the sandbox the conversation runs in (null until its first use)' }),
+    sandbox_kind: z.enum(['home', 'conversation', 'standalone']).nullable().meta({ description: "Berth: `conversation` (its own), or shared: the tenant's `home` or a `standalone` one it joined" }),
+    sandbox_status: z.string().nullable().meta({ description: 'Berth: the sandbox status (starting, running, paused, stopped, error)' }),
+    driver: z.string().meta({ description: 'Berth: the sandbox driver (local)' }),
+  })
+  .meta({ id: 'ConversationRuntimeInfo' });
+export type ConversationRuntimeInfo = z.output<typeof ConversationRuntimeInfoSchema>;

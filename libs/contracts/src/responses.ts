@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ExecutionStatusSchema } from './conversation';
+import { ConversationRuntimeInfoSchema, ExecutionStatusSchema } from './conversation';
 
 /** Response shapes, used for the OpenAPI document and checked against real responses in the tests. */
 
@@ -60,6 +60,7 @@ export const ConversationInfoSchema = z
     launched_agent_profile: z.unknown().nullable(),
     client_tools: z.array(z.unknown()),
     sandbox_id: z.string().nullable().meta({ description: 'Berth: the sandbox this conversation runs in.' }),
+    runtime_info: ConversationRuntimeInfoSchema.nullable().meta({ description: 'null in the answers of POST /api/conversations, as OpenHands' }),
   })
   .meta({ id: 'ConversationInfo' });
 
@@ -86,7 +87,10 @@ export const ServerInfoSchema = z
     python_version: z.string().nullable(),
     usable_tools: z.array(z.string()),
     runtime_idle_timeout_seconds: z.number().nullable(),
+    conversation_runtime: z.enum(['local', 'docker']),
+    available_conversation_runtimes: z.array(z.enum(['local', 'docker'])),
     capabilities: z.array(z.string()),
+    app_backend_ingress_url: z.string().nullable(),
     max_foreground_terminal_timeout_seconds: z.number().nullable(),
     docs: z.string(),
     redoc: z.string().nullable(),

@@ -613,11 +613,17 @@ export function actionJson<N extends ToolName>(tool: N, action: ToolActions[N]):
 // ---------------------------------------------------------------------------------------------
 // Executor request / observations
 
+/** A name a shell can export (the SDK's ENV_VAR_NAME_RE); other secret names are never exported. */
+export const ENV_VAR_NAME_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
 export const ExecuteToolRequestSchema = z.strictObject({
   conversation_id: z.string().refine((v) => parseUuid(v) !== null, { message: 'conversation_id must be a UUID' }),
   working_dir: z.string().min(1).refine((v) => v.startsWith('/'), { message: 'working_dir must be an absolute path' }),
   tool: z.string().min(1),
   action: z.record(z.string(), z.unknown()),
+  env: z
+    .record(z.string().regex(ENV_VAR_NAME_RE, 'env names must be shell variable names'), z.string().refine((v) => !v.includes('\0'), { message: 'env values cannot contain NUL' }))
+    .optional(),
 });
 /** Body of the executor's `POST /api/tools/execute`. */
 export interface ExecuteToolRequest {
@@ -626,6 +632,11 @@ export interface ExecuteToolRequest {
   tool: ExecutorToolName;
   /** The tool's arguments as the LLM sent them (`summary` / `security_risk` allowed). */
   action: Record<string, unknown>;
+  /**
+   * `terminal` only: variables set for this one command (the conversation's secrets it names),
+   * gone from the shell once it ends; never echoed, never in the command line's argv.
+   */
+  env?: Record<string, string>;
 }
 export interface ExecuteToolResponse {
   observation: ToolObservation;

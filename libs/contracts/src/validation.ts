@@ -61,6 +61,8 @@ export function toValidationIssues(error: z.ZodError, location: string, input: u
     // A value under a secret-looking key (or any conversation secret) is never echoed, whatever its shape.
     const secretPath = path.some((p) => typeof p === 'string' && isSecretKey(p));
     if (at !== undefined) entry.input = secretPath ? REDACTED : redactSecrets(at);
+    // As pydantic: a missing body field shows the object it is missing from; a missing parameter, null.
+    else if (type === 'missing') entry.input = location === 'body' ? (secretPath ? REDACTED : redactSecrets(valueAt(input, issue.path.slice(0, -1)) ?? null)) : null;
     return entry;
   });
 }

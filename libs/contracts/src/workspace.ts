@@ -230,8 +230,8 @@ export type GitChange = z.output<typeof GitChangeSchema>;
 
 export const GitDiffSchema = z
   .object({
-    modified: z.string().nullable().describe('Current content of the file (null: missing, binary or too large)'),
-    original: z.string().nullable().describe('Content at the base ref (null: not there)'),
+    modified: z.string().nullable().describe('Current content of the file ("": missing or binary; null: too large or not in a repository)'),
+    original: z.string().nullable().describe('Content at the base ref ("": not there; null: too large or not in a repository)'),
   })
   .meta({ id: 'GitDiff' });
 export type GitDiff = z.output<typeof GitDiffSchema>;

@@ -40,6 +40,11 @@ export class SandboxRepository {
     return this.db.prisma.sandbox.findFirst({ where: { id, tenantId: scope.tenantId } });
   }
 
+  /** The tenant's sandboxes among `ids` (another tenant's are left out). */
+  findMany(scope: TenantScope, ids: string[]): Promise<SandboxRow[]> {
+    return ids.length ? this.db.prisma.sandbox.findMany({ where: { id: { in: ids }, tenantId: scope.tenantId } }) : Promise.resolve([]);
+  }
+
   async exists(scope: TenantScope, id: string): Promise<boolean> {
     return (await this.db.prisma.sandbox.count({ where: { id, tenantId: scope.tenantId } })) > 0;
   }

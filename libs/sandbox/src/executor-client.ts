@@ -39,6 +39,8 @@ export interface ExecuteRequest {
   working_dir: string;
   tool: string;
   action: Record<string, unknown>;
+  /** `terminal` only: variables for this one command (see ExecuteToolRequest.env). */
+  env?: Record<string, string>;
 }
 
 export interface ExecuteResult {

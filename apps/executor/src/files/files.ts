@@ -74,7 +74,7 @@ export class FileService {
   ) {}
 
   /** `POST /api/file/upload?path=`: `{"success": true}` once the file is in place. */
-  async upload(req: IncomingMessage, path: string): Promise<{ success: true }> {
+  async upload(req: IncomingMessage, path: string): Promise<{ success: true; file_size: number }> {
     try {
       return await this.receive(req, path);
     } catch (err) {
@@ -93,7 +93,7 @@ export class FileService {
     }
   }
 
-  private async receive(req: IncomingMessage, path: string): Promise<{ success: true }> {
+  private async receive(req: IncomingMessage, path: string): Promise<{ success: true; file_size: number }> {
     const target = await this.paths.requireInside(path);
     let boundary: string | null;
     try {
@@ -119,8 +119,8 @@ export class FileService {
     }
   }
 
-  /** Streams the body into a temporary file of `folder`, renamed over `name` once complete. */
-  private async receiveInto(req: IncomingMessage, folder: OpenFolder, name: string, boundary: string | null): Promise<{ success: true }> {
+  /** Streams the body into a temporary file of `folder`, renamed over `name` once complete; answers the bytes written (1.58's FileUploadResult). */
+  private async receiveInto(req: IncomingMessage, folder: OpenFolder, name: string, boundary: string | null): Promise<{ success: true; file_size: number }> {
     const existing = await lstat(folder.at(name)).catch(() => null);
     if (existing?.isDirectory()) throw new HttpError(400, 'Path is a directory');
 
@@ -177,7 +177,7 @@ export class FileService {
       await handle.close();
       await rename(tmp, folder.at(name));
       renamed = true;
-      return { success: true };
+      return { success: true, file_size: size };
     } catch (err) {
       if (err instanceof MultipartError) throw new HttpError(400, err.message);
       if (err instanceof HttpError) throw err;

@@ -293,7 +293,7 @@ export class GitService {
 
   /**
    * `GET /api/git/diff?path=&ref=|commit=`: the file's current content and its content at the base
-   * (null where there is none); both null outside a repository or for a file over 1 MiB.
+   * (`""` where there is none, or it is binary); both null outside a repository or for a file over 1 MiB.
    */
   async diff(path: string, ref: string | undefined, commit: string | undefined): Promise<GitDiff> {
     const file = await this.paths.requireInside(path);
@@ -310,7 +310,8 @@ export class GitService {
       const repo = await this.repoOf(dirname(file));
       if (!repo) return { modified: null, original: null };
       const repoFolder = await this.paths.openFolder(repo, path);
-      let original: string | null = null;
+      // As OpenHands: a side the file lacks (added, deleted, binary) is "".
+      let original = '';
       try {
         let base: string;
         try {
@@ -323,15 +324,15 @@ export class GitService {
           const inRepo = posix(relative(repo, file));
           const shown = await this.run(['show', '--no-textconv', `${base}:${inRepo}`], repoFolder.at()).catch(() => null);
           const text = shown && decodeText(shown);
-          original = text === null || text === undefined ? null : normalizeContent(text);
+          original = text === null || text === undefined ? '' : normalizeContent(text);
         }
       } finally {
         await repoFolder.close();
       }
-      let modified: string | null = null;
+      let modified = '';
       if (handle && info?.isFile()) {
         const text = decodeText(await handle.readFile());
-        modified = text === null ? null : normalizeContent(text);
+        modified = text === null ? '' : normalizeContent(text);
       }
       return { modified, original };
     } finally {

@@ -35,6 +35,9 @@ export function bashQuote(text: string): string {
   return `$'${body}'`;
 }
 
+/** Shell variable names (what `export` takes). */
+const ENV_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
 function mkfifo(path: string): Promise<boolean> {
   return new Promise((resolve) => execFile('mkfifo', ['-m', '600', path], { timeout: 5000 }, (err) => resolve(!err)));
 }
@@ -148,10 +151,16 @@ export class BashSession {
     return !!this.current && this.current.fd !== null && !this.current.inputClosed;
   }
 
-  /** Sends a command line; it runs until its marker arrives (see `running`). */
-  async run(command: string): Promise<void> {
+  /**
+   * Sends a command line; it runs until its marker arrives (see `running`). `env` is exported for
+   * this line only: the line itself (read from the shell's stdin, never in an argv) saves what the
+   * names held before and exports the values with the `export` builtin; the prompt hook, which runs
+   * after every line (after an interrupted one too), unsets them and restores what was there.
+   */
+  async run(command: string, env: Record<string, string> = {}): Promise<void> {
     if (this.current) throw new Error('a command is already running');
     if (!this.alive) throw new Error('the shell has exited');
+    const exports = BashSession.envPart(env);
     const seq = ++this.seq;
     const fifo = `${this.options.runDir}/stdin.${seq}`;
     let fd: number | null = null;
@@ -170,7 +179,16 @@ export class BashSession {
     if (fd === null) this.removeFifo(fifo);
     this.lastOutputAt = Date.now();
     // `__berth_restore` gives the command the previous command's `$?`, as at a real prompt.
-    this.write(`__berth_n=${seq}; __berth_restore; { eval ${bashQuote(command)}; } < ${bashQuote(stdinPath)}\n`);
+    this.write(`__berth_n=${seq}; ${exports}__berth_restore; { eval ${bashQuote(command)}; } < ${bashQuote(stdinPath)}\n`);
+  }
+
+  /** The exports of a line's own variables, and what undoes them (`__berth_unenv`, run by the prompt hook). */
+  private static envPart(env: Record<string, string>): string {
+    const names = Object.keys(env).filter((name) => ENV_NAME.test(name));
+    if (!names.length) return '';
+    const list = names.join(' ');
+    // `declare -p` (in a subshell forked before any export) prints the old values as code that recreates them.
+    return `__berth_unenv="unset ${list}; $(declare -p ${list} 2>/dev/null)"; export ${names.map((n) => `${n}=${bashQuote(env[n])}`).join(' ')}; `;
   }
 
   /** Writes to the running command's stdin. */
@@ -272,9 +290,11 @@ export class BashSession {
         "PS2=''",
         '__berth_n=0',
         '__berth_rc=0',
+        "__berth_unenv=''",
         '__berth_restore() { return "$__berth_rc"; }',
-        `__berth_prompt() { __berth_rc=$?; printf '${start}%s\\037%s\\037%s\\037%s\\037%s${end}\\n' "$__berth_n" "$__berth_rc" "$!" "$(command -v python 2>/dev/null)" "$PWD"; }`,
-        'PROMPT_COMMAND=__berth_prompt',
+        `__berth_prompt() { printf '${start}%s\\037%s\\037%s\\037%s\\037%s${end}\\n' "$__berth_n" "$__berth_rc" "$!" "$(command -v python 2>/dev/null)" "$PWD"; }`,
+        // A line's own variables (run's `env`) are gone before its end is reported.
+        `PROMPT_COMMAND='__berth_rc=$?; eval "$__berth_unenv"; __berth_unenv=; __berth_prompt'`,
       ].join('; ') + '\n'
     );
   }

@@ -64,14 +64,16 @@ export class TerminalTool {
 
   /**
    * Runs one terminal call. `abandoned` fires when the caller is gone (an interrupt, a crashed
-   * worker): the running command gets SIGINT, as OpenHands interrupts a terminal.
+   * worker): the running command gets SIGINT, as OpenHands interrupts a terminal. `env` is set for
+   * a new command only (not for input to a running one, nor a wait for more output), and only
+   * while that command line runs.
    */
-  execute(action: TerminalAction, workingDir: string, abandoned?: AbortSignal): Promise<TerminalObservation> {
+  execute(action: TerminalAction, workingDir: string, abandoned?: AbortSignal, env: Record<string, string> = {}): Promise<TerminalObservation> {
     if (action.reset && action.is_input) throw new HttpError(422, "Invalid arguments for tool 'terminal' (TerminalAction): Cannot use reset=True with is_input=True");
     return this.queue.run(() => {
       if (abandoned?.aborted) return Promise.resolve(terminalObservation('The call was abandoned before it ran.', { is_error: true, command: action.command }));
       this.abandoned = abandoned;
-      return this.executeNow(action, workingDir).finally(() => (this.abandoned = undefined));
+      return this.executeNow(action, workingDir, env).finally(() => (this.abandoned = undefined));
     });
   }
 
@@ -93,7 +95,7 @@ export class TerminalTool {
     this.session?.killGroup('SIGKILL');
   }
 
-  private async executeNow(action: TerminalAction, workingDir: string): Promise<TerminalObservation> {
+  private async executeNow(action: TerminalAction, workingDir: string, env: Record<string, string>): Promise<TerminalObservation> {
     const command = action.command.trim();
     if (!action.is_input) {
       const literal = pythonLiteralKind(action.command);
@@ -107,7 +109,7 @@ export class TerminalTool {
         const started = await this.ensureSession(workingDir, '[RESET]');
         return 'error' in started ? started.error : reset;
       }
-      const result = await this.runCommand(command, action.timeout, workingDir);
+      const result = await this.runCommand(command, action.timeout, workingDir, env);
       const text = result.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
       return { ...result, content: [{ ...result.content[0], type: 'text', text: `${RESET_TEXT}\n\n${text}` }], command: `[RESET] ${action.command}` };
     }
@@ -115,7 +117,7 @@ export class TerminalTool {
     if (!this.unreported) {
       if (command === '') return terminalObservation('No previous running command to retrieve logs from.', { is_error: true, command });
       if (action.is_input) return terminalObservation('No previous running command to interact with.', { is_error: true, command });
-      return this.runCommand(command, action.timeout, workingDir);
+      return this.runCommand(command, action.timeout, workingDir, env);
     }
 
     const session = this.session!;
@@ -125,7 +127,7 @@ export class TerminalTool {
       // earlier one printed last comes first in its output).
       this.unreported = false;
       this.partial = false;
-      return this.runCommand(command, action.timeout, workingDir);
+      return this.runCommand(command, action.timeout, workingDir, env);
     }
 
     let note = '';
@@ -155,12 +157,12 @@ export class TerminalTool {
     return observation;
   }
 
-  private async runCommand(command: string, timeout: number | null, workingDir: string): Promise<TerminalObservation> {
+  private async runCommand(command: string, timeout: number | null, workingDir: string, env: Record<string, string>): Promise<TerminalObservation> {
     const started = await this.ensureSession(workingDir, command);
     if ('error' in started) return started.error;
     const session = started.session;
     try {
-      await session.run(command);
+      await session.run(command, env);
     } catch (err) {
       return terminalObservation(`The command could not be started: ${(err as Error).message}. Send it again, or reset the terminal.`, { is_error: true, command });
     }

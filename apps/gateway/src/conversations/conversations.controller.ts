@@ -5,6 +5,7 @@ import {
   ConversationCountQuerySchema,
   ConversationInfoSchema,
   ConversationPageSchema,
+  ConversationRuntimeInfoSchema,
   ConversationSearchQuerySchema,
   CountSchema,
   FinalResponseSchema,
@@ -86,12 +87,29 @@ export class ConversationsController {
   @ApiParam({ name: 'conversation_id', description: 'UUID (dashed or 32-hex)' })
   @ApiQueryFrom(IncludeSkillsQuerySchema)
   @ApiJson(200, ConversationInfoSchema)
-  async get(
+  get(
     @CurrentPrincipal() p: Principal,
     @Param('conversation_id', new UuidPipe()) id: string,
     @Query(new ZodPipe(IncludeSkillsQuerySchema, 'query')) q: z.output<typeof IncludeSkillsQuerySchema>,
   ) {
-    return this.conversations.info(await this.conversations.require(p, id), q.include_skills);
+    return this.conversations.get(p, id, q.include_skills);
+  }
+
+  @Get(':conversation_id/runtime')
+  @ApiOperation({ summary: "The conversation's runtime: its sandbox, whether it runs and answers" })
+  @ApiJson(200, ConversationRuntimeInfoSchema)
+  runtime(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
+    return this.conversations.runtime(p, id);
+  }
+
+  @Post(':conversation_id/runtime/reprovision')
+  @HttpCode(200)
+  @ApiOperation({ summary: "A fresh runtime: the conversation's own sandbox gets a new executor (files kept); a shared one is started if it does not run" })
+  @ApiJson(200, ConversationRuntimeInfoSchema)
+  async reprovision(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
+    const info = await this.conversations.reprovision(p, id);
+    await this.audit.record(p, 'reprovision', 'conversation', id);
+    return info;
   }
 
   @Patch(':conversation_id')

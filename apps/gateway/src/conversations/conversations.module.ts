@@ -1,4 +1,7 @@
 import { Module } from '@nestjs/common';
+import { AgentPreparer, ContractToolCatalog, SandboxToolRuntime } from '@berth/agent';
+import { EventLog } from '@berth/persistence';
+import { SandboxManager } from '@berth/sandbox';
 import { SettingsModule } from '../settings/settings.module';
 import { WorkspaceModule } from '../workspace/workspace.module';
 import { ConversationCounter } from './conversation-counter.service';
@@ -10,7 +13,17 @@ import { RunControlService } from './run-control.service';
 @Module({
   imports: [WorkspaceModule, SettingsModule],
   controllers: [ConversationsController, ConversationWorkspaceController],
-  providers: [ConversationsService, RunControlService, ConversationCounter],
+  providers: [
+    ConversationsService,
+    RunControlService,
+    ConversationCounter,
+    // The gateway makes the agent ready before a first message (its SystemPromptEvent), as the worker does before a run.
+    {
+      provide: AgentPreparer,
+      inject: [SandboxManager, EventLog],
+      useFactory: (sandboxes: SandboxManager, log: EventLog) => new AgentPreparer(new ContractToolCatalog(), new SandboxToolRuntime(sandboxes), log),
+    },
+  ],
   exports: [ConversationsService, RunControlService],
 })
 export class ConversationsModule {}

@@ -1,10 +1,13 @@
-import { BadRequestException, Inject, Injectable, Logger, NotFoundException } from '@nestjs/common';
+import { BadGatewayException, BadRequestException, ConflictException, ForbiddenException, HttpException, Inject, Injectable, Logger, NotFoundException } from '@nestjs/common';
+import { AgentPreparer } from '@berth/agent';
+import type { ConversationForAgent } from '@berth/agent';
 import { EventRecorder } from '@berth/bus';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import {
   AgentSchema,
   autoTitle,
+  ConversationRuntimeInfo,
   ConversationSearchQuery,
   EXECUTOR_TOOL_NAMES,
   toValidationIssues,
@@ -19,10 +22,11 @@ import {
   uuidHex,
 } from '@berth/contracts';
 import { SecretDecryptError, SecretInput, SecretVault, StoredSecret } from '@berth/crypto';
-import { ConversationRepository, ConversationRow, EventLog, Prisma, SandboxRepository } from '@berth/persistence';
+import { ConversationRepository, ConversationRow, EventLog, Prisma, SandboxRepository, tenantScope } from '@berth/persistence';
+import type { SandboxRow } from '@berth/persistence';
 import { validationError, ValidationFailed } from '../common/zod-validation.pipe';
 import type { Principal } from '../common/tenant.decorator';
-import { SandboxManager } from '@berth/sandbox';
+import { ExecutorClient, SandboxManager, SandboxNetworkRefused, SandboxNotFound } from '@berth/sandbox';
 import { WebhookDispatcher } from '@berth/webhooks';
 import { ServerInfoService } from '../health/server-info.service';
 import { WorkspaceRoutingService } from '../workspace/workspace-routing.service';
@@ -36,6 +40,8 @@ import { RunControlService } from './run-control.service';
 type Json = Record<string, unknown>;
 
 const ROW_NOT_UNIQUE = 'P2002';
+/** How long GET …/runtime waits for a running sandbox's executor to answer its health check. */
+const EXECUTOR_PROBE_MS = 3000;
 
 @Injectable()
 export class ConversationsService {
@@ -55,11 +61,106 @@ export class ConversationsService {
     private readonly settings: SettingsService,
     private readonly sandboxes: SandboxManager,
     private readonly quotas: QuotaService,
+    private readonly preparer: AgentPreparer,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
-  info(row: ConversationRow, includeSkills = false): Json {
-    return toConversationInfo(row, this.config.conversationsPath, includeSkills);
+  /**
+   * ConversationInfo. `runtime_info` is given where OpenHands fills it (GET one, search, batch) and
+   * null in the answers of POST /api/conversations (OpenHands' too); `sandbox` is the conversation's.
+   */
+  info(row: ConversationRow, includeSkills = false, sandbox?: SandboxRow | null): Json {
+    const info = toConversationInfo(row, this.config.conversationsPath, includeSkills);
+    return { ...info, runtime_info: sandbox === undefined ? null : this.runtimeInfo(sandbox) };
+  }
+
+  /** ConversationInfo of rows, with their runtimes (their sandboxes read in one query). */
+  private async infos(p: Principal, rows: ConversationRow[], includeSkills = false): Promise<Json[]> {
+    const ids = [...new Set(rows.map((r) => r.sandboxId).filter((id): id is string => id !== null))];
+    const sandboxes = new Map((await this.sandboxRows.findMany(tenantScope(p.tenantId), ids)).map((s) => [s.id, s]));
+    return rows.map((row) => this.info(row, includeSkills, row.sandboxId ? (sandboxes.get(row.sandboxId) ?? null) : null));
+  }
+
+  /** GET /api/conversations/{id}: the caller's conversation with its runtime. */
+  async get(p: Principal, id: string, includeSkills = false): Promise<Json> {
+    return (await this.infos(p, [await this.require(p, id)], includeSkills))[0];
+  }
+
+  /**
+   * OpenHands' ConversationRuntimeInfo from the conversation's sandbox (null: none yet, one is made
+   * at its first use). Only a running sandbox is `available`; a stopped or paused one is `missing`
+   * and starts again at the next call that needs it (`can_resume`), as does one in error.
+   */
+  runtimeInfo(sandbox: SandboxRow | null, unreachable?: string): ConversationRuntimeInfo {
+    const status = sandbox?.status ?? null;
+    const base = {
+      can_resume: true,
+      sandbox_id: sandbox?.id ?? null,
+      sandbox_kind: (sandbox?.kind as ConversationRuntimeInfo['sandbox_kind']) ?? null,
+      sandbox_status: status,
+      driver: sandbox?.driver ?? this.sandboxes.driverKind,
+    };
+    if (status === 'error' || unreachable) {
+      return {
+        ...base,
+        runtime_status: 'error',
+        runtime_error: unreachable
+          ? { code: 'sandbox_unreachable', message: `The sandbox's executor does not answer: ${unreachable}` }
+          : { code: 'sandbox_error', message: "The sandbox's executor failed; the next call that needs it starts it again." },
+      };
+    }
+    return { ...base, runtime_status: status === 'running' ? 'available' : status === 'starting' ? 'starting' : 'missing', runtime_error: null };
+  }
+
+  /**
+   * GET /api/conversations/{id}/runtime: the runtime as its sandbox row says, and a running
+   * sandbox's executor asked whether it answers.
+   */
+  async runtime(p: Principal, id: string): Promise<ConversationRuntimeInfo> {
+    const row = await this.require(p, id);
+    const sandbox = row.sandboxId ? await this.sandboxRows.find(tenantScope(p.tenantId), row.sandboxId) : null;
+    return this.runtimeInfo(sandbox, sandbox ? await this.unreachable(sandbox) : undefined);
+  }
+
+  /** Why a sandbox marked running does not answer, or undefined (it answers, or is not marked running). */
+  private async unreachable(sandbox: SandboxRow): Promise<string | undefined> {
+    const handle = sandbox.status === 'running' ? this.sandboxes.handleOf(sandbox) : null;
+    if (!handle) return undefined;
+    try {
+      await new ExecutorClient(handle).health({ timeoutMs: EXECUTOR_PROBE_MS });
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+
+  /**
+   * POST /api/conversations/{id}/runtime/reprovision: a fresh runtime. The conversation's own
+   * sandbox gets a new executor (the old one and every process of it ends; the files stay, as
+   * OpenHands keeps the workspace of a container it re-creates); a sandbox it shares (the tenant's
+   * home, one it joined) is started if it does not run, never cut short under the others using it.
+   * A conversation without a sandbox yet gets one.
+   */
+  async reprovision(p: Principal, id: string): Promise<ConversationRuntimeInfo> {
+    const row = await this.require(p, id);
+    const owner = tenantScope(p.tenantId);
+    try {
+      const sandboxId = await this.sandboxes.sandboxIdFor(owner, row);
+      const sandbox = await this.sandboxRows.find(owner, sandboxId);
+      if (!sandbox) throw new SandboxNotFound(sandboxId);
+      if (sandbox.kind === 'conversation' && sandbox.status !== 'stopped' && sandbox.status !== 'paused') await this.sandboxes.pause(owner, sandbox, 'stopped');
+      await this.quotas.checkSandboxStart(p.tenantId, sandboxId);
+      await this.sandboxes.ensureRunning(owner, sandboxId);
+      this.serverInfo.touch();
+      const fresh = await this.sandboxRows.find(owner, sandboxId);
+      return this.runtimeInfo(fresh, fresh ? await this.unreachable(fresh) : undefined);
+    } catch (err) {
+      if (err instanceof HttpException) throw err;
+      if (err instanceof SandboxNotFound) throw conversationNotFound(id);
+      if (err instanceof SandboxNetworkRefused) throw new ForbiddenException({ detail: err.message });
+      this.logger.error(`conversation ${id}: its sandbox could not be reprovisioned: ${(err as Error).message}`);
+      throw new BadGatewayException({ detail: `Could not start the conversation's sandbox: ${(err as Error).message}` });
+    }
   }
 
   /**
@@ -77,8 +178,14 @@ export class ConversationsService {
   }
 
   /**
-   * POST /api/conversations: 201 with a new conversation, 200 when `conversation_id` is already one
-   * of the caller's; another tenant's id is "not found", as everywhere.
+   * POST /api/conversations: 201 with a new conversation, 200 with the existing one (its initial
+   * message not sent again) when `conversation_id` is already one of the caller's — a retried create
+   * whose answer was lost, or two racing — as OpenHands' `idempotent_conversation_create_v1`. An id
+   * another tenant uses is a 409 that says nothing of it (no conversation can be made under it).
+   *
+   * With an initial message the agent is made ready first, as OpenHands' `send_message` does: the
+   * conversation's sandbox starts and its SystemPromptEvent is written before the message, in the
+   * same transaction as the row.
    */
   async create(p: Principal, req: StartConversationRequest): Promise<{ created: boolean; info: Json }> {
     const id = req.conversation_id ? (parseUuid(req.conversation_id) as string) : newUuid();
@@ -88,7 +195,7 @@ export class ConversationsService {
     }
     const launch = req.agent_profile_id ? await this.settings.launchAgentProfile(p, req.agent_profile_id, req.agent_launch_additions) : null;
     if (req.parent_conversation_id) await this.checkParent(p, parseUuid(req.parent_conversation_id) as string, req.workspace.working_dir);
-    const sandboxId = await this.sandboxFor(p, req.sandbox_id, req.workspace.working_dir);
+    let sandboxId = await this.sandboxFor(p, req.sandbox_id, req.workspace.working_dir);
     await this.quotas.admitConversation(p.tenantId, { ownSandbox: sandboxId === null, run: !!req.initial_message });
 
     let agent: Json;
@@ -124,14 +231,21 @@ export class ConversationsService {
       launched_agent_profile: launch?.profile ?? null,
     };
     const initial = req.initial_message ? messageEvent('user', 'user', req.initial_message.content, req.initial_message.sender) : null;
+    // The sandbox made for this conversation here (removed again if the conversation is not made).
+    let madeSandbox: string | null = null;
+    let systemPrompt: OHEvent | null = null;
+    if (initial) {
+      if (sandboxId === null) sandboxId = madeSandbox = (await this.sandboxes.create(tenantScope(p.tenantId), {}, 'conversation')).id;
+      systemPrompt = await this.systemPromptFor({ id, tenantId: p.tenantId, sandboxId, agent: agent as Prisma.JsonValue, options: options as Prisma.JsonValue, workspace: req.workspace as Prisma.JsonValue });
+    }
     const now = new Date();
     const initialEvents: OHEvent[] = initial
-      ? [initial, stateUpdateEvent('last_user_message_id', initial.id), stateUpdateEvent('execution_status', 'running')]
+      ? [...(systemPrompt ? [systemPrompt] : []), initial, stateUpdateEvent('last_user_message_id', initial.id), stateUpdateEvent('execution_status', 'running')]
       : [];
 
     let stored: { seq: number; event: OHEvent }[] = [];
     try {
-      // The conversation and its first message are written together or not at all.
+      // The conversation and its first events are written together or not at all.
       stored = await this.rows.create(
         p,
         {
@@ -159,11 +273,12 @@ export class ConversationsService {
         },
       );
     } catch (err) {
+      if (madeSandbox) await this.removeSandbox(p, madeSandbox);
       if ((err as { code?: string }).code === ROW_NOT_UNIQUE) {
         // Made meanwhile by the caller (a retry racing its first try), or the id is another tenant's.
         const existing = await this.find(p, id);
         if (existing) return { created: false, info: this.info(existing) };
-        throw conversationNotFound(id);
+        throw new ConflictException({ detail: `Conversation id already in use: ${id}` });
       }
       throw err;
     }
@@ -178,6 +293,40 @@ export class ConversationsService {
     await this.webhooks.conversationChanged(p.tenantId, id);
     const row = await this.require(p, id);
     return { created: true, info: this.info(row) };
+  }
+
+  /**
+   * Before a message is stored (POST …/events, the socket): the agent is made ready unless it is,
+   * so the SystemPromptEvent comes first, as in OpenHands.
+   */
+  async prepareAgent(row: ConversationRow): Promise<void> {
+    if (await this.preparer.hasSystemPrompt(row.id)) return;
+    const event = await this.systemPromptFor(row);
+    if (!event) return;
+    try {
+      await this.recorder.record(row.id, event);
+    } catch (err) {
+      // Written meanwhile by a worker starting a run, or by a message sent at the same time.
+      if (!(await this.preparer.hasSystemPrompt(row.id))) throw err;
+    }
+  }
+
+  /**
+   * The SystemPromptEvent, or null when the sandbox cannot start now (it is then written by the
+   * run, which meets the same problem and reports it as it always did).
+   */
+  private async systemPromptFor(conversation: ConversationForAgent): Promise<OHEvent | null> {
+    try {
+      return await this.preparer.systemPromptEvent(conversation);
+    } catch (err) {
+      this.logger.warn(`conversation ${conversation.id}: its sandbox did not start before the first message (the run makes the agent ready): ${(err as Error).message}`);
+      return null;
+    }
+  }
+
+  private async removeSandbox(p: Principal, sandboxId: string): Promise<void> {
+    const row = await this.sandboxRows.find(tenantScope(p.tenantId), sandboxId);
+    if (row) await this.sandboxes.destroy(tenantScope(p.tenantId), row).catch((err: Error) => this.logger.warn(`could not remove sandbox ${sandboxId}: ${err.message}`));
   }
 
   /**
@@ -237,7 +386,7 @@ export class ConversationsService {
     const rows = await this.rows.page(p, { status: q.status, field, dir, startId: q.page_id ? parseUuid(q.page_id) : null, limit: q.limit });
     const more = rows.length > q.limit;
     return {
-      items: rows.slice(0, q.limit).map((r) => this.info(r, q.include_skills)),
+      items: await this.infos(p, rows.slice(0, q.limit), q.include_skills),
       next_page_id: more ? uuidHex(rows[q.limit].id) : null,
     };
   }
@@ -249,11 +398,9 @@ export class ConversationsService {
   async batch(p: Principal, ids: string[], includeSkills = false): Promise<(Json | null)[]> {
     const parsed = ids.map((i) => parseUuid(i) as string);
     const rows = await this.rows.findMany(p, parsed);
-    const byId = new Map(rows.map((r) => [r.id, r]));
-    return parsed.map((id) => {
-      const row = byId.get(id);
-      return row ? this.info(row, includeSkills) : null;
-    });
+    const infos = await this.infos(p, rows, includeSkills);
+    const byId = new Map(rows.map((r, i) => [r.id, infos[i]]));
+    return parsed.map((id) => byId.get(id) ?? null);
   }
 
   async update(p: Principal, id: string, patch: { title?: string; tags?: Record<string, string> }): Promise<void> {

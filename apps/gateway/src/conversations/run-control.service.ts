@@ -1,10 +1,11 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { HttpException, Injectable, Logger } from '@nestjs/common';
 import { ConversationStatus, EventRecorder } from '@berth/bus';
 import { ExecutionStatus, interruptEvent, pauseEvent } from '@berth/contracts';
 import { ConversationRepository, tenantScope } from '@berth/persistence';
 import { RunQueue } from '@berth/queue';
 import { WebhookDispatcher } from '@berth/webhooks';
 import { QuotaService } from '../quotas/quota.service';
+import { TooManyRequests } from '../quotas/too-many-requests';
 
 const STARTABLE: ExecutionStatus[] = ['idle', 'paused', 'waiting_for_confirmation', 'finished', 'error', 'stuck'];
 
@@ -34,6 +35,27 @@ export class RunControlService {
     await this.status.announce(tenantId, conversationId, 'running');
     await this.enqueue(tenantId, conversationId);
     return 'started';
+  }
+
+  /**
+   * `run: true` with a message just stored: a conversation already running reads it (no 409, as
+   * OpenHands), and a refusal for capacity says that the message is kept and only the run is to be
+   * retried (OpenHands' words).
+   */
+  async startAfterMessage(tenantId: string, conversationId: string): Promise<void> {
+    try {
+      await this.start(tenantId, conversationId);
+    } catch (err) {
+      if (!(err instanceof TooManyRequests)) throw err;
+      const body = err.getResponse() as Record<string, unknown>;
+      throw new HttpException(
+        {
+          ...body,
+          detail: `Message saved, but the conversation run limit was reached. Retry POST /api/conversations/${conversationId}/run without resending the message.`,
+        },
+        429,
+      );
+    }
   }
 
   /**

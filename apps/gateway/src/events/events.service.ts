@@ -84,10 +84,14 @@ export class EventsService {
 
   /**
    * Appends a user message. A finished or stuck conversation goes back to idle; `run` (or a message
-   * sent on the socket) queues a run unless one is already going, which will read the message.
+   * sent on the socket) queues a run unless one is already going, which will read the message (no
+   * 409, as OpenHands).
    */
   async sendMessage(p: Principal, id: string, req: SendMessageRequest): Promise<OHEvent> {
     const conversation = await this.requireConversation(p, id);
+    // OpenHands' order: the agent made ready (SystemPromptEvent), a finished or stuck conversation back to idle, then the message.
+    await this.conversations.prepareAgent(conversation);
+    await this.status.transition(p.tenantId, id, ['finished', 'stuck'], 'idle');
     const message = messageEvent('user', 'user', req.content, req.sender);
     await this.recorder.record(id, message);
     this.serverInfo.touch();
@@ -95,8 +99,7 @@ export class EventsService {
     const title = conversation.title === null && (conversation.options as { autotitle?: boolean }).autotitle !== false ? autoTitle(req.content) : null;
     if (!(await this.rows.update(p, id, { lastUserMessageId: message.id, ...(title ? { title } : {}) }))) throw notFound(id);
     await this.recorder.record(id, stateUpdateEvent('last_user_message_id', message.id));
-    await this.status.transition(p.tenantId, id, ['finished', 'stuck'], 'idle');
-    if (req.run) await this.runs.start(p.tenantId, id);
+    if (req.run) await this.runs.startAfterMessage(p.tenantId, id);
     return message;
   }
 

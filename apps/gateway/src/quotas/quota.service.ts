@@ -123,8 +123,13 @@ export class QuotaService implements OnModuleDestroy {
     if (needs.run) await this.checkRunStart(tenantId);
   }
 
-  /** Before a run starts: 429 when the tenant already runs its limit (a conversation already running is left to answer 409). */
+  /**
+   * Before a run starts: 429 when the server's run capacity (BERTH_MAX_CONCURRENT_RUNS, all tenants
+   * together, as OpenHands' `max_concurrent_runs`) or the tenant's limit is reached (a conversation
+   * already running is left to answer 409).
+   */
   async checkRunStart(tenantId: string, conversationId?: string): Promise<void> {
+    await this.checkServerRuns(conversationId);
     const { maxRunningConversations: limit } = await this.limitsOf(tenantId);
     if (!limit) return;
     const running = await this.db.prisma.conversation.findMany({ where: { tenantId, executionStatus: 'running' }, select: { id: true }, take: limit + 1 });
@@ -132,6 +137,16 @@ export class QuotaService implements OnModuleDestroy {
     if (others.length >= limit && others.length === running.length) {
       throw new TooManyRequests(`Too many running conversations: the limit is ${limit}`, limit, CONCURRENCY_RETRY_S);
     }
+  }
+
+  private async checkServerRuns(conversationId?: string): Promise<void> {
+    const limit = this.config.maxServerRuns;
+    if (!limit) return;
+    const running = await this.db.prisma.conversation.count({
+      where: { executionStatus: 'running', ...(conversationId ? { id: { not: conversationId } } : {}) },
+    });
+    // OpenHands' words (ConversationRunLimitExceeded).
+    if (running >= limit) throw new TooManyRequests('Conversation run limit reached. Retry the request later.', limit, CONCURRENCY_RETRY_S);
   }
 
   /** Takes a socket slot of the caller's key for as long as the socket is open; false when all are taken. */

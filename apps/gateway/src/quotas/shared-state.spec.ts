@@ -70,4 +70,14 @@ describe.each(IMPLEMENTATIONS)('%s', (_name, make) => {
     expect(await there.bump(key)).toBe(1);
     expect(await here.version(key)).toBe(1);
   });
+
+  it('remembers a value for every view until it lapses', async () => {
+    const key = randomUUID();
+    expect(await here.recall(key)).toBeNull();
+    await here.remember(key, 'sandbox-a', 300);
+    expect(await there.recall(key)).toBe('sandbox-a');
+    await there.remember(key, 'sandbox-b', 300);
+    expect(await here.recall(key)).toBe('sandbox-b');
+    await until(async () => (await here.recall(key)) === null, 'the value to lapse', 5000);
+  });
 });

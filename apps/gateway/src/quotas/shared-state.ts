@@ -26,6 +26,10 @@ export abstract class SharedState {
   abstract release(key: string, member: string): Promise<void>;
   abstract version(key: string): Promise<number>;
   abstract bump(key: string): Promise<number>;
+  /** Keeps a small value under `key` for `ttlMs`. */
+  abstract remember(key: string, value: string, ttlMs: number): Promise<void>;
+  /** The value remembered under `key`, or null once it lapsed. */
+  abstract recall(key: string): Promise<string | null>;
   abstract close(): Promise<void>;
 }
 
@@ -33,6 +37,7 @@ export class InProcessSharedState extends SharedState {
   private readonly windows = new Map<string, WindowCount>();
   private readonly slots = new Map<string, Map<string, number>>();
   private readonly versions = new Map<string, number>();
+  private readonly values = new Map<string, { value: string; expires: number }>();
 
   async hit(key: string, windowMs: number): Promise<WindowCount> {
     const now = Date.now();
@@ -75,6 +80,20 @@ export class InProcessSharedState extends SharedState {
     const next = (this.versions.get(key) ?? 0) + 1;
     this.versions.set(key, next);
     return next;
+  }
+
+  async remember(key: string, value: string, ttlMs: number): Promise<void> {
+    const now = Date.now();
+    if (this.values.size >= 10_000) for (const [k, v] of this.values) if (v.expires <= now) this.values.delete(k);
+    // Still full of live values: the oldest goes (a Map keeps insertion order).
+    if (this.values.size >= 10_000) this.values.delete(this.values.keys().next().value as string);
+    this.values.set(key, { value, expires: now + ttlMs });
+  }
+
+  async recall(key: string): Promise<string | null> {
+    const held = this.values.get(key);
+    if (!held || held.expires <= Date.now()) return null;
+    return held.value;
   }
 
   async close(): Promise<void> {}
@@ -140,6 +159,14 @@ export class RedisSharedState extends SharedState {
 
   async bump(key: string): Promise<number> {
     return this.redis.incr(this.key(key));
+  }
+
+  async remember(key: string, value: string, ttlMs: number): Promise<void> {
+    await this.redis.set(this.key(key), value, 'PX', ttlMs);
+  }
+
+  async recall(key: string): Promise<string | null> {
+    return this.redis.get(this.key(key));
   }
 
   async close(): Promise<void> {

@@ -3,7 +3,7 @@ import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import { normalizeTimestampFilter, parseUuid, serverErrorEvent, stateUpdateEvent, unsafeInputIssue } from '@berth/contracts';
 import { Database, EventLog, toFullState } from '@berth/persistence';
-import { WebSocket } from 'ws';
+import { RawData, WebSocket } from 'ws';
 import type { Principal } from '../common/tenant.decorator';
 import { ConversationsService } from '../conversations/conversations.service';
 import { ConversationStreams } from './conversation-streams';
@@ -35,6 +35,11 @@ export class EventsSocket implements OnModuleInit {
   }
 
   private async handle(ws: WebSocket, req: SocketRequest): Promise<void> {
+    // Frames that come before the socket is set up (a message sent right after the handshake) wait
+    // for it, as OpenHands' receive queue keeps them; an auth frame among them is ignored there.
+    const early: { data: RawData; isBinary: boolean }[] = [];
+    const hold = (data: RawData, isBinary: boolean) => early.push({ data, isBinary });
+    ws.on('message', hold);
     await this.db.ready;
     const authenticated = await this.socketAuth.authenticate(ws, req);
     if (!authenticated || ws.readyState !== WebSocket.OPEN) return;
@@ -53,11 +58,12 @@ export class EventsSocket implements OnModuleInit {
     }
     const stream = await this.streams.subscribe(ws, id, (json) => json);
     if (!stream) return;
-    ws.on('message', (data, isBinary) =>
+    const onMessage = (data: RawData, isBinary: boolean) =>
       void this.streams.receive(principal, id, isBinary ? null : data.toString('utf8'), (code, detail) => {
         if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(serverErrorEvent(code, detail)));
-      }),
-    );
+      });
+    ws.off('message', hold);
+    ws.on('message', onMessage);
 
     // The first frame is the whole state: clients take it as "subscribed".
     const current = await this.conversations.find(principal, id);
@@ -65,6 +71,7 @@ export class EventsSocket implements OnModuleInit {
     ws.send(JSON.stringify(stateUpdateEvent('full_state', toFullState(current, this.config.conversationsPath))));
     // Without a replay request only what happens from now on is sent.
     stream.start(start ?? current.lastSeq, current.lastSeq);
+    for (const frame of early.splice(0)) onMessage(frame.data, frame.isBinary);
   }
 
   /**

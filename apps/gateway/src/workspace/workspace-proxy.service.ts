@@ -5,6 +5,7 @@ import { IncomingMessage, request as httpRequest } from 'node:http';
 import { isAbsolute, join, normalize } from 'node:path';
 import { contentTypeOf } from './content-type';
 import type { Principal } from '../common/tenant.decorator';
+import { SharedState } from '../quotas/shared-state';
 import { inside, WorkspaceRoutingService, WorkspaceTarget } from './workspace-routing.service';
 
 const FORWARDED_REQUEST_HEADERS = ['content-type', 'content-length', 'accept', 'range'];
@@ -26,6 +27,22 @@ const FORWARDED_RESPONSE_HEADERS = [
   'x-archive-base-ref',
 ];
 const BASH_COMMAND_ROUTES = new Set(['/api/bash/start_bash_command', '/api/bash/execute_bash_command']);
+const START_BASH_COMMAND = '/api/bash/start_bash_command';
+/** How long the sandbox a background command was started in stays known (OpenHands keeps bash events an hour by default). */
+const COMMAND_SANDBOX_TTL_MS = 60 * 60 * 1000;
+/** A start_bash_command answer is one BashCommand: small JSON. */
+const MAX_COMMAND_ANSWER_BYTES = 1024 * 1024;
+
+/**
+ * The command a bash call names without a path of its own (`bash_events/search?command_id__eq=`,
+ * `bash_events/{id}`, `bash_commands/{id}/stop`): the SDK polls a command it started elsewhere so.
+ */
+function commandNamedBy(pathname: string, query: URLSearchParams): string | null {
+  if (pathname === '/api/bash/bash_events/search') return query.get('command_id__eq');
+  const match = /^\/api\/bash\/(?:bash_events|bash_commands)\/([0-9a-fA-F-]{32,36})(?:\/stop)?$/.exec(pathname);
+  return match ? match[1] : null;
+}
+const commandKey = (p: Principal, commandId: string) => `bash-command:${p.tenantId}:${commandId.replace(/-/g, '').toLowerCase()}`;
 
 /** OpenHands' runtime routes refuse a path outside the conversation's working dir (422). */
 export function requireInConversation(workingDir: string, path: string, name: string): void {
@@ -48,6 +65,7 @@ export class WorkspaceProxyService {
   constructor(
     private readonly sandboxes: SandboxManager,
     private readonly routing: WorkspaceRoutingService,
+    private readonly shared: SharedState,
   ) {}
 
   /**
@@ -75,7 +93,7 @@ export class WorkspaceProxyService {
       }
       target = await this.routing.inConversation(p, owner);
     } else {
-      target = await this.routing.route(p, queryPath ?? cwd);
+      target = (queryPath ?? cwd) === null ? ((await this.commandSandbox(p, pathname, parsed.searchParams)) ?? (await this.routing.route(p, null))) : await this.routing.route(p, queryPath ?? cwd);
     }
     const { sandboxId, handle, toSandboxPath } = target;
     if (queryPath !== null && isAbsolute(queryPath)) parsed.searchParams.set('path', toSandboxPath(queryPath));
@@ -103,7 +121,45 @@ export class WorkspaceProxyService {
       const value = upstream.headers[name];
       if (typeof value === 'string') reply.header(name, value);
     }
+    if (pathname === START_BASH_COMMAND && upstream.statusCode === 200 && !p.sandboxId) {
+      await reply.send(await this.rememberCommand(p, sandboxId, upstream));
+      return;
+    }
     await reply.send(upstream);
+  }
+
+  /**
+   * A background command runs in the sandbox its cwd routed it to, but the calls that follow it
+   * (search by command id, stop) carry no path: the command's sandbox is remembered, per tenant, on
+   * every replica, so they reach it.
+   */
+  private async rememberCommand(p: Principal, sandboxId: string, upstream: IncomingMessage): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of upstream) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_COMMAND_ANSWER_BYTES) throw new Error('start_bash_command answered more than 1 MiB');
+      chunks.push(chunk as Buffer);
+    }
+    const body = Buffer.concat(chunks);
+    const id = (() => {
+      try {
+        return (JSON.parse(body.toString('utf8')) as { id?: unknown }).id;
+      } catch {
+        return undefined;
+      }
+    })();
+    if (typeof id === 'string') await this.shared.remember(commandKey(p, id), sandboxId, COMMAND_SANDBOX_TTL_MS);
+    return body;
+  }
+
+  /** The sandbox of a command the call names (see rememberCommand), or null. */
+  private async commandSandbox(p: Principal, pathname: string, query: URLSearchParams): Promise<WorkspaceTarget | null> {
+    if (p.sandboxId) return null;
+    const commandId = commandNamedBy(pathname, query);
+    const sandboxId = commandId ? await this.shared.recall(commandKey(p, commandId)) : null;
+    if (!sandboxId) return null;
+    return { sandboxId, handle: await this.routing.handle(p, sandboxId), toSandboxPath: (path) => path };
   }
 
   /**

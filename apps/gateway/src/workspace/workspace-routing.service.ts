@@ -67,7 +67,13 @@ export class WorkspaceRoutingService {
 
   /** Where a call with this path (or none: the home sandbox) goes. */
   async route(p: Principal, path: string | null): Promise<WorkspaceTarget> {
-    if (p.sandboxId) return { sandboxId: p.sandboxId, handle: await this.handle(p, p.sandboxId), toSandboxPath: same };
+    if (p.sandboxId) {
+      // Under /sandboxes/{id}: the sandbox's own paths as they are, and the (virtual) working dir of
+      // one of its conversations translated, as the SDK's Workspace(host=…/sandboxes/{id}) sends it.
+      const handle = await this.handle(p, p.sandboxId);
+      const owner = path && isAbsolute(path) && !inside(handle.root, normalize(path)) ? await this.conversationOwning(p, normalize(path)) : null;
+      return owner ? this.inConversation(p, owner) : { sandboxId: p.sandboxId, handle, toSandboxPath: same };
+    }
     if (!path) return { ...(await this.home(p)), toSandboxPath: same };
     if (!isAbsolute(path)) throw new BadRequestException({ detail: 'Path must be absolute' });
     const wanted = normalize(path);
