@@ -292,7 +292,7 @@ describe.each(STORAGES)('conversations REST (%s)', (storage) => {
     expect((await call('DELETE', `/api/conversations/${id}`)).body).toEqual({ success: true });
     expect((await call('GET', `/api/conversations/${id}`)).status).toBe(404);
     const gone = await call('DELETE', `/api/conversations/${id}`);
-    expect(gone.status).toBe(400);
+    expect(gone.status).toBe(404);
     expect(gone.body.detail).toContain(id);
   });
 
@@ -324,8 +324,8 @@ describe.each(STORAGES)('conversations REST (%s)', (storage) => {
     ]);
     const unknown = randomUUID();
     expect((await call('POST', `/api/conversations/${unknown}/run`)).status).toBe(404);
-    expect((await call('POST', `/api/conversations/${unknown}/pause`)).status).toBe(400);
-    expect((await call('POST', `/api/conversations/${unknown}/interrupt`)).status).toBe(400);
+    expect((await call('POST', `/api/conversations/${unknown}/pause`)).status).toBe(404);
+    expect((await call('POST', `/api/conversations/${unknown}/interrupt`)).status).toBe(404);
   });
 
   it('sets secrets and the confirmation policy, and reads the final response', async () => {

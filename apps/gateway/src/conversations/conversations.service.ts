@@ -412,9 +412,9 @@ export class ConversationsService {
   }
 
   /** Deletes the conversation and its events; the sandbox's files are kept (as OpenHands). */
-  async remove(p: Principal, id: string, notFound: (id: string) => Error): Promise<void> {
+  async remove(p: Principal, id: string): Promise<void> {
     const row = await this.rows.remove(p, id);
-    if (!row) throw notFound(id);
+    if (!row) throw conversationNotFound(id);
     await this.counter.changed(p.tenantId);
     await this.webhooks.conversationDeleted(row);
     if (row.sandboxId) await this.stopOwnSandbox(p, row.sandboxId);
