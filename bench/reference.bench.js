@@ -21,7 +21,9 @@
  *     note splits it: the server process, then the rest — for Berth its sandbox executors: the warm
  *     pool, BERTH_WARM_POOL_SIZE=2 by default, and one per conversation that ran, until reaped).
  *
- * Berth runs with its defaults (embedded storage; BENCH_STORAGE does not apply here).
+ * Berth runs with its defaults (embedded storage; BENCH_STORAGE does not apply here), started as
+ * `npm start` does (the Node options of package.json's start script; see bench/lib/berth.js for
+ * BENCH_BERTH_NODE_ARGS / BENCH_BERTH_ENV, which compare settings).
  *
  * Prints one table: row, reference, Berth, Berth vs reference (> 1 = Berth better), who is ahead.
  *
@@ -39,7 +41,7 @@ const { runLoad, runSequential, runPool, request, keepAliveAgent } = require('./
 const { freePort, spawnNode, waitForHttp } = require('./lib/proc');
 const { treeMemory, treePss, killTree } = require('./lib/proctree');
 const { summarize, ms, int, table } = require('./lib/stats');
-const { berthEnv } = require('./lib/berth');
+const { berthEnv, berthStart } = require('./lib/berth');
 
 const BENCH = 'reference';
 const API_KEY = 'bench-reference-key';
@@ -103,9 +105,11 @@ async function startReference(ctx) {
 async function startBerth(ctx) {
   const dataDir = ctx.tmpdir('berth-bench-reference-');
   const port = await freePort();
-  const env = berthEnv({ OH_SESSION_API_KEYS_0: API_KEY, LOG_LEVEL: 'warn', BERTH_DATA_DIR: dataDir, OH_CONVERSATIONS_PATH: path.join(dataDir, 'conversations') });
+  const start = berthStart(ctx.root);
+  const env = berthEnv({ OH_SESSION_API_KEYS_0: API_KEY, LOG_LEVEL: 'warn', BERTH_DATA_DIR: dataDir, OH_CONVERSATIONS_PATH: path.join(dataDir, 'conversations'), ...start.env });
+  if (start.nodeArgs.length || Object.keys(start.env).length) ctx.log(`  Berth started with node ${start.nodeArgs.join(' ')} ${JSON.stringify(start.env)}`);
   const main = path.join(ctx.root, 'dist/apps/gateway/src/main.js');
-  const handle = spawnNode('berth[embedded]', main, { args: ['--host', HOST, '--port', String(port)], env, cwd: ctx.root });
+  const handle = spawnNode('berth[embedded]', main, { args: ['--host', HOST, '--port', String(port)], nodeArgs: start.nodeArgs, env, cwd: ctx.root });
   const stop = () => killTree(handle, { dir: dataDir, force: true });
   ctx.defer('stop berth and its tree', stop);
   await waitForHttp(handle, `http://${HOST}:${port}/ready`, { timeoutMs: 120_000 });

@@ -87,6 +87,50 @@ describe.each(STORAGES)('events REST (%s)', (storage) => {
     expect(await walk('TIMESTAMP_DESC')).toEqual([...asc].reverse());
   });
 
+  it('answers a search page as stored JSON, byte for byte what serializing the parsed events gives', async () => {
+    const id = (await call('POST', '/api/conversations', startRequest())).body.id;
+    await call('POST', `/api/conversations/${id}/events`, userMessage('ünïcødé "quoted" \\ back\nslash 50% a_b \u2028'));
+    await ctx.server.app.get(EventRecorder).record(id, actionEvent('printf "%s" \'{"not":"json"}\''));
+    await call('POST', `/api/conversations/${id}/events`, userMessage('last'));
+    const url = `/api/conversations/${id}/events/search?limit=2`;
+    const res = await fetch(ctx.server.url + url, { headers: { 'X-Session-API-Key': KEY } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    const text = await res.text();
+    const page = JSON.parse(text);
+    expect(EventPageSchema.safeParse(page).success).toBe(true);
+    expect(Object.keys(page)).toEqual(['items', 'next_page_id']);
+    expect(page.items).toHaveLength(2);
+    expect(typeof page.next_page_id).toBe('string');
+    // The same events through the parsed path (get by id, serialized by Fastify) and the same page serialized.
+    const parsed = (await call('GET', `/api/conversations/${id}/events`, page.items.map((e: OHEvent) => e.id))).body;
+    expect(text).toBe(JSON.stringify({ items: parsed, next_page_id: page.next_page_id }));
+    // Walking every page finds every event once.
+    const seen = [...page.items];
+    for (let next = page.next_page_id; next; ) {
+      const more = (await call('GET', `${url}&page_id=${next}`)).body;
+      seen.push(...more.items);
+      next = more.next_page_id;
+    }
+    expect(new Set(seen.map((e: OHEvent) => e.id)).size).toBe((await call('GET', `/api/conversations/${id}/events/count`)).body);
+    // Errors stay OpenHands-style JSON.
+    const missing = await call('GET', `/api/conversations/${randomUUID()}/events/search`);
+    expect(missing.status).toBe(404);
+    expect(missing.body).toEqual({ detail: expect.stringContaining('Conversation not found') });
+    expect((await call('GET', `/api/conversations/${id}/events/search?limit=0`)).status).toBe(422);
+  });
+
+  it('filters body by plain substring: LIKE wildcards match only themselves, in search and count alike', async () => {
+    const id = (await call('POST', '/api/conversations', startRequest())).body.id;
+    for (const text of ['50% off', '500 off', 'a_b', 'axb']) await call('POST', `/api/conversations/${id}/events`, userMessage(text));
+    for (const [body, expected] of [['50%', ['50% off']], ['a_b', ['a_b']], ['%', ['50% off']], ['_', ['a_b']]] as const) {
+      const q = `body=${encodeURIComponent(body)}`;
+      const found = (await call('GET', `/api/conversations/${id}/events/search?${q}`)).body.items.map((e: OHEvent) => e.llm_message.content[0].text);
+      expect(found).toEqual(expected);
+      expect((await call('GET', `/api/conversations/${id}/events/count?${q}`)).body).toBe(expected.length);
+    }
+  });
+
   it('gets one event, and several by JSON body or query, with null for unknown ids', async () => {
     const id = (await call('POST', '/api/conversations', startRequest())).body.id;
     await call('POST', `/api/conversations/${id}/events`, userMessage('one'));

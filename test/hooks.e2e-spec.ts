@@ -4,7 +4,7 @@ const KEY = 'hooks-test-key';
 
 /** `POST /api/hooks`: a workspace folder's `.openhands/hooks.json`, read in the caller's own sandbox. */
 describe('project hooks (postgres)', () => {
-  const ctx = useServer('postgres', { OH_SESSION_API_KEYS_0: KEY }, KEY);
+  const ctx = useServer('postgres', { OH_SESSION_API_KEYS_0: KEY }, KEY, { ownDatabase: true });
   const call = ctx.call;
   let home = '';
 

@@ -21,7 +21,7 @@ function alive(pid: number): boolean {
 }
 
 describe.each(STORAGES)("a conversation's runtime: GET …/runtime and POST …/runtime/reprovision (%s)", (storage) => {
-  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY }, KEY);
+  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY }, KEY, { ownDatabase: true });
   const call = ctx.call;
   const sandboxRow = (id: string) => ctx.server.app.get(Database).prisma.sandbox.findUniqueOrThrow({ where: { id } });
   /** The host processes of a sandbox's executor (the executor, and the init of its jail when isolated). */

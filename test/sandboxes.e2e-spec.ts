@@ -101,7 +101,7 @@ describe.each(STORAGES)('sandboxes: runtime API and the /sandboxes/{id} surface 
 });
 
 describe.each(STORAGES)('sandboxes from the warm pool (isolated, %s)', (storage) => {
-  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY, BERTH_WARM_POOL_SIZE: '2' }, KEY);
+  const ctx = useServer(storage, { OH_SESSION_API_KEYS_0: KEY, BERTH_WARM_POOL_SIZE: '2', BERTH_WARM_POOL_FILL: 'start' }, KEY);
 
   it('get an executor started before they were asked for, for their id, and work as any other', async () => {
     const driver = ctx.server.app.get(SandboxDriver) as LocalSandboxDriver;
@@ -125,5 +125,27 @@ describe.each(STORAGES)('sandboxes from the warm pool (isolated, %s)', (storage)
     expect(echoed.body.exit_code).toBe(0);
     expect((await ctx.call('DELETE', `/api/sandboxes/${created.body.id}`)).status).toBe(200);
     expect(existsSync(root)).toBe(false);
+  });
+});
+
+describe('the warm pool by default (BERTH_WARM_POOL_FILL=demand)', () => {
+  const ctx = useServer('embedded', { OH_SESSION_API_KEYS_0: KEY, BERTH_WARM_POOL_SIZE: '2' }, KEY);
+
+  it('keeps no executor while no sandbox was wanted; fills after the first, which the next one uses', async () => {
+    const driver = ctx.server.app.get(SandboxDriver) as LocalSandboxDriver;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(driver.warmExecutors).toBe(0);
+    const first = await ctx.call('POST', '/api/sandboxes', {});
+    expect(first.status).toBe(201);
+    await eventually(() => driver.warmExecutors === 2);
+    const second = await ctx.call('POST', '/api/sandboxes', {});
+    expect(second.status).toBe(201);
+    const environOf = async (id: string) => {
+      const row = await ctx.server.app.get(Database).prisma.sandbox.findUniqueOrThrow({ where: { id } });
+      return readFileSync(`/proc/${(row.handle as { pid: number }).pid}/environ`, 'utf8').split('\0');
+    };
+    expect(await environOf(first.body.id)).not.toContain('BERTH_EXECUTOR_DORMANT=1');
+    expect(await environOf(second.body.id)).toContain('BERTH_EXECUTOR_DORMANT=1');
+    for (const id of [first.body.id, second.body.id]) expect((await ctx.call('DELETE', `/api/sandboxes/${id}`)).status).toBe(200);
   });
 });

@@ -1,5 +1,7 @@
 'use strict';
 /** Starting Berth itself for a benchmark. */
+const fs = require('node:fs');
+const path = require('node:path');
 const storage = require('./storage');
 
 /** The bench process's environment without any Berth setting, plus `extra` (so runs are reproducible). */
@@ -10,6 +12,22 @@ function berthEnv(extra) {
     env[k] = v;
   }
   return { ...env, NODE_ENV: 'production', ...extra };
+}
+
+/**
+ * How `npm start` runs the gateway: the Node options of package.json's `start` script (`node [options]
+ * dist/…/main.js`), so that a bench measures what a user starts. BENCH_BERTH_NODE_ARGS (space
+ * separated) replaces them, BENCH_BERTH_ENV (a JSON object of Berth settings) adds to the
+ * environment: for measuring one setting against another, never for the published figures.
+ */
+function berthStart(root) {
+  const script = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).scripts?.start ?? '';
+  const words = script.trim().split(/\s+/);
+  const main = words.findIndex((w) => w.endsWith('.js'));
+  let nodeArgs = words[0] === 'node' && main > 0 ? words.slice(1, main) : [];
+  if (process.env.BENCH_BERTH_NODE_ARGS !== undefined) nodeArgs = process.env.BENCH_BERTH_NODE_ARGS.split(/\s+/).filter(Boolean);
+  const env = process.env.BENCH_BERTH_ENV ? JSON.parse(process.env.BENCH_BERTH_ENV) : {};
+  return { nodeArgs, env };
 }
 
 /**
@@ -42,4 +60,4 @@ async function prepareStorage(ctx, mode, name = `berth_bench_${process.pid}`) {
   return { label, env, db };
 }
 
-module.exports = { berthEnv, prepareStorage };
+module.exports = { berthEnv, berthStart, prepareStorage };

@@ -188,6 +188,14 @@ describe('loadConfig', () => {
       expect(() => loadConfig({ BERTH_WS_MAX_SUBSCRIBERS: 'many' }, [])).toThrow(ConfigError);
     });
 
+    it('keeps the embedded database and the warm pool small until used, and reads their settings', () => {
+      expect(loadConfig({}, [])).toMatchObject({ embeddedSharedBuffersMb: 16, warmPoolSize: 2, warmPoolFill: 'demand' });
+      expect(loadConfig({ BERTH_EMBEDDED_SHARED_BUFFERS_MB: '128', BERTH_WARM_POOL_FILL: 'start' }, [])).toMatchObject({ embeddedSharedBuffersMb: 128, warmPoolFill: 'start' });
+      expect(() => loadConfig({ BERTH_EMBEDDED_SHARED_BUFFERS_MB: '0' }, [])).toThrow(ConfigError);
+      expect(() => loadConfig({ BERTH_EMBEDDED_SHARED_BUFFERS_MB: '2048' }, [])).toThrow(ConfigError);
+      expect(() => loadConfig({ BERTH_WARM_POOL_FILL: 'eager' }, [])).toThrow(ConfigError);
+    });
+
     it('reads DEBUG as a flag', () => {
       for (const on of ['1', 'true', 'TRUE', 'yes']) expect(loadConfig({ DEBUG: on }, []).debug).toBe(true);
       for (const off of ['0', 'false', '', 'no']) expect(loadConfig({ DEBUG: off }, []).debug).toBe(false);

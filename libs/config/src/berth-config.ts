@@ -48,6 +48,8 @@ export interface BerthConfig {
   databaseUrl: string | null;
   /** PostgreSQL connections per process */
   dbPoolSize: number;
+  /** shared_buffers of the embedded database (PGlite), MiB: resident from start, so kept small (the OS caches its files too) */
+  embeddedSharedBuffersMb: number;
   /** Redis URL; null = in-process queue and event bus. */
   redisUrl: string | null;
   /** Key prefix of Berth's BullMQ queues in Redis (lets several deployments share one Redis). */
@@ -73,6 +75,8 @@ export interface BerthConfig {
   reaperIntervalMs: number;
   /** executors each process keeps started for the next new sandboxes (0 = start them on demand) */
   warmPoolSize: number;
+  /** When the warm pool fills: `demand` (after this process's first new sandbox) or `start` */
+  warmPoolFill: 'demand' | 'start';
   /** How the local driver confines a sandbox: `bwrap` (namespaces, own uid, limits) or `none` (a plain child process). */
   sandboxIsolation: SandboxIsolationMode;
   /** A sandbox's network unless its spec says otherwise: `none` (own loopback only) or `egress` (outside, never the host). */
@@ -277,6 +281,7 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     dockerHostAddr: env.DOCKER_HOST_ADDR || null,
     databaseUrl: env.DATABASE_URL || null,
     dbPoolSize: readInt(env, 'BERTH_DB_POOL_SIZE', 20, 1, 1000),
+    embeddedSharedBuffersMb: readInt(env, 'BERTH_EMBEDDED_SHARED_BUFFERS_MB', 16, 1, 1024),
     redisUrl: env.REDIS_URL || null,
     queuePrefix: env.BERTH_QUEUE_PREFIX || 'berth',
     dataDir,
@@ -293,6 +298,7 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     runStallMs: readInt(env, 'BERTH_RUN_STALL_MS', 30_000, 500),
     reaperIntervalMs: readInt(env, 'BERTH_REAPER_INTERVAL_MS', 30_000, 0),
     warmPoolSize: readInt(env, 'BERTH_WARM_POOL_SIZE', 2, 0, 100),
+    warmPoolFill: readChoice(env, 'BERTH_WARM_POOL_FILL', ['demand', 'start'] as const),
     sandboxIsolation: readChoice(env, 'BERTH_SANDBOX_ISOLATION', ['bwrap', 'none'] as const),
     sandboxNetwork: readChoice(env, 'BERTH_SANDBOX_NETWORK', ['none', 'egress'] as const),
     sandboxUidBase: readInt(env, 'BERTH_SANDBOX_UID_BASE', 100_000, 1000, 2 ** 31 - 2 ** 24 - 1),

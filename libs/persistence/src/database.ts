@@ -1,7 +1,9 @@
 import { Logger } from '@nestjs/common';
 import { PGlite } from '@electric-sql/pglite';
 import { PrismaPg } from '@prisma/adapter-pg';
-import { mkdirSync } from 'node:fs';
+import { projectRoot } from '@berth/config';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Pool } from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
@@ -18,6 +20,38 @@ export interface DatabaseOptions {
   dataDir: string;
   /** PostgreSQL connections this process may hold */
   poolSize?: number;
+  /** Embedded only: PostgreSQL's shared_buffers in MiB (default EMBEDDED_SHARED_BUFFERS_MB). */
+  embeddedSharedBuffersMb?: number;
+}
+
+/**
+ * PGlite's wasm heap is zeroed page by page as PostgreSQL allocates its shared memory at start, so
+ * shared_buffers (128 MB as initdb writes it) is resident from the first second. 16 MB holds the hot
+ * pages of a single-node deployment; PGlite reads its files through the OS, whose page cache keeps
+ * the rest.
+ */
+export const EMBEDDED_SHARED_BUFFERS_MB = 16;
+
+const INITDB_SCRIPT = `
+const { dir, startParams, module } = JSON.parse(process.env.BERTH_PGLITE_INITDB);
+require(module).PGlite.create(dir, { startParams }).then((db) => db.close()).catch((err) => { console.error(err.message); process.exit(1); });`;
+
+/**
+ * Creates the embedded cluster in a child process when `dir` holds none yet. PGlite's initdb runs
+ * two more wasm instances and copies the whole cluster through memory; in this process that memory
+ * would stay mapped until a garbage collection that an idle server may not run for hours. Run once,
+ * at first start, before anything else uses the process.
+ */
+function initEmbeddedDir(dir: string, startParams: string[]): void {
+  if (existsSync(join(dir, 'PG_VERSION'))) return;
+  const module = join(projectRoot(), 'node_modules/@electric-sql/pglite/dist/index.cjs');
+  const child = spawnSync(process.execPath, ['-e', INITDB_SCRIPT], {
+    // Nothing of this process's environment (its secrets) is needed there.
+    env: { BERTH_PGLITE_INITDB: JSON.stringify({ dir, startParams, module }) },
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  if (child.status !== 0) throw new Error(`embedded database initialisation failed: ${(child.stderr || child.error?.message || `exit ${child.status}`).trim()}`);
 }
 
 /** How long a transaction may wait for a connection: runs and requests share the pool under load. */
@@ -48,7 +82,10 @@ export class Database {
       this.kind = 'embedded';
       const dir = join(options.dataDir, 'db');
       mkdirSync(dir, { recursive: true });
-      this.pglite = new PGlite(dir);
+      const sharedBuffers = options.embeddedSharedBuffersMb ?? EMBEDDED_SHARED_BUFFERS_MB;
+      const startParams = [...PGlite.defaultStartParams, '-c', `shared_buffers=${sharedBuffers}MB`];
+      initEmbeddedDir(dir, startParams);
+      this.pglite = new PGlite(dir, { startParams });
       this.prisma = new PrismaClient({ adapter: new PrismaPGlite(this.pglite) });
     }
     this.ready = this.migrate();

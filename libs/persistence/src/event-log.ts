@@ -23,17 +23,15 @@ export interface EventPageRequest extends EventFilter {
   descending: boolean;
 }
 
-function whereOf(conversationId: string, f: EventFilter): Prisma.EventWhereInput {
-  const where: Prisma.EventWhereInput = { conversationId };
-  if (f.kind) where.kind = bareKind(f.kind);
-  if (f.source) where.source = f.source;
-  if (f.body !== undefined) where.body = { contains: f.body.toLowerCase() };
-  if (f.timestampGte || f.timestampLt) {
-    where.timestamp = {};
-    if (f.timestampGte) where.timestamp.gte = f.timestampGte;
-    if (f.timestampLt) where.timestamp.lt = f.timestampLt;
-  }
-  return where;
+/** The filters as SQL; `body` is a plain substring test (no LIKE wildcards), as OpenHands' `in`. */
+function whereSqlOf(conversationId: string, f: EventFilter): Prisma.Sql {
+  const parts = [Prisma.sql`"conversation_id" = ${conversationId}::uuid`];
+  if (f.kind) parts.push(Prisma.sql`"kind" = ${bareKind(f.kind)}`);
+  if (f.source) parts.push(Prisma.sql`"source" = ${f.source}`);
+  if (f.body !== undefined) parts.push(Prisma.sql`strpos("body", ${f.body.toLowerCase()}) > 0`);
+  if (f.timestampGte) parts.push(Prisma.sql`"timestamp" >= ${f.timestampGte}`);
+  if (f.timestampLt) parts.push(Prisma.sql`"timestamp" < ${f.timestampLt}`);
+  return Prisma.join(parts, ' AND ');
 }
 
 /** The append-only, per-conversation numbered event log. */
@@ -90,27 +88,37 @@ export class EventLog {
 
   /** A page of events; `pageId` is the id of the first event to return (unknown → from the start). */
   async search(conversationId: string, req: EventPageRequest): Promise<{ items: OHEvent[]; nextPageId: string | null }> {
-    const where = whereOf(conversationId, req);
-    if (req.pageId) {
-      const start = await this.db.prisma.event.findUnique({
-        where: { conversationId_id: { conversationId, id: req.pageId } },
-        select: { seq: true },
-      });
-      if (start) where.seq = req.descending ? { lte: start.seq } : { gte: start.seq };
-    }
-    const rows = await this.db.prisma.event.findMany({
-      where,
-      orderBy: { seq: req.descending ? 'desc' : 'asc' },
-      take: req.limit + 1,
-      select: { id: true, payload: true },
-    });
-    const more = rows.length > req.limit;
-    const page = more ? rows.slice(0, req.limit) : rows;
-    return { items: page.map((r) => r.payload as unknown as OHEvent), nextPageId: more ? rows[req.limit].id : null };
+    const page = await this.searchJson(conversationId, req);
+    return { items: JSON.parse(page.items) as OHEvent[], nextPageId: page.nextPageId };
   }
 
-  count(conversationId: string, filter: EventFilter): Promise<number> {
-    return this.db.prisma.event.count({ where: whereOf(conversationId, filter) });
+  /**
+   * `search` with the page's events as one JSON array text, made of the stored texts unparsed (the
+   * payload column is `json`, which keeps the text `append` wrote), for an answer to splice in as
+   * is. One round trip and one row: the page start is looked up and the page aggregated in the
+   * statement (a row per event costs more in the driver than the database's work).
+   */
+  async searchJson(conversationId: string, req: EventPageRequest): Promise<{ items: string; nextPageId: string | null }> {
+    const where = [whereSqlOf(conversationId, req)];
+    if (req.pageId) {
+      const start = Prisma.sql`(SELECT "seq" FROM "events" WHERE "conversation_id" = ${conversationId}::uuid AND "id" = ${req.pageId})`;
+      where.push(req.descending ? Prisma.sql`"seq" <= COALESCE(${start}, 2147483647)` : Prisma.sql`"seq" >= COALESCE(${start}, 0)`);
+    }
+    const order = req.descending ? Prisma.sql`DESC` : Prisma.sql`ASC`;
+    const [row] = await this.db.prisma.$queryRaw<{ items: string; next: string | null }[]>`
+      SELECT '[' || COALESCE(string_agg(p."payload"::text, ',' ORDER BY p."n") FILTER (WHERE p."n" <= ${req.limit}), '') || ']' AS "items",
+             max(p."id") FILTER (WHERE p."n" > ${req.limit}) AS "next"
+        FROM (SELECT "id", "payload", row_number() OVER (ORDER BY "seq" ${order}) AS "n"
+                FROM "events"
+               WHERE ${Prisma.join(where, ' AND ')}
+               ORDER BY "seq" ${order}
+               LIMIT ${req.limit + 1}) p`;
+    return { items: row.items, nextPageId: row.next };
+  }
+
+  async count(conversationId: string, filter: EventFilter): Promise<number> {
+    const rows = await this.db.prisma.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS "n" FROM "events" WHERE ${whereSqlOf(conversationId, filter)}`;
+    return Number(rows[0].n);
   }
 
   /** Events with seq in (afterSeq, uptoSeq], oldest first, in batches — for socket replay. */

@@ -16,7 +16,12 @@ export class PersistenceModule {
         {
           provide: Database,
           inject: [BERTH_CONFIG],
-          useFactory: (config: BerthConfig) => new Database({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.dbPoolSize }),
+          useFactory: (config: BerthConfig) => new Database({
+              databaseUrl: config.databaseUrl,
+              dataDir: config.dataDir,
+              poolSize: config.dbPoolSize,
+              embeddedSharedBuffersMb: config.embeddedSharedBuffersMb,
+            }),
         },
         { provide: EventLog, inject: [Database], useFactory: (db: Database) => new EventLog(db) },
         { provide: ConversationRepository, inject: [Database], useFactory: (db: Database) => new ConversationRepository(db) },

@@ -367,6 +367,26 @@ describe('LocalSandboxDriver', () => {
       expect(readdirSync(join(dataDir, 'sandboxes', '.pool'))).toEqual([]);
     });
 
+    it("with warmPoolFill 'demand', starts no executor until the first sandbox is wanted, then fills for the next ones", async () => {
+      const driver = newDriver({ warmPoolSize: 2, warmPoolFill: 'demand' });
+      driver.warm();
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(driver.warmExecutors).toBe(0);
+      expect(await pooledIn(dataDir)).toEqual([]);
+
+      // The first one starts cold (nothing was waiting) and sets the pool filling.
+      expect(driver.reserveId()).toBeNull();
+      const cold = await driver.provision({ id: randomUUID(), env: {} });
+      await until(() => driver.warmExecutors === 2);
+      const waiting = await pooledIn(dataDir);
+      expect(waiting).toHaveLength(2);
+      expect(waiting).not.toContain(cold.pid);
+      // The next one gets a pooled executor, and the pool refills.
+      const warm = await driver.provision({ id: driver.reserveId()!, env: {} });
+      expect(waiting).toContain(warm.pid);
+      await until(() => driver.warmExecutors === 2);
+    });
+
     it('a pooled isolated sandbox runs as its own uid, in its own folder at its path, with its env, like a cold one', async () => {
       const driver = newDriver({ warmPoolSize: 1 });
       driver.warm();

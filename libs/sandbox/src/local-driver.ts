@@ -22,6 +22,11 @@ export interface LocalSandboxDriverOptions {
   startTimeoutMs?: number;
   /** Executors kept started and waiting for a sandbox, so that a provision need not start one (default 0). */
   warmPoolSize?: number;
+  /**
+   * When the warm pool first fills: `start` (default here) as soon as `warm()` is called, `demand`
+   * after the first `reserveId` (a process that never makes a sandbox keeps no executor).
+   */
+  warmPoolFill?: WarmPoolFill;
   /** How long an id given out by `reserveId` waits for its provision before its executor is discarded (default 15 s). */
   reservationMs?: number;
   /** `bwrap` (default): each executor in its own namespaces as its own uid, with limits; `none`: a plain child process. */
@@ -35,6 +40,8 @@ export interface LocalSandboxDriverOptions {
   /** How often folders are measured against `limits.diskBytes` (default 30 s). */
   diskCheckIntervalMs?: number;
 }
+
+export type WarmPoolFill = 'start' | 'demand';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -118,6 +125,8 @@ export class LocalSandboxDriver extends SandboxDriver {
   /** Dormant executors (BERTH_EXECUTOR_DORMANT) started for a sandbox id chosen in advance, and how many are starting. */
   private readonly pool = new Map<string, Pooled>();
   private warming = 0;
+  /** Whether the pool fills yet (with `warmPoolFill: 'demand'`, from the first `reserveId` on). */
+  private poolWanted: boolean;
   /** The sweep of pool folders left by processes that died (once, before the pool first fills). */
   private swept: Promise<void> | null = null;
   /** What this process writes in its pool markers: its pid and start time (a reused pid is not it). */
@@ -155,6 +164,7 @@ export class LocalSandboxDriver extends SandboxDriver {
     this.socketDir = socketDirOf(this.sandboxesDir);
     checkPrivateDirSync(this.socketDir);
     this.warmPoolSize = options.warmPoolSize ?? 0;
+    this.poolWanted = options.warmPoolFill !== 'demand';
     this.reservationMs = options.reservationMs ?? DEFAULT_RESERVATION_MS;
     const diskEvery = options.diskCheckIntervalMs ?? DEFAULT_DISK_CHECK_MS;
     this.diskTimer = this.limits.diskBytes > 0 && diskEvery > 0 ? setInterval(() => void this.checkDisks().catch((err: Error) => this.logger.warn(`disk check failed: ${err.message}`)), diskEvery).unref() : null;
@@ -168,10 +178,12 @@ export class LocalSandboxDriver extends SandboxDriver {
   /**
    * Tops the warm pool up to its size, in the background. Each pooled executor is started for a
    * fresh id — in its final folder, as its final uid, on its final socket, in its final cgroups,
-   * jailed with the default network — which `reserveId` hands to the next new sandbox.
+   * jailed with the default network — which `reserveId` hands to the next new sandbox. Before the
+   * first demand (`warmPoolFill: 'demand'`) it only sweeps what dead processes left.
    */
   override warm(): void {
     this.swept ??= this.sweepPool().catch((err: Error) => this.logger.warn(`warm pool: sweep: ${err.message}`));
+    if (!this.poolWanted) return;
     while (!this.closed && this.pool.size + this.warming < this.warmPoolSize) {
       this.warming++;
       const id = randomUUID();
@@ -193,6 +205,11 @@ export class LocalSandboxDriver extends SandboxDriver {
 
   /** The id of a waiting pooled executor with this network, kept for the sandbox row about to be made; null if none. */
   override reserveId(network?: SandboxNetwork): string | null {
+    if (!this.poolWanted) {
+      // The first sandbox wanted starts cold; the pool fills for the next ones.
+      this.poolWanted = true;
+      this.warm();
+    }
     if ((network ?? this.network) !== this.network) return null;
     for (const [id, pooled] of this.pool) {
       if (pooled.reservation) continue;

@@ -13,6 +13,7 @@ export function createSandboxDriver(config: BerthConfig): SandboxDriver {
   return new LocalSandboxDriver({
     dataDir: config.dataDir,
     warmPoolSize: config.warmPoolSize,
+    warmPoolFill: config.warmPoolFill,
     isolation: config.sandboxIsolation,
     network: config.sandboxNetwork,
     uidBase: config.sandboxUidBase,
@@ -39,7 +40,7 @@ export class SandboxModule {
           },
         },
         SandboxReaper,
-        // The warm pool fills once the process is up; executors are its children: none may outlive it.
+        // The warm pool fills once the process is up (BERTH_WARM_POOL_FILL=start) or from its first new sandbox on; executors are its children: none may outlive it.
         {
           provide: Symbol('sandbox driver lifecycle'),
           inject: [SandboxDriver],

@@ -1,4 +1,4 @@
-import { Body, Controller, Get, HttpCode, Param, Post, Query, UseGuards } from '@nestjs/common';
+import { Body, Controller, Get, Header, HttpCode, Param, Post, Query, UseGuards } from '@nestjs/common';
 import { ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import {
   ConfirmationResponseRequestSchema,
@@ -24,6 +24,8 @@ const EventBatchQuerySchema = z.looseObject({
   event_ids: z.preprocess((v) => (v === undefined || Array.isArray(v) ? v : [v]), z.array(z.string().max(200)).max(100).optional()),
 });
 const SUCCESS = { success: true };
+/** What Fastify sends for a serialized object; the search answer is JSON text already. */
+const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 
 @ApiTags('Events')
 @ApiSecurity('session-api-key')
@@ -36,12 +38,13 @@ export class EventsController {
   @ApiOperation({ summary: 'Search events; kind accepts bare (MessageEvent) or qualified (openhands.sdk…MessageEvent) names' })
   @ApiQueryFrom(EventSearchQuerySchema)
   @ApiJson(200, EventPageSchema)
+  @Header('content-type', JSON_CONTENT_TYPE)
   search(
     @CurrentPrincipal() p: Principal,
     @Param('conversation_id', new UuidPipe()) id: string,
     @Query(new ZodPipe(EventSearchQuerySchema, 'query')) q: z.output<typeof EventSearchQuerySchema>,
-  ) {
-    return this.events.search(p, id, q);
+  ): Promise<string> {
+    return this.events.searchJson(p, id, q);
   }
 
   @Get('count')
