@@ -72,8 +72,17 @@ describe.each(STORAGES)('agent runs (%s)', (storage) => {
     const action = log.find((e) => e.kind === 'ActionEvent' && e.tool_name === 'terminal');
     expect(action).toMatchObject({ source: 'agent', action: { command: 'echo hello-from-$((40+2)) && pwd', kind: 'TerminalAction' } });
     expect(action.thought[0].text).toBe('Let me run it.');
+    // Stored without nulls, as the SDK stores events: no timeout when the LLM gave none.
+    expect(action.action).not.toHaveProperty('timeout');
     const observation = log.find((e) => e.kind === 'ObservationEvent' && e.tool_name === 'terminal');
     expect(observation.action_id).toBe(action.id);
+    expect(observation.extended_content).toEqual([]);
+    const tools = log[0].tools as any[];
+    expect(tools.find((t) => t.kind === 'TerminalTool')).toMatchObject({ title: 'terminal', annotations: { title: 'terminal' } });
+    for (const tool of tools) {
+      expect(tool).not.toHaveProperty('meta');
+      expect(Object.values(tool.annotations)).not.toContain(null);
+    }
     expect(observation.observation.kind).toBe('TerminalObservation');
     expect(observation.observation.exit_code).toBe(0);
     const output = observation.observation.content.map((c: any) => c.text).join('');

@@ -21,14 +21,11 @@ const ACCESS: { match: RegExp; access: Access }[] = [
 ];
 
 /**
- * Where another tenant's id is "not found" in a way other than 404, as OpenHands answers an unknown
- * one (contract §3, §11.6), and routes whose object is named by a path the caller's own routing
- * resolves (a foreign path is no path of the caller's: 400).
+ * Where another tenant's id gets an answer other than 404 (as OpenHands answers such a route for any
+ * name), and routes whose object is named by a path the caller's own routing resolves (a foreign path
+ * is no path of the caller's: 400).
  */
 const FOREIGN_STATUS: Record<string, number> = {
-  'DELETE /api/conversations/:conversation_id': 400,
-  'POST /api/conversations/:conversation_id/pause': 400,
-  'POST /api/conversations/:conversation_id/interrupt': 400,
   // Clear-text secret values are for the server's own keys only: a tenant key gets 403 for any name.
   'GET /api/settings/secrets/:name': 403,
   // Names are per tenant: the same name makes B's own profile (dropped again at once; A's is checked below).

@@ -39,6 +39,25 @@ describe.each(STORAGES)('conversations REST (%s)', (storage) => {
     expect(created.body.secret_registry.secret_sources.GITHUB_TOKEN).toEqual({ description: null, value: null, kind: 'StaticSecret' });
   });
 
+  it("lists the agent's LLM in stats with zero metrics once the agent is ready (a first message), as OpenHands", async () => {
+    const created = await call('POST', '/api/conversations', startRequest());
+    expect(created.body.stats).toEqual({ usage_to_metrics: {} });
+    const id = created.body.id;
+    expect((await call('POST', `/api/conversations/${id}/events`, userMessage('hello'))).body).toEqual({ success: true });
+    const zero = {
+      model_name: 'openai/gpt-4o-mini',
+      accumulated_cost: 0,
+      max_budget_per_task: null,
+      accumulated_token_usage: expect.objectContaining({ model: 'openai/gpt-4o-mini', prompt_tokens: 0, completion_tokens: 0, response_id: '' }),
+      costs: [],
+      response_latencies: [],
+      token_usages: [],
+    };
+    expect((await call('GET', `/api/conversations/${id}`)).body.stats).toEqual({ usage_to_metrics: { default: zero } });
+    const withMessage = await call('POST', '/api/conversations', startRequest({ initial_message: userMessage('first') }));
+    expect(withMessage.body.stats).toEqual({ usage_to_metrics: { default: zero } });
+  });
+
   it('is idempotent on conversation_id: 200 and nothing changed', async () => {
     const id = randomUUID();
     const first = await call('POST', '/api/conversations', startRequest({ conversation_id: id, tags: { v: '1' } }));
@@ -292,7 +311,7 @@ describe.each(STORAGES)('conversations REST (%s)', (storage) => {
     expect((await call('DELETE', `/api/conversations/${id}`)).body).toEqual({ success: true });
     expect((await call('GET', `/api/conversations/${id}`)).status).toBe(404);
     const gone = await call('DELETE', `/api/conversations/${id}`);
-    expect(gone.status).toBe(400);
+    expect(gone.status).toBe(404);
     expect(gone.body.detail).toContain(id);
   });
 
@@ -324,8 +343,8 @@ describe.each(STORAGES)('conversations REST (%s)', (storage) => {
     ]);
     const unknown = randomUUID();
     expect((await call('POST', `/api/conversations/${unknown}/run`)).status).toBe(404);
-    expect((await call('POST', `/api/conversations/${unknown}/pause`)).status).toBe(400);
-    expect((await call('POST', `/api/conversations/${unknown}/interrupt`)).status).toBe(400);
+    expect((await call('POST', `/api/conversations/${unknown}/pause`)).status).toBe(404);
+    expect((await call('POST', `/api/conversations/${unknown}/interrupt`)).status).toBe(404);
   });
 
   it('sets secrets and the confirmation policy, and reads the final response', async () => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { naiveTimestamp, OHEvent } from '@berth/contracts';
+import { naiveTimestamp, OHEvent, omitNulls } from '@berth/contracts';
 import type { ConversationRow, EventLog } from '@berth/persistence';
 import { AgentTool, llmText, ToolCatalog } from './agent-tools';
 import type { ToolRuntime } from './agent-runner';
@@ -62,7 +62,8 @@ export class AgentPreparer {
       timestamp: naiveTimestamp(),
       source: 'agent',
       system_prompt: llmText(agent.system_prompt ?? systemPrompt(workingDir, suffix))[0],
-      tools: this.toolsFor(conversation).map((t) => t.spec),
+      // Without nulls (meta, annotations.title), as the SDK stores events (exclude_none).
+      tools: this.toolsFor(conversation).map((t) => omitNulls(t.spec)),
       kind: 'SystemPromptEvent',
     };
   }

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
-import { ExecutionStatus, messageEvent, naiveTimestamp, newUuid, OHEvent, stateUpdateEvent } from '@berth/contracts';
+import { ExecutionStatus, messageEvent, naiveTimestamp, newUuid, OHEvent, omitNulls, stateUpdateEvent } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
 import { ConversationChange, ConversationRepository, ConversationRow, EventLog, Prisma, RunFenceLost, tenantScope } from '@berth/persistence';
 import { AgentTool, llmText } from './agent-tools';
@@ -312,7 +312,8 @@ export class AgentRunner {
         thought: first ? llmText(reply.content) : [],
         ...(first && reply.reasoning ? { reasoning_content: reply.reasoning } : {}),
         thinking_blocks: [],
-        ...(parsed && 'action' in parsed && tool ? { action: { ...parsed.action, kind: tool.actionKind } } : {}),
+        // Stored without nulls, as the SDK stores events (exclude_none); the executor parses the defaults back.
+        ...(parsed && 'action' in parsed && tool ? { action: omitNulls({ ...parsed.action, kind: tool.actionKind }) } : {}),
         tool_name: call.name,
         tool_call_id: call.id,
         tool_call: { id: call.id, name: call.name, arguments: call.arguments, origin: 'completion' },
@@ -370,6 +371,7 @@ export class AgentRunner {
       tool_call_id: action.tool_call_id,
       action_id: action.id,
       observation,
+      extended_content: [],
       kind: 'ObservationEvent',
     });
     return tool.name === 'finish';

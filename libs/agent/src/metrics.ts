@@ -2,11 +2,13 @@ import type { LlmConfig, LlmReply } from './llm';
 
 type Json = Record<string, any>;
 
-/** Token usage and cost, accumulated per LLM usage id in OpenHands' Metrics shape. */
-export function addUsage(stats: Json, llm: LlmConfig, reply: LlmReply): Json {
-  const usageId = llm.usage_id ?? 'default';
-  const all = { ...(stats.usage_to_metrics ?? {}) };
-  const m: Json = all[usageId] ?? {
+/** A new conversation's stats: its agent's LLM listed with zero metrics, as OpenHands lists it before the first call. */
+export function initialStats(llm: LlmConfig): Json {
+  return { usage_to_metrics: { [llm.usage_id ?? 'default']: zeroMetrics(llm) } };
+}
+
+function zeroMetrics(llm: LlmConfig): Json {
+  return {
     model_name: llm.model,
     accumulated_cost: 0,
     max_budget_per_task: null,
@@ -15,6 +17,13 @@ export function addUsage(stats: Json, llm: LlmConfig, reply: LlmReply): Json {
     response_latencies: [],
     token_usages: [],
   };
+}
+
+/** Token usage and cost, accumulated per LLM usage id in OpenHands' Metrics shape. */
+export function addUsage(stats: Json, llm: LlmConfig, reply: LlmReply): Json {
+  const usageId = llm.usage_id ?? 'default';
+  const all = { ...(stats.usage_to_metrics ?? {}) };
+  const m: Json = all[usageId] ?? zeroMetrics(llm);
   const cost = reply.usage.prompt_tokens * (llm.input_cost_per_token ?? 0) + reply.usage.completion_tokens * (llm.output_cost_per_token ?? 0);
   const turn = tokenUsage(llm.model, reply.usage, reply.responseId);
   const acc = m.accumulated_token_usage;

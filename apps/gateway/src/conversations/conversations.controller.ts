@@ -25,7 +25,6 @@ import { UuidPipe } from '../common/id.pipe';
 import { CurrentPrincipal } from '../common/tenant.decorator';
 import type { Principal } from '../common/tenant.decorator';
 import { ZodPipe } from '../common/zod-validation.pipe';
-import { conversationNotFoundBadRequest } from './conversation-errors';
 import { ConversationsService } from './conversations.service';
 import { RunControlService } from './run-control.service';
 
@@ -126,10 +125,10 @@ export class ConversationsController {
   }
 
   @Delete(':conversation_id')
-  @ApiOperation({ summary: 'Delete a conversation and its events (400 if unknown, as OpenHands)' })
+  @ApiOperation({ summary: 'Delete a conversation and its events (404 if unknown)' })
   @ApiJson(200, SuccessSchema)
   async remove(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
-    await this.conversations.remove(p, id, conversationNotFoundBadRequest);
+    await this.conversations.remove(p, id);
     await this.audit.record(p, 'delete', 'conversation', id);
     return SUCCESS;
   }
@@ -146,10 +145,10 @@ export class ConversationsController {
 
   @Post(':conversation_id/pause')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Pause between agent steps (400 if unknown)' })
+  @ApiOperation({ summary: 'Pause between agent steps (404 if unknown)' })
   @ApiJson(200, SuccessSchema)
   async pause(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
-    await this.conversations.require(p, id, conversationNotFoundBadRequest);
+    await this.conversations.require(p, id);
     await this.runs.pause(p.tenantId, id);
     await this.audit.record(p, 'pause', 'conversation', id);
     return SUCCESS;
@@ -157,10 +156,10 @@ export class ConversationsController {
 
   @Post(':conversation_id/interrupt')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Stop a running conversation now (400 if unknown)' })
+  @ApiOperation({ summary: 'Stop a running conversation now (404 if unknown)' })
   @ApiJson(200, SuccessSchema)
   async interrupt(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
-    await this.conversations.require(p, id, conversationNotFoundBadRequest);
+    await this.conversations.require(p, id);
     await this.runs.interrupt(p.tenantId, id);
     await this.audit.record(p, 'interrupt', 'conversation', id);
     return SUCCESS;

@@ -1,5 +1,6 @@
 import { BadGatewayException, BadRequestException, ConflictException, ForbiddenException, HttpException, Inject, Injectable, Logger, NotFoundException } from '@nestjs/common';
-import { AgentPreparer } from '@berth/agent';
+import { AgentPreparer, initialStats } from '@berth/agent';
+import type { LlmConfig } from '@berth/agent';
 import type { ConversationForAgent } from '@berth/agent';
 import { EventRecorder } from '@berth/bus';
 import { BERTH_CONFIG } from '@berth/config';
@@ -259,6 +260,8 @@ export class ConversationsService {
           secrets: secrets as Prisma.InputJsonValue,
           tags: req.tags,
           options: options as Prisma.InputJsonValue,
+          // The agent made ready with the first message lists its LLM at once, as in OpenHands.
+          ...(systemPrompt && agent.llm ? { stats: initialStats(agent.llm as LlmConfig) as Prisma.InputJsonValue } : {}),
           sandboxId,
           executionStatus: initial ? 'running' : 'idle',
           title: initial && req.autotitle ? autoTitle(req.initial_message!.content) : null,
@@ -308,6 +311,13 @@ export class ConversationsService {
     } catch (err) {
       // Written meanwhile by a worker starting a run, or by a message sent at the same time.
       if (!(await this.preparer.hasSystemPrompt(row.id))) throw err;
+      return;
+    }
+    // The agent made ready lists its LLM at once, as in OpenHands; with no run going, no LLM call has counted yet.
+    const llm = (row.agent as Json | null)?.llm;
+    const stats = row.stats as Json | null;
+    if (llm && row.executionStatus !== 'running' && Object.keys(stats?.usage_to_metrics ?? {}).length === 0) {
+      await this.rows.update(tenantScope(row.tenantId), row.id, { stats: initialStats(llm as LlmConfig) as Prisma.InputJsonValue });
     }
   }
 
@@ -412,9 +422,9 @@ export class ConversationsService {
   }
 
   /** Deletes the conversation and its events; the sandbox's files are kept (as OpenHands). */
-  async remove(p: Principal, id: string, notFound: (id: string) => Error): Promise<void> {
+  async remove(p: Principal, id: string): Promise<void> {
     const row = await this.rows.remove(p, id);
-    if (!row) throw notFound(id);
+    if (!row) throw conversationNotFound(id);
     await this.counter.changed(p.tenantId);
     await this.webhooks.conversationDeleted(row);
     if (row.sandboxId) await this.stopOwnSandbox(p, row.sandboxId);
