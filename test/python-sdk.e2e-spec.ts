@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { controlServer, runPytest, scriptFromMessages } from './support/python-sdk';
-import { STORAGES, startServer, TestServer } from './support/server';
+import { privateDatabase, STORAGES, startServer, TestServer } from './support/server';
 
 const { referencePython } = require('../scripts/reference-server.js');
 
@@ -21,7 +21,9 @@ const LLM_KEY = 'sk-python-sdk-stub'; // conftest.LLM_API_KEY
 describe.each(STORAGES)('the OpenHands Python SDK against Berth (%s)', (storage) => {
   const llm = new LlmStub();
   let dataDir: string;
-  const env = { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}` };
+  const env: Record<string, string> = { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}` };
+  // The suite uses the default tenant's home sandbox, found by tenant: a database of its own.
+  let database: Awaited<ReturnType<typeof privateDatabase>> | null = null;
   let server: TestServer;
   let control: Awaited<ReturnType<typeof controlServer>>;
   let python: string;
@@ -29,6 +31,10 @@ describe.each(STORAGES)('the OpenHands Python SDK against Berth (%s)', (storage)
   beforeAll(async () => {
     python = referencePython();
     dataDir = mkdtempSync(join(tmpdir(), 'berth-pysdk-data-'));
+    if (storage === 'postgres') {
+      database = await privateDatabase('pysdk');
+      env.DATABASE_URL = database.url;
+    }
     await llm.start();
     scriptFromMessages(llm);
     server = await startServer(storage, env, dataDir);
@@ -45,6 +51,7 @@ describe.each(STORAGES)('the OpenHands Python SDK against Berth (%s)', (storage)
     await control?.close();
     await server?.close();
     await llm.stop();
+    await database?.drop();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 

@@ -5,7 +5,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LocalSandboxDriver, SandboxDriver } from '@berth/sandbox';
 import { eventually } from './support/processes';
-import { api, createTenant, SocketClient, startRequest, STORAGES, useServer } from './support/server';
+import { api, createTenant, privateDatabase, SocketClient, startRequest, startServer, STORAGES, useServer } from './support/server';
 
 const KEY = 'sandbox-key';
 
@@ -147,5 +147,29 @@ describe('the warm pool by default (BERTH_WARM_POOL_FILL=demand)', () => {
     expect(await environOf(first.body.id)).not.toContain('BERTH_EXECUTOR_DORMANT=1');
     expect(await environOf(second.body.id)).toContain('BERTH_EXECUTOR_DORMANT=1');
     for (const id of [first.body.id, second.body.id]) expect((await ctx.call('DELETE', `/api/sandboxes/${id}`)).status).toBe(200);
+  });
+});
+
+describe('a sandbox whose stored handle another data dir made (postgres)', () => {
+  it('starts afresh in this server\'s data dir instead of failing: the default tenant\'s home after a move', async () => {
+    const database = await privateDatabase('moved');
+    try {
+      const first = await startServer('postgres', { OH_SESSION_API_KEYS_0: KEY, DATABASE_URL: database.url });
+      const before = await api(first, 'GET', '/api/file/home', { key: KEY });
+      expect(before.status).toBe(200);
+      await first.close();
+      const second = await startServer('postgres', { OH_SESSION_API_KEYS_0: KEY, DATABASE_URL: database.url });
+      try {
+        const after = await api(second, 'GET', '/api/file/home', { key: KEY });
+        expect(after.status).toBe(200);
+        expect(after.body.home.startsWith(join(second.dataDir, 'sandboxes'))).toBe(true);
+        const ran = await api(second, 'POST', '/api/bash/execute_bash_command', { body: { command: 'echo moved-$((2*4))' }, key: KEY });
+        expect(ran.body.stdout).toContain('moved-8');
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await database.drop();
+    }
   });
 });

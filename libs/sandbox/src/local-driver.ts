@@ -701,6 +701,15 @@ export class LocalSandboxDriver extends SandboxDriver {
     return join(this.sandboxesDir, POOL_DIR, id);
   }
 
+  owns(handle: SandboxHandle): boolean {
+    try {
+      this.check(handle);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /**
    * Checks a handle (it may come from the database) before acting on it, and returns the sandbox's
    * folder as this driver places it — never the handle's `root`, which `destroy` would delete.

@@ -70,6 +70,12 @@ export abstract class SandboxDriver {
    */
   abstract ensureRunning(handle: SandboxHandle): Promise<SandboxHandle>;
 
+  /**
+   * Whether this driver made the handle: its folder, socket and processes are this driver's to touch.
+   * A stored handle of another data dir (or another driver) is not; the sandbox is started afresh.
+   */
+  abstract owns(handle: SandboxHandle): boolean;
+
   /** Stops the executor; the sandbox's files stay. */
   abstract stop(handle: SandboxHandle): Promise<void>;
 

@@ -140,7 +140,9 @@ export class SandboxManager {
     const network = this.networkOf(row);
     // An allowance lowered since the sandbox was made: it does not start again with more.
     if (!networkWithin(network, allowed)) throw new SandboxNetworkRefused(network, allowed);
-    const stored = this.handleOf(row);
+    // A handle this driver did not make (written with another data dir) names nothing it may touch.
+    const found = this.handleOf(row);
+    const stored = found && this.driver.owns(found) ? found : null;
     let handle: SandboxHandle;
     try {
       handle = stored ? await this.driver.ensureRunning(stored) : await this.driver.provision({ id: sandboxId, env: this.envOf(row), network });
