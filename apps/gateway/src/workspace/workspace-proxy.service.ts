@@ -93,7 +93,10 @@ export class WorkspaceProxyService {
       }
       target = await this.routing.inConversation(p, owner);
     } else {
-      target = (queryPath ?? cwd) === null ? ((await this.commandSandbox(p, pathname, parsed.searchParams)) ?? (await this.routing.route(p, null))) : await this.routing.route(p, queryPath ?? cwd);
+      const routedBy = queryPath ?? cwd;
+      // A call without a path may name a background command: it goes where that command ran.
+      const commandTarget = routedBy === null ? await this.commandSandbox(p, pathname, parsed.searchParams) : null;
+      target = commandTarget ?? (await this.routing.route(p, routedBy));
     }
     const { sandboxId, handle, toSandboxPath } = target;
     if (queryPath !== null && isAbsolute(queryPath)) parsed.searchParams.set('path', toSandboxPath(queryPath));
