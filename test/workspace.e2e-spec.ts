@@ -259,6 +259,11 @@ describe.each(STORAGES)('top-level workspace routes, routed by path (%s)', (stor
     }, 'the command output', 20_000);
     expect(output?.stdout).toContain('from-the-conversation-25');
     expect((await ctx.call('GET', `/api/bash/bash_events/${id}`)).body.id).toBe(id);
+    // An answer larger than the gateway remembers (the command is echoed in it) still arrives whole.
+    const long = `: ${'x'.repeat(1_200_000)}; echo long-done`;
+    const big = await ctx.call('POST', '/api/bash/start_bash_command', { command: long, cwd: workingDir });
+    expect(big.status).toBe(200);
+    expect(big.body.command).toBe(long);
     // Another tenant naming the same id reaches only its own home sandbox, where no such command ran.
     const other = (await createTenant(ctx.server)).key;
     const theirs = await api(ctx.server, 'GET', `/api/bash/bash_events/search?command_id__eq=${id}`, { key: other });

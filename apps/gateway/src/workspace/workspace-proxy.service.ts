@@ -3,6 +3,7 @@ import { executorRequestOptions, SANDBOX_TOKEN_HEADER, SandboxHandle, SandboxMan
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { IncomingMessage, request as httpRequest } from 'node:http';
 import { isAbsolute, join, normalize } from 'node:path';
+import { Readable } from 'node:stream';
 import { contentTypeOf } from './content-type';
 import type { Principal } from '../common/tenant.decorator';
 import { SharedState } from '../quotas/shared-state';
@@ -30,7 +31,7 @@ const BASH_COMMAND_ROUTES = new Set(['/api/bash/start_bash_command', '/api/bash/
 const START_BASH_COMMAND = '/api/bash/start_bash_command';
 /** How long the sandbox a background command was started in stays known (OpenHands keeps bash events an hour by default). */
 const COMMAND_SANDBOX_TTL_MS = 60 * 60 * 1000;
-/** A start_bash_command answer is one BashCommand: small JSON. */
+/** A start_bash_command answer is one BashCommand (its command included): JSON this size is remembered. */
 const MAX_COMMAND_ANSWER_BYTES = 1024 * 1024;
 
 /**
@@ -41,6 +42,11 @@ function commandNamedBy(pathname: string, query: URLSearchParams): string | null
   if (pathname === '/api/bash/bash_events/search') return query.get('command_id__eq');
   const match = /^\/api\/bash\/(?:bash_events|bash_commands)\/([0-9a-fA-F-]{32,36})(?:\/stop)?$/.exec(pathname);
   return match ? match[1] : null;
+}
+/** What was read of an answer, then the rest of it. */
+async function* passOn(read: Buffer[], rest: AsyncIterator<unknown>): AsyncGenerator<Buffer> {
+  yield* read;
+  for (let next = await rest.next(); !next.done; next = await rest.next()) yield next.value as Buffer;
 }
 const commandKey = (p: Principal, commandId: string) => `bash-command:${p.tenantId}:${commandId.replace(/-/g, '').toLowerCase()}`;
 
@@ -136,13 +142,15 @@ export class WorkspaceProxyService {
    * (search by command id, stop) carry no path: the command's sandbox is remembered, per tenant, on
    * every replica, so they reach it.
    */
-  private async rememberCommand(p: Principal, sandboxId: string, upstream: IncomingMessage): Promise<Buffer> {
+  private async rememberCommand(p: Principal, sandboxId: string, upstream: IncomingMessage): Promise<Buffer | Readable> {
     const chunks: Buffer[] = [];
     let size = 0;
-    for await (const chunk of upstream) {
-      size += (chunk as Buffer).length;
-      if (size > MAX_COMMAND_ANSWER_BYTES) throw new Error('start_bash_command answered more than 1 MiB');
-      chunks.push(chunk as Buffer);
+    const pieces = upstream[Symbol.asyncIterator]();
+    for (let next = await pieces.next(); !next.done; next = await pieces.next()) {
+      chunks.push(next.value as Buffer);
+      size += (next.value as Buffer).length;
+      // Larger than a BashCommand should be: passed on as it comes, not remembered.
+      if (size > MAX_COMMAND_ANSWER_BYTES) return Readable.from(passOn(chunks, pieces));
     }
     const body = Buffer.concat(chunks);
     const id = (() => {
