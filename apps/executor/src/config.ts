@@ -5,8 +5,8 @@ import { isAbsolute } from 'node:path';
 export interface ExecutorConfig {
   /** `x-sandbox-token` every route but `/health` requires. */
   token: string;
-  /** An inherited listening socket (the local driver's unix socket), or a TCP port on 127.0.0.1 (0 = any free one). */
-  listen: { fd: number } | { port: number };
+  /** An inherited listening socket (the local driver's unix socket), or a TCP port on `host` (0 = any free one). */
+  listen: { fd: number } | { port: number; host: string };
   /** Real path of the sandbox's folder: every path a tool touches must resolve inside it. */
   root: string;
   /** A terminal command without `timeout` returns (exit code -1) after this long without new output. */
@@ -46,6 +46,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ExecutorConfig
   const rawPort = env.BERTH_EXECUTOR_PORT ?? '0';
   const port = Number(rawPort);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`BERTH_EXECUTOR_PORT must be a port number (got ${JSON.stringify(rawPort)})`);
+  // 127.0.0.1 unless told (a pod's executor binds its pod IP: the only address its NetworkPolicy lets Berth reach).
+  const host = env.BERTH_EXECUTOR_HOST?.trim() || '127.0.0.1';
   const rawFd = env.BERTH_EXECUTOR_LISTEN_FD;
   const fd = rawFd === undefined || rawFd === '' ? null : Number(rawFd);
   if (fd !== null && !(Number.isInteger(fd) && fd >= 3)) throw new ConfigError(`BERTH_EXECUTOR_LISTEN_FD must be an inherited descriptor, 3 or more (got ${JSON.stringify(rawFd)})`);
@@ -62,7 +64,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ExecutorConfig
   }
   return {
     token,
-    listen: fd === null ? { port } : { fd },
+    listen: fd === null ? { port, host } : { fd },
     root,
     noOutputTimeoutMs: positiveInt(env, 'BERTH_TERMINAL_NO_OUTPUT_TIMEOUT_MS', 30_000),
     maxWaitMs: positiveInt(env, 'BERTH_TERMINAL_MAX_WAIT_MS', 300_000),

@@ -13,16 +13,18 @@ import { createDormantExecutorServer, createExecutorServer, executorHandlers } f
  * touches stays under it), BERTH_SANDBOX_ENV_NAMES (the variables its shells see),
  * BERTH_EXECUTOR_LISTEN_FD (an inherited listening socket to serve on: the local driver's unix
  * socket, made by the driver where the sandbox cannot reach it) or else BERTH_EXECUTOR_PORT (0 = any
- * free port; 127.0.0.1 only: a standalone executor), BERTH_TERMINAL_NO_OUTPUT_TIMEOUT_MS
+ * free port) on BERTH_EXECUTOR_HOST (default 127.0.0.1; a pod's executor binds its pod IP), BERTH_TERMINAL_NO_OUTPUT_TIMEOUT_MS
  * (30000), BERTH_TERMINAL_MAX_WAIT_MS (300000), BERTH_MAX_BODY_BYTES (10 MiB). With
  * BERTH_EXECUTOR_DORMANT=1 it starts without a root, as a member of the warm pool, and takes one
- * (and the sandbox's variables) from `POST /api/init`. Once listening it prints one line,
+ * (and the sandbox's variables) from `POST /api/init`; with BERTH_EXECUTOR_DORMANT=pod likewise, but it
+ * waits for its claim however long it takes (a warm pod: the cluster, not a parent, ends it). Once listening it prints one line,
  * `{"executor":"ready","port":N}` (no port on an inherited socket), which the sandbox driver reads. SIGTERM kills every shell's
  * process group and exits 0.
  */
 function main(): void {
   let executor: Executor | undefined;
-  const dormant = process.env.BERTH_EXECUTOR_DORMANT === '1';
+  const dormancy = process.env.BERTH_EXECUTOR_DORMANT;
+  const dormant = dormancy === '1' || dormancy === 'pod';
   let server;
   try {
     if (dormant) {
@@ -30,7 +32,7 @@ function main(): void {
       if (!token) throw new ConfigError('BERTH_SANDBOX_TOKEN is required');
       // Until it is given a sandbox it ends with the driver that started it (which holds the other
       // end of its stdin): no later process would ever claim it.
-      process.stdin.on('error', () => undefined).once('close', () => executor === undefined && process.exit(0)).resume();
+      if (dormancy === '1') process.stdin.on('error', () => undefined).once('close', () => executor === undefined && process.exit(0)).resume();
       // Started in its future sandbox's folder, which it makes now what a first command would (a git repository).
       const staging = loadConfig({ BERTH_SANDBOX_ROOT: process.cwd(), ...process.env });
       void new Executor(staging).git.ensureRepo(staging.root);
@@ -97,7 +99,7 @@ function listen(server: ReturnType<typeof createExecutorServer>, on: ExecutorCon
     process.stdout.write(`${JSON.stringify({ executor: 'ready', port })}\n`);
   };
   if ('fd' in on) server.listen({ fd: on.fd }, ready);
-  else server.listen(on.port, '127.0.0.1', ready);
+  else server.listen(on.port, on.host, ready);
 }
 
 main();

@@ -1,4 +1,5 @@
 import { isAbsolute, resolve } from 'node:path';
+import { KubernetesConfig, readKubernetesConfig } from './kubernetes-config';
 
 export type Role = 'all' | 'gateway' | 'worker';
 
@@ -84,6 +85,10 @@ export interface BerthConfig {
   /** First host uid of sandboxes when the server runs as root (each sandbox gets base + hash(id) mod 2^24). */
   sandboxUidBase: number;
   sandboxLimits: SandboxLimits;
+  /** BERTH_SANDBOX_DRIVER: child processes on this host, or pods of a Kubernetes cluster */
+  sandboxDriver: 'local' | 'kubernetes';
+  /** the Kubernetes driver's settings (BERTH_K8S_*), null with the local driver */
+  kubernetes: KubernetesConfig | null;
   logLevel: string;
   /** DEBUG: 5xx bodies carry the stack trace, as OpenHands does. */
   debug: boolean;
@@ -263,6 +268,14 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
       throw new ConfigError('OH_ALLOW_CORS_ORIGIN_REGEX is not a valid regular expression');
     }
   }
+  const warmPoolSize = readInt(env, 'BERTH_WARM_POOL_SIZE', 2, 0, 100);
+  const sandboxDriver = readChoice(env, 'BERTH_SANDBOX_DRIVER', ['local', 'kubernetes'] as const);
+  const kubernetes =
+    sandboxDriver === 'kubernetes'
+      ? readKubernetesConfig(env, warmPoolSize, (message) => {
+          throw new ConfigError(message);
+        })
+      : null;
   return {
     host: args.host ?? env.HOST ?? '127.0.0.1',
     port,
@@ -297,7 +310,7 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     secretLookupHosts: readChoice(env, 'BERTH_SECRET_LOOKUP_HOSTS', ['public', 'any'] as const),
     runStallMs: readInt(env, 'BERTH_RUN_STALL_MS', 30_000, 500),
     reaperIntervalMs: readInt(env, 'BERTH_REAPER_INTERVAL_MS', 30_000, 0),
-    warmPoolSize: readInt(env, 'BERTH_WARM_POOL_SIZE', 2, 0, 100),
+    warmPoolSize,
     warmPoolFill: readChoice(env, 'BERTH_WARM_POOL_FILL', ['demand', 'start'] as const),
     sandboxIsolation: readChoice(env, 'BERTH_SANDBOX_ISOLATION', ['bwrap', 'none'] as const),
     sandboxNetwork: readChoice(env, 'BERTH_SANDBOX_NETWORK', ['none', 'egress'] as const),
@@ -310,6 +323,8 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
       fileSizeBytes: readInt(env, 'BERTH_SANDBOX_FILE_SIZE_MB', DEFAULT_SANDBOX_LIMITS.fileSizeBytes / MIB, 0) * MIB,
       diskBytes: readInt(env, 'BERTH_SANDBOX_DISK_MB', DEFAULT_SANDBOX_LIMITS.diskBytes / MIB, 0) * MIB,
     },
+    sandboxDriver,
+    kubernetes,
     logLevel: env.LOG_LEVEL ?? 'info',
     debug: readFlag(env, 'DEBUG'),
     webhooks: readWebhooks(env),
