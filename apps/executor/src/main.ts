@@ -17,7 +17,8 @@ import { createDormantExecutorServer, createExecutorServer, executorHandlers } f
  * (30000), BERTH_TERMINAL_MAX_WAIT_MS (300000), BERTH_MAX_BODY_BYTES (10 MiB). With
  * BERTH_EXECUTOR_DORMANT=1 it starts without a root, as a member of the warm pool, and takes one
  * (and the sandbox's variables) from `POST /api/init`; with BERTH_EXECUTOR_DORMANT=pod likewise, but it
- * waits for its claim however long it takes (a warm pod: the cluster, not a parent, ends it). Once listening it prints one line,
+ * waits for its claim however long it takes (a warm pod: the cluster, not a parent, ends it), or serves
+ * at once the sandbox that BERTH_SANDBOX_INIT (an `/api/init` body, from its Secret) names. Once listening it prints one line,
  * `{"executor":"ready","port":N}` (no port on an inherited socket), which the sandbox driver reads. SIGTERM kills every shell's
  * process group and exits 0.
  */
@@ -26,8 +27,10 @@ function main(): void {
   const dormancy = process.env.BERTH_EXECUTOR_DORMANT;
   const dormant = dormancy === '1' || dormancy === 'pod';
   let server;
+  // A claimed pod's container restarted by its kubelet: the Secret gives it the sandbox it serves (`/api/init`'s body).
+  const claimed = dormancy === 'pod' && process.env.BERTH_SANDBOX_INIT ? process.env.BERTH_SANDBOX_INIT : null;
   try {
-    if (dormant) {
+    if (dormant && !claimed) {
       const token = process.env.BERTH_SANDBOX_TOKEN ?? '';
       if (!token) throw new ConfigError('BERTH_SANDBOX_TOKEN is required');
       // Until it is given a sandbox it ends with the driver that started it (which holds the other
@@ -49,7 +52,7 @@ function main(): void {
       });
       listen(server, staging.listen);
     } else {
-      const config = loadConfig();
+      const config = loadConfig(claimed ? { ...process.env, ...initEnv(parseInit(claimed)) } : process.env);
       executor = new Executor(config);
       server = createExecutorServer(config, executor);
       listen(server, config.listen);
@@ -79,12 +82,20 @@ function main(): void {
 /** `POST /api/init` {root, env}: the sandbox's folder and variables, as the environment would give them. */
 function initEnv(body: unknown): Record<string, string> {
   const { root, env = {} } = (body ?? {}) as { root?: unknown; env?: unknown };
-  if (typeof root !== 'string' || !isAbsolute(root)) throw new HttpError(422, 'root must be an absolute path');
+  if (typeof root !== 'string' || !isAbsolute(root)) throw new ConfigError('root must be an absolute path');
   if (typeof env !== 'object' || env === null || Array.isArray(env) || Object.values(env).some((v) => typeof v !== 'string')) {
-    throw new HttpError(422, 'env must be an object of strings');
+    throw new ConfigError('env must be an object of strings');
   }
   const variables = Object.fromEntries(Object.entries(env as Record<string, string>).filter(([name]) => !name.startsWith('BERTH_')));
   return { ...variables, BERTH_SANDBOX_ROOT: root, BERTH_SANDBOX_ENV_NAMES: Object.keys(variables).join(',') };
+}
+
+function parseInit(json: string): unknown {
+  try {
+    return JSON.parse(json);
+  } catch {
+    throw new ConfigError('BERTH_SANDBOX_INIT must be the JSON of a POST /api/init body');
+  }
 }
 
 function listen(server: ReturnType<typeof createExecutorServer>, on: ExecutorConfig['listen']): void {

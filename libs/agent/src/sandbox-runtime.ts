@@ -1,6 +1,6 @@
 import { tenantScope } from '@berth/persistence';
 import type { ConversationRow } from '@berth/persistence';
-import { ExecutorClient, ExecutorError, SandboxHandle, SandboxManager, sandboxWorkingDir } from '@berth/sandbox';
+import { ExecutorClient, ExecutorError, SandboxHandle, SandboxManager, sandboxRoot, sandboxWorkingDir } from '@berth/sandbox';
 import { ConversationPlace, ToolFailure, ToolRuntime } from './agent-runner';
 
 type Json = Record<string, any>;
@@ -25,7 +25,7 @@ export class SandboxToolRuntime extends ToolRuntime {
 
   async workingDir(conversation: ConversationPlace): Promise<string> {
     const handle = await this.handleFor(conversation);
-    return sandboxWorkingDir(handle.root, (conversation.workspace as Json).working_dir);
+    return sandboxWorkingDir(sandboxRoot(handle), (conversation.workspace as Json).working_dir);
   }
 
   async execute(conversation: ConversationRow, tool: string, action: Json, signal: AbortSignal, env?: Record<string, string>): Promise<Json> {
@@ -36,7 +36,7 @@ export class SandboxToolRuntime extends ToolRuntime {
       const { observation } = await client.execute(
         {
           conversation_id: conversation.id,
-          working_dir: sandboxWorkingDir(handle.root, (conversation.workspace as Json).working_dir),
+          working_dir: sandboxWorkingDir(sandboxRoot(handle), (conversation.workspace as Json).working_dir),
           tool,
           action,
           ...(env && Object.keys(env).length ? { env } : {}),

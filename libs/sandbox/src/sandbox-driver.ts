@@ -5,6 +5,10 @@ export interface SandboxSpec {
   env?: Record<string, string>;
   /** `none`: its own loopback only; `egress`: the outside, never this host's services (default: the driver's). */
   network?: 'none' | 'egress';
+  /** The tenant it belongs to (a label of its pod, for the cluster's operators). */
+  tenantId?: string;
+  /** With `egress`: ranges the tenant may reach beyond the outside (its quotas' `egress_cidrs`; never link-local or the cluster's). */
+  egressCidrs?: string[];
 }
 
 /** `running`: the executor answers; `stopped`: no executor (files kept); `error`: an executor that is up but broken, or died on its own. */
@@ -27,11 +31,34 @@ export interface LocalSandboxHandle {
   egress?: number;
 }
 
+/** A sandbox run by `KubernetesSandboxDriver`: a pod of `template` in `namespace`, reached by its pod IP. */
+export interface KubernetesSandboxHandle {
+  driver: 'kubernetes';
+  id: string;
+  /** `http://<podIP>:8080` */
+  url: string;
+  token: string;
+  namespace: string;
+  pod: string;
+  /** The Secret holding its token (and what its executor serves after a restart). */
+  secret: string;
+  /** Its workspace PVC; null for an emptyDir (lost with the pod). */
+  volume: string | null;
+  template: string;
+}
+
 /**
  * Everything a caller needs to reach and manage a sandbox later, as plain JSON (stored in
- * `sandboxes.handle`). The Kubernetes handle joins this union.
+ * `sandboxes.handle`).
  */
-export type SandboxHandle = LocalSandboxHandle;
+export type SandboxHandle = LocalSandboxHandle | KubernetesSandboxHandle;
+
+/** Where a sandbox's files are, as its executor names them: its folder, or a pod's /workspace volume. */
+export function sandboxRoot(handle: SandboxHandle): string {
+  return handle.driver === 'kubernetes' ? POD_WORKSPACE : handle.root;
+}
+
+export const POD_WORKSPACE = '/workspace';
 
 /**
  * The working directory inside a sandbox: a path already under the sandbox's root is kept; any
@@ -44,7 +71,11 @@ export function sandboxWorkingDir(root: string, requested: string): string {
 }
 
 export class SandboxError extends Error {
-  constructor(message: string) {
+  /** A short machine word (ImagePullBackOff, Unschedulable, CrashLoopBackOff…) next to the human message. */
+  constructor(
+    message: string,
+    readonly reason?: string,
+  ) {
     super(message);
     this.name = 'SandboxError';
   }

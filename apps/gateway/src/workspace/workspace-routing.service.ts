@@ -2,7 +2,7 @@ import { BadRequestException, ForbiddenException, Injectable, NotFoundException 
 import { dirname, isAbsolute, join, normalize, relative } from 'node:path';
 import { ConversationRepository } from '@berth/persistence';
 import type { TenantScope } from '@berth/persistence';
-import { ExecutorClient, SandboxHandle, SandboxManager, SandboxNetworkRefused, SandboxNotFound, sandboxWorkingDir } from '@berth/sandbox';
+import { ExecutorClient, SandboxHandle, SandboxManager, SandboxNetworkRefused, SandboxNotFound, sandboxRoot, sandboxWorkingDir } from '@berth/sandbox';
 import type { Principal } from '../common/tenant.decorator';
 import { conversationNotFound } from '../conversations/conversation-errors';
 
@@ -61,7 +61,8 @@ export class WorkspaceRoutingService {
   async homeContaining(scope: TenantScope, path: string): Promise<string | null> {
     if (!isAbsolute(path)) return null;
     const row = await this.sandboxes.findHome(scope);
-    const root = row ? this.sandboxes.handleOf(row)?.root : undefined;
+    const handle = row ? this.sandboxes.handleOf(row) : null;
+    const root = handle ? sandboxRoot(handle) : undefined;
     return root && inside(root, normalize(path)) ? (row?.id ?? null) : null;
   }
 
@@ -71,7 +72,7 @@ export class WorkspaceRoutingService {
       // Under /sandboxes/{id}: the sandbox's own paths as they are, and the (virtual) working dir of
       // one of its conversations translated, as the SDK's Workspace(host=…/sandboxes/{id}) sends it.
       const handle = await this.handle(p, p.sandboxId);
-      const owner = path && isAbsolute(path) && !inside(handle.root, normalize(path)) ? await this.conversationOwning(p, normalize(path)) : null;
+      const owner = path && isAbsolute(path) && !inside(sandboxRoot(handle), normalize(path)) ? await this.conversationOwning(p, normalize(path)) : null;
       return owner ? this.inConversation(p, owner) : { sandboxId: p.sandboxId, handle, toSandboxPath: same };
     }
     if (!path) return { ...(await this.home(p)), toSandboxPath: same };
@@ -80,10 +81,10 @@ export class WorkspaceRoutingService {
     const owner = await this.conversationOwning(p, wanted);
     if (owner) return this.inConversation(p, owner);
     const home = await this.home(p);
-    if (inside(home.handle.root, wanted)) return { ...home, toSandboxPath: same };
+    if (inside(sandboxRoot(home.handle), wanted)) return { ...home, toSandboxPath: same };
     throw new BadRequestException({
       detail:
-        `${path} lies in no conversation's working dir nor under the home (${home.handle.root}): ` +
+        `${path} lies in no conversation's working dir nor under the home (${sandboxRoot(home.handle)}): ` +
         'call /sandboxes/{sandbox_id}/api/... for a sandbox of your own (POST /api/sandboxes)',
     });
   }
@@ -100,7 +101,7 @@ export class WorkspaceRoutingService {
   async inConversation(p: Principal, owner: { id: string; sandboxId: string | null; workingDir: string }): Promise<ConversationTarget> {
     const sandboxId = await this.sandboxes.sandboxIdFor(p, owner);
     const handle = await this.handle(p, sandboxId);
-    const real = sandboxWorkingDir(handle.root, owner.workingDir);
+    const real = sandboxWorkingDir(sandboxRoot(handle), owner.workingDir);
     await this.ensureWorkingDir(handle, real);
     return { sandboxId, handle, workingDir: normalize(owner.workingDir), toSandboxPath: (path) => join(real, relative(owner.workingDir, normalize(path))) };
   }
