@@ -1,8 +1,14 @@
 import { z } from 'zod';
+import { cidrRange, cidrsOverlap, LINK_LOCAL_CIDR } from './cidr';
 import { SandboxNetworkSchema } from './sandbox';
 
 const limit = (what: string) =>
   z.number().int().min(0).max(1_000_000).nullable().optional().describe(`${what}; 0 = no limit, null or absent = the server default`);
+
+const EgressCidr = z
+  .string()
+  .refine((cidr) => cidrRange(cidr) !== null, 'must be an IPv4 CIDR such as 203.0.113.0/24')
+  .refine((cidr) => !cidrsOverlap(cidr, LINK_LOCAL_CIDR), `must not overlap ${LINK_LOCAL_CIDR} (link-local: cloud metadata)`);
 
 /** A tenant's own limits; each field overrides the BERTH_TENANT_* default when set. */
 export const TenantQuotasSchema = z
@@ -14,10 +20,16 @@ export const TenantQuotasSchema = z
     network: SandboxNetworkSchema.nullable()
       .optional()
       .describe("the most network the tenant's sandboxes may have, and what they get by default; null or absent = the server default (BERTH_SANDBOX_NETWORK)"),
+    egress_cidrs: z
+      .array(EgressCidr)
+      .max(64)
+      .nullable()
+      .optional()
+      .describe("IPv4 ranges the tenant's `egress` sandboxes may reach beyond the outside (Kubernetes driver), never link-local nor the cluster's (BERTH_K8S_CLUSTER_CIDRS); null or absent = none"),
   })
   .meta({ id: 'TenantQuotas' });
 export type TenantQuotas = z.output<typeof TenantQuotasSchema>;
-export const QUOTA_FIELDS = ['max_sandboxes', 'max_running_conversations', 'requests_per_minute', 'max_sockets_per_key', 'network'] as const;
+export const QUOTA_FIELDS = ['max_sandboxes', 'max_running_conversations', 'requests_per_minute', 'max_sockets_per_key', 'network', 'egress_cidrs'] as const;
 
 const TenantName = z.string().trim().min(1).max(200);
 
@@ -38,13 +50,14 @@ const EffectiveQuotas = z.object({
   requests_per_minute: z.number().int(),
   max_sockets_per_key: z.number().int(),
   network: SandboxNetworkSchema,
+  egress_cidrs: z.array(z.string()),
 });
 
 export const TenantInfoSchema = z
   .object({
     id: z.uuid(),
     name: z.string(),
-    quotas: z.record(z.string(), z.union([z.number().int(), SandboxNetworkSchema]).nullable()).describe('as stored: null = the server default'),
+    quotas: z.record(z.string(), z.union([z.number().int(), SandboxNetworkSchema, z.array(z.string())]).nullable()).describe('as stored: null = the server default'),
     effective_quotas: EffectiveQuotas.describe('what applies now (0 = no limit)'),
     created_at: z.string(),
   })

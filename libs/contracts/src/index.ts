@@ -12,3 +12,4 @@ export * from './admin';
 export * from './tool-catalog';
 export * from './session-socket';
 export * from './hooks';
+export * from './cidr';

@@ -81,6 +81,13 @@ export class SandboxRepository {
     return typeof network === 'string' ? network : null;
   }
 
+  /** The tenant's egress allowlist (its quotas' `egress_cidrs`): ranges its `egress` sandboxes may reach beyond the outside. */
+  async egressCidrs(scope: TenantScope): Promise<string[]> {
+    const row = await this.db.prisma.tenant.findUnique({ where: { id: scope.tenantId }, select: { quotas: true } });
+    const cidrs = (row?.quotas as { egress_cidrs?: unknown } | undefined)?.egress_cidrs;
+    return Array.isArray(cidrs) ? cidrs.filter((c): c is string => typeof c === 'string') : [];
+  }
+
   /** The tenant's home sandbox, or null before its first use (or after it was deleted). */
   findHome(scope: TenantScope): Promise<SandboxRow | null> {
     return this.db.prisma.sandbox.findFirst({ where: { tenantId: scope.tenantId, kind: 'home' }, orderBy: { createdAt: 'asc' } });

@@ -15,7 +15,7 @@ import { createServer, request } from 'node:http';
 import { ExecutorClient, executorRequestOptions } from './executor-client';
 import { LocalSandboxDriver } from './local-driver';
 import { SandboxDriverFixture, describeSandboxDriverContract } from './sandbox-driver.contract';
-import { SandboxDriver, SandboxHandle } from './sandbox-driver';
+import { LocalSandboxHandle, SandboxDriver, SandboxHandle } from './sandbox-driver';
 import { SandboxManager } from './sandbox-manager';
 import { SandboxModule } from './sandbox.module';
 import { until } from '@berth/testing';
@@ -110,16 +110,17 @@ async function localFixture(options: { dataDir?: string } = {}): Promise<Sandbox
   const dataDir = options.dataDir ?? tempDataDir();
   const driver = new LocalSandboxDriver({ dataDir });
   const rootOf = (handle: SandboxHandle) => join(dataDir, 'sandboxes', handle.id);
+  const pidOf = (handle: SandboxHandle) => (handle as LocalSandboxHandle).pid;
   return {
     dataDir,
     driver,
     async crash(handle) {
-      process.kill(handle.pid, 'SIGKILL');
-      await until(() => !alive(handle.pid));
+      process.kill(pidOf(handle), 'SIGKILL');
+      await until(() => !alive(pidOf(handle)));
     },
-    executorIdentity: (handle) => String(handle.pid),
+    executorIdentity: (handle) => String(pidOf(handle)),
     countExecutors: async (handle) => (await executorsIn(rootOf(handle))).length,
-    executorEnv: (handle) => environOf(handle.pid),
+    executorEnv: (handle) => environOf(pidOf(handle)),
     async writeFile(handle, path, content) {
       const file = join(rootOf(handle), path);
       await mkdir(dirname(file), { recursive: true });
@@ -393,7 +394,7 @@ describe('LocalSandboxDriver', () => {
       await until(() => driver.warmExecutors === 1);
       const warm = await driver.provision({ id: driver.reserveId()!, env: { WHO: 'pooled' } });
       const cold = await driver.provision({ id: randomUUID(), env: { WHO: 'cold' } });
-      const run = async (handle: SandboxHandle) =>
+      const run = async (handle: LocalSandboxHandle) =>
         (await callExecutor(handle, 'POST', '/api/bash/execute_bash_command', { command: 'id -u; pwd; echo "$WHO"; ls -ld . | cut -d" " -f1', cwd: handle.root })).body.stdout.trim().split('\n');
       const [warmUid, warmCwd, warmWho, warmMode] = await run(warm);
       const [coldUid, coldCwd, coldWho] = await run(cold);
@@ -536,7 +537,7 @@ describe('LocalSandboxDriver', () => {
     const driver = moduleRef.get(SandboxDriver);
     expect(driver).toBeInstanceOf(LocalSandboxDriver);
     expect(moduleRef.get(SandboxManager).driverKind).toBe('local');
-    const handle = await driver.provision({ id: randomUUID() });
+    const handle = (await driver.provision({ id: randomUUID() })) as LocalSandboxHandle;
     expect(handle.root.startsWith(join(dataDir, 'sandboxes'))).toBe(true);
     await moduleRef.close();
     await until(() => !alive(handle.pid));

@@ -336,7 +336,7 @@ export class LocalSandboxDriver extends SandboxDriver {
     await Promise.all([gone, owned ? this.removePoolFiles(executor.id, gone) : undefined]);
   }
 
-  async provision(spec: SandboxSpec): Promise<SandboxHandle> {
+  async provision(spec: SandboxSpec): Promise<LocalSandboxHandle> {
     const root = this.rootOf(spec.id);
     const env = checkEnv(spec.env ?? {});
     const network = checkNetwork(spec.network ?? this.network);
@@ -378,7 +378,7 @@ export class LocalSandboxDriver extends SandboxDriver {
     return this.crashed.has(handle.id) ? 'error' : 'stopped';
   }
 
-  async ensureRunning(handle: SandboxHandle): Promise<SandboxHandle> {
+  async ensureRunning(handle: SandboxHandle): Promise<LocalSandboxHandle> {
     const root = this.check(handle);
     return this.serialize(handle.id, async () => {
       this.checkOpen();
@@ -911,7 +911,14 @@ function handleOf(executor: Executor): LocalSandboxHandle {
   };
 }
 
-function fromHandle(handle: SandboxHandle, root: string): Executor {
+/** A handle of this driver's kind (owns() checks the rest). */
+function localHandle(handle: SandboxHandle): LocalSandboxHandle {
+  if (handle.driver !== 'local') throw new SandboxError(`Sandbox ${handle.id} is not a local sandbox`);
+  return handle;
+}
+
+function fromHandle(stored: SandboxHandle, root: string): Executor {
+  const handle = localHandle(stored);
   return {
     id: handle.id,
     pid: handle.pid,
@@ -957,7 +964,8 @@ async function answers(executor: Executor, verifyToken = false): Promise<boolean
  * reused since — by any process, or by another sandbox's executor — so the token decides: in the
  * process's environment where /proc exists, and by the executor accepting it.
  */
-async function inspectEarlier(handle: SandboxHandle): Promise<'answering' | 'silent' | 'gone'> {
+async function inspectEarlier(stored: SandboxHandle): Promise<'answering' | 'silent' | 'gone'> {
+  const handle = localHandle(stored);
   if (!pidAlive(handle.pid)) return 'gone';
   const owned = await holdsToken(handle.pid, handle.token);
   if (owned === false) return 'gone';

@@ -145,7 +145,7 @@ export class SandboxManager {
     const stored = found && this.driver.owns(found) ? found : null;
     let handle: SandboxHandle;
     try {
-      handle = stored ? await this.driver.ensureRunning(stored) : await this.driver.provision({ id: sandboxId, env: this.envOf(row), network });
+      handle = stored ? await this.driver.ensureRunning(stored) : await this.driver.provision({ id: sandboxId, env: this.envOf(row), network, tenantId: scope.tenantId, egressCidrs: await this.rows.egressCidrs(scope) });
     } catch (err) {
       this.verified.delete(sandboxId);
       await this.rows.setStatus(scope, sandboxId, 'error');

@@ -3,13 +3,17 @@ import { BERTH_CONFIG, BerthConfig } from '@berth/config';
 import { EventRecorder } from '@berth/bus';
 import { SecretVault } from '@berth/crypto';
 import { ConversationRepository, SandboxRepository } from '@berth/persistence';
+import { KubernetesSandboxDriver } from './kubernetes/kubernetes-driver';
 import { LocalSandboxDriver } from './local-driver';
 import { SandboxDriver } from './sandbox-driver';
 import { SandboxManager } from './sandbox-manager';
 import { SandboxReaper } from './sandbox-reaper';
 
-/** The driver for this deployment. Always local for now; the Kubernetes driver is chosen here once the config names it. */
+/** The driver for this deployment (BERTH_SANDBOX_DRIVER): child processes of this host, or pods of a cluster. */
 export function createSandboxDriver(config: BerthConfig): SandboxDriver {
+  if (config.sandboxDriver === 'kubernetes' && config.kubernetes) {
+    return new KubernetesSandboxDriver({ config: config.kubernetes, defaultNetwork: config.sandboxNetwork });
+  }
   return new LocalSandboxDriver({
     dataDir: config.dataDir,
     warmPoolSize: config.warmPoolSize,

@@ -1,7 +1,7 @@
-import { ConflictException, Inject, Injectable, Logger, NotFoundException } from '@nestjs/common';
-import { BERTH_CONFIG } from '@berth/config';
+import { ConflictException, Inject, Injectable, Logger, NotFoundException, UnprocessableEntityException } from '@nestjs/common';
+import { BERTH_CONFIG, DEFAULT_CLUSTER_CIDRS } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
-import { parseUuid, QUOTA_FIELDS, utcTimestamp } from '@berth/contracts';
+import { cidrsOverlap, parseUuid, QUOTA_FIELDS, utcTimestamp } from '@berth/contracts';
 import type { TenantQuotas } from '@berth/contracts';
 import { Database, DEFAULT_TENANT_ID, Prisma, tenantScope } from '@berth/persistence';
 import { SandboxManager } from '@berth/sandbox';
@@ -17,11 +17,11 @@ type TenantRow = { id: string; name: string; quotas: Prisma.JsonValue; createdAt
 export const tenantNotFound = (id: string) => new NotFoundException({ detail: `Tenant not found: ${id}` });
 
 /** Only the set fields are kept: a null in a patch resets the field to the server default. */
-function storedQuotas(current: TenantQuotas, patch: TenantQuotas = {}): Record<string, number | string> {
-  const merged: Record<string, number | string> = {};
+function storedQuotas(current: TenantQuotas, patch: TenantQuotas = {}): Record<string, number | string | string[]> {
+  const merged: Record<string, number | string | string[]> = {};
   for (const field of QUOTA_FIELDS) {
     const value = field in patch ? patch[field] : current[field];
-    if (typeof value === 'number' || typeof value === 'string') merged[field] = value;
+    if (typeof value === 'number' || typeof value === 'string' || Array.isArray(value)) merged[field] = value;
   }
   return merged;
 }
@@ -51,6 +51,7 @@ export class TenantsService {
         requests_per_minute: limits.requestsPerMinute,
         max_sockets_per_key: limits.maxSocketsPerKey,
         network: effectiveNetwork(this.config.sandboxNetwork, quotas),
+        egress_cidrs: quotas.egress_cidrs ?? [],
       },
       created_at: utcTimestamp(row.createdAt),
     };
@@ -62,7 +63,17 @@ export class TenantsService {
     return row;
   }
 
+  /** An allowlist may open the outside further, never the cluster's own ranges (its pods and services). */
+  private checkEgressCidrs(quotas: TenantQuotas = {}): void {
+    const clusterCidrs = this.config.kubernetes?.clusterCidrs ?? DEFAULT_CLUSTER_CIDRS;
+    for (const cidr of quotas.egress_cidrs ?? []) {
+      const range = clusterCidrs.find((cluster) => cidrsOverlap(cidr, cluster));
+      if (range) throw new UnprocessableEntityException({ detail: `quotas.egress_cidrs: ${cidr} overlaps the cluster range ${range}, which sandboxes never reach` });
+    }
+  }
+
   async create(req: { name: string; quotas: TenantQuotas }): Promise<TenantRow> {
+    this.checkEgressCidrs(req.quotas);
     return this.uniqueName(req.name, () =>
       this.db.prisma.tenant.create({ data: { id: randomUUID(), name: req.name, quotas: storedQuotas({}, req.quotas) } }),
     );
@@ -76,6 +87,7 @@ export class TenantsService {
   }
 
   async update(id: string, patch: { name?: string; quotas?: TenantQuotas }): Promise<TenantRow> {
+    this.checkEgressCidrs(patch.quotas);
     const current = await this.require(id);
     const row = await this.uniqueName(patch.name ?? current.name, () =>
       this.db.prisma.tenant.update({

@@ -1,5 +1,6 @@
 import type { V1NetworkPolicy, V1NetworkPolicyEgressRule, V1PersistentVolumeClaim, V1Pod, V1Secret } from '@kubernetes/client-node';
 import type { KubernetesTemplate } from '@berth/config';
+import { LINK_LOCAL_CIDR } from '@berth/contracts';
 import { POD_WORKSPACE } from '../sandbox-driver';
 
 export const EXECUTOR_PORT = 8080;
@@ -143,9 +144,6 @@ export function podManifest(spec: SlotSpec): V1Pod {
   };
 }
 
-/** Ranges a sandbox's egress never reaches: link-local (cloud metadata) and the cluster's own. */
-export const LINK_LOCAL = '169.254.0.0/16';
-
 export interface NetworkRules {
   network: 'none' | 'egress';
   /** Berth's own pods (the only ingress) */
@@ -165,7 +163,7 @@ export function networkPolicyManifest(spec: SlotSpec, rules: NetworkRules): V1Ne
     rules.network === 'none'
       ? []
       : [
-          { to: [{ ipBlock: { cidr: '0.0.0.0/0', except: [LINK_LOCAL, ...rules.clusterCidrs] } }] },
+          { to: [{ ipBlock: { cidr: '0.0.0.0/0', except: [LINK_LOCAL_CIDR, ...rules.clusterCidrs] } }] },
           ...(rules.egressCidrs.length ? [{ to: rules.egressCidrs.map((cidr) => ({ ipBlock: { cidr } })) }] : []),
           {
             to: [{ namespaceSelector: {}, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }],
@@ -182,7 +180,7 @@ export function networkPolicyManifest(spec: SlotSpec, rules: NetworkRules): V1Ne
     spec: {
       podSelector: { matchLabels: { [LABEL.slot]: spec.slot } },
       policyTypes: ['Ingress', 'Egress'],
-      ingress: [{ from: [{ podSelector: { matchLabels: rules.controlPlaneSelector } }], ports: [{ protocol: 'TCP', port: EXECUTOR_PORT }] }],
+      ingress: [{ _from: [{ podSelector: { matchLabels: rules.controlPlaneSelector } }], ports: [{ protocol: 'TCP', port: EXECUTOR_PORT }] }],
       egress,
     },
   };
