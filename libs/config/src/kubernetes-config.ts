@@ -40,8 +40,12 @@ const templateOverrides = z
   })
   .strict();
 
-const templateName = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/, 'a template name is a DNS label of at most 32 characters');
-const templatesSchema = z.record(templateName, templateOverrides);
+const templateName = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/);
+const templatesSchema = z.record(z.string(), templateOverrides).superRefine((templates, ctx) => {
+  for (const name of Object.keys(templates)) {
+    if (!templateName.safeParse(name).success) ctx.addIssue({ code: 'custom', path: [name], message: 'a template name is a DNS label of at most 32 characters' });
+  }
+});
 
 /** A pod template with every field settled (the default one, or the default with a template's overrides). */
 export interface KubernetesTemplate {
