@@ -114,6 +114,28 @@ describe.each(STORAGES)('admin API (%s)', (storage) => {
     expect(past.body.detail[0].loc).toEqual(['body', 'expires_at']);
   });
 
+  it("keeps a tenant's egress_cidrs allowlist, never with link-local or a cluster range", async () => {
+    const made = await admin(server, 'POST', '/tenants', { name: `egress-${randomUUID()}`, quotas: { egress_cidrs: ['203.0.113.0/24'] } });
+    expect(made.status).toBe(201);
+    expect(made.body).toMatchObject({ quotas: { egress_cidrs: ['203.0.113.0/24'] }, effective_quotas: { egress_cidrs: ['203.0.113.0/24'] } });
+    const refused = [
+      [['169.254.169.254/32'], /169\.254\.0\.0\/16/],
+      [['0.0.0.0/0'], /169\.254\.0\.0\/16|cluster range/],
+      [['10.96.0.0/12'], /overlaps the cluster range 10\.0\.0\.0\/8/],
+      [['192.168.1.0/24'], /cluster range 192\.168\.0\.0\/16/],
+      [['not-a-cidr'], /IPv4 CIDR/],
+    ] as const;
+    for (const [cidrs, message] of refused) {
+      const answer = await admin(server, 'PATCH', `/tenants/${made.body.id}`, { quotas: { egress_cidrs: cidrs } });
+      expect(answer.status).toBe(422);
+      expect(JSON.stringify(answer.body)).toMatch(message);
+    }
+    // Nothing refused was stored; null clears the allowlist.
+    expect((await admin(server, 'GET', `/tenants/${made.body.id}`)).body.quotas.egress_cidrs).toEqual(['203.0.113.0/24']);
+    const cleared = await admin(server, 'PATCH', `/tenants/${made.body.id}`, { quotas: { egress_cidrs: null } });
+    expect(cleared.body).toMatchObject({ quotas: { egress_cidrs: null }, effective_quotas: { egress_cidrs: [] } });
+  });
+
   it('gets, lists page by page, renames and re-quotas tenants; names are unique; the default tenant stays', async () => {
     const name = `paged-${randomUUID()}`;
     const a = (await admin(server, 'POST', '/tenants', { name })).body;
