@@ -242,8 +242,9 @@ describe('helm/berth: what it creates', () => {
         const labels = only(objects, 'Deployment', `${RELEASE}-berth-${name}`).spec.template.metadata.labels;
         expect(labels).toMatchObject(kube.controlPlaneSelector);
       }
-      // The migration Job's pods are not the control plane: they have no component label of the two.
-      expect(Object.keys(kube.controlPlaneSelector).sort()).toEqual(['app.kubernetes.io/instance', 'app.kubernetes.io/name']);
+      // The migration Job's pods are not the control plane.
+      expect(only(objects, 'Job').spec.template.metadata.labels).not.toMatchObject(kube.controlPlaneSelector);
+      expect(Object.keys(kube.controlPlaneSelector).sort()).toEqual(['app.kubernetes.io/instance', 'app.kubernetes.io/name', 'berth.dev/control-plane']);
       if (values === TEMPLATES) {
         expect(kube.templates.default).toMatchObject({ image: 'registry.example/berth-executor:0.1.0', workspace: { type: 'emptyDir', size: '5Gi' }, warmPoolSize: 4 });
         expect(kube.templates.gvisor).toMatchObject({ runtimeClassName: 'gvisor', imagePullSecrets: ['regcred'], workspace: { type: 'pvc', size: '20Gi', storageClassName: 'fast' }, warmPoolSize: 1 });
@@ -273,6 +274,7 @@ describe('helm/berth: what it creates', () => {
       for (const name of ['gateway', 'worker']) {
         expect(only(objects, 'Deployment', `${RELEASE}-berth-${name}`).spec.template.metadata.labels).toMatchObject(rule.from[0].podSelector.matchLabels);
       }
+      expect(only(objects, 'Job').spec.template.metadata.labels).not.toMatchObject(rule.from[0].podSelector.matchLabels);
     }
   });
 

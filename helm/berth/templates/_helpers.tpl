@@ -61,10 +61,19 @@ app.kubernetes.io/part-of: berth
 {{- .Values.sandbox.namespace | default .Release.Namespace }}
 {{- end }}
 
-{{/* The labels every gateway and worker pod has: the only pods a sandbox accepts connections from. */}}
+{{/*
+The labels of the gateway and worker pods (not the migration Job's): the only pods a sandbox
+accepts connections from.
+*/}}
+{{- define "berth.controlPlaneLabels" -}}
+{{ include "berth.selectorLabels" . }}
+berth.dev/control-plane: "true"
+{{- end }}
+
+{{/* The same labels as a BERTH_K8S_CONTROL_PLANE_SELECTOR (`k=v,…`). */}}
 {{- define "berth.controlPlaneSelector" -}}
 {{- $parts := list }}
-{{- range $key, $value := include "berth.selectorLabels" . | fromYaml }}
+{{- range $key, $value := include "berth.controlPlaneLabels" . | fromYaml }}
 {{- $parts = append $parts (printf "%s=%s" $key $value) }}
 {{- end }}
 {{- join "," $parts }}
@@ -178,7 +187,7 @@ Call with (dict "root" $ "component" "gateway" "args" (list …) "values" .Value
 {{- $c := .values -}}
 metadata:
   labels:
-    {{- include "berth.selectorLabels" $root | nindent 4 }}
+    {{- include "berth.controlPlaneLabels" $root | nindent 4 }}
     app.kubernetes.io/component: {{ .component }}
     {{- with $c.podLabels }}
     {{- toYaml . | nindent 4 }}
