@@ -198,6 +198,7 @@ describe('helm/berth: lint and render', () => {
       [{ ...REQUIRED, redis: { url: '' } }, /Redis is required.*redis\.url/],
       [{ ...REQUIRED, secretKey: { value: '' } }, /OH_SECRET_KEY.*secretKey\.value/],
       [{ ...REQUIRED, executorImage: { repository: '' } }, /executor image.*executorImage\.repository/],
+      [{ ...REQUIRED, sandbox: { namespace: 'sandboxes', networkPolicy: { enabled: false } } }, /sandbox\.networkPolicy\.enabled must stay true/],
     ];
     for (const [values, message] of cases) {
       const result = helm(['template', RELEASE, CHART, '-f', valuesFile(values)]);
@@ -355,6 +356,23 @@ describe('helm/berth: what it creates', () => {
     // Turned off, neither is rendered.
     const off = render({ ...REQUIRED, migration: { enabled: false, database: { url: '', existingSecret: { name: '', key: 'DATABASE_URL' } } } });
     expect(off.filter((o) => o.kind === 'Job' || o.metadata.annotations?.['helm.sh/hook'])).toEqual([]);
+  });
+
+  it('prints NOTES that say how to reach the API, and warn when no API key is set', () => {
+    const notes = (values: object) => {
+      const result = helm(['install', RELEASE, CHART, '--namespace', NAMESPACE, '--dry-run=client', '-f', valuesFile(values)]);
+      expect(result.status).toBe(0);
+      return result.stdout.slice(result.stdout.indexOf('NOTES:'));
+    };
+    const open = notes(REQUIRED);
+    expect(open).toContain(`kubectl --namespace ${NAMESPACE} port-forward service/${RELEASE}-berth 8000:80`);
+    expect(open).toContain(`migrations: applied by the Job ${RELEASE}-berth-migrate`);
+    expect(open).toMatch(/WARNING: no API key is configured/);
+    const closed = notes(EXISTING_SECRETS);
+    expect(closed).toContain('https://berth.example.com/');
+    expect(closed).toContain('gateway: 3–12 (autoscaled)');
+    expect(closed).toContain('namespace "sandboxes"');
+    expect(closed).not.toMatch(/WARNING/);
   });
 });
 
