@@ -37,6 +37,7 @@ function extractEntry(zipPath, name) {
       if (dir.readUInt32LE(at) !== 0x02014b50) throw new Error(`${zipPath}: bad central directory`);
       const method = dir.readUInt16LE(at + 10);
       const compressedSize = dir.readUInt32LE(at + 20);
+      const size = dir.readUInt32LE(at + 24);
       const nameLength = dir.readUInt16LE(at + 28);
       const extraLength = dir.readUInt16LE(at + 30);
       const commentLength = dir.readUInt16LE(at + 32);
@@ -44,12 +45,14 @@ function extractEntry(zipPath, name) {
       const entryName = dir.toString('utf8', at + 46, at + 46 + nameLength);
       at += 46 + nameLength + extraLength + commentLength;
       if (entryName !== name) continue;
+      if (compressedSize === 0xffffffff || size === 0xffffffff) throw new Error(`${zipPath}: ${name} is a zip64 entry, not supported`);
       const local = readAt(fd, localOffset, 30);
       const dataOffset = localOffset + 30 + local.readUInt16LE(26) + local.readUInt16LE(28);
       const data = readAt(fd, dataOffset, compressedSize);
-      if (method === 0) return data;
-      if (method === 8) return inflateRawSync(data);
-      throw new Error(`${zipPath}: ${name} uses compression method ${method}`);
+      if (method !== 0 && method !== 8) throw new Error(`${zipPath}: ${name} uses compression method ${method}`);
+      const content = method === 8 ? inflateRawSync(data) : data;
+      if (content.length !== size) throw new Error(`${zipPath}: ${name} inflated to ${content.length} bytes, not ${size}`);
+      return content;
     }
     throw new Error(`${zipPath} holds no ${name}`);
   } finally {
