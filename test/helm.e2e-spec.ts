@@ -90,6 +90,24 @@ const EXISTING_SECRETS = {
 const TEMPLATES = {
   ...REQUIRED,
   apiKeys: { values: ['key-1', 'key-2'] },
+  extraEnv: [{ name: 'OPENAI_API_KEY', valueFrom: { secretKeyRef: { name: 'llm-keys', key: 'openai' } } }],
+  extraEnvFrom: [{ secretRef: { name: 'berth-extra' } }],
+  gateway: {
+    replicas: 3,
+    resources: { requests: { cpu: '200m', memory: '512Mi' }, limits: { memory: '2Gi' } },
+    autoscaling: { enabled: false, minReplicas: 2, maxReplicas: 10 },
+    podAnnotations: { 'prometheus.io/scrape': 'true' },
+    nodeSelector: { 'kubernetes.io/os': 'linux' },
+    tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'berth', effect: 'NoSchedule' }],
+    affinity: {
+      podAntiAffinity: {
+        preferredDuringSchedulingIgnoredDuringExecution: [
+          { weight: 100, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { 'app.kubernetes.io/component': 'gateway' } } } },
+        ],
+      },
+    },
+    topologySpreadConstraints: [{ maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: { 'app.kubernetes.io/component': 'gateway' } } }],
+  },
   sandbox: {
     workspace: { type: 'emptyDir', size: '5Gi' },
     warmPoolSize: 4,
