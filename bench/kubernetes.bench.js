@@ -4,7 +4,7 @@
  * by bench/run.js; no cluster can run here). Its kubelet starts each pod's executor as a jailed
  * local process, so a provision's time is the control plane's work (API calls, watch, claim, the
  * executor's /api/init) plus the pod's own start (process start until its readiness probe passes).
- * The pod's share is read from a watch of our own (pod ADDED → Ready=True); the control plane's
+ * FakeKube runs in a process of its own (bench/lib/fake-kube-server.js). The pod's share is read from a watch of our own (pod ADDED → Ready=True); the control plane's
  * share is the rest. On a real cluster the pod's share is the node's (image, runtime, CNI); the
  * control plane's share is what Berth answers for.
  *
@@ -18,6 +18,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { randomUUID } = require('node:crypto');
 const { ms, summarize } = require('./lib/stats');
+const { spawnNode } = require('./lib/proc');
 
 const BENCH = 'kubernetes';
 const NAMESPACE = 'bench';
@@ -31,7 +32,6 @@ function load(ctx) {
     if (!fs.existsSync(path.join(ctx.root, f))) throw new Error(`${f} is missing; run \`npm run build\``);
   }
   return {
-    testing: require(path.join(ctx.root, 'dist/libs/testing/src/index.js')),
     sandbox: require(path.join(ctx.root, 'dist/libs/sandbox/src/index.js')),
     config: require(path.join(ctx.root, 'dist/libs/config/src/index.js')),
     k8s: require('@kubernetes/client-node'),
@@ -39,10 +39,10 @@ function load(ctx) {
 }
 
 /** When each pod was first seen and first ready (ms, this process's clock), from a watch of the namespace. */
-async function podTimeline(k8s, fake) {
+async function podTimeline(k8s, kubeConfig) {
   const added = new Map();
   const ready = new Map();
-  const watch = new k8s.Watch(fake.kubeConfig());
+  const watch = new k8s.Watch(kubeConfig);
   const controller = await watch.watch(
     `/api/v1/namespaces/${NAMESPACE}/pods`,
     {},
@@ -64,38 +64,37 @@ async function podTimeline(k8s, fake) {
   };
 }
 
-function driverOn(lib, fake, warmPoolSize) {
+function driverOn(lib, kubeConfig, warmPoolSize) {
   const config = lib.config.loadConfig(
     { BERTH_SANDBOX_DRIVER: 'kubernetes', BERTH_K8S_EXECUTOR_IMAGE: IMAGE, BERTH_K8S_NAMESPACE: NAMESPACE, BERTH_WARM_POOL_SIZE: String(warmPoolSize), BERTH_K8S_WORKSPACE: 'emptyDir' },
     [],
   );
-  return new lib.sandbox.KubernetesSandboxDriver({ config: config.kubernetes, defaultNetwork: 'none', kubeConfig: fake.kubeConfig() });
+  return new lib.sandbox.KubernetesSandboxDriver({ config: config.kubernetes, defaultNetwork: 'none', kubeConfig });
 }
 
-function readyWarmPods(lib, fake) {
+async function readyWarmPods(lib, core) {
   const { LABEL } = lib.sandbox;
-  return fake
-    .objects('pods', NAMESPACE)
-    .filter((p) => p.metadata.labels?.[LABEL.pool] === 'warm' && !p.metadata.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length;
+  const pods = await core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `${LABEL.pool}=warm` });
+  return pods.items.filter((p) => !p.metadata.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length;
 }
 
 async function until(condition, timeoutMs, what) {
   const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
 
 /** Sequential provisions: total and control-plane share (total minus the pod's own start, when a pod was started). */
-async function sequential(ctx, lib, fake, timeline, { warm, count }) {
-  const driver = driverOn(lib, fake, warm ? WARM_POOL : 0);
+async function sequential(lib, kube, timeline, { warm, count }) {
+  const driver = driverOn(lib, kube.config, warm ? WARM_POOL : 0);
   if (warm) driver.warm();
   const total = [];
   const share = [];
   try {
     for (let i = 0; i < count + WARM_UP; i++) {
-      if (warm) await until(() => readyWarmPods(lib, fake) >= WARM_POOL, 60_000, 'the warm pool to refill');
+      if (warm) await until(async () => (await readyWarmPods(lib, kube.core)) >= WARM_POOL, 60_000, 'the warm pool to refill');
       const t0 = performance.now();
       const handle = await driver.provision({ id: randomUUID(), env: { BENCH: String(i) } });
       const elapsed = performance.now() - t0;
@@ -114,8 +113,8 @@ async function sequential(ctx, lib, fake, timeline, { warm, count }) {
   return { total: summarize(total), share: summarize(share) };
 }
 
-async function burst(ctx, lib, fake, timeline, count) {
-  const driver = driverOn(lib, fake, 0);
+async function burst(lib, kube, timeline, count) {
+  const driver = driverOn(lib, kube.config, 0);
   const ids = Array.from({ length: count }, () => randomUUID());
   try {
     const t0 = performance.now();
@@ -135,16 +134,22 @@ async function run(ctx) {
   const count = Number(process.env.BENCH_K8S_SANDBOXES || 30);
   const burstSize = Number(process.env.BENCH_K8S_BURST || 100);
   const dataDir = ctx.tmpdir('berth-bench-kube-');
-  const fake = await lib.testing.FakeKube.start({ dataDir });
-  ctx.defer('stop FakeKube', () => fake.close());
-  const timeline = await podTimeline(lib.k8s, fake);
+  const kubeconfig = path.join(ctx.tmpdir('berth-bench-kubeconfig-'), 'config');
+  const fake = spawnNode('fake-kube', path.join(__dirname, 'lib/fake-kube-server.js'), { args: [dataDir, kubeconfig], cwd: ctx.root });
+  ctx.defer('stop FakeKube', () => fake.stop(20_000));
+  await until(async () => fake.output().includes('ready') || !fake.alive, 30_000, 'FakeKube to start');
+  if (!fs.existsSync(kubeconfig)) throw new Error(`FakeKube did not start:\n${fake.output()}`);
+  const config = new lib.k8s.KubeConfig();
+  config.loadFromFile(kubeconfig);
+  const kube = { config, core: config.makeApiClient(lib.k8s.CoreV1Api) };
+  const timeline = await podTimeline(lib.k8s, config);
   ctx.defer('stop the pod watch', () => timeline.stop());
-  ctx.log(`\n  [kubernetes] FakeKube at ${fake.url}; pods run the built executor in bubblewrap jails; ${count} sandboxes one at a time (+${WARM_UP} warm-up), then a burst of ${burstSize}`);
+  ctx.log(`\n  [kubernetes] FakeKube in its own process (${config.getCurrentCluster().server}); pods run the built executor in bubblewrap jails; ${count} sandboxes one at a time (+${WARM_UP} warm-up), then a burst of ${burstSize}`);
 
   const rows = [];
   for (const warm of [false, true]) {
     const label = warm ? `warm-pool claim (pool of ${WARM_POOL})` : 'cold pod create';
-    const { total, share } = await sequential(ctx, lib, fake, timeline, { warm, count });
+    const { total, share } = await sequential(lib, kube, timeline, { warm, count });
     ctx.log(`  [kubernetes] ${label}: provision p50 ${ms(total.p50)} ms p99 ${ms(total.p99)}; control plane's share p50 ${ms(share.p50)} ms p99 ${ms(share.p99)}`);
     rows.push({ label, total, share });
     ctx.report({
@@ -158,7 +163,7 @@ async function run(ctx) {
   const [cold, warm] = rows;
   ctx.log(`  [kubernetes] a warm claim saves ${ms(cold.total.p50 - warm.total.p50)} ms at p50 over a cold create`);
 
-  const b = await burst(ctx, lib, fake, timeline, burstSize);
+  const b = await burst(lib, kube, timeline, burstSize);
   ctx.log(`  [kubernetes] burst of ${burstSize}: all ready in ${ms(b.allReady)} ms; last pod created after ${ms(b.lastCreated)} ms (the control plane's part)${b.failed ? `; ${b.failed} failed` : ''}`);
   ctx.log(`  anchor: Daytona, burst of 100 all ready in ${DAYTONA_BURST_MS} ms (its pods are pre-built VMs; here every pod starts a Node process on 2 cores)`);
   ctx.report({

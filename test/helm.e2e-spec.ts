@@ -216,7 +216,6 @@ describe('helm/berth: lint and render', () => {
       [{ ...REQUIRED, redis: { url: '' } }, /Redis is required.*redis\.url/],
       [{ ...REQUIRED, secretKey: { value: '' } }, /OH_SECRET_KEY.*secretKey\.value/],
       [{ ...REQUIRED, executorImage: { repository: '' } }, /executor image.*executorImage\.repository/],
-      [{ ...REQUIRED, sandbox: { namespace: 'sandboxes', networkPolicy: { enabled: false } } }, /sandbox\.networkPolicy\.enabled must stay true/],
     ];
     for (const [values, message] of cases) {
       const result = helm(['template', RELEASE, CHART, '-f', valuesFile(values)]);
@@ -257,6 +256,9 @@ describe('helm/berth: what it creates', () => {
       expect(config.sandboxDriver).toBe('kubernetes');
       const kube = config.kubernetes!;
       expect(kube.namespace).toBe((values as any).sandbox?.namespace ?? NAMESPACE);
+      // Its objects carry the release's name; the sandboxes' policies admit the release's pods from their own namespace.
+      expect(kube.instance).toBe(RELEASE);
+      expect(kube.controlPlaneNamespace).toBe(kube.namespace === NAMESPACE ? null : NAMESPACE);
       for (const name of ['gateway', 'worker']) {
         const labels = only(objects, 'Deployment', `${RELEASE}-berth-${name}`).spec.template.metadata.labels;
         expect(labels).toMatchObject(kube.controlPlaneSelector);

@@ -161,9 +161,6 @@ Call with (dict "env" "DATABASE_URL" "ref" .Values.database.existingSecret "inli
 {{- if not (or .Values.secretKey.value .Values.secretKey.existingSecret.name) }}
 {{- fail "berth: every replica needs the same OH_SECRET_KEY; set secretKey.value or secretKey.existingSecret.name (e.g. from `openssl rand -base64 32`)" }}
 {{- end }}
-{{- if and (ne (include "berth.sandboxNamespace" .) .Release.Namespace) (not .Values.sandbox.networkPolicy.enabled) }}
-{{- fail "berth: with sandbox.namespace other than the release's, sandbox.networkPolicy.enabled must stay true: the driver's per-sandbox policies admit only pods of the sandbox namespace" }}
-{{- end }}
 {{- if not .Values.executorImage.repository }}
 {{- fail "berth: sandboxes need the executor image (deploy/executor.Dockerfile); set executorImage.repository" }}
 {{- end }}

@@ -68,10 +68,17 @@ export interface KubernetesConfig {
   templates: Record<string, KubernetesTemplate>;
   /** Label selector (`k=v,k2=v2`) of Berth's own pods, the only ones allowed to reach an executor. */
   controlPlaneSelector: Record<string, string>;
+  /** Their namespace when it is not the sandboxes' (BERTH_K8S_CONTROL_PLANE_NAMESPACE); null: the same. */
+  controlPlaneNamespace: string | null;
+  /** This installation's name (BERTH_K8S_INSTANCE), a label on everything it makes and in every selector it lists by. */
+  instance: string;
   /** Pod and service ranges (and link-local) never opened to a sandbox's egress. */
   clusterCidrs: string[];
   readyTimeoutMs: number;
 }
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const LABEL_VALUE = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
 
 export const DEFAULT_CLUSTER_CIDRS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'];
 const SERVICE_ACCOUNT_NAMESPACE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
@@ -148,6 +155,10 @@ export function readKubernetesConfig(env: Env, warmPoolSize: number, fail: (mess
   } catch (err) {
     fail((err as Error).message);
   }
+  const controlPlaneNamespace = env.BERTH_K8S_CONTROL_PLANE_NAMESPACE?.trim() || null;
+  if (controlPlaneNamespace && !DNS_LABEL.test(controlPlaneNamespace)) fail(`BERTH_K8S_CONTROL_PLANE_NAMESPACE must be a namespace name (got ${JSON.stringify(controlPlaneNamespace)})`);
+  const instance = env.BERTH_K8S_INSTANCE?.trim() || 'berth';
+  if (!LABEL_VALUE.test(instance)) fail(`BERTH_K8S_INSTANCE must be a label value: at most 63 of [A-Za-z0-9._-], alphanumeric at both ends (got ${JSON.stringify(instance)})`);
   const rawTimeout = env.BERTH_K8S_READY_TIMEOUT_MS?.trim() || '120000';
   const readyTimeoutMs = Number(rawTimeout);
   if (!Number.isInteger(readyTimeoutMs) || readyTimeoutMs < 1000) fail(`BERTH_K8S_READY_TIMEOUT_MS must be an integer ≥ 1000 (got ${JSON.stringify(rawTimeout)})`);
@@ -156,6 +167,8 @@ export function readKubernetesConfig(env: Env, warmPoolSize: number, fail: (mess
     kubeconfig: env.KUBECONFIG?.trim() || null,
     templates,
     controlPlaneSelector: controlPlaneSelector!,
+    controlPlaneNamespace,
+    instance,
     clusterCidrs,
     readyTimeoutMs,
   };

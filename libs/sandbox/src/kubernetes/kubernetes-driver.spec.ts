@@ -156,7 +156,7 @@ describe('KubernetesSandboxDriver', () => {
     fixture = await kubeFixture();
     const core = fixture.fake.kubeConfig().makeApiClient(CoreV1Api);
     const config = loadConfig({ BERTH_SANDBOX_DRIVER: 'kubernetes', BERTH_K8S_EXECUTOR_IMAGE: IMAGE }, []);
-    const slot = { slot: 'berth-weak', namespace: NAMESPACE, template: config.kubernetes!.templates.default, sandboxId: randomUUID(), tenantId: 'none', pool: 'claimed' as const };
+    const slot = { slot: 'berth-weak', namespace: NAMESPACE, instance: 'berth', template: config.kubernetes!.templates.default, sandboxId: randomUUID(), tenantId: 'none', pool: 'claimed' as const };
     const pod = podManifest(slot);
     const container = pod.spec!.containers[0];
     container.securityContext = { ...container.securityContext, allowPrivilegeEscalation: true, capabilities: { add: ['NET_ADMIN'] } };
@@ -245,6 +245,31 @@ describe('KubernetesSandboxDriver', () => {
     await driver.removeOrphan(running.id);
     expect(await driver.inventory()).toEqual([]);
     for (const resource of ['pods', 'secrets', 'persistentvolumeclaims', 'networkpolicies']) expect(fake.objects(resource, NAMESPACE)).toEqual([]);
+  });
+
+  it("never lists, claims nor removes another installation's objects in a shared namespace (BERTH_K8S_INSTANCE)", async () => {
+    fixture = await kubeFixture({ BERTH_WARM_POOL_SIZE: '1' });
+    const { fake, driver } = fixture;
+    driver.warm();
+    await until(() => warmPods(fake).length === 1, 'a warm pod', 30_000);
+    const ours = await driver.provision({ id: randomUUID() });
+    await until(() => warmPods(fake).length === 1, 'the pool to be refilled', 30_000);
+    const [ourWarm] = warmPods(fake);
+    const other = driverOn(fake, { BERTH_K8S_INSTANCE: 'other-release', BERTH_WARM_POOL_SIZE: '1' });
+    try {
+      other.warm();
+      expect(await other.inventory()).toEqual([]);
+      await other.removeOrphan(ours.id);
+      expect(await driver.status(ours)).toBe('running');
+      // Its first sandbox finds no warm pod of its own yet: it starts cold rather than take ours.
+      const theirs = asPod(await other.provision({ id: randomUUID() }));
+      expect(theirs.pod).not.toBe(ourWarm.metadata.name);
+      expect(fake.object('pods', NAMESPACE, ourWarm.metadata.name)!.metadata.labels).toMatchObject({ [LABEL.pool]: 'warm', [LABEL.instance]: 'berth' });
+      expect(await driver.inventory()).toEqual([{ sandboxId: ours.id, state: 'running' }]);
+      expect(await other.inventory()).toEqual([{ sandboxId: theirs.id, state: 'running' }]);
+    } finally {
+      await other.close();
+    }
   });
 
   describe('warm pool', () => {

@@ -76,11 +76,23 @@ export class KubernetesSandboxDriver extends SandboxDriver {
     return template;
   }
 
+  private slotOf(name: string, template: KubernetesTemplate, sandboxId: string, tenantId: string, pool: SlotSpec['pool']): SlotSpec {
+    return { slot: name, namespace: this.namespace, instance: this.options.config.instance, template, sandboxId, tenantId, pool };
+  }
+
+  /** A label selector of this installation's objects with the given labels. */
+  private selector(labels: Record<string, string>): string {
+    return Object.entries({ [LABEL.managedBy]: MANAGED_BY, [LABEL.instance]: this.options.config.instance, ...labels })
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',');
+  }
+
   private rules(spec: Pick<SandboxSpec, 'network' | 'egressCidrs'>): NetworkRules {
     const network = spec.network ?? this.options.defaultNetwork;
     return {
       network,
       controlPlaneSelector: this.options.config.controlPlaneSelector,
+      controlPlaneNamespace: this.options.config.controlPlaneNamespace,
       clusterCidrs: this.options.config.clusterCidrs,
       egressCidrs: network === 'egress' ? (spec.egressCidrs ?? []) : [],
     };
@@ -93,7 +105,7 @@ export class KubernetesSandboxDriver extends SandboxDriver {
     const claimed = await this.claimWarm(template, spec);
     this.refill(template);
     if (claimed) return claimed;
-    const slot: SlotSpec = { slot: `berth-${spec.id}`, namespace: this.namespace, template, sandboxId: spec.id, tenantId: spec.tenantId ?? UNCLAIMED, pool: 'claimed' };
+    const slot = this.slotOf(`berth-${spec.id}`, template, spec.id, spec.tenantId ?? UNCLAIMED, 'claimed');
     const token = randomBytes(32).toString('base64url');
     return this.startSlot(slot, token, initBody(spec.env ?? {}), this.rules(spec));
   }
@@ -182,14 +194,8 @@ export class KubernetesSandboxDriver extends SandboxDriver {
     if (!secret) throw new SandboxError(`Sandbox ${h.id} no longer exists in namespace ${h.namespace}`, 'Gone');
     const existing = await this.readPod(h.namespace, h.pod);
     const labels = existing?.metadata?.labels ?? secret.metadata?.labels ?? {};
-    const slot: SlotSpec = {
-      slot: h.pod,
-      namespace: h.namespace,
-      template: this.template(h.template),
-      sandboxId: h.id,
-      tenantId: labels[LABEL.tenant] ?? UNCLAIMED,
-      pool: 'claimed',
-    };
+    // owns() checked that the handle's namespace is this driver's.
+    const slot = this.slotOf(h.pod, this.template(h.template), h.id, labels[LABEL.tenant] ?? UNCLAIMED, 'claimed');
     if (existing?.metadata?.deletionTimestamp) await this.goneAway(h.namespace, h.pod);
     const pod = existing && !existing.metadata?.deletionTimestamp ? existing : await this.createPod(slot);
     const podIP = await this.podReady(pod);
@@ -268,7 +274,7 @@ export class KubernetesSandboxDriver extends SandboxDriver {
 
   /** Every claimed sandbox of this namespace, from its Secrets (a paused one has no pod) and pods. */
   async inventory(): Promise<Array<{ sandboxId: string; state: 'running' | 'stopped' | 'error'; reason?: string }>> {
-    const selector = `${LABEL.managedBy}=${MANAGED_BY},${LABEL.pool}=claimed`;
+    const selector = this.selector({ [LABEL.pool]: 'claimed' });
     const [secrets, pods] = await Promise.all([
       this.core.listNamespacedSecret({ namespace: this.namespace, labelSelector: selector }),
       this.core.listNamespacedPod({ namespace: this.namespace, labelSelector: selector }),
@@ -285,7 +291,7 @@ export class KubernetesSandboxDriver extends SandboxDriver {
   }
 
   async removeOrphan(sandboxId: string): Promise<void> {
-    const selector = `${LABEL.managedBy}=${MANAGED_BY},${LABEL.sandbox}=${sandboxId}`;
+    const selector = this.selector({ [LABEL.sandbox]: sandboxId });
     const [secrets, pods] = await Promise.all([
       this.core.listNamespacedSecret({ namespace: this.namespace, labelSelector: selector }),
       this.core.listNamespacedPod({ namespace: this.namespace, labelSelector: selector }),
@@ -320,7 +326,7 @@ export class KubernetesSandboxDriver extends SandboxDriver {
     }
     const starts: Promise<unknown>[] = [];
     for (; live < template.warmPoolSize && !this.closed; live++) {
-      const slot: SlotSpec = { slot: `berth-warm-${template.name}-${randomBytes(5).toString('hex')}`, namespace: this.namespace, template, sandboxId: UNCLAIMED, tenantId: UNCLAIMED, pool: 'warm' };
+      const slot = this.slotOf(`berth-warm-${template.name}-${randomBytes(5).toString('hex')}`, template, UNCLAIMED, UNCLAIMED, 'warm');
       starts.push(this.startSlot(slot, randomBytes(32).toString('base64url'), null, this.rules({ network: 'none' })).catch(() => this.removeSlot(this.namespace, slot.slot)));
     }
     await Promise.all(starts);
@@ -329,7 +335,7 @@ export class KubernetesSandboxDriver extends SandboxDriver {
   private async warmPods(template: KubernetesTemplate): Promise<V1Pod[]> {
     const list = await this.core.listNamespacedPod({
       namespace: this.namespace,
-      labelSelector: `${LABEL.managedBy}=${MANAGED_BY},${LABEL.pool}=warm,${LABEL.template}=${template.name}`,
+      labelSelector: this.selector({ [LABEL.pool]: 'warm', [LABEL.template]: template.name }),
     });
     return list.items.filter((pod) => !pod.metadata?.deletionTimestamp);
   }
@@ -345,7 +351,7 @@ export class KubernetesSandboxDriver extends SandboxDriver {
       const verdict = podVerdict(pod);
       if (!verdict.ready) continue;
       const name = pod.metadata?.name as string;
-      const slot: SlotSpec = { slot: name, namespace: this.namespace, template, sandboxId: spec.id, tenantId: spec.tenantId ?? UNCLAIMED, pool: 'claimed' };
+      const slot = this.slotOf(name, template, spec.id, spec.tenantId ?? UNCLAIMED, 'claimed');
       const labels = { [LABEL.sandbox]: spec.id, [LABEL.tenant]: labelValue(slot.tenantId), [LABEL.pool]: 'claimed' };
       try {
         await this.core.patchNamespacedPod(

@@ -43,6 +43,7 @@ function templates(): Record<string, KubernetesTemplate> {
 const slotOf = (template: KubernetesTemplate): SlotSpec => ({
   slot: 'berth-1b4e28ba-2fa1-11d2-883f-0016d3cca427',
   namespace: 'sandboxes',
+  instance: 'berth-prod',
   template,
   sandboxId: '1b4e28ba-2fa1-11d2-883f-0016d3cca427',
   tenantId: '00000000-0000-0000-0000-000000000000',
@@ -107,6 +108,7 @@ describe('Kubernetes manifests of an executor pod', () => {
     expect(byName.BERTH_EXECUTOR_PORT.value).toBe('8080');
     expect(pod.metadata.labels).toEqual({
       [LABEL.managedBy]: 'berth',
+      [LABEL.instance]: 'berth-prod',
       [LABEL.sandbox]: '1b4e28ba-2fa1-11d2-883f-0016d3cca427',
       [LABEL.tenant]: '00000000-0000-0000-0000-000000000000',
       [LABEL.template]: 'default',
@@ -147,6 +149,7 @@ describe('Kubernetes manifests of an executor pod', () => {
     const rules = (over: Partial<NetworkRules>): NetworkRules => ({
       network: 'none',
       controlPlaneSelector: { 'app.kubernetes.io/name': 'berth' },
+      controlPlaneNamespace: null,
       clusterCidrs: ['10.0.0.0/8', '172.16.0.0/12'],
       egressCidrs: [],
       ...over,
@@ -163,6 +166,13 @@ describe('Kubernetes manifests of an executor pod', () => {
       expect(policy.spec.policyTypes).toEqual(['Ingress', 'Egress']);
       expect(policy.spec.ingress).toEqual([{ from: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'berth' } } }], ports: [{ protocol: 'TCP', port: 8080 }] }]);
       expect(policy.spec.egress).toEqual([]);
+    });
+
+    it('lets in the control plane of another namespace by that namespace and its labels', () => {
+      const policy = policyOf({ controlPlaneNamespace: 'berth-system' });
+      expect(policy.spec.ingress[0].from).toEqual([
+        { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'berth' } }, namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'berth-system' } } },
+      ]);
     });
 
     it('for `egress`, opens the outside but not link-local nor the cluster, and DNS to kube-dns', () => {
@@ -193,6 +203,8 @@ describe('Kubernetes driver configuration', () => {
     expect(config.kubernetes).toMatchObject({
       namespace: 'sandboxes',
       controlPlaneSelector: { 'app.kubernetes.io/name': 'berth' },
+      controlPlaneNamespace: null,
+      instance: 'berth',
       clusterCidrs: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'],
       readyTimeoutMs: 120_000,
     });
@@ -210,6 +222,8 @@ describe('Kubernetes driver configuration', () => {
     [{ BERTH_K8S_WORKSPACE: 'hostPath' }, /pvc or emptyDir/],
     [{ BERTH_K8S_CLUSTER_CIDRS: '10.0.0.0/8,nope' }, /IPv4 CIDRs/],
     [{ BERTH_K8S_CONTROL_PLANE_SELECTOR: 'app in (berth)' }, /label=value/],
+    [{ BERTH_K8S_CONTROL_PLANE_NAMESPACE: 'Berth System' }, /namespace name/],
+    [{ BERTH_K8S_INSTANCE: '-release-' }, /label value/],
   ])('refuses %j', (over, message) => {
     expect(() => loadConfig({ ...env, ...over }, [])).toThrow(message);
   });

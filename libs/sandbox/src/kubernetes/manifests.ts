@@ -1,4 +1,4 @@
-import type { V1NetworkPolicy, V1NetworkPolicyEgressRule, V1PersistentVolumeClaim, V1Pod, V1Secret } from '@kubernetes/client-node';
+import type { V1NetworkPolicy, V1NetworkPolicyEgressRule, V1NetworkPolicyPeer, V1PersistentVolumeClaim, V1Pod, V1Secret } from '@kubernetes/client-node';
 import type { KubernetesTemplate } from '@berth/config';
 import { LINK_LOCAL_CIDR } from '@berth/contracts';
 import { POD_WORKSPACE } from '../sandbox-driver';
@@ -9,6 +9,8 @@ export const EXECUTOR_UID = 10001;
 
 export const LABEL = {
   managedBy: 'app.kubernetes.io/managed-by',
+  /** The Berth installation (BERTH_K8S_INSTANCE): two releases sharing a namespace never touch each other's objects. */
+  instance: 'app.kubernetes.io/instance',
   sandbox: 'berth.dev/sandbox',
   tenant: 'berth.dev/tenant',
   template: 'berth.dev/template',
@@ -27,6 +29,8 @@ export interface SlotSpec {
   /** pod name (DNS label) */
   slot: string;
   namespace: string;
+  /** the installation it belongs to */
+  instance: string;
   template: KubernetesTemplate;
   /** the sandbox it serves, or UNCLAIMED (warm) */
   sandboxId: string;
@@ -37,6 +41,7 @@ export interface SlotSpec {
 export function slotLabels(spec: SlotSpec): Record<string, string> {
   return {
     [LABEL.managedBy]: MANAGED_BY,
+    [LABEL.instance]: spec.instance,
     [LABEL.sandbox]: spec.sandboxId,
     [LABEL.tenant]: labelValue(spec.tenantId),
     [LABEL.template]: spec.template.name,
@@ -148,6 +153,8 @@ export interface NetworkRules {
   network: 'none' | 'egress';
   /** Berth's own pods (the only ingress) */
   controlPlaneSelector: Record<string, string>;
+  /** their namespace, when it is not the sandboxes' (a podSelector alone matches only pods of the policy's namespace) */
+  controlPlaneNamespace: string | null;
   clusterCidrs: string[];
   /** the tenant's allowlist, opened beside the outside (already checked to avoid link-local and the cluster) */
   egressCidrs: string[];
@@ -180,8 +187,15 @@ export function networkPolicyManifest(spec: SlotSpec, rules: NetworkRules): V1Ne
     spec: {
       podSelector: { matchLabels: { [LABEL.slot]: spec.slot } },
       policyTypes: ['Ingress', 'Egress'],
-      ingress: [{ _from: [{ podSelector: { matchLabels: rules.controlPlaneSelector } }], ports: [{ protocol: 'TCP', port: EXECUTOR_PORT }] }],
+      ingress: [{ _from: [controlPlanePeer(rules)], ports: [{ protocol: 'TCP', port: EXECUTOR_PORT }] }],
       egress,
     },
   };
+}
+
+/** Berth's pods as a NetworkPolicy peer: by their labels, in their own namespace when it is another. */
+function controlPlanePeer(rules: NetworkRules): V1NetworkPolicyPeer {
+  const podSelector = { matchLabels: rules.controlPlaneSelector };
+  if (!rules.controlPlaneNamespace) return { podSelector };
+  return { podSelector, namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': rules.controlPlaneNamespace } } };
 }
