@@ -134,9 +134,21 @@ export class SandboxRepository {
     return count > 0;
   }
 
-  /** System level, for the reaper: sandboxes of every tenant, least recently active first. */
-  listForSweep(limit: number): Promise<SandboxRow[]> {
-    return this.db.prisma.sandbox.findMany({ orderBy: { lastActivityAt: 'asc' }, take: limit });
+  /**
+   * System level, for the reaper: one page (by id, after `afterId`) of the sandboxes of every tenant
+   * that are due — running past their idle deadline (last activity + idle timeout), or past their
+   * ttl deadline (creation + ttl) in any status. Selected in SQL (indexes on status and last
+   * activity, on ttl and creation), so rows that are not due are never read.
+   */
+  async listForSweep(now: Date, limit: number, afterId: string | null = null): Promise<SandboxRow[]> {
+    const due = await this.db.prisma.$queryRaw<{ id: string }[]>`
+      SELECT "id" FROM "sandboxes"
+       WHERE (("status" = 'running' AND "last_activity_at" + "idle_timeout_seconds" * interval '1 second' <= ${now})
+              OR ("ttl_seconds" IS NOT NULL AND "created_at" + "ttl_seconds" * interval '1 second' <= ${now}))
+         AND "id" > ${afterId ?? '00000000-0000-0000-0000-000000000000'}::uuid
+       ORDER BY "id" LIMIT ${limit}`;
+    if (!due.length) return [];
+    return this.db.prisma.sandbox.findMany({ where: { id: { in: due.map((r) => r.id) } }, orderBy: { id: 'asc' } });
   }
 
   /**

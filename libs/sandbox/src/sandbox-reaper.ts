@@ -74,23 +74,30 @@ export class SandboxReaper implements OnApplicationBootstrap, OnApplicationShutd
   }
 
   private async sweep(now: Date, done: { stopped: string[]; deleted: string[] }): Promise<void> {
-    for (const row of await this.rows.listForSweep(BATCH)) {
-      const owner = tenantScope(row.tenantId);
-      if (row.ttlSeconds !== null && row.createdAt.getTime() + row.ttlSeconds * 1000 <= now.getTime()) {
-        await this.sandboxes.destroy(owner, row);
-        done.deleted.push(row.id);
-        this.logger.log(`deleted sandbox ${row.id}: past its ttl`);
-        continue;
-      }
-      if (row.status !== 'running' || row.lastActivityAt.getTime() + row.idleTimeoutSeconds * 1000 > now.getTime()) continue;
-      if (await this.busy(row)) {
-        await this.sandboxes.touch(owner, row.id);
-        continue;
-      }
-      await this.sandboxes.pause(owner, row, 'stopped');
-      done.stopped.push(row.id);
-      this.logger.log(`stopped sandbox ${row.id}: idle for ${row.idleTimeoutSeconds} s`);
+    // Paged by id: a row left as it was (busy and touched, or a stop that failed) is not read twice.
+    for (let afterId: string | null = null; ; ) {
+      const page = await this.rows.listForSweep(now, BATCH, afterId);
+      for (const row of page) await this.sweepRow(row, now, done);
+      if (page.length < BATCH) return;
+      afterId = page[page.length - 1].id;
     }
+  }
+
+  private async sweepRow(row: SandboxRow, now: Date, done: { stopped: string[]; deleted: string[] }): Promise<void> {
+    const owner = tenantScope(row.tenantId);
+    if (row.ttlSeconds !== null && row.createdAt.getTime() + row.ttlSeconds * 1000 <= now.getTime()) {
+      await this.sandboxes.destroy(owner, row);
+      done.deleted.push(row.id);
+      this.logger.log(`deleted sandbox ${row.id}: past its ttl`);
+      return;
+    }
+    if (await this.busy(row)) {
+      await this.sandboxes.touch(owner, row.id);
+      return;
+    }
+    await this.sandboxes.pause(owner, row, 'stopped');
+    done.stopped.push(row.id);
+    this.logger.log(`stopped sandbox ${row.id}: idle for ${row.idleTimeoutSeconds} s`);
   }
 
   /** Activity the row does not show: a run of one of its conversations, a command still running. */
