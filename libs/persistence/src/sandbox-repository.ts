@@ -177,6 +177,23 @@ export class SandboxRepository {
   }
 
   /**
+   * System level, for the reconciler: one page (by id, after `afterId`) of a driver's sandboxes that
+   * may need it — observed running (is it still?) or wanted destroyed (a delete to finish).
+   */
+  listForReconcile(driver: string, limit: number, afterId: string | null = null): Promise<SandboxRow[]> {
+    return this.db.prisma.sandbox.findMany({
+      where: { driver, OR: [{ status: 'running' }, { desiredState: 'destroyed' }], ...(afterId ? { id: { gt: afterId } } : {}) },
+      orderBy: { id: 'asc' },
+      take: limit,
+    });
+  }
+
+  /** System level, for the reconciler: the rows among `ids`, of whichever tenant. */
+  findOfAnyTenant(ids: string[]): Promise<SandboxRow[]> {
+    return ids.length ? this.db.prisma.sandbox.findMany({ where: { id: { in: ids } } }) : Promise.resolve([]);
+  }
+
+  /**
    * System level, for the event recorder's hook (the conversation id comes from an event the server
    * stored): the sandbox of that conversation counts as active.
    */

@@ -203,7 +203,23 @@ export class SandboxManager {
     const wanted = await this.rows.changeState(scope, row.id, (current) => (current.desiredState === 'running' ? { desiredState: 'stopped' } : null), row);
     // Being deleted: the delete stops it.
     if (!wanted.row || wanted.row.desiredState === 'destroyed') return;
-    const handle = this.handleOf(wanted.row);
+    await this.stopAndRecord(scope, wanted.row, status);
+  }
+
+  /**
+   * The reconciler's stop of a sandbox wanted stopped that still runs — only while its row is as the
+   * reconciler read it (a resume since then wins). False when it was not.
+   */
+  async enforceStopped(scope: TenantScope, row: SandboxRow): Promise<boolean> {
+    const current = await this.rows.find(scope, row.id);
+    if (!current || current.stateVersion !== row.stateVersion || current.desiredState !== 'stopped') return false;
+    await this.stopAndRecord(scope, current, current.status === 'paused' ? 'paused' : 'stopped');
+    return true;
+  }
+
+  private async stopAndRecord(scope: TenantScope, row: SandboxRow, status: 'paused' | 'stopped'): Promise<void> {
+    this.verified.delete(row.id);
+    const handle = this.handleOf(row);
     if (handle && this.driver.owns(handle)) await this.driver.stop(handle);
     await this.rows.changeState(scope, row.id, (current) =>
       current.desiredState === 'stopped' && current.status !== status ? { status, statusReason: null } : null,

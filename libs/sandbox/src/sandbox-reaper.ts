@@ -3,7 +3,7 @@ import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import { ConversationRepository, SandboxRepository, tenantScope } from '@berth/persistence';
 import type { SandboxRow } from '@berth/persistence';
-import { RunLock } from '@berth/queue';
+import { LeasedLoop, RunLock } from '@berth/queue';
 import { ExecutorClient } from './executor-client';
 import { SandboxManager } from './sandbox-manager';
 
@@ -25,52 +25,31 @@ interface ExecutorActivity {
 @Injectable()
 export class SandboxReaper implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger('SandboxReaper');
-  private timer?: NodeJS.Timeout;
-  private sweeping?: Promise<void>;
+  private readonly loop: LeasedLoop;
 
   constructor(
     private readonly rows: SandboxRepository,
     private readonly conversations: ConversationRepository,
     private readonly sandboxes: SandboxManager,
-    private readonly lock: RunLock,
+    lock: RunLock,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
-  ) {}
+  ) {
+    this.loop = new LeasedLoop(lock, SWEEP_LEASE, this.logger);
+  }
 
   onApplicationBootstrap(): void {
-    if (!this.config.reaperIntervalMs) return;
-    this.timer = setInterval(() => void this.sweepOnce(), this.config.reaperIntervalMs);
-    this.timer.unref();
+    if (this.config.reaperIntervalMs) this.loop.every(this.config.reaperIntervalMs, () => this.sweep(new Date(), { stopped: [], deleted: [] }));
   }
 
   async onApplicationShutdown(): Promise<void> {
-    clearInterval(this.timer);
-    await this.sweeping;
+    await this.loop.stop();
   }
 
   /** One sweep (skipped when another replica is sweeping); returns what it did, for tests and logs. */
   async sweepOnce(now = new Date()): Promise<{ stopped: string[]; deleted: string[] }> {
     const done = { stopped: [] as string[], deleted: [] as string[] };
-    if (this.sweeping) return done;
-    // Runs from a timer: a dependency outage (Redis for the lease, PostgreSQL for the rows) is
-    // logged and the next tick tries again; nothing may escape as an unhandled rejection.
-    const sweep = this.leasedSweep(now, done).catch((err: Error) => this.logger.warn(`sweep failed: ${err.message.split('\n').pop()}`));
-    this.sweeping = sweep;
-    try {
-      await sweep;
-    } finally {
-      this.sweeping = undefined;
-    }
+    await this.loop.once(() => this.sweep(now, done));
     return done;
-  }
-
-  private async leasedSweep(now: Date, done: { stopped: string[]; deleted: string[] }): Promise<void> {
-    const lease = await this.lock.acquire(SWEEP_LEASE, 0);
-    if (!lease) return;
-    try {
-      await this.sweep(now, done);
-    } finally {
-      await lease.release();
-    }
   }
 
   private async sweep(now: Date, done: { stopped: string[]; deleted: string[] }): Promise<void> {
