@@ -10,11 +10,6 @@ import { SandboxManager } from './sandbox-manager';
 const SWEEP_LEASE = 'sandbox-reaper';
 const BATCH = 500;
 
-interface ExecutorActivity {
-  running_commands?: number;
-  running_terminals?: number;
-}
-
 /**
  * The idle clock. A sandbox is idle when nothing touched it for its idle_timeout: no API call, no
  * tool call, no command still running in it, and no run of one of its conversations in progress —
@@ -86,8 +81,8 @@ export class SandboxReaper implements OnApplicationBootstrap, OnApplicationShutd
     const handle = this.sandboxes.handleOf(row);
     if (!handle) return false;
     try {
-      const activity = (await new ExecutorClient(handle).activity({ timeoutMs: 5000 })) as ExecutorActivity;
-      return (activity.running_commands ?? 0) > 0 || (activity.running_terminals ?? 0) > 0;
+      const activity = await new ExecutorClient(handle).activity({ timeoutMs: 5000 });
+      return activity.running_commands > 0 || activity.running_terminals > 0;
     } catch {
       return false;
     }
