@@ -178,11 +178,16 @@ export class SandboxRepository {
 
   /**
    * System level, for the reconciler: one page (by id, after `afterId`) of a driver's sandboxes that
-   * may need it — observed running (is it still?) or wanted destroyed (a delete to finish).
+   * may need it — observed running (is it still?), starting since before `startedBefore` (a start
+   * interrupted?) or wanted destroyed (a delete to finish).
    */
-  listForReconcile(driver: string, limit: number, afterId: string | null = null): Promise<SandboxRow[]> {
+  listForReconcile(driver: string, startedBefore: Date, limit: number, afterId: string | null = null): Promise<SandboxRow[]> {
     return this.db.prisma.sandbox.findMany({
-      where: { driver, OR: [{ status: 'running' }, { desiredState: 'destroyed' }], ...(afterId ? { id: { gt: afterId } } : {}) },
+      where: {
+        driver,
+        OR: [{ status: 'running' }, { status: 'starting', updatedAt: { lt: startedBefore } }, { desiredState: 'destroyed' }],
+        ...(afterId ? { id: { gt: afterId } } : {}),
+      },
       orderBy: { id: 'asc' },
       take: limit,
     });

@@ -14,7 +14,7 @@ import { ExecutorClient } from './executor-client';
 import { LocalSandboxHandle, SandboxDriver } from './sandbox-driver';
 import { SandboxManager } from './sandbox-manager';
 import { SandboxModule } from './sandbox.module';
-import { LOST_REASONS, SandboxReconciler } from './sandbox-reconciler';
+import { LOST_REASONS, SandboxReconciler, START_GRACE_MS } from './sandbox-reconciler';
 
 /** Real PostgreSQL, Redis and local driver (bubblewrap); needs the built executor (`npm test` builds first). */
 
@@ -115,6 +115,19 @@ describe('SandboxReconciler with the local driver', () => {
     expect(await row(id)).toMatchObject({ status: 'running', statusReason: null });
     expect((await reconciler.reconcileOnce()).lost).toEqual([]);
     await manager.destroy(scope, (await row(id))!);
+  });
+
+  it('marks a start that never finished lost (freeing its place in the quota), and leaves a recent one to its start', async () => {
+    const interrupted = await manager.create(scope);
+    const recent = await manager.create(scope);
+    await moduleRef.get(Database).prisma.sandbox.update({ where: { id: interrupted.id }, data: { updatedAt: new Date(Date.now() - START_GRACE_MS - 60_000) } });
+
+    const done = await reconciler.reconcileOnce();
+    expect(done.lost).toEqual([interrupted.id]);
+    expect(await row(interrupted.id)).toMatchObject({ status: 'lost', statusReason: LOST_REASONS.startInterrupted });
+    expect(await row(recent.id)).toMatchObject({ status: 'starting' });
+    expect(await answers((await manager.ensureRunning(scope, interrupted.id)) as LocalSandboxHandle)).toBe(true);
+    for (const id of [interrupted.id, recent.id]) await manager.destroy(scope, (await row(id))!);
   });
 
   it('stops a sandbox wanted stopped that still runs, and finishes a delete that stopped half way', async () => {

@@ -9,9 +9,11 @@ import { SandboxManager } from './sandbox-manager';
 
 const RECONCILE_LEASE = 'sandbox-reconciler';
 const PAGE = 500;
+/** A start takes seconds (a pod's image pull, minutes): a row `starting` this long with nothing running was left by a start that died with its process. */
+export const START_GRACE_MS = 10 * 60_000;
 
-/** Reasons a sandbox was found `lost`: its executor is not running, or nothing of it is left on the platform. */
-export const LOST_REASONS = { notRunning: 'ExecutorNotRunning', missing: 'NotFoundOnPlatform' } as const;
+/** Reasons a sandbox was found `lost`: its executor is not running, nothing of it is left on the platform, or its start never finished. */
+export const LOST_REASONS = { notRunning: 'ExecutorNotRunning', missing: 'NotFoundOnPlatform', startInterrupted: 'StartInterrupted' } as const;
 
 /** What one pass did, by sandbox id (for tests and logs). */
 export interface ReconcileReport {
@@ -19,7 +21,7 @@ export interface ReconcileReport {
   stopped: string[];
   /** desired destroyed: the delete finished */
   destroyed: string[];
-  /** observed running, nothing runs on the platform: marked `lost` */
+  /** observed running (or starting for too long), nothing runs on the platform: marked `lost` */
   lost: string[];
   /** observed running, failed on the platform: marked `error` with the platform's reason */
   failed: string[];
@@ -69,8 +71,9 @@ export class SandboxReconciler implements OnApplicationBootstrap, OnApplicationS
     // Rows first, then the platform: a row that changes after it was read loses its compare-and-set
     // below and waits for the next pass, so a sandbox started meanwhile is never taken for lost.
     const known = new Map<string, SandboxRow>();
+    const startedBefore = new Date(Date.now() - START_GRACE_MS);
     for (let afterId: string | null = null; ; ) {
-      const page: SandboxRow[] = await this.rows.listForReconcile(this.driver.kind, PAGE, afterId);
+      const page: SandboxRow[] = await this.rows.listForReconcile(this.driver.kind, startedBefore, PAGE, afterId);
       for (const row of page) known.set(row.id, row);
       if (page.length < PAGE) break;
       afterId = page[page.length - 1].id;
@@ -86,7 +89,7 @@ export class SandboxReconciler implements OnApplicationBootstrap, OnApplicationS
         this.logger.log(`removed sandbox ${id}: the platform held it for no row`);
       });
     }
-    for (const row of known.values()) await this.attempt(row.id, () => this.reconcileRow(row, resources.get(row.id), done));
+    for (const row of known.values()) await this.attempt(row.id, () => this.reconcileRow(row, resources.get(row.id), startedBefore, done));
     return done;
   }
 
@@ -99,7 +102,7 @@ export class SandboxReconciler implements OnApplicationBootstrap, OnApplicationS
     }
   }
 
-  private async reconcileRow(row: SandboxRow, resource: DriverResource | undefined, done: ReconcileReport): Promise<void> {
+  private async reconcileRow(row: SandboxRow, resource: DriverResource | undefined, startedBefore: Date, done: ReconcileReport): Promise<void> {
     const scope = tenantScope(row.tenantId);
     const handle = this.sandboxes.handleOf(row);
     // A handle this driver did not make (another data dir) names nothing it may judge.
@@ -117,10 +120,12 @@ export class SandboxReconciler implements OnApplicationBootstrap, OnApplicationS
       this.logger.log(`stopped sandbox ${row.id}: it ran while wanted stopped`);
       return;
     }
-    // Wanted running: only a sandbox seen running can have been lost; a start under way records its own outcome.
-    if (row.status !== 'running' || resource?.state === 'running') return;
+    // Wanted running: only a sandbox seen running can have been lost; a start under way records its
+    // own outcome, unless it has been under way for longer than any start takes.
+    const stuck = row.status === 'starting' && row.updatedAt < startedBefore;
+    if ((row.status !== 'running' && !stuck) || resource?.state === 'running') return;
     const failed = resource?.state === 'error';
-    const reason = failed ? (resource.reason ?? 'PlatformError') : resource ? LOST_REASONS.notRunning : LOST_REASONS.missing;
+    const reason = failed ? (resource.reason ?? 'PlatformError') : stuck ? LOST_REASONS.startInterrupted : resource ? LOST_REASONS.notRunning : LOST_REASONS.missing;
     const marked = await this.rows.changeState(
       scope,
       row.id,
