@@ -47,22 +47,36 @@ app.kubernetes.io/part-of: berth
 {{- end }}
 {{- end }}
 
-{{- define "berth.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{/* An image reference from {repository, tag, digest}. Call with (dict "root" $ "image" .Values.image). */}}
+{{- define "berth.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- printf "%s:%s" .image.repository (.image.tag | default .root.Chart.AppVersion) }}
 {{- end }}
 {{- end }}
 
-{{/* "true" when several processes share the state (split roles or several replicas), else "". */}}
-{{- define "berth.distributed" -}}
-{{- if or .Values.worker.enabled (gt (int .Values.gateway.replicas) 1) }}true{{ end }}
+{{/* Namespace of the sandbox pods (and of the Role, RoleBinding and sandbox NetworkPolicy). */}}
+{{- define "berth.sandboxNamespace" -}}
+{{- .Values.sandbox.namespace | default .Release.Namespace }}
 {{- end }}
 
-{{/* The gateway Deployment's role: it also runs the worker when there is no worker Deployment. */}}
-{{- define "berth.gatewayRole" -}}
-{{- if .Values.worker.enabled }}gateway{{ else }}all{{ end }}
+{{/*
+The labels of the gateway and worker pods (not the migration Job's): the only pods a sandbox
+accepts connections from.
+*/}}
+{{- define "berth.controlPlaneLabels" -}}
+{{ include "berth.selectorLabels" . }}
+berth.dev/control-plane: "true"
+{{- end }}
+
+{{/* The same labels as a BERTH_K8S_CONTROL_PLANE_SELECTOR (`k=v,…`). */}}
+{{- define "berth.controlPlaneSelector" -}}
+{{- $parts := list }}
+{{- range $key, $value := include "berth.controlPlaneLabels" . | fromYaml }}
+{{- $parts = append $parts (printf "%s=%s" $key $value) }}
+{{- end }}
+{{- join "," $parts }}
 {{- end }}
 
 {{/*
@@ -90,9 +104,9 @@ chart's Secret holds exactly these. Key lists are passed as JSON lists.
 {{- end }}
 
 {{/*
-One secret environment variable, from an existing Secret or from the chart's Secret, or nothing.
-Call with (dict "root" $ "env" "DATABASE_URL" "ref" .Values.database.existingSecret "inline" $inline)
-where $inline is the map from berth.inlineSecretData.
+One secret environment variable, from an existing Secret or from the Secret named `secret`
+holding the inline values, or nothing.
+Call with (dict "env" "DATABASE_URL" "ref" .Values.database.existingSecret "inline" $inline "secret" $name).
 */}}
 {{- define "berth.secretEnvVar" -}}
 {{- if .ref.name }}
@@ -105,52 +119,78 @@ where $inline is the map from berth.inlineSecretData.
 - name: {{ .env }}
   valueFrom:
     secretKeyRef:
-      name: {{ include "berth.fullname" .root | quote }}
+      name: {{ .secret | quote }}
       key: {{ .env | quote }}
 {{- end }}
 {{- end }}
 
-{{/* Environment shared by every Berth container (the ConfigMap comes in through envFrom). */}}
+{{/* Environment shared by the gateway and worker containers (the ConfigMap comes in through envFrom). */}}
 {{- define "berth.env" -}}
 {{- $inline := include "berth.inlineSecretData" . | fromYaml -}}
+{{- $secret := include "berth.fullname" . -}}
+# The data folder is unused with the kubernetes driver; /tmp is the pod's only writable place.
 - name: BERTH_DATA_DIR
-  value: /data
-{{- include "berth.secretEnvVar" (dict "root" . "env" "DATABASE_URL" "ref" .Values.database.existingSecret "inline" $inline) }}
-{{- include "berth.secretEnvVar" (dict "root" . "env" "REDIS_URL" "ref" .Values.redis.existingSecret "inline" $inline) }}
-{{- include "berth.secretEnvVar" (dict "root" . "env" "OH_SECRET_KEY" "ref" .Values.secretKey.existingSecret "inline" $inline) }}
-{{- include "berth.secretEnvVar" (dict "root" . "env" "OH_SESSION_API_KEYS" "ref" .Values.apiKeys.existingSecret "inline" $inline) }}
-{{- include "berth.secretEnvVar" (dict "root" . "env" "BERTH_ADMIN_API_KEYS" "ref" .Values.adminApiKeys.existingSecret "inline" $inline) }}
+  value: /tmp/berth
+{{- include "berth.secretEnvVar" (dict "env" "DATABASE_URL" "ref" .Values.database.existingSecret "inline" $inline "secret" $secret) }}
+{{- include "berth.secretEnvVar" (dict "env" "REDIS_URL" "ref" .Values.redis.existingSecret "inline" $inline "secret" $secret) }}
+{{- include "berth.secretEnvVar" (dict "env" "OH_SECRET_KEY" "ref" .Values.secretKey.existingSecret "inline" $inline "secret" $secret) }}
+{{- include "berth.secretEnvVar" (dict "env" "OH_SESSION_API_KEYS" "ref" .Values.apiKeys.existingSecret "inline" $inline "secret" $secret) }}
+{{- include "berth.secretEnvVar" (dict "env" "BERTH_ADMIN_API_KEYS" "ref" .Values.adminApiKeys.existingSecret "inline" $inline "secret" $secret) }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}
 
+{{/* The migration Job's DATABASE_URL: migration.database when given, else database. */}}
+{{- define "berth.migrationDatabase" -}}
+{{- if or .Values.migration.database.url .Values.migration.database.existingSecret.name }}
+{{- toYaml .Values.migration.database }}
+{{- else }}
+{{- toYaml .Values.database }}
+{{- end }}
+{{- end }}
+
 {{/* Refuses settings that cannot work, with a message saying what to set. */}}
 {{- define "berth.validate" -}}
-{{- if include "berth.distributed" . }}
-{{- $how := "(or run a single pod: --set worker.enabled=false,gateway.replicas=1)" }}
 {{- if not (or .Values.database.url .Values.database.existingSecret.name) }}
-{{- fail (printf "berth: PostgreSQL is required when gateway and workers are separate or replicated; set database.url or database.existingSecret.name %s" $how) }}
+{{- fail "berth: PostgreSQL is required (gateways and workers share it); set database.url or database.existingSecret.name" }}
 {{- end }}
 {{- if not (or .Values.redis.url .Values.redis.existingSecret.name) }}
-{{- fail (printf "berth: Redis is required when gateway and workers are separate or replicated; set redis.url or redis.existingSecret.name %s" $how) }}
+{{- fail "berth: Redis is required (the run queue and event bus); set redis.url or redis.existingSecret.name" }}
 {{- end }}
 {{- if not (or .Values.secretKey.value .Values.secretKey.existingSecret.name) }}
 {{- fail "berth: every replica needs the same OH_SECRET_KEY; set secretKey.value or secretKey.existingSecret.name (e.g. from `openssl rand -base64 32`)" }}
 {{- end }}
+{{- if and (ne (include "berth.sandboxNamespace" .) .Release.Namespace) (not .Values.sandbox.networkPolicy.enabled) }}
+{{- fail "berth: with sandbox.namespace other than the release's, sandbox.networkPolicy.enabled must stay true: the driver's per-sandbox policies admit only pods of the sandbox namespace" }}
 {{- end }}
+{{- if not .Values.executorImage.repository }}
+{{- fail "berth: sandboxes need the executor image (deploy/executor.Dockerfile); set executorImage.repository" }}
+{{- end }}
+{{- end }}
+
+{{/* The pod-level settings every pod of the chart shares (security, pull secrets, no service links). */}}
+{{- define "berth.podSecurity" -}}
+# Keeps Kubernetes from adding <SERVICE>_PORT… variables (a Service named "berth" would add BERTH_*).
+enableServiceLinks: false
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- end }}
 
 {{/*
 Pod template shared by the gateway and worker Deployments.
-Call with (dict "root" $ "component" "gateway" "role" "gateway" "values" .Values.gateway).
+Call with (dict "root" $ "component" "gateway" "args" (list …) "values" .Values.gateway).
 */}}
 {{- define "berth.podTemplate" -}}
 {{- $root := .root }}
 {{- $c := .values -}}
 metadata:
   labels:
-    {{- include "berth.selectorLabels" $root | nindent 4 }}
+    {{- include "berth.controlPlaneLabels" $root | nindent 4 }}
     app.kubernetes.io/component: {{ .component }}
     {{- with $c.podLabels }}
     {{- toYaml . | nindent 4 }}
@@ -163,33 +203,17 @@ metadata:
     {{- end }}
 spec:
   serviceAccountName: {{ include "berth.serviceAccountName" $root }}
-  automountServiceAccountToken: {{ $root.Values.serviceAccount.automountServiceAccountToken | default false }}
-  # Keeps Kubernetes from adding <SERVICE>_PORT… variables (a Service named "berth" would add BERTH_*).
-  enableServiceLinks: false
-  {{- with $root.Values.imagePullSecrets }}
-  imagePullSecrets:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
+  # The kubernetes sandbox driver talks to the API server with this token.
+  automountServiceAccountToken: true
+  {{- include "berth.podSecurity" $root | nindent 2 }}
   terminationGracePeriodSeconds: {{ $c.terminationGracePeriodSeconds }}
-  {{- with $root.Values.podSecurityContext }}
-  securityContext:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
   containers:
     - name: {{ .component }}
-      image: {{ include "berth.image" $root | quote }}
+      image: {{ include "berth.imageRef" (dict "root" $root "image" $root.Values.image) | quote }}
       imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-      {{- if eq .role "worker" }}
-      # Workers have their own entry point (apps/worker); it serves /health and /ready on --port.
-      command: ["node", "dist/apps/worker/src/main.js"]
-      {{- end }}
+      # After the image's entry point (tini, then node).
       args:
-        - --host
-        - 0.0.0.0
-        - --port
-        - "8000"
-        - --role
-        - {{ .role }}
+        {{- toYaml .args | nindent 8 }}
         {{- with $c.extraArgs }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -227,18 +251,12 @@ spec:
       resources:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-      {{- with $root.Values.securityContext }}
       securityContext:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
+        {{- toYaml $root.Values.securityContext | nindent 8 }}
       volumeMounts:
-        - name: data
-          mountPath: /data
         - name: tmp
           mountPath: /tmp
   volumes:
-    - name: data
-      {{- toYaml $root.Values.dataVolume | nindent 6 }}
     - name: tmp
       {{- toYaml $root.Values.tmpVolume | nindent 6 }}
   {{- with $c.nodeSelector }}

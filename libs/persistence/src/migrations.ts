@@ -35,7 +35,11 @@ export function listMigrations(dir = MIGRATIONS_DIR): Migration[] {
  * an operator and this runner agree on what is applied. Idempotent; returns the names it applied.
  */
 export async function applyMigrations(db: MigrationTarget, dir = MIGRATIONS_DIR): Promise<string[]> {
-  await db.exec(`CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+  // Looked up rather than `CREATE TABLE IF NOT EXISTS`, which needs CREATE on the schema even when
+  // the table exists: processes whose database was migrated beforehand (the chart's migration Job)
+  // then run without any DDL right.
+  const [{ present }] = await db.query<{ present: boolean }>(`SELECT to_regclass('"_prisma_migrations"') IS NOT NULL AS present`);
+  if (!present) await db.exec(`CREATE TABLE "_prisma_migrations" (
     "id" VARCHAR(36) PRIMARY KEY NOT NULL,
     "checksum" VARCHAR(64) NOT NULL,
     "finished_at" TIMESTAMPTZ,

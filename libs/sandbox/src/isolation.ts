@@ -88,11 +88,21 @@ function systemBinds(): string[] {
   return args;
 }
 
-/** bwrap's arguments: every namespace new, no capability, a root of its own made of read-only system folders, its folder and a private /tmp. */
-export function bwrapArgs(spec: JailSpec): string[] {
-  const args = [...JAIL_FLAGS, '--hostname', 'sandbox', ...systemBinds()];
+/**
+ * The start of every jail's bwrap arguments: every namespace new (the network one kept with
+ * `shareNetwork`), no capability, a root of its own made of read-only system folders, the parts of
+ * /etc a shell needs, /proc, /dev and a private /tmp and /run.
+ */
+export function jailRootArgs(hostname: string, { shareNetwork = false } = {}): string[] {
+  const args = [...JAIL_FLAGS, ...(shareNetwork ? ['--share-net'] : []), '--hostname', hostname, ...systemBinds()];
   for (const path of ETC_FILES) args.push('--ro-bind-try', path, path);
   args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--tmpfs', '/run', '--dir', '/var/tmp');
+  return args;
+}
+
+/** bwrap's arguments: every namespace new, no capability, a root of its own made of read-only system folders, its folder and a private /tmp. */
+export function bwrapArgs(spec: JailSpec): string[] {
+  const args = jailRootArgs('sandbox');
   for (const [fd, path] of spec.codeFds) args.push('--ro-bind-fd', String(fd), path);
   for (const [fd, path] of spec.dataFds) args.push('--ro-bind-data', String(fd), path);
   // Last, so that a root under /tmp (tests, a data dir there) lands on the private /tmp.

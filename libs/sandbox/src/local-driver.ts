@@ -874,7 +874,7 @@ function safeRead(path: string): string {
 }
 
 /** What of the project a jail sees: dist/, node_modules/, package.json and each lib's index.js and package.json (node_modules/@berth links there). */
-function codePaths(code: string, entry: string): string[] {
+export function codePaths(code: string, entry: string): string[] {
   const paths = CODE_PATHS.map((path) => join(code, path)).filter((path) => existsSync(path));
   // An executor entry of its own (tests give one) is bound too.
   if (!paths.some((path) => entry.startsWith(`${path}/`))) paths.push(entry);

@@ -34,11 +34,19 @@ const PARENT_SECRETS: Record<string, string> = {
   OPENAI_API_KEY: 'sk-secret',
 };
 
+export interface SandboxDriverContractOptions {
+  /**
+   * What close() does to running executors: `stop` them (a driver whose executors are its
+   * process's children), or `keep` them running (a cluster's pods: another process takes them over).
+   */
+  onClose?: 'stop' | 'keep';
+}
+
 /**
  * The behaviour every `SandboxDriver` shares: lifecycle, restarts, token, isolation of the
  * environment. Each driver's spec calls this with a factory for a fresh driver and fixture.
  */
-export function describeSandboxDriverContract(name: string, makeDriver: () => Promise<SandboxDriverFixture>): void {
+export function describeSandboxDriverContract(name: string, makeDriver: () => Promise<SandboxDriverFixture>, { onClose = 'stop' }: SandboxDriverContractOptions = {}): void {
   describe(`SandboxDriver contract: ${name}`, () => {
     let fixture: SandboxDriverFixture;
     let driver: SandboxDriver;
@@ -182,13 +190,14 @@ export function describeSandboxDriverContract(name: string, makeDriver: () => Pr
       await expect(driver.provision({ id: '../escape' })).rejects.toThrow(/uuid/);
     });
 
-    it('stops every executor on close and takes no work afterwards', async () => {
+    it(`${onClose === 'stop' ? 'stops every executor' : 'leaves the executors running'} on close and takes no work afterwards`, async () => {
       const a = await driver.provision({ id: randomUUID() });
       const b = await driver.provision({ id: randomUUID() });
       await driver.close();
-      expect(await fixture.countExecutors(a)).toBe(0);
-      expect(await fixture.countExecutors(b)).toBe(0);
-      expect(await driver.status(a)).toBe('stopped');
+      const left = onClose === 'stop' ? 0 : 1;
+      expect(await fixture.countExecutors(a)).toBe(left);
+      expect(await fixture.countExecutors(b)).toBe(left);
+      expect(await driver.status(a)).toBe(onClose === 'stop' ? 'stopped' : 'running');
       expect(await fixture.storageExists(a)).toBe(true);
       await expect(driver.provision({ id: randomUUID() })).rejects.toThrow(/closed/);
       await expect(driver.ensureRunning(a)).rejects.toThrow(/closed/);

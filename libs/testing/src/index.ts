@@ -1,3 +1,4 @@
-// Stand-ins for what cannot run here (a paid LLM), shared by the tests and the benchmarks.
+// Stand-ins for what cannot run here (a paid LLM, a Kubernetes API server), shared by the tests and the benchmarks.
 export * from './llm-stub';
 export * from './until';
+export * from './kube-fake/fake-kube';

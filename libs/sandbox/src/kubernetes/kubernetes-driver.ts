@@ -22,6 +22,8 @@ import { podVerdict, waitForPod } from './pod-readiness';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+/** A field the server does not know fails the write (its default drops it with a warning: a typo would go unnoticed). */
+const STRICT = 'Strict';
 
 export interface KubernetesDriverOptions {
   config: KubernetesConfig;
@@ -99,9 +101,9 @@ export class KubernetesSandboxDriver extends SandboxDriver {
   /** Creates a pod's Secret, workspace and NetworkPolicy (each kept if it exists) and the pod, and waits for it. */
   private async startSlot(slot: SlotSpec, token: string, init: string | null, rules: NetworkRules): Promise<KubernetesSandboxHandle> {
     const namespace = slot.namespace;
-    await this.createIfAbsent(() => this.core.createNamespacedSecret({ namespace, body: secretManifest(slot, token, init) }));
-    if (slot.template.workspace.type === 'pvc') await this.createIfAbsent(() => this.core.createNamespacedPersistentVolumeClaim({ namespace, body: volumeClaimManifest(slot) }));
-    await this.createIfAbsent(() => this.net.createNamespacedNetworkPolicy({ namespace, body: networkPolicyManifest(slot, rules) }));
+    await this.createIfAbsent(() => this.core.createNamespacedSecret({ namespace, body: secretManifest(slot, token, init), fieldValidation: STRICT }));
+    if (slot.template.workspace.type === 'pvc') await this.createIfAbsent(() => this.core.createNamespacedPersistentVolumeClaim({ namespace, body: volumeClaimManifest(slot), fieldValidation: STRICT }));
+    await this.createIfAbsent(() => this.net.createNamespacedNetworkPolicy({ namespace, body: networkPolicyManifest(slot, rules), fieldValidation: STRICT }));
     const created = await this.createPod(slot);
     const podIP = await this.podReady(created);
     return this.handleOf(slot, token, podIP);
@@ -124,7 +126,7 @@ export class KubernetesSandboxDriver extends SandboxDriver {
   /** Creates the pod, or reads the one a concurrent start (another replica) made. */
   private async createPod(slot: SlotSpec): Promise<V1Pod> {
     try {
-      return await this.core.createNamespacedPod({ namespace: slot.namespace, body: podManifest(slot) });
+      return await this.core.createNamespacedPod({ namespace: slot.namespace, body: podManifest(slot), fieldValidation: STRICT });
     } catch (err) {
       if (!isStatus(err, 409)) throw err;
       return this.core.readNamespacedPod({ namespace: slot.namespace, name: slot.slot });
@@ -347,7 +349,7 @@ export class KubernetesSandboxDriver extends SandboxDriver {
       const labels = { [LABEL.sandbox]: spec.id, [LABEL.tenant]: labelValue(slot.tenantId), [LABEL.pool]: 'claimed' };
       try {
         await this.core.patchNamespacedPod(
-          { namespace: this.namespace, name, body: { metadata: { labels, resourceVersion: pod.metadata?.resourceVersion } } },
+          { namespace: this.namespace, name, body: { metadata: { labels, resourceVersion: pod.metadata?.resourceVersion } }, fieldValidation: STRICT },
           MERGE_PATCH,
         );
       } catch (err) {
@@ -369,11 +371,11 @@ export class KubernetesSandboxDriver extends SandboxDriver {
   private async bindClaimed(slot: SlotSpec, labels: Record<string, string>, spec: SandboxSpec, podIP: string): Promise<KubernetesSandboxHandle> {
     const { namespace, slot: name } = slot;
     const env = spec.env ?? {};
-    const secret = await this.core.patchNamespacedSecret({ namespace, name, body: { metadata: { labels }, stringData: { init: initBody(env) } } }, MERGE_PATCH);
+    const secret = await this.core.patchNamespacedSecret({ namespace, name, body: { metadata: { labels }, stringData: { init: initBody(env) } }, fieldValidation: STRICT }, MERGE_PATCH);
     const token = Buffer.from(secret.data?.token ?? '', 'base64').toString('utf8');
-    if (slot.template.workspace.type === 'pvc') await this.core.patchNamespacedPersistentVolumeClaim({ namespace, name, body: { metadata: { labels } } }, MERGE_PATCH);
+    if (slot.template.workspace.type === 'pvc') await this.core.patchNamespacedPersistentVolumeClaim({ namespace, name, body: { metadata: { labels } }, fieldValidation: STRICT }, MERGE_PATCH);
     const policy = networkPolicyManifest(slot, this.rules(spec));
-    await this.net.replaceNamespacedNetworkPolicy({ namespace, name, body: policy });
+    await this.net.replaceNamespacedNetworkPolicy({ namespace, name, body: policy, fieldValidation: STRICT });
     const handle = this.handleOf(slot, token, podIP);
     await new ExecutorClient(handle, { timeoutMs: 10_000 }).init(POD_WORKSPACE, env);
     return handle;

@@ -5,6 +5,11 @@ import { LABEL } from './manifests';
 
 /** Container states that do not mend by waiting: the sandbox fails with the reason. */
 const FATAL_WAITING = new Set(['ImagePullBackOff', 'InvalidImageName', 'CrashLoopBackOff', 'CreateContainerConfigError', 'CreateContainerError']);
+/**
+ * A kubelet waits in CrashLoopBackOff from a container's second crash on; a sandbox whose executor
+ * crashed once or twice (killed, say) comes back after the back-off. This many restarts is a loop.
+ */
+export const CRASH_LOOP_RESTARTS = 3;
 
 export type PodVerdict = { ready: true; podIP: string } | { ready: false; failure: SandboxError | null };
 
@@ -18,6 +23,7 @@ export function podVerdict(pod: V1Pod): PodVerdict {
   }
   for (const container of status.containerStatuses ?? []) {
     const waiting = container.state?.waiting;
+    if (waiting?.reason === 'CrashLoopBackOff' && (container.restartCount ?? 0) < CRASH_LOOP_RESTARTS) continue;
     if (waiting?.reason && FATAL_WAITING.has(waiting.reason)) {
       return { ready: false, failure: new SandboxError(`Executor container of pod ${pod.metadata?.name}: ${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}`, waiting.reason) };
     }
@@ -30,7 +36,8 @@ export function podVerdict(pod: V1Pod): PodVerdict {
 /**
  * Waits, by a watch on the pod (from `resourceVersion`, the version it was created or last read at),
  * until it is ready — its IP — or fails for good, or `timeoutMs` passes. A watch the server ends
- * early is opened again from the last version seen.
+ * early is opened again from the last version seen; one whose version the server no longer keeps
+ * (an ERROR event with 410 Expired) is opened without a version, which starts with the pod as it is.
  */
 export function waitForPod(watch: Watch, namespace: string, name: string, resourceVersion: string, timeoutMs: number, closing: AbortSignal): Promise<string> {
   return new Promise<string>((resolve, reject) => {
@@ -53,20 +60,21 @@ export function waitForPod(watch: Watch, namespace: string, name: string, resour
       watch
         .watch(
           `/api/v1/namespaces/${namespace}/pods`,
-          { labelSelector: `${LABEL.slot}=${name}`, resourceVersion: version, allowWatchBookmarks: true },
+          { labelSelector: `${LABEL.slot}=${name}`, resourceVersion: version || undefined, allowWatchBookmarks: true },
           (phase, pod: V1Pod) => {
             if (pod?.metadata?.resourceVersion) version = pod.metadata.resourceVersion;
             if (phase === 'BOOKMARK') return;
             if (phase === 'DELETED') return finish(new SandboxError(`Pod ${name} was deleted while starting`, 'Deleted'));
-            if (phase === 'ERROR') return;
+            if (phase === 'ERROR') {
+              if ((pod as unknown as { code?: number })?.code === 410) version = '';
+              return;
+            }
             const verdict = podVerdict(pod);
             if (verdict.ready) finish(null, verdict.podIP);
             else if (verdict.failure) finish(verdict.failure);
           },
           (err) => {
             if (settled) return;
-            // 410 Gone: the version is too old to watch from; the pod is read afresh by the caller's retry.
-            if (err && (err as { statusCode?: number }).statusCode === 410) return finish(new SandboxError(`Lost the watch of pod ${name}`, 'WatchExpired'));
             setTimeout(open, err ? 500 : 0);
           },
         )
