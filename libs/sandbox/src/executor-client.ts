@@ -2,6 +2,9 @@ import { request as httpRequest, RequestOptions } from 'node:http';
 import { EXECUTOR_TOKEN_PROBE_PATH, executorPath, SANDBOX_TOKEN_HEADER } from '@berth/contracts';
 import type { ExecuteToolCall, ExecuteToolResponse, ExecutorHealth, ExecutorInitRequest, SandboxActivity } from '@berth/contracts';
 
+/** The protocol's header, where the drivers and their tests already look for it. */
+export { SANDBOX_TOKEN_HEADER };
+
 /**
  * Where an executor listens and the token it accepts (a `SandboxHandle` is one). `url` is
  * `unix:<socket path>` (the local driver's executors: no TCP port) or `http://host:port`.
