@@ -233,7 +233,8 @@ export class SandboxManager {
     const wanted = await this.rows.changeState(scope, row.id, (current) => (current.desiredState === 'destroyed' ? null : { desiredState: 'destroyed' }), row);
     if (!wanted.row) return;
     const handle = this.handleOf(wanted.row);
-    if (handle && this.driver.owns(handle)) await this.driver.destroy(handle);
+    // No handle of this driver: whatever a start that failed half way left (a pod, a Secret) goes by id.
+    await (handle && this.driver.owns(handle) ? this.driver.destroy(handle) : this.driver.removeOrphan(row.id));
     await this.rows.remove(scope, row.id);
   }
 
