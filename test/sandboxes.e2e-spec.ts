@@ -1,7 +1,7 @@
 import { SandboxInfoSchema } from '@berth/contracts';
 import { Database } from '@berth/persistence';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LocalSandboxDriver, SandboxDriver } from '@berth/sandbox';
 import { eventually } from './support/processes';
@@ -48,6 +48,27 @@ describe.each(STORAGES)('sandboxes: runtime API and the /sandboxes/{id} surface 
     expect((await call('GET', `/api/sandboxes/${info.id}`)).status).toBe(404);
     expect(existsSync(root)).toBe(false);
     await call('DELETE', `/api/sandboxes/${second.id}`);
+  });
+
+  it('records desired and observed state, and a failed start as error with its reason, on the sandbox and its conversations', async () => {
+    const info = (await call('POST', '/api/sandboxes', {})).body;
+    expect(info).toMatchObject({ status: 'running', desired_state: 'running', status_reason: null });
+    const conversation = (await call('POST', '/api/conversations', { ...startRequest(), sandbox_id: info.id })).body.id;
+    expect((await call('POST', `/api/sandboxes/${info.id}/pause`)).body).toMatchObject({ status: 'paused', desired_state: 'stopped' });
+    const before = await ctx.server.app.get(Database).prisma.sandbox.findUniqueOrThrow({ where: { id: info.id } });
+
+    // Its folder gone under it: the next start fails, and says why.
+    rmSync(join(ctx.server.dataDir, 'sandboxes', info.id), { recursive: true, force: true });
+    expect((await call('POST', `/api/sandboxes/${info.id}/resume`)).status).toBe(503);
+    const failed = SandboxInfoSchema.parse((await call('GET', `/api/sandboxes/${info.id}`)).body);
+    expect(failed).toMatchObject({ status: 'error', desired_state: 'running', status_reason: `sandbox ${info.id} has no folder (destroyed?)` });
+    const after = await ctx.server.app.get(Database).prisma.sandbox.findUniqueOrThrow({ where: { id: info.id } });
+    // Each change was a compare-and-set on the version: desired running, then observed error.
+    expect(after.stateVersion).toBe(before.stateVersion + 2);
+    const runtime = (await call('GET', `/api/conversations/${conversation}`)).body.runtime_info;
+    expect(runtime).toMatchObject({ runtime_status: 'error', sandbox_status: 'error' });
+    expect(runtime.runtime_error.message).toContain('has no folder (destroyed?)');
+    await call('DELETE', `/api/sandboxes/${info.id}`);
   });
 
   it('validates the request and answers 404 for unknown ids', async () => {

@@ -1,5 +1,5 @@
 import { until } from '@berth/testing';
-import { Database } from '@berth/persistence';
+import { Database, DEFAULT_TENANT_ID } from '@berth/persistence';
 import { SandboxReaper } from '@berth/sandbox';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -309,6 +309,20 @@ describe.each(STORAGES)('the idle clock (%s)', (storage) => {
     expect((await ctx.call('GET', `/sandboxes/${idle}/api/file/home`)).status).toBe(200);
     expect((await ctx.call('GET', `/api/sandboxes/${idle}`)).body.status).toBe('running');
     for (const id of [idle, busy]) await ctx.call('DELETE', `/api/sandboxes/${id}`);
+  });
+
+  it('finds an idle running sandbox behind more stopped rows than a page holds', async () => {
+    const reaper = ctx.server.app.get(SandboxReaper);
+    const prisma = ctx.server.app.get(Database).prisma;
+    const longAgo = new Date(Date.now() - 7200_000);
+    const stopped = Array.from({ length: 600 }, () => ({ id: randomUUID(), tenantId: DEFAULT_TENANT_ID, driver: 'local', status: 'stopped', lastActivityAt: longAgo, idleTimeoutSeconds: 10 }));
+    await prisma.sandbox.createMany({ data: stopped });
+    const idle = (await ctx.call('POST', '/api/sandboxes', { idle_timeout: 10 })).body.id;
+    await age(idle, 'lastActivityAt', 60);
+
+    expect((await reaper.sweepOnce()).stopped).toEqual([idle]);
+    expect((await ctx.call('GET', `/api/sandboxes/${idle}`)).body.status).toBe('stopped');
+    await prisma.sandbox.deleteMany({ where: { id: { in: [...stopped.map((r) => r.id), idle] } } });
   });
 
   it("counts a conversation's events as its sandbox's activity", async () => {

@@ -1,4 +1,4 @@
-import { isAbsolute } from 'node:path';
+import { ExecutorInitRequestSchema } from '@berth/contracts';
 import { ConfigError, ExecutorConfig, loadConfig } from './config';
 import { HttpError } from './errors';
 import { Executor } from './executor';
@@ -81,12 +81,10 @@ function main(): void {
 
 /** `POST /api/init` {root, env}: the sandbox's folder and variables, as the environment would give them. */
 function initEnv(body: unknown): Record<string, string> {
-  const { root, env = {} } = (body ?? {}) as { root?: unknown; env?: unknown };
-  if (typeof root !== 'string' || !isAbsolute(root)) throw new ConfigError('root must be an absolute path');
-  if (typeof env !== 'object' || env === null || Array.isArray(env) || Object.values(env).some((v) => typeof v !== 'string')) {
-    throw new ConfigError('env must be an object of strings');
-  }
-  const variables = Object.fromEntries(Object.entries(env as Record<string, string>).filter(([name]) => !name.startsWith('BERTH_')));
+  const parsed = ExecutorInitRequestSchema.safeParse(body ?? {});
+  if (!parsed.success) throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.') || 'body'}: ${issue.message}`).join('; '));
+  const { root, env } = parsed.data;
+  const variables = Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith('BERTH_')));
   return { ...variables, BERTH_SANDBOX_ROOT: root, BERTH_SANDBOX_ENV_NAMES: Object.keys(variables).join(',') };
 }
 

@@ -11,9 +11,12 @@ import {
   GitDiffQuerySchema,
   GitShaSchema,
   SearchSubdirsQuerySchema,
+  executorRoutePattern,
   jsonSyntaxMessage,
+  matchExecutorRoute,
   parseUuid,
   uuidHex,
+  SANDBOX_TOKEN_HEADER,
 } from '@berth/contracts';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -25,8 +28,6 @@ import { HttpError } from './errors';
 import { Executor } from './executor';
 import { pathParam, queryOf, readJson, readText, reply, requestPath, validate } from './http';
 import { z } from 'zod';
-
-export const SANDBOX_TOKEN_HEADER = 'x-sandbox-token';
 
 /** Constant-time token check (both sides hashed, so lengths leak nothing either). */
 export function tokenMatches(offered: string, expected: string): boolean {
@@ -49,8 +50,6 @@ interface Route {
 }
 
 const CommitPathSchema = z.object({ sha: GitShaSchema });
-const CLOSE_ROUTE = /^\/api\/sessions\/([^/]+)\/close$/;
-const BASH_SOCKET_PATH = '/sockets/bash-events';
 
 /**
  * The executor's HTTP API (plain node:http, to start fast and stay small): `GET /health` (open),
@@ -96,9 +95,9 @@ export function createDormantExecutorServer(token: string, init: (body: unknown)
   };
   const dormant = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = requestPath(req.url);
-    if (path === '/health') return reply(res, 200, { status: 'ok' });
+    if (path !== null && matchExecutorRoute('health', path)) return reply(res, 200, { status: 'ok' });
     if (!authorized(req)) return reply(res, 401, { detail: 'Unauthorized' });
-    if (path !== '/api/init') return reply(res, 503, { detail: 'This executor serves no sandbox yet' });
+    if (path === null || !matchExecutorRoute('init', path)) return reply(res, 503, { detail: 'This executor serves no sandbox yet' });
     if (req.method !== 'POST') return reply(res, 405, { detail: 'Method Not Allowed' });
     if (initializing) return reply(res, 409, { detail: 'Already initializing' });
     initializing = true;
@@ -138,7 +137,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
 
   const routes: Route[] = [
     {
-      pattern: /^\/api\/tools\/execute$/,
+      pattern: executorRoutePattern('toolsExecute'),
       methods: {
         POST: async ({ req, res }) => {
           const body = await readJson(req, config.maxBodyBytes);
@@ -152,7 +151,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       },
     },
     {
-      pattern: CLOSE_ROUTE,
+      pattern: executorRoutePattern('sessionClose'),
       methods: {
         POST: async (call) => {
           let id: string;
@@ -167,13 +166,13 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       },
     },
     {
-      pattern: /^\/api\/activity$/,
+      pattern: executorRoutePattern('activity'),
       methods: { GET: async (call) => ok(call, executor.activity.snapshot(executor.bash.runningCount, executor.runningTerminals)) },
     },
 
     // Files (§3.5)
     {
-      pattern: /^\/api\/file\/upload$/,
+      pattern: executorRoutePattern('fileUpload'),
       methods: {
         POST: async (call) => {
           const { path } = validate(FilePathQuerySchema, queryOf(call.query), 'query');
@@ -182,11 +181,11 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       },
     },
     {
-      pattern: /^\/api\/file\/download$/,
+      pattern: executorRoutePattern('fileDownload'),
       methods: { GET: download, HEAD: download },
     },
     {
-      pattern: /^\/api\/file\/create_directory$/,
+      pattern: executorRoutePattern('fileCreateDirectory'),
       methods: {
         POST: async (call) => {
           const { path } = validate(FilePathQuerySchema, queryOf(call.query), 'query');
@@ -195,17 +194,17 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       },
     },
     {
-      pattern: /^\/api\/file\/search_subdirs$/,
+      pattern: executorRoutePattern('fileSearchSubdirs'),
       methods: { GET: async (call) => ok(call, await executor.files.searchSubdirs(validate(SearchSubdirsQuerySchema, queryOf(call.query), 'query'))) },
     },
     {
-      pattern: /^\/api\/file\/archive$/,
+      pattern: executorRoutePattern('fileArchive'),
       methods: {
         GET: async (call) => executor.archives.archive(call.res, validate(FileArchiveQuerySchema, queryOf(call.query, ['exclude']), 'query')),
       },
     },
     {
-      pattern: /^\/api\/file\/home$/,
+      pattern: executorRoutePattern('fileHome'),
       methods: {
         GET: async (call) => {
           const { include_hidden } = validate(FileHomeQuerySchema, queryOf(call.query), 'query');
@@ -216,7 +215,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
 
     // Bash (§3.4, §7.1)
     {
-      pattern: /^\/api\/bash\/start_bash_command$/,
+      pattern: executorRoutePattern('bashStartCommand'),
       methods: {
         POST: async (call) => {
           const request = validate(ExecuteBashRequestSchema, await readJson(call.req, config.maxBodyBytes), 'body');
@@ -225,7 +224,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       },
     },
     {
-      pattern: /^\/api\/bash\/execute_bash_command$/,
+      pattern: executorRoutePattern('bashExecuteCommand'),
       methods: {
         POST: async (call) => {
           const request = validate(ExecuteBashRequestSchema, await readJson(call.req, config.maxBodyBytes), 'body');
@@ -234,14 +233,13 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       },
     },
     {
-      pattern: /^\/api\/bash\/bash_events\/search\/?$/,
+      pattern: executorRoutePattern('bashEventsSearch'),
       methods: {
         GET: async (call) => ok(call, await executor.bashEvents.search(validate(BashEventSearchQuerySchema, queryOf(call.query), 'query'))),
       },
     },
     {
-      // Declared with the trailing slash (§0); the bare form answers the same.
-      pattern: /^\/api\/bash\/bash_events\/?$/,
+      pattern: executorRoutePattern('bashEvents'),
       methods: {
         GET: async (call) => {
           const text = await readText(call.req, config.maxBodyBytes);
@@ -271,7 +269,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       },
     },
     {
-      pattern: /^\/api\/bash\/bash_commands\/([^/]+)\/stop$/,
+      pattern: executorRoutePattern('bashCommandStop'),
       methods: {
         POST: async (call) => {
           const raw = pathParam(call.params[0]) ?? call.params[0];
@@ -285,7 +283,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       },
     },
     {
-      pattern: /^\/api\/bash\/bash_events\/([^/]+)$/,
+      pattern: executorRoutePattern('bashEvent'),
       methods: {
         GET: async (call) => {
           let raw: string;
@@ -304,7 +302,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
 
     // Git (§3.6)
     {
-      pattern: /^\/api\/git\/changes$/,
+      pattern: executorRoutePattern('gitChanges'),
       methods: {
         GET: async (call) => {
           const { path, ref } = validate(GitChangesQuerySchema, queryOf(call.query), 'query');
@@ -313,7 +311,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       },
     },
     {
-      pattern: /^\/api\/git\/diff$/,
+      pattern: executorRoutePattern('gitDiff'),
       methods: {
         GET: async (call) => {
           const { path, ref, commit } = validate(GitDiffQuerySchema, queryOf(call.query), 'query');
@@ -323,7 +321,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       },
     },
     {
-      pattern: /^\/api\/git\/commits$/,
+      pattern: executorRoutePattern('gitCommits'),
       methods: {
         GET: async (call) => {
           const { path, limit } = validate(GitCommitsQuerySchema, queryOf(call.query), 'query');
@@ -332,7 +330,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       },
     },
     {
-      pattern: /^\/api\/git\/commits\/([^/]+)\/changes$/,
+      pattern: executorRoutePattern('gitCommitChanges'),
       methods: {
         GET: async (call) => {
           // Hex only: a sha can never reach git's argv as an option.
@@ -362,7 +360,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
     // Routes match the path as sent, never one with its dot segments resolved.
     const path = requestPath(req.url);
     if (path === null) return reply(res, 404, { detail: 'Not Found' });
-    if (path === '/health') {
+    if (matchExecutorRoute('health', path)) {
       if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 405, { detail: 'Method Not Allowed' });
       return reply(res, 200, { status: 'ok' });
     }
@@ -372,7 +370,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       if (!match) continue;
       const handler = route.methods[req.method ?? 'GET'];
       if (!handler) return reply(res, 405, { detail: 'Method Not Allowed' });
-      if (path !== '/api/activity') executor.activity.touch();
+      if (!matchExecutorRoute('activity', path)) executor.activity.touch();
       return handler({ req, res, query: url.searchParams, params: match.slice(1) });
     }
     return reply(res, 404, { detail: 'Not Found' });
@@ -388,7 +386,8 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
     socket.on('error', () => undefined);
     const url = new URL(req.url ?? '/', 'http://executor');
     if (!authorized(req)) return refuse(401, 'Unauthorized');
-    if (requestPath(req.url) !== BASH_SOCKET_PATH) return refuse(404, 'Not Found');
+    const path = requestPath(req.url);
+    if (path === null || !matchExecutorRoute('bashEventsSocket', path)) return refuse(404, 'Not Found');
     sockets.handleUpgrade(req, socket, head, (ws) => serveBashSocket(ws, url.searchParams, executor.bash, executor.bashEvents, executor.activity));
   };
   const close = () => {

@@ -2,7 +2,8 @@ import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBoo
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import { ConversationRepository, Database } from '@berth/persistence';
-import { RunLock, RunQueue } from '@berth/queue';
+import { LeasedLoop, RunLock, RunQueue } from '@berth/queue';
+import type { RunLease } from '@berth/queue';
 
 /** The reconciler's own lease (no conversation has this id): one sweep at a time across workers. */
 const RECONCILER_LEASE = 'reconciler';
@@ -18,9 +19,7 @@ const MIN_INTERVAL_MS = 1000;
 @Injectable()
 export class RunReconciler implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('RunReconciler');
-  private timer?: NodeJS.Timeout;
-  private sweeping: Promise<unknown> = Promise.resolve();
-  private stopped = false;
+  private readonly loop: LeasedLoop;
 
   constructor(
     private readonly queue: RunQueue,
@@ -28,7 +27,9 @@ export class RunReconciler implements OnApplicationBootstrap, BeforeApplicationS
     private readonly db: Database,
     private readonly conversations: ConversationRepository,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
-  ) {}
+  ) {
+    this.loop = new LeasedLoop(lock, RECONCILER_LEASE, this.logger);
+  }
 
   private get intervalMs(): number {
     return Math.max(MIN_INTERVAL_MS, this.config.runStallMs);
@@ -36,42 +37,28 @@ export class RunReconciler implements OnApplicationBootstrap, BeforeApplicationS
 
   async onApplicationBootstrap(): Promise<void> {
     await this.db.ready;
-    this.schedule(0);
+    this.loop.every(this.intervalMs, (lease) => this.requeue(lease), 0);
   }
 
   /** Before the queue closes: a sweep under way ends first. */
   async beforeApplicationShutdown(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.sweeping;
-  }
-
-  private schedule(ms: number): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.sweeping = this.sweepOnce()
-        .catch((err: Error) => this.logger.warn(`sweep failed (retried in ${this.intervalMs} ms): ${err.message}`))
-        .finally(() => this.schedule(this.intervalMs));
-    }, ms);
-    this.timer.unref();
+    await this.loop.stop();
   }
 
   /** Queues the running conversations nobody holds; how many it queued (0 when another worker sweeps). */
   async sweepOnce(): Promise<number> {
-    const lease = await this.lock.acquire(RECONCILER_LEASE, 0);
-    if (!lease) return 0;
-    try {
-      let queued = 0;
-      for (const c of await this.conversations.listRunningOfAllTenants()) {
-        if (lease.lost.aborted || this.stopped) break;
-        if (await this.lock.isHeld(c.id)) continue;
-        await this.queue.enqueue({ tenantId: c.tenantId, conversationId: c.id }, { once: true });
-        queued++;
-      }
-      if (queued) this.logger.log(`queued ${queued} running conversation(s) that no worker held`);
-      return queued;
-    } finally {
-      await lease.release().catch(() => undefined);
+    return (await this.loop.once((lease) => this.requeue(lease))) ?? 0;
+  }
+
+  private async requeue(lease: RunLease): Promise<number> {
+    let queued = 0;
+    for (const c of await this.conversations.listRunningOfAllTenants()) {
+      if (lease.lost.aborted || this.loop.isStopped) break;
+      if (await this.lock.isHeld(c.id)) continue;
+      await this.queue.enqueue({ tenantId: c.tenantId, conversationId: c.id }, { once: true });
+      queued++;
     }
+    if (queued) this.logger.log(`queued ${queued} running conversation(s) that no worker held`);
+    return queued;
   }
 }

@@ -74,6 +74,8 @@ export interface BerthConfig {
   runStallMs: number;
   /** how often idle sandboxes are looked for (0 = never) */
   reaperIntervalMs: number;
+  /** how often the sandbox reconciler drives observed state towards desired and removes orphans (0 = never) */
+  sandboxReconcileMs: number;
   /** executors each process keeps started for the next new sandboxes (0 = start them on demand) */
   warmPoolSize: number;
   /** When the warm pool fills: `demand` (after this process's first new sandbox) or `start` */
@@ -310,6 +312,7 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     secretLookupHosts: readChoice(env, 'BERTH_SECRET_LOOKUP_HOSTS', ['public', 'any'] as const),
     runStallMs: readInt(env, 'BERTH_RUN_STALL_MS', 30_000, 500),
     reaperIntervalMs: readInt(env, 'BERTH_REAPER_INTERVAL_MS', 30_000, 0),
+    sandboxReconcileMs: readInt(env, 'BERTH_SANDBOX_RECONCILE_MS', 30_000, 0),
     warmPoolSize,
     warmPoolFill: readChoice(env, 'BERTH_WARM_POOL_FILL', ['demand', 'start'] as const),
     sandboxIsolation: readChoice(env, 'BERTH_SANDBOX_ISOLATION', ['bwrap', 'none'] as const),

@@ -249,7 +249,7 @@ export const ConversationRuntimeInfoSchema = z
     runtime_error: z.object({ code: z.string(), message: z.string() }).nullable(),
     sandbox_id: z.string().nullable().meta({ description: 'Berth: the sandbox the conversation runs in (null until its first use)' }),
     sandbox_kind: z.enum(['home', 'conversation', 'standalone']).nullable().meta({ description: "Berth: `conversation` (its own), or shared: the tenant's `home` or a `standalone` one it joined" }),
-    sandbox_status: z.string().nullable().meta({ description: 'Berth: the sandbox status (starting, running, paused, stopped, error)' }),
+    sandbox_status: z.string().nullable().meta({ description: 'Berth: the sandbox status (starting, running, paused, stopped, error, lost)' }),
     driver: z.string().meta({ description: 'Berth: the sandbox driver (local)' }),
   })
   .meta({ id: 'ConversationRuntimeInfo' });

@@ -13,3 +13,4 @@ export * from './tool-catalog';
 export * from './session-socket';
 export * from './hooks';
 export * from './cidr';
+export * from './executor-protocol';

@@ -1,7 +1,11 @@
 import { z } from 'zod';
 
-export const SANDBOX_STATUSES = ['starting', 'running', 'paused', 'stopped', 'error'] as const;
+/** The observed status of a sandbox: `error` (it failed: `status_reason` says why), `lost` (its executor vanished; the next call that needs it starts it again). */
+export const SANDBOX_STATUSES = ['starting', 'running', 'paused', 'stopped', 'error', 'lost'] as const;
 export type SandboxStatusName = (typeof SANDBOX_STATUSES)[number];
+
+/** What the control plane wants of a sandbox; the reconciler drives its status towards it. */
+export const SANDBOX_DESIRED_STATES = ['running', 'stopped', 'destroyed'] as const;
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -26,6 +30,8 @@ export const SandboxInfoSchema = z
   .object({
     id: z.uuid(),
     status: z.enum(SANDBOX_STATUSES),
+    status_reason: z.string().nullable().describe('why it is in `error` or `lost` (a reason such as ImagePullBackOff, Unschedulable, CrashLoopBackOff), else null'),
+    desired_state: z.enum(SANDBOX_DESIRED_STATES),
     driver: z.string(),
     url: z.string().describe('base URL of the sandbox as an agent server (`/sandboxes/{id}`)'),
     env: z.array(z.string()).describe('names of the environment variables given at creation (values are never shown)'),

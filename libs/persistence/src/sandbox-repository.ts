@@ -4,6 +4,28 @@ import { Prisma } from './generated/prisma/client';
 import type { Sandbox as SandboxRow } from './generated/prisma/client';
 import type { TenantScope } from './tenant-scope';
 
+/** What the control plane wants of a sandbox (column `desired_state`). */
+export type SandboxDesiredState = 'running' | 'stopped' | 'destroyed';
+
+/** A change of a sandbox's state; fields left out stay as they are. */
+export interface SandboxStateChange {
+  desiredState?: SandboxDesiredState;
+  /** the observed status */
+  status?: string;
+  /** why it is in that status (null: clears it) */
+  statusReason?: string | null;
+  url?: string;
+  handle?: Prisma.InputJsonValue;
+  /** the idle clock restarts */
+  active?: boolean;
+}
+
+/** What `changeState` did: whether the change applied, and the row as it is now (null: gone). */
+export interface SandboxStateResult {
+  applied: boolean;
+  row: SandboxRow | null;
+}
+
 /** What a sandbox was made for (column `kind`). */
 export type SandboxKind = 'home' | 'conversation' | 'standalone';
 
@@ -31,7 +53,7 @@ export interface SandboxPageRequest {
  * The `sandboxes` table, always seen through a tenant: another tenant's sandbox is not found. Ids
  * are random — made here, or by the sandbox driver (a fresh uuid it started a pooled executor for),
  * never taken from a client — so a new sandbox can never be an existing row of someone else (a
- * clash fails the insert). Status changes are compare-and-set and say whether they applied.
+ * clash fails the insert). State changes are compare-and-set (`changeState`).
  */
 export class SandboxRepository {
   constructor(private readonly db: Database) {}
@@ -105,23 +127,26 @@ export class SandboxRepository {
     );
   }
 
-  /** The executor runs: its address and (sealed) handle are stored, its idle clock restarts. False when the row is gone. */
-  async markRunning(scope: TenantScope, id: string, url: string, handle: Prisma.InputJsonValue): Promise<boolean> {
-    const now = new Date();
-    const { count } = await this.db.prisma.sandbox.updateMany({
-      where: { id, tenantId: scope.tenantId },
-      data: { status: 'running', url, handle, updatedAt: now, lastActivityAt: now },
-    });
-    return count > 0;
-  }
-
-  /** Sets the status — only from one of `from` when given (compare-and-set); true when it applied. */
-  async setStatus(scope: TenantScope, id: string, to: string, from?: readonly string[]): Promise<boolean> {
-    const { count } = await this.db.prisma.sandbox.updateMany({
-      where: { id, tenantId: scope.tenantId, ...(from ? { status: { in: [...from] } } : {}) },
-      data: { status: to, updatedAt: new Date() },
-    });
-    return count > 0;
+  /**
+   * The one way a sandbox's state changes. `decide` sees the row as it is and returns the change
+   * (or null: none is wanted); the write applies only while `state_version` is still the one seen
+   * (compare-and-set) and bumps it. A lost compare-and-set re-reads the row and decides again — a
+   * concurrent change is never overwritten. `seen`: the row the caller has just read.
+   */
+  async changeState(scope: TenantScope, id: string, decide: (row: SandboxRow) => SandboxStateChange | null, seen?: SandboxRow): Promise<SandboxStateResult> {
+    let row = seen && seen.tenantId === scope.tenantId ? seen : await this.find(scope, id);
+    for (; row; row = await this.find(scope, id)) {
+      const change = decide(row);
+      if (!change) return { applied: false, row };
+      const now = new Date();
+      const { active, ...columns } = change;
+      const [written] = await this.db.prisma.sandbox.updateManyAndReturn({
+        where: { id, tenantId: scope.tenantId, stateVersion: row.stateVersion },
+        data: { ...columns, stateVersion: { increment: 1 }, updatedAt: now, ...(active ? { lastActivityAt: now } : {}) },
+      });
+      if (written) return { applied: true, row: written };
+    }
+    return { applied: false, row: null };
   }
 
   async touch(scope: TenantScope, id: string): Promise<void> {
@@ -134,9 +159,43 @@ export class SandboxRepository {
     return count > 0;
   }
 
-  /** System level, for the reaper: sandboxes of every tenant, least recently active first. */
-  listForSweep(limit: number): Promise<SandboxRow[]> {
-    return this.db.prisma.sandbox.findMany({ orderBy: { lastActivityAt: 'asc' }, take: limit });
+  /**
+   * System level, for the reaper: one page (by id, after `afterId`) of the sandboxes of every tenant
+   * that are due — running past their idle deadline (last activity + idle timeout), or past their
+   * ttl deadline (creation + ttl) in any status. Selected in SQL (indexes on status and last
+   * activity, on ttl and creation), so rows that are not due are never read.
+   */
+  async listForSweep(now: Date, limit: number, afterId: string | null = null): Promise<SandboxRow[]> {
+    const due = await this.db.prisma.$queryRaw<{ id: string }[]>`
+      SELECT "id" FROM "sandboxes"
+       WHERE (("status" = 'running' AND "desired_state" = 'running' AND "last_activity_at" + "idle_timeout_seconds" * interval '1 second' <= ${now})
+              OR ("ttl_seconds" IS NOT NULL AND "created_at" + "ttl_seconds" * interval '1 second' <= ${now}))
+         AND "id" > ${afterId ?? '00000000-0000-0000-0000-000000000000'}::uuid
+       ORDER BY "id" LIMIT ${limit}`;
+    if (!due.length) return [];
+    return this.db.prisma.sandbox.findMany({ where: { id: { in: due.map((r) => r.id) } }, orderBy: { id: 'asc' } });
+  }
+
+  /**
+   * System level, for the reconciler: one page (by id, after `afterId`) of a driver's sandboxes that
+   * may need it — observed running (is it still?), starting since before `startedBefore` (a start
+   * interrupted?) or wanted destroyed (a delete to finish).
+   */
+  listForReconcile(driver: string, startedBefore: Date, limit: number, afterId: string | null = null): Promise<SandboxRow[]> {
+    return this.db.prisma.sandbox.findMany({
+      where: {
+        driver,
+        OR: [{ status: 'running' }, { status: 'starting', updatedAt: { lt: startedBefore } }, { desiredState: 'destroyed' }],
+        ...(afterId ? { id: { gt: afterId } } : {}),
+      },
+      orderBy: { id: 'asc' },
+      take: limit,
+    });
+  }
+
+  /** System level, for the reconciler: the rows among `ids`, of whichever tenant. */
+  findOfAnyTenant(ids: string[]): Promise<SandboxRow[]> {
+    return ids.length ? this.db.prisma.sandbox.findMany({ where: { id: { in: ids } } }) : Promise.resolve([]);
   }
 
   /**

@@ -1,7 +1,9 @@
 import { request as httpRequest, RequestOptions } from 'node:http';
+import { EXECUTOR_TOKEN_PROBE_PATH, executorPath, SANDBOX_TOKEN_HEADER } from '@berth/contracts';
+import type { ExecuteToolCall, ExecuteToolResponse, ExecutorHealth, ExecutorInitRequest, SandboxActivity } from '@berth/contracts';
 
-/** The header that carries a sandbox's token to its executor. */
-export const SANDBOX_TOKEN_HEADER = 'x-sandbox-token';
+/** The protocol's header, where the drivers and their tests already look for it. */
+export { SANDBOX_TOKEN_HEADER };
 
 /**
  * Where an executor listens and the token it accepts (a `SandboxHandle` is one). `url` is
@@ -33,20 +35,6 @@ export function executorWebSocketUrl(url: string, pathAndQuery: string): string 
   return socketPath ? `ws+unix:${socketPath}:${pathAndQuery}` : `${url.replace(/\/+$/, '').replace(/^http/, 'ws')}${pathAndQuery}`;
 }
 
-/** One tool call, as `POST /api/tools/execute` takes it. */
-export interface ExecuteRequest {
-  conversation_id: string;
-  working_dir: string;
-  tool: string;
-  action: Record<string, unknown>;
-  /** `terminal` only: variables for this one command (see ExecuteToolRequest.env). */
-  env?: Record<string, string>;
-}
-
-export interface ExecuteResult {
-  observation: Record<string, unknown>;
-}
-
 export interface ExecutorCallOptions {
   /** Aborts the call (an interrupt); the call then rejects with the signal's reason. */
   signal?: AbortSignal;
@@ -69,10 +57,7 @@ export class ExecutorError extends Error {
 
 const DEFAULT_TIMEOUT_MS = 120_000;
 
-/** Any path but /health is token-checked; an unknown one answers 404 with the right token, 401 without. */
-const TOKEN_PROBE_PATH = '/api/token-probe';
-
-/** Calls one sandbox's executor with its token. */
+/** Calls one sandbox's executor with its token, on the paths of the executor protocol (@berth/contracts). */
 export class ExecutorClient {
   private readonly timeoutMs: number;
 
@@ -83,14 +68,14 @@ export class ExecutorClient {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
-  health(options: ExecutorCallOptions = {}): Promise<{ status: string }> {
-    return this.call('GET', '/health', undefined, options) as Promise<{ status: string }>;
+  health(options: ExecutorCallOptions = {}): Promise<ExecutorHealth> {
+    return this.call('GET', executorPath('health'), undefined, options) as Promise<ExecutorHealth>;
   }
 
   /** Whether the executor at this address is the one holding this token (an answer other than 401). */
   async acceptsToken(options: ExecutorCallOptions = {}): Promise<boolean> {
     try {
-      await this.call('GET', TOKEN_PROBE_PATH, undefined, options);
+      await this.call('GET', EXECUTOR_TOKEN_PROBE_PATH, undefined, options);
       return true;
     } catch (err) {
       if (err instanceof ExecutorError && err.status !== null) return err.status !== 401;
@@ -98,33 +83,34 @@ export class ExecutorClient {
     }
   }
 
-  execute(request: ExecuteRequest, options: ExecutorCallOptions = {}): Promise<ExecuteResult> {
-    return this.call('POST', '/api/tools/execute', request, options) as Promise<ExecuteResult>;
+  execute(request: ExecuteToolCall, options: ExecutorCallOptions = {}): Promise<ExecuteToolResponse> {
+    return this.call('POST', executorPath('toolsExecute'), request, options) as Promise<ExecuteToolResponse>;
   }
 
   /** Makes a dormant (warm-pool) executor the executor of the sandbox in `root`, with its variables. */
   async init(root: string, env: Record<string, string>, options: ExecutorCallOptions = {}): Promise<void> {
-    await this.call('POST', '/api/init', { root, env }, options);
+    const body: ExecutorInitRequest = { root, env };
+    await this.call('POST', executorPath('init'), body, options);
   }
 
   /** What goes on in the sandbox (the idle clock's question). */
-  activity(options: ExecutorCallOptions = {}): Promise<Record<string, unknown>> {
-    return this.call('GET', '/api/activity', undefined, options) as Promise<Record<string, unknown>>;
+  activity(options: ExecutorCallOptions = {}): Promise<SandboxActivity> {
+    return this.call('GET', executorPath('activity'), undefined, options) as Promise<SandboxActivity>;
   }
 
   /** `mkdir -p` inside the sandbox (idempotent). */
   async createDirectory(path: string, options: ExecutorCallOptions = {}): Promise<void> {
-    await this.call('POST', `/api/file/create_directory?path=${encodeURIComponent(path)}`, undefined, options);
+    await this.call('POST', executorPath('fileCreateDirectory', {}, { path }), undefined, options);
   }
 
   /** A small JSON file of the sandbox, parsed (undefined when it is not JSON): 404 when absent, 413 past `maxBytes`. */
   readJsonFile(path: string, maxBytes: number, options: ExecutorCallOptions = {}): Promise<unknown> {
-    return this.call('GET', `/api/file/download?path=${encodeURIComponent(path)}`, undefined, { ...options, maxResponseBytes: maxBytes });
+    return this.call('GET', executorPath('fileDownload', {}, { path }), undefined, { ...options, maxResponseBytes: maxBytes });
   }
 
   /** Ends the conversation's session in the executor (its terminal and other per-conversation state). */
   async closeSession(conversationId: string, options: ExecutorCallOptions = {}): Promise<void> {
-    await this.call('POST', `/api/sessions/${encodeURIComponent(conversationId)}/close`, {}, options);
+    await this.call('POST', executorPath('sessionClose', { conversation_id: conversationId }), {}, options);
   }
 
   private async call(method: string, path: string, body: unknown, options: ExecutorCallOptions): Promise<unknown> {

@@ -7,3 +7,4 @@ export * from './sandbox.module';
 export * from './sandbox-manager';
 export * from './sandbox-reaper';
 export * from './isolation';
+export * from './sandbox-reconciler';

@@ -11,7 +11,7 @@ import { DEFAULT_SANDBOX_LIMITS, projectRoot } from '@berth/config';
 import type { SandboxIsolationMode } from '@berth/config';
 import { ExecutorClient, executorSocket } from './executor-client';
 import { BWRAP, bwrapArgs, childrenOf, etcFiles, prlimitArgs, probeBubblewrap, SandboxCgroups, SandboxLimits, SandboxNetwork, sandboxUid, startEgress, VIRTUAL_WORKSPACE } from './isolation';
-import { LocalSandboxHandle, SandboxDriver, SandboxError, SandboxHandle, SandboxSpec, SandboxStatus } from './sandbox-driver';
+import { DriverResource, LocalSandboxHandle, SandboxDriver, SandboxError, SandboxHandle, SandboxSpec, SandboxStatus } from './sandbox-driver';
 
 export interface LocalSandboxDriverOptions {
   /** Sandboxes live in `<dataDir>/sandboxes/<id>/`. */
@@ -408,6 +408,59 @@ export class LocalSandboxDriver extends SandboxDriver {
       await this.stopExecutor(handle, root);
       await this.removeFiles(handle.id);
     });
+  }
+
+  /**
+   * Every sandbox with something in the data dir: its folder, spec file, socket or log, or a process
+   * started for its folder — found in /proc by the BERTH_SANDBOX_ROOT it was started with, so an
+   * earlier process's executors count too. Warm-pool ids (with a pool marker) are left out.
+   * `running`: a process of it lives; else `stopped` (an executor that died is no platform failure:
+   * the next start brings it back).
+   */
+  async inventory(): Promise<DriverResource[]> {
+    const ids = new Set<string>(this.executors.keys());
+    const named = async (dir: string, suffix: string) => {
+      for (const entry of await readdir(dir).catch(() => [] as string[])) {
+        const id = entry.endsWith(suffix) ? entry.slice(0, entry.length - suffix.length) : '';
+        if (UUID.test(id)) ids.add(id);
+      }
+    };
+    await Promise.all([named(this.sandboxesDir, ''), named(this.sandboxesDir, '.env.json'), named(this.socketDir, '.sock'), named(join(this.sandboxesDir, LOGS_DIR), '.log')]);
+    const processes = await this.processesBySandbox();
+    for (const id of processes.keys()) ids.add(id);
+    const pooled = new Set([...this.pool.keys(), ...(await readdir(join(this.sandboxesDir, POOL_DIR)).catch(() => [] as string[]))]);
+    return [...ids]
+      .filter((id) => !pooled.has(id))
+      .map((sandboxId): DriverResource => ({ sandboxId, state: processes.has(sandboxId) ? 'running' : 'stopped' }));
+  }
+
+  /** Kills every process started for the sandbox's folder, then removes its folder, spec, socket, log and cgroups — never a warm-pool id's. */
+  async removeOrphan(sandboxId: string): Promise<void> {
+    this.rootOf(sandboxId);
+    return this.serialize(sandboxId, async () => {
+      if (this.pool.has(sandboxId) || existsSync(this.markerOf(sandboxId))) return;
+      const current = this.executors.get(sandboxId);
+      if (current) await this.terminate(current);
+      const pids = (await this.processesBySandbox()).get(sandboxId) ?? [];
+      for (const pid of pids) killQuietly(pid, 'SIGKILL');
+      if (!(await pollUntil(() => !pids.some(pidAlive), STOP_GRACE_MS))) this.logger.warn(`orphan ${sandboxId}: processes ${pids.join(', ')} survived SIGKILL`);
+      await this.cgroups.remove(sandboxId);
+      await this.removeFiles(sandboxId);
+      this.crashed.delete(sandboxId);
+    });
+  }
+
+  /** Live processes started for a sandbox folder of this data dir (bwrap, its init, the executor), by sandbox id. */
+  private async processesBySandbox(): Promise<Map<string, number[]>> {
+    const prefix = `BERTH_SANDBOX_ROOT=${this.sandboxesDir}/`;
+    const found = new Map<string, number[]>();
+    for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+      if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+      const environ = await readFile(`/proc/${entry}/environ`, 'utf8').catch(() => '');
+      const id = environ.split('\0').find((v) => v.startsWith(prefix))?.slice(prefix.length);
+      if (id && UUID.test(id)) found.set(id, [...(found.get(id) ?? []), Number(entry)]);
+    }
+    return found;
   }
 
   async close(): Promise<void> {
@@ -1016,9 +1069,14 @@ async function waitForExit(executor: Executor, timeoutMs: number): Promise<boole
     });
   }
   // Not our child: no exit event, so poll.
+  return pollUntil(exited, timeoutMs);
+}
+
+/** Resolves true once `done()` holds (checked every EXIT_POLL_MS), false after `timeoutMs`. */
+async function pollUntil(done: () => boolean, timeoutMs: number): Promise<boolean> {
   for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
     await new Promise((resolve) => setTimeout(resolve, EXIT_POLL_MS));
-    if (exited()) return true;
+    if (done()) return true;
   }
   return false;
 }

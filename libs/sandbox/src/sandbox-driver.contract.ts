@@ -146,6 +146,24 @@ export function describeSandboxDriverContract(name: string, makeDriver: () => Pr
       await driver.destroy(handle); // destroying twice is a no-op
     });
 
+    it('lists what it holds in its inventory (running, stopped, then nothing), and removes an orphan with everything of it', async () => {
+      const kept = await driver.provision({ id: randomUUID() });
+      const orphan = await driver.provision({ id: randomUUID() });
+      await fixture.writeFile(orphan, 'notes.txt', 'no row names me');
+      const stateOf = async (id: string) => (await driver.inventory()).find((r) => r.sandboxId === id)?.state;
+      expect(await stateOf(kept.id)).toBe('running');
+      await driver.stop(kept);
+      expect(await stateOf(kept.id)).toBe('stopped');
+
+      await driver.removeOrphan(orphan.id);
+      expect(await stateOf(orphan.id)).toBeUndefined();
+      expect(await fixture.countExecutors(orphan)).toBe(0);
+      expect(await fixture.storageExists(orphan)).toBe(false);
+      expect(await stateOf(kept.id)).toBe('stopped');
+      await driver.destroy(kept);
+      expect(await stateOf(kept.id)).toBeUndefined();
+    });
+
     it("keeps the parent's environment out of the sandbox and passes the spec's", async () => {
       const saved = Object.fromEntries(Object.keys(PARENT_SECRETS).map((key) => [key, process.env[key]]));
       Object.assign(process.env, PARENT_SECRETS);

@@ -14,6 +14,17 @@ export interface SandboxSpec {
 /** `running`: the executor answers; `stopped`: no executor (files kept); `error`: an executor that is up but broken, or died on its own. */
 export type SandboxStatus = 'running' | 'stopped' | 'error';
 
+/**
+ * A sandbox the platform holds resources for, as its driver sees them: `running` (an executor
+ * process or pod is up or coming up), `stopped` (only its files, Secret or volume are left), `error`
+ * (it failed there; `reason` says why, e.g. ImagePullBackOff).
+ */
+export interface DriverResource {
+  sandboxId: string;
+  state: 'running' | 'stopped' | 'error';
+  reason?: string;
+}
+
 /** A sandbox run by `LocalSandboxDriver`: an executor child process working in `root`. */
 export interface LocalSandboxHandle {
   driver: 'local';
@@ -128,6 +139,15 @@ export abstract class SandboxDriver {
 
   /** Stops the executor and deletes the sandbox's files. */
   abstract destroy(handle: SandboxHandle): Promise<void>;
+
+  /**
+   * Every sandbox the platform holds resources for (folders, processes; pods, Secrets, PVCs) — the
+   * warm pool's unclaimed executors left out: they are no sandbox's yet.
+   */
+  abstract inventory(): Promise<DriverResource[]>;
+
+  /** Removes everything the platform holds for a sandbox that has no row (no handle names it any more). */
+  abstract removeOrphan(sandboxId: string): Promise<void>;
 
   /** Stops every executor this driver runs (process shutdown). The driver takes no work afterwards. */
   abstract close(): Promise<void>;

@@ -1,7 +1,7 @@
 import { SecretVault } from '@berth/crypto';
 import { ConversationRepository, Prisma, SandboxRepository, tenantScope } from '@berth/persistence';
 import type { SandboxKind, SandboxRow, TenantScope } from '@berth/persistence';
-import { SandboxDriver, SandboxHandle, SandboxSpec } from './sandbox-driver';
+import { SandboxDriver, SandboxError, SandboxHandle, SandboxSpec } from './sandbox-driver';
 
 type Json = Record<string, unknown>;
 
@@ -42,6 +42,11 @@ const ACTIVITY_WRITE_EVERY_MS = 10_000;
  * removes them through the driver, and keeps `sandboxes` in step — status, address, activity, and
  * the handle with its token encrypted (the token never leaves the server). Every call names the
  * tenant: another tenant's sandbox is not found.
+ *
+ * Each operation writes the desired state first, then acts through the driver, then records what
+ * it observed — both by compare-and-set (`SandboxRepository.changeState`), the observed state only
+ * while the desired one is still what it acted for (a later pause or delete wins). What a crash
+ * leaves half done, `SandboxReconciler` finishes.
  */
 export class SandboxManager {
   /** Starts in progress, by tenant and sandbox. */
@@ -135,27 +140,44 @@ export class SandboxManager {
   }
 
   private async start(scope: TenantScope, sandboxId: string): Promise<SandboxHandle> {
-    const [row, allowed] = await Promise.all([this.rows.find(scope, sandboxId), this.allowance(scope)]);
-    if (!row) throw new SandboxNotFound(sandboxId);
-    const network = this.networkOf(row);
+    const [found, allowed] = await Promise.all([this.rows.find(scope, sandboxId), this.allowance(scope)]);
+    if (!found) throw new SandboxNotFound(sandboxId);
+    const network = this.networkOf(found);
     // An allowance lowered since the sandbox was made: it does not start again with more.
     if (!networkWithin(network, allowed)) throw new SandboxNetworkRefused(network, allowed);
+    const wanted = await this.rows.changeState(
+      scope,
+      sandboxId,
+      (row) => {
+        if (row.desiredState === 'destroyed') return null;
+        if (row.desiredState === 'running' && (row.status === 'running' || row.status === 'starting')) return null;
+        return { desiredState: 'running', ...(row.status === 'running' ? {} : { status: 'starting', statusReason: null }) };
+      },
+      found,
+    );
+    const row = wanted.row;
+    if (!row || row.desiredState === 'destroyed') throw new SandboxNotFound(sandboxId);
     // A handle this driver did not make (written with another data dir) names nothing it may touch.
-    const found = this.handleOf(row);
-    const stored = found && this.driver.owns(found) ? found : null;
+    const known = this.handleOf(row);
+    const stored = known && this.driver.owns(known) ? known : null;
     let handle: SandboxHandle;
     try {
       handle = stored ? await this.driver.ensureRunning(stored) : await this.driver.provision({ id: sandboxId, env: this.envOf(row), network, tenantId: scope.tenantId, egressCidrs: await this.rows.egressCidrs(scope) });
     } catch (err) {
       this.verified.delete(sandboxId);
-      await this.rows.setStatus(scope, sandboxId, 'error');
+      await this.rows.changeState(scope, sandboxId, (current) => (current.desiredState === 'running' ? { status: 'error', statusReason: reasonOf(err) } : null));
       throw err;
     }
     const sealed = { ...handle, token: this.vault.encrypt(handle.token) } as unknown as Prisma.InputJsonValue;
-    if (!(await this.rows.markRunning(scope, sandboxId, handle.url, sealed))) {
-      // Deleted while it started: nothing may keep running for a row that is gone.
-      await this.driver.destroy(handle).catch(() => undefined);
-      throw new SandboxNotFound(sandboxId);
+    const observed = await this.rows.changeState(scope, sandboxId, (current) =>
+      current.desiredState === 'running' ? { status: 'running', statusReason: null, url: handle.url, handle: sealed, active: true } : null,
+    );
+    if (!observed.applied) {
+      // Deleted or paused while it started: the later wish wins, nothing keeps running against it.
+      const gone = !observed.row || observed.row.desiredState === 'destroyed';
+      await (gone ? this.driver.destroy(handle) : this.driver.stop(handle)).catch(() => undefined);
+      if (gone) throw new SandboxNotFound(sandboxId);
+      throw new SandboxError(`sandbox ${sandboxId} was stopped while it started`);
     }
     this.verified.set(sandboxId, { tenantId: scope.tenantId, handle, at: Date.now() });
     return handle;
@@ -178,17 +200,41 @@ export class SandboxManager {
   async pause(scope: TenantScope, row: SandboxRow, status: 'paused' | 'stopped' = 'paused'): Promise<void> {
     if (row.tenantId !== scope.tenantId) throw new SandboxNotFound(row.id);
     this.verified.delete(row.id);
-    const handle = this.handleOf(row);
-    if (handle) await this.driver.stop(handle);
-    await this.rows.setStatus(scope, row.id, status);
+    const wanted = await this.rows.changeState(scope, row.id, (current) => (current.desiredState === 'running' ? { desiredState: 'stopped' } : null), row);
+    // Being deleted: the delete stops it.
+    if (!wanted.row || wanted.row.desiredState === 'destroyed') return;
+    await this.stopAndRecord(scope, wanted.row, status);
   }
 
-  /** Removes the executor, the files and the row. */
+  /**
+   * The reconciler's stop of a sandbox wanted stopped that still runs — only while its row is as the
+   * reconciler read it (a resume since then wins). False when it was not.
+   */
+  async enforceStopped(scope: TenantScope, row: SandboxRow): Promise<boolean> {
+    const current = await this.rows.find(scope, row.id);
+    if (!current || current.stateVersion !== row.stateVersion || current.desiredState !== 'stopped') return false;
+    await this.stopAndRecord(scope, current, current.status === 'paused' ? 'paused' : 'stopped');
+    return true;
+  }
+
+  private async stopAndRecord(scope: TenantScope, row: SandboxRow, status: 'paused' | 'stopped'): Promise<void> {
+    this.verified.delete(row.id);
+    const handle = this.handleOf(row);
+    if (handle && this.driver.owns(handle)) await this.driver.stop(handle);
+    await this.rows.changeState(scope, row.id, (current) =>
+      current.desiredState === 'stopped' && current.status !== status ? { status, statusReason: null } : null,
+    );
+  }
+
+  /** Removes the executor, the files and the row (a delete that fails half way is finished by the reconciler). */
   async destroy(scope: TenantScope, row: SandboxRow): Promise<void> {
     if (row.tenantId !== scope.tenantId) throw new SandboxNotFound(row.id);
     this.verified.delete(row.id);
-    const handle = this.handleOf(row);
-    if (handle) await this.driver.destroy(handle);
+    const wanted = await this.rows.changeState(scope, row.id, (current) => (current.desiredState === 'destroyed' ? null : { desiredState: 'destroyed' }), row);
+    if (!wanted.row) return;
+    const handle = this.handleOf(wanted.row);
+    // No handle of this driver: whatever a start that failed half way left (a pod, a Secret) goes by id.
+    await (handle && this.driver.owns(handle) ? this.driver.destroy(handle) : this.driver.removeOrphan(row.id));
     await this.rows.remove(scope, row.id);
   }
 
@@ -207,6 +253,12 @@ export class SandboxManager {
     this.activeConversations.set(conversationId, now);
     await this.rows.touchOfConversation(conversationId);
   }
+}
+
+/** What a failed start records as its status reason: the driver's reason word (ImagePullBackOff…), or the first line of the message. */
+export function reasonOf(err: unknown): string {
+  if (err instanceof SandboxError && err.reason) return err.reason;
+  return ((err as Error).message ?? String(err)).split('\n')[0].slice(0, 500);
 }
 
 function networkWithin(network: SandboxNetworkName, allowed: SandboxNetworkName): boolean {

@@ -3,17 +3,12 @@ import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import { ConversationRepository, SandboxRepository, tenantScope } from '@berth/persistence';
 import type { SandboxRow } from '@berth/persistence';
-import { RunLock } from '@berth/queue';
+import { LeasedLoop, RunLock } from '@berth/queue';
 import { ExecutorClient } from './executor-client';
 import { SandboxManager } from './sandbox-manager';
 
 const SWEEP_LEASE = 'sandbox-reaper';
 const BATCH = 500;
-
-interface ExecutorActivity {
-  running_commands?: number;
-  running_terminals?: number;
-}
 
 /**
  * The idle clock. A sandbox is idle when nothing touched it for its idle_timeout: no API call, no
@@ -25,72 +20,58 @@ interface ExecutorActivity {
 @Injectable()
 export class SandboxReaper implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger('SandboxReaper');
-  private timer?: NodeJS.Timeout;
-  private sweeping?: Promise<void>;
+  private readonly loop: LeasedLoop;
 
   constructor(
     private readonly rows: SandboxRepository,
     private readonly conversations: ConversationRepository,
     private readonly sandboxes: SandboxManager,
-    private readonly lock: RunLock,
+    lock: RunLock,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
-  ) {}
+  ) {
+    this.loop = new LeasedLoop(lock, SWEEP_LEASE, this.logger);
+  }
 
   onApplicationBootstrap(): void {
-    if (!this.config.reaperIntervalMs) return;
-    this.timer = setInterval(() => void this.sweepOnce(), this.config.reaperIntervalMs);
-    this.timer.unref();
+    if (this.config.reaperIntervalMs) this.loop.every(this.config.reaperIntervalMs, () => this.sweep(new Date(), { stopped: [], deleted: [] }));
   }
 
   async onApplicationShutdown(): Promise<void> {
-    clearInterval(this.timer);
-    await this.sweeping;
+    await this.loop.stop();
   }
 
   /** One sweep (skipped when another replica is sweeping); returns what it did, for tests and logs. */
   async sweepOnce(now = new Date()): Promise<{ stopped: string[]; deleted: string[] }> {
     const done = { stopped: [] as string[], deleted: [] as string[] };
-    if (this.sweeping) return done;
-    // Runs from a timer: a dependency outage (Redis for the lease, PostgreSQL for the rows) is
-    // logged and the next tick tries again; nothing may escape as an unhandled rejection.
-    const sweep = this.leasedSweep(now, done).catch((err: Error) => this.logger.warn(`sweep failed: ${err.message.split('\n').pop()}`));
-    this.sweeping = sweep;
-    try {
-      await sweep;
-    } finally {
-      this.sweeping = undefined;
-    }
+    await this.loop.once(() => this.sweep(now, done));
     return done;
   }
 
-  private async leasedSweep(now: Date, done: { stopped: string[]; deleted: string[] }): Promise<void> {
-    const lease = await this.lock.acquire(SWEEP_LEASE, 0);
-    if (!lease) return;
-    try {
-      await this.sweep(now, done);
-    } finally {
-      await lease.release();
+  private async sweep(now: Date, done: { stopped: string[]; deleted: string[] }): Promise<void> {
+    // Paged by id: a row left as it was (busy and touched, or a stop that failed) is not read twice.
+    for (let afterId: string | null = null; ; ) {
+      const page = await this.rows.listForSweep(now, BATCH, afterId);
+      for (const row of page) await this.sweepRow(row, now, done);
+      if (page.length < BATCH) return;
+      afterId = page[page.length - 1].id;
     }
   }
 
-  private async sweep(now: Date, done: { stopped: string[]; deleted: string[] }): Promise<void> {
-    for (const row of await this.rows.listForSweep(BATCH)) {
-      const owner = tenantScope(row.tenantId);
-      if (row.ttlSeconds !== null && row.createdAt.getTime() + row.ttlSeconds * 1000 <= now.getTime()) {
-        await this.sandboxes.destroy(owner, row);
-        done.deleted.push(row.id);
-        this.logger.log(`deleted sandbox ${row.id}: past its ttl`);
-        continue;
-      }
-      if (row.status !== 'running' || row.lastActivityAt.getTime() + row.idleTimeoutSeconds * 1000 > now.getTime()) continue;
-      if (await this.busy(row)) {
-        await this.sandboxes.touch(owner, row.id);
-        continue;
-      }
-      await this.sandboxes.pause(owner, row, 'stopped');
-      done.stopped.push(row.id);
-      this.logger.log(`stopped sandbox ${row.id}: idle for ${row.idleTimeoutSeconds} s`);
+  private async sweepRow(row: SandboxRow, now: Date, done: { stopped: string[]; deleted: string[] }): Promise<void> {
+    const owner = tenantScope(row.tenantId);
+    if (row.ttlSeconds !== null && row.createdAt.getTime() + row.ttlSeconds * 1000 <= now.getTime()) {
+      await this.sandboxes.destroy(owner, row);
+      done.deleted.push(row.id);
+      this.logger.log(`deleted sandbox ${row.id}: past its ttl`);
+      return;
     }
+    if (await this.busy(row)) {
+      await this.sandboxes.touch(owner, row.id);
+      return;
+    }
+    await this.sandboxes.pause(owner, row, 'stopped');
+    done.stopped.push(row.id);
+    this.logger.log(`stopped sandbox ${row.id}: idle for ${row.idleTimeoutSeconds} s`);
   }
 
   /** Activity the row does not show: a run of one of its conversations, a command still running. */
@@ -100,8 +81,8 @@ export class SandboxReaper implements OnApplicationBootstrap, OnApplicationShutd
     const handle = this.sandboxes.handleOf(row);
     if (!handle) return false;
     try {
-      const activity = (await new ExecutorClient(handle).activity({ timeoutMs: 5000 })) as ExecutorActivity;
-      return (activity.running_commands ?? 0) > 0 || (activity.running_terminals ?? 0) > 0;
+      const activity = await new ExecutorClient(handle).activity({ timeoutMs: 5000 });
+      return activity.running_commands > 0 || activity.running_terminals > 0;
     } catch {
       return false;
     }

@@ -8,6 +8,7 @@ import { LocalSandboxDriver } from './local-driver';
 import { SandboxDriver } from './sandbox-driver';
 import { SandboxManager } from './sandbox-manager';
 import { SandboxReaper } from './sandbox-reaper';
+import { SandboxReconciler } from './sandbox-reconciler';
 
 /** The driver for this deployment (BERTH_SANDBOX_DRIVER): child processes of this host, or pods of a cluster. */
 export function createSandboxDriver(config: BerthConfig): SandboxDriver {
@@ -44,6 +45,7 @@ export class SandboxModule {
           },
         },
         SandboxReaper,
+        SandboxReconciler,
         // The warm pool fills once the process is up (BERTH_WARM_POOL_FILL=start) or from its first new sandbox on; executors are its children: none may outlive it.
         {
           provide: Symbol('sandbox driver lifecycle'),
@@ -51,7 +53,7 @@ export class SandboxModule {
           useFactory: (driver: SandboxDriver) => ({ onApplicationBootstrap: () => driver.warm(), onApplicationShutdown: () => driver.close() }),
         },
       ],
-      exports: [SandboxDriver, SandboxManager, SandboxReaper],
+      exports: [SandboxDriver, SandboxManager, SandboxReaper, SandboxReconciler],
     };
   }
 }

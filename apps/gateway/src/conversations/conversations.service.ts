@@ -89,8 +89,9 @@ export class ConversationsService {
 
   /**
    * OpenHands' ConversationRuntimeInfo from the conversation's sandbox (null: none yet, one is made
-   * at its first use). Only a running sandbox is `available`; a stopped or paused one is `missing`
-   * and starts again at the next call that needs it (`can_resume`), as does one in error.
+   * at its first use). Only a running sandbox is `available`; a stopped, paused or lost one is
+   * `missing` and starts again at the next call that needs it (`can_resume`), as does one in error
+   * (its status reason, such as ImagePullBackOff, in the error's message).
    */
   runtimeInfo(sandbox: SandboxRow | null, unreachable?: string): ConversationRuntimeInfo {
     const status = sandbox?.status ?? null;
@@ -107,7 +108,7 @@ export class ConversationsService {
         runtime_status: 'error',
         runtime_error: unreachable
           ? { code: 'sandbox_unreachable', message: `The sandbox's executor does not answer: ${unreachable}` }
-          : { code: 'sandbox_error', message: "The sandbox's executor failed; the next call that needs it starts it again." },
+          : { code: 'sandbox_error', message: `The sandbox's executor failed${sandbox?.statusReason ? ` (${sandbox.statusReason})` : ''}; the next call that needs it starts it again.` },
       };
     }
     return { ...base, runtime_status: status === 'running' ? 'available' : status === 'starting' ? 'starting' : 'missing', runtime_error: null };

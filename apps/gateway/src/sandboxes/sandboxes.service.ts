@@ -23,6 +23,8 @@ export class SandboxesService {
     return {
       id: row.id,
       status: row.status,
+      status_reason: row.statusReason,
+      desired_state: row.desiredState,
       driver: row.driver,
       url: `${baseUrl}/sandboxes/${row.id}`,
       env: Object.keys(row.env as Record<string, string>).sort(),

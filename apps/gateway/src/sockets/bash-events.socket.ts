@@ -1,6 +1,7 @@
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { Database, SandboxRepository } from '@berth/persistence';
-import { executorWebSocketUrl, SANDBOX_TOKEN_HEADER } from '@berth/sandbox';
+import { executorPath, SANDBOX_TOKEN_HEADER } from '@berth/contracts';
+import { executorWebSocketUrl } from '@berth/sandbox';
 import { WebSocket } from 'ws';
 import type { Principal } from '../common/tenant.decorator';
 import { WorkspaceProxyService } from '../workspace/workspace-proxy.service';
@@ -46,7 +47,7 @@ export class BashEventsSocket implements OnModuleInit {
     const { sandboxId, handle } = await this.routing.route(principal, null);
     const query = new URLSearchParams(req.query);
     query.delete('session_api_key');
-    const upstream = new WebSocket(executorWebSocketUrl(handle.url, `/sockets/bash-events?${query}`), {
+    const upstream = new WebSocket(executorWebSocketUrl(handle.url, executorPath('bashEventsSocket', {}, query)), {
       headers: { [SANDBOX_TOKEN_HEADER]: handle.token },
     });
     const pending: string[] = [];

@@ -1,5 +1,6 @@
 import { BadRequestException, Injectable, NotFoundException, UnprocessableEntityException } from '@nestjs/common';
-import { executorRequestOptions, SANDBOX_TOKEN_HEADER, SandboxHandle, SandboxManager } from '@berth/sandbox';
+import { executorPath, executorRouteOf, matchExecutorRoute, SANDBOX_TOKEN_HEADER } from '@berth/contracts';
+import { executorRequestOptions, SandboxHandle, SandboxManager } from '@berth/sandbox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { IncomingMessage, request as httpRequest } from 'node:http';
 import { isAbsolute, join, normalize } from 'node:path';
@@ -27,8 +28,6 @@ const FORWARDED_RESPONSE_HEADERS = [
   'x-archive-base-commit',
   'x-archive-base-ref',
 ];
-const BASH_COMMAND_ROUTES = new Set(['/api/bash/start_bash_command', '/api/bash/execute_bash_command']);
-const START_BASH_COMMAND = '/api/bash/start_bash_command';
 /** How long the sandbox a background command was started in stays known (OpenHands keeps bash events an hour by default). */
 const COMMAND_SANDBOX_TTL_MS = 60 * 60 * 1000;
 /** A start_bash_command answer is one BashCommand (its command included): JSON this size is remembered. */
@@ -39,9 +38,9 @@ const MAX_COMMAND_ANSWER_BYTES = 1024 * 1024;
  * `bash_events/{id}`, `bash_commands/{id}/stop`): the SDK polls a command it started elsewhere so.
  */
 function commandNamedBy(pathname: string, query: URLSearchParams): string | null {
-  if (pathname === '/api/bash/bash_events/search') return query.get('command_id__eq');
-  const match = /^\/api\/bash\/(?:bash_events|bash_commands)\/([0-9a-fA-F-]{32,36})(?:\/stop)?$/.exec(pathname);
-  return match ? match[1] : null;
+  if (matchExecutorRoute('bashEventsSearch', pathname)) return query.get('command_id__eq');
+  const [id] = matchExecutorRoute('bashEvent', pathname) ?? matchExecutorRoute('bashCommandStop', pathname) ?? [];
+  return id !== undefined && /^[0-9a-fA-F-]{32,36}$/.test(id) ? id : null;
 }
 /** What was read of an answer, then the rest of it. */
 async function* passOn(read: Buffer[], rest: AsyncIterator<unknown>): AsyncGenerator<Buffer> {
@@ -91,7 +90,7 @@ export class WorkspaceProxyService {
       const owner = await this.routing.conversation(p, conversation.id);
       pathname = conversation.executorPath;
       if (queryPath !== null) requireInConversation(owner.workingDir, queryPath, 'path');
-      if (json && BASH_COMMAND_ROUTES.has(pathname)) {
+      if (json && executorRouteOf(pathname, ['bashStartCommand', 'bashExecuteCommand'])) {
         // A command runs in the conversation's working dir unless it names a folder inside it.
         cwd = cwd === null || cwd === '' ? owner.workingDir : isAbsolute(cwd) ? cwd : join(owner.workingDir, cwd);
         requireInConversation(owner.workingDir, cwd, 'cwd');
@@ -130,7 +129,7 @@ export class WorkspaceProxyService {
       const value = upstream.headers[name];
       if (typeof value === 'string') reply.header(name, value);
     }
-    if (pathname === START_BASH_COMMAND && upstream.statusCode === 200 && !p.sandboxId) {
+    if (matchExecutorRoute('bashStartCommand', pathname) && upstream.statusCode === 200 && !p.sandboxId) {
       await reply.send(await this.rememberCommand(p, sandboxId, upstream));
       return;
     }
@@ -186,7 +185,7 @@ export class WorkspaceProxyService {
     }
     const { sandboxId, handle, toSandboxPath } = await this.routing.route(p, wanted);
     const download = (path: string) =>
-      this.send(handle, 'GET', `/api/file/download?path=${encodeURIComponent(toSandboxPath(path))}`, { [SANDBOX_TOKEN_HEADER]: handle.token }, reply);
+      this.send(handle, 'GET', executorPath('fileDownload', {}, { path: toSandboxPath(path) }), { [SANDBOX_TOKEN_HEADER]: handle.token }, reply);
     let served = wanted;
     let upstream = await download(served);
     if (upstream.statusCode === 400) {

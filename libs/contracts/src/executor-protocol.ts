@@ -1,0 +1,130 @@
+import { isAbsolute } from 'node:path';
+import { z } from 'zod';
+import { ExecuteToolRequestSchema } from './tools';
+
+/**
+ * The protocol between the control plane (the worker's tool calls, the gateway's workspace proxy,
+ * the drivers, the idle clock) and a sandbox's executor: its header, every path it serves, and the
+ * shapes of what it is sent and answers. The executor's server and every caller name paths only
+ * through this module.
+ */
+
+/** The header carrying a sandbox's token (`X-Sandbox-Token`), in node:http's lower-case spelling; every path but `health` requires it. */
+export const SANDBOX_TOKEN_HEADER = 'x-sandbox-token';
+
+/** Every path an executor serves; `{name}` is one path segment. */
+export const EXECUTOR_PATHS = {
+  /** GET, open: `{"status":"ok"}` */
+  health: '/health',
+  /** POST `ExecutorInitRequest`: a dormant (warm-pool) executor becomes a sandbox's; answers `{"status":"ready"}` */
+  init: '/api/init',
+  /** POST `ExecuteToolCall` → `ExecuteToolResponse` (the worker's tool calls) */
+  toolsExecute: '/api/tools/execute',
+  /** POST: ends a conversation's session (its terminal) */
+  sessionClose: '/api/sessions/{conversation_id}/close',
+  /** GET → `SandboxActivity` (the idle clock's question; not itself activity) */
+  activity: '/api/activity',
+  // The workspace API, with OpenHands' paths and bodies, that the gateway passes through.
+  fileUpload: '/api/file/upload',
+  fileDownload: '/api/file/download',
+  fileCreateDirectory: '/api/file/create_directory',
+  fileSearchSubdirs: '/api/file/search_subdirs',
+  fileArchive: '/api/file/archive',
+  fileHome: '/api/file/home',
+  bashStartCommand: '/api/bash/start_bash_command',
+  bashExecuteCommand: '/api/bash/execute_bash_command',
+  bashEventsSearch: '/api/bash/bash_events/search',
+  bashEvents: '/api/bash/bash_events',
+  bashEvent: '/api/bash/bash_events/{event_id}',
+  bashCommandStop: '/api/bash/bash_commands/{command_id}/stop',
+  gitChanges: '/api/git/changes',
+  gitDiff: '/api/git/diff',
+  gitCommits: '/api/git/commits',
+  gitCommitChanges: '/api/git/commits/{sha}/changes',
+  /** WebSocket upgrade: a sandbox's bash events (contract §4.2) */
+  bashEventsSocket: '/sockets/bash-events',
+} as const;
+
+export type ExecutorPathName = keyof typeof EXECUTOR_PATHS;
+
+/** Declared with a trailing slash by OpenHands (§0): the bare form answers the same. */
+const TRAILING_SLASH: ReadonlySet<ExecutorPathName> = new Set<ExecutorPathName>(['bashEventsSearch', 'bashEvents']);
+
+/** Where OpenHands mounts the workspace routes both at the top and per conversation (`/api/conversations/{id}/<route>`). */
+export const EXECUTOR_API_PREFIX = '/api/';
+
+/** The workspace routes clients reach through the gateway (`/sandboxes/{id}/…`, or routed by path). */
+export const PUBLIC_WORKSPACE_ROUTES: readonly ExecutorPathName[] = [
+  'fileUpload',
+  'fileDownload',
+  'fileCreateDirectory',
+  'fileArchive',
+  'fileHome',
+  'fileSearchSubdirs',
+  'bashStartCommand',
+  'bashExecuteCommand',
+  'bashEventsSearch',
+  'bashEvents',
+  'bashEvent',
+  'bashCommandStop',
+  'gitChanges',
+  'gitDiff',
+  'gitCommits',
+  'gitCommitChanges',
+];
+
+/** What OpenHands' runtime router mounts under `/api/conversations/{id}/`: the public routes but the folder picker's. */
+export const CONVERSATION_WORKSPACE_ROUTES: readonly ExecutorPathName[] = PUBLIC_WORKSPACE_ROUTES.filter((name) => name !== 'fileHome' && name !== 'fileSearchSubdirs');
+
+/** A path no route serves: with the right token it answers 404, without 401 (whether an executor holds a token). */
+export const EXECUTOR_TOKEN_PROBE_PATH = '/api/token-probe';
+
+const patterns = new Map<ExecutorPathName, RegExp>(
+  (Object.keys(EXECUTOR_PATHS) as ExecutorPathName[]).map((name) => {
+    const body = EXECUTOR_PATHS[name]
+      .split(/(\{[a-z_]+\})/)
+      .map((part) => (part.startsWith('{') ? '([^/]+)' : part.replace(/[.*+?^$()|[\]\\/]/g, '\\$&')))
+      .join('');
+    return [name, new RegExp(`^${body}${TRAILING_SLASH.has(name) ? '\\/?' : ''}$`)];
+  }),
+);
+
+/** The pattern of a route's path (as sent: no decoding), its `{…}` segments captured in order. */
+export function executorRoutePattern(name: ExecutorPathName): RegExp {
+  return patterns.get(name)!;
+}
+
+/** The `{…}` segments of `path` (still encoded) when it is that route's, else null. */
+export function matchExecutorRoute(name: ExecutorPathName, path: string): string[] | null {
+  return executorRoutePattern(name).exec(path)?.slice(1) ?? null;
+}
+
+/** Which of `names` `path` is (the first that matches), or null. */
+export function executorRouteOf(path: string, names: readonly ExecutorPathName[]): ExecutorPathName | null {
+  return names.find((name) => executorRoutePattern(name).test(path)) ?? null;
+}
+
+/** The path (and query) to call: `{…}` segments filled in encoded, the query appended when given. */
+export function executorPath(name: ExecutorPathName, segments: Record<string, string> = {}, query?: Record<string, string> | URLSearchParams | string): string {
+  const path = EXECUTOR_PATHS[name].replace(/\{([a-z_]+)\}/g, (_, key: string) => {
+    if (segments[key] === undefined) throw new Error(`executor path ${name} needs ${key}`);
+    return encodeURIComponent(segments[key]);
+  });
+  const search = query === undefined ? '' : typeof query === 'string' ? query : new URLSearchParams(query).toString();
+  return search ? `${path}?${search}` : path;
+}
+
+/** `POST /api/init`: the sandbox's folder (absolute) and its variables (names starting with BERTH_ are the executor's own: dropped). */
+export const ExecutorInitRequestSchema = z.object({
+  root: z.string().refine((root) => isAbsolute(root), { message: 'root must be an absolute path' }),
+  env: z.record(z.string(), z.string()).default({}),
+});
+export type ExecutorInitRequest = z.input<typeof ExecutorInitRequestSchema>;
+
+/** `POST /api/tools/execute`'s body as sent (the executor parses it with ExecuteToolRequestSchema: an unknown tool is its 422). */
+export type ExecuteToolCall = z.input<typeof ExecuteToolRequestSchema>;
+
+/** `GET /health`'s answer. */
+export interface ExecutorHealth {
+  status: string;
+}
