@@ -1,10 +1,10 @@
-import { LlmStub } from '@berth/testing';
+import { FakeKube, LlmStub } from '@berth/testing';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { controlServer, runPytest, scriptFromMessages } from './support/python-sdk';
-import { privateDatabase, STORAGES, startServer, TestServer } from './support/server';
+import { privateDatabase, Storage, STORAGES, startServer, TestServer } from './support/server';
 
 const { referencePython } = require('../scripts/reference-server.js');
 
@@ -18,9 +18,14 @@ const LLM_KEY = 'sk-python-sdk-stub'; // conftest.LLM_API_KEY
  * whole suite once; a failure shows pytest's own report. The suite may restart the gateway (same
  * port, same data) through BERTH_CONTROL_URL.
  */
-describe.each(STORAGES)('the OpenHands Python SDK against Berth (%s)', (storage) => {
+/** Each storage on the local driver, and the kubernetes driver on FakeKube (the chart's layout: PostgreSQL, pods by IP). */
+const VARIANTS: Array<{ storage: Storage; driver: 'local' | 'kubernetes' }> = [...STORAGES.map((storage) => ({ storage, driver: 'local' as const })), { storage: 'postgres', driver: 'kubernetes' }];
+
+describe.each(VARIANTS)('the OpenHands Python SDK against Berth ($storage, $driver driver)', ({ storage, driver }) => {
   const llm = new LlmStub();
   let dataDir: string;
+  let cluster: FakeKube | null = null;
+  let clusterDir: string | null = null;
   const env: Record<string, string> = { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}` };
   // The suite uses the default tenant's home sandbox, found by tenant: a database of its own.
   let database: Awaited<ReturnType<typeof privateDatabase>> | null = null;
@@ -34,6 +39,13 @@ describe.each(STORAGES)('the OpenHands Python SDK against Berth (%s)', (storage)
     if (storage === 'postgres') {
       database = await privateDatabase('pysdk');
       env.DATABASE_URL = database.url;
+    }
+    if (driver === 'kubernetes') {
+      clusterDir = mkdtempSync(join(tmpdir(), 'berth-pysdk-cluster-'));
+      cluster = await FakeKube.start({ dataDir: clusterDir });
+      const kubeconfig = join(dataDir, 'kubeconfig');
+      cluster.writeKubeconfig(kubeconfig);
+      Object.assign(env, { BERTH_SANDBOX_DRIVER: 'kubernetes', KUBECONFIG: kubeconfig, BERTH_K8S_NAMESPACE: 'sandboxes', BERTH_K8S_EXECUTOR_IMAGE: 'registry.example/berth-executor:test' });
     }
     await llm.start();
     scriptFromMessages(llm);
@@ -52,6 +64,8 @@ describe.each(STORAGES)('the OpenHands Python SDK against Berth (%s)', (storage)
     await server?.close();
     await llm.stop();
     await database?.drop();
+    await cluster?.close();
+    if (clusterDir) rmSync(clusterDir, { recursive: true, force: true });
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 

@@ -149,6 +149,12 @@ export class SandboxRepository {
     return { applied: false, row: null };
   }
 
+  /** The row's state version (null: no such sandbox of the tenant): one indexed read, to tell whether any replica changed its state. */
+  async stateVersionOf(scope: TenantScope, id: string): Promise<number | null> {
+    const row = await this.db.prisma.sandbox.findFirst({ where: { id, tenantId: scope.tenantId }, select: { stateVersion: true } });
+    return row?.stateVersion ?? null;
+  }
+
   async touch(scope: TenantScope, id: string): Promise<void> {
     await this.db.prisma.sandbox.updateMany({ where: { id, tenantId: scope.tenantId }, data: { lastActivityAt: new Date() } });
   }

@@ -52,7 +52,7 @@ export class SandboxManager {
   /** Starts in progress, by tenant and sandbox. */
   private readonly starting = new Map<string, Promise<SandboxHandle>>();
   /** Handles checked running recently: a workspace poll every 100 ms must not re-check each time. */
-  private readonly verified = new Map<string, { tenantId: string; handle: SandboxHandle; at: number }>();
+  private readonly verified = new Map<string, { tenantId: string; handle: SandboxHandle; at: number; stateVersion: number }>();
   /** When each conversation's events last counted as its sandbox's activity. */
   private readonly activeConversations = new Map<string, number>();
 
@@ -127,9 +127,12 @@ export class SandboxManager {
   }
 
   /** A running executor for the tenant's sandbox: started, restarted or reused; one start at a time per sandbox. */
-  ensureRunning(scope: TenantScope, sandboxId: string): Promise<SandboxHandle> {
+  async ensureRunning(scope: TenantScope, sandboxId: string): Promise<SandboxHandle> {
     const known = this.verified.get(sandboxId);
-    if (known && known.tenantId === scope.tenantId && Date.now() - known.at < VERIFIED_FOR_MS) return Promise.resolve(known.handle);
+    // Trusted only while no replica changed the sandbox's state since (a pause elsewhere bumps the version).
+    if (known && known.tenantId === scope.tenantId && Date.now() - known.at < VERIFIED_FOR_MS && (await this.rows.stateVersionOf(scope, sandboxId)) === known.stateVersion) {
+      return known.handle;
+    }
     const key = `${scope.tenantId}/${sandboxId}`;
     let pending = this.starting.get(key);
     if (!pending) {
@@ -179,7 +182,7 @@ export class SandboxManager {
       if (gone) throw new SandboxNotFound(sandboxId);
       throw new SandboxError(`sandbox ${sandboxId} was stopped while it started`);
     }
-    this.verified.set(sandboxId, { tenantId: scope.tenantId, handle, at: Date.now() });
+    this.verified.set(sandboxId, { tenantId: scope.tenantId, handle, at: Date.now(), stateVersion: (observed.row as SandboxRow).stateVersion });
     return handle;
   }
 
