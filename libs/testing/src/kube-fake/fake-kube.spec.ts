@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -320,6 +320,21 @@ describe('FakeKube', () => {
       expect(fake.object('persistentvolumeclaims', NS, 'data')).toBeUndefined();
       expect(fake.claimFolder(NS, 'data')).toBeNull();
       expect(folder).toContain(dataDir);
+    });
+
+    it("without isolation gives a pod only a mount namespace: its volumes at their paths, the host's folders untouched", async () => {
+      const bare = await FakeKube.start({ dataDir: mkdtempSync(join(dataDir, 'bare-')), isolation: 'none' });
+      try {
+        const pod = restrictedPod('bare');
+        pod.spec!.volumes = [{ name: 'scratch', emptyDir: {} }];
+        pod.spec!.containers[0].volumeMounts = [{ name: 'scratch', mountPath: '/berth-fake-scratch' }];
+        pod.spec!.containers[0].command = ['/bin/sh', '-c', 'echo hi > /berth-fake-scratch/f && exec sleep 600'];
+        await bare.kubeConfig().makeApiClient(CoreV1Api).createNamespacedPod({ namespace: NS, body: pod });
+        await until(() => bare.pods().length === 1 && existsSync(join(bare.pods()[0].volumes.scratch, 'f')), 'the file in the volume');
+        expect(existsSync('/berth-fake-scratch')).toBe(false);
+      } finally {
+        await bare.close();
+      }
     });
 
     it('restarts a killed container (restartCount), then backs off in CrashLoopBackOff when it keeps dying', async () => {
