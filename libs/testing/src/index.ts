@@ -2,3 +2,4 @@
 export * from './llm-stub';
 export * from './until';
 export * from './kube-fake/fake-kube';
+export { restrictedViolation } from './kube-fake/pod-security';

@@ -241,6 +241,11 @@ describe('KubernetesSandboxDriver', () => {
     expect(inventory).toHaveLength(2);
     expect(inventory).toEqual(expect.arrayContaining([{ sandboxId: running.id, state: 'running' }, { sandboxId: paused.id, state: 'stopped' }]));
 
+    // A removal cut short: only the claim and the policy are left; they still name their sandbox.
+    const core = fake.kubeConfig().makeApiClient(CoreV1Api);
+    await core.deleteNamespacedSecret({ namespace: NAMESPACE, name: asPod(paused).secret });
+    expect(await driver.inventory()).toContainEqual({ sandboxId: paused.id, state: 'stopped' });
+
     await driver.removeOrphan(paused.id);
     await driver.removeOrphan(running.id);
     expect(await driver.inventory()).toEqual([]);

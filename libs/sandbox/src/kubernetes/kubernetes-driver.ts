@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { ApiException, CoreV1Api, KubeConfig, NetworkingV1Api, PatchStrategy, Watch, setHeaderOptions } from '@kubernetes/client-node';
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1ObjectMeta, V1Pod } from '@kubernetes/client-node';
 import type { KubernetesConfig, KubernetesTemplate } from '@berth/config';
 import { ExecutorClient } from '../executor-client';
 import { KubernetesSandboxHandle, POD_WORKSPACE, SandboxDriver, SandboxError, SandboxHandle, SandboxSpec, SandboxStatus } from '../sandbox-driver';
@@ -272,15 +272,26 @@ export class KubernetesSandboxDriver extends SandboxDriver {
     }
   }
 
-  /** Every claimed sandbox of this namespace, from its Secrets (a paused one has no pod) and pods. */
-  async inventory(): Promise<Array<{ sandboxId: string; state: 'running' | 'stopped' | 'error'; reason?: string }>> {
-    const selector = this.selector({ [LABEL.pool]: 'claimed' });
-    const [secrets, pods] = await Promise.all([
-      this.core.listNamespacedSecret({ namespace: this.namespace, labelSelector: selector }),
-      this.core.listNamespacedPod({ namespace: this.namespace, labelSelector: selector }),
+  /**
+   * What the namespace holds by label: pods, and whatever else is made per pod — a paused sandbox
+   * has no pod, and a removal cut short may have left only some of the rest.
+   */
+  private async labelled(labelSelector: string): Promise<{ pods: V1Pod[]; all: Array<{ metadata?: V1ObjectMeta }> }> {
+    const namespace = this.namespace;
+    const [pods, secrets, claims, policies] = await Promise.all([
+      this.core.listNamespacedPod({ namespace, labelSelector }),
+      this.core.listNamespacedSecret({ namespace, labelSelector }),
+      this.core.listNamespacedPersistentVolumeClaim({ namespace, labelSelector }),
+      this.net.listNamespacedNetworkPolicy({ namespace, labelSelector }),
     ]);
-    const podBySandbox = new Map(pods.items.map((pod) => [pod.metadata?.labels?.[LABEL.sandbox] ?? '', pod]));
-    const ids = new Set([...secrets.items, ...pods.items].map((o) => o.metadata?.labels?.[LABEL.sandbox]).filter((id): id is string => !!id && id !== UNCLAIMED));
+    return { pods: pods.items, all: [...pods.items, ...secrets.items, ...claims.items, ...policies.items] };
+  }
+
+  /** Every claimed sandbox of this namespace: running or failed by its pod, stopped without one. */
+  async inventory(): Promise<Array<{ sandboxId: string; state: 'running' | 'stopped' | 'error'; reason?: string }>> {
+    const { pods, all } = await this.labelled(this.selector({ [LABEL.pool]: 'claimed' }));
+    const podBySandbox = new Map(pods.map((pod) => [pod.metadata?.labels?.[LABEL.sandbox] ?? '', pod]));
+    const ids = new Set(all.map((o) => o.metadata?.labels?.[LABEL.sandbox]).filter((id): id is string => !!id && id !== UNCLAIMED));
     return [...ids].map((sandboxId) => {
       const pod = podBySandbox.get(sandboxId);
       if (!pod) return { sandboxId, state: 'stopped' as const };
@@ -291,12 +302,8 @@ export class KubernetesSandboxDriver extends SandboxDriver {
   }
 
   async removeOrphan(sandboxId: string): Promise<void> {
-    const selector = this.selector({ [LABEL.sandbox]: sandboxId });
-    const [secrets, pods] = await Promise.all([
-      this.core.listNamespacedSecret({ namespace: this.namespace, labelSelector: selector }),
-      this.core.listNamespacedPod({ namespace: this.namespace, labelSelector: selector }),
-    ]);
-    const slots = new Set([...secrets.items, ...pods.items].map((o) => o.metadata?.name).filter((n): n is string => !!n));
+    const { all } = await this.labelled(this.selector({ [LABEL.sandbox]: sandboxId }));
+    const slots = new Set(all.map((o) => o.metadata?.name).filter((n): n is string => !!n));
     for (const slot of slots) await this.removeSlot(this.namespace, slot);
   }
 

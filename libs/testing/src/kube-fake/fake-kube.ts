@@ -368,6 +368,8 @@ export class FakeKube {
     warnings.push(...decodeAndValidate(object, type.definition, type.kind, apiVersionOf(type), r, fieldValidation));
     if (object.metadata.namespace && object.metadata.namespace !== namespace) throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
     if (type.kind === 'Secret') foldStringData(object, type, r);
+    // Empty maps are not stored (omitempty): a merge patch removing the last label leaves none.
+    for (const field of ['labels', 'annotations']) if (object.metadata[field] && !Object.keys(object.metadata[field]).length) delete object.metadata[field];
     return object;
   }
 

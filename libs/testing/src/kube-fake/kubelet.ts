@@ -574,7 +574,8 @@ export class Kubelet {
     }
     for (const m of mounts) args.push(m.readOnly ? '--ro-bind' : '--bind', m.host, m.path);
     if (this.options.isolation !== 'none' && sc.readOnlyRootFilesystem) args.push('--remount-ro', '/');
-    args.push('--chdir', container.workingDir ?? '/', '--info-fd', '3', '--', ...command);
+    // bwrap sets PWD after its --chdir, which no container runtime does: env (which execs the command) unsets it.
+    args.push('--chdir', container.workingDir ?? '/', '--info-fd', '3', '--', '/usr/bin/env', '-u', 'PWD', ...command);
     const log = openSync(join(dir, `${container.name}.log`), 'a', 0o600);
     const child = spawn(BWRAP, args, { env, stdio: ['ignore', log, log, 'pipe'], ...(root && this.options.isolation !== 'none' ? { uid, gid } : {}) });
     closeSync(log);

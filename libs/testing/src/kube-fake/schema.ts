@@ -55,11 +55,18 @@ function validateTracked(validate: Validate, object: unknown): { errors: AjvErro
     return proxy;
   };
   const ok = validate(track(object, []));
+  // In the order of the document, as the decoder meets them.
   const unknown: string[][] = [];
-  for (const [value, record] of records) {
-    if (Array.isArray(value) || record.listed) continue;
-    for (const key of Object.keys(value)) if (!record.read.has(key)) unknown.push([...record.path, key]);
-  }
+  const walk = (value: unknown, path: string[]) => {
+    if (value === null || typeof value !== 'object') return;
+    const record = records.get(value);
+    if (!record) return;
+    for (const [key, child] of Object.entries(value)) {
+      if (!Array.isArray(value) && !record.listed && !record.read.has(key)) unknown.push([...path, key]);
+      else walk(child, [...path, key]);
+    }
+  };
+  walk(object, []);
   return { errors: ok ? [] : (validate.errors ?? []), unknown };
 }
 
