@@ -72,6 +72,8 @@ interface PodRuntime {
   timers: Set<NodeJS.Timeout>;
   /** resolves once the current process's exit is in the pod's status */
   exitRecorded: Promise<void> | null;
+  /** the sync under way, if any */
+  syncing: Promise<void> | null;
 }
 
 /** What a container has whatever its pod says (a runtime sets them). */
@@ -92,6 +94,9 @@ class ContainerConfigError extends Error {}
  */
 export class Kubelet {
   private readonly runtimes = new Map<string, PodRuntime>();
+  /** Pod starts under way: close() waits for them, so no container starts after it. */
+  private readonly syncing = new Set<Promise<void>>();
+  private closed = false;
   private readonly failingPulls = new Set<string>();
   private noNode = false;
   private readonly usedIPs = new Set<string>();
@@ -173,6 +178,8 @@ export class Kubelet {
   }
 
   podAdded(pod: KubeObject): void {
+    // A pod made while the fake closes is never started (it would outlive the fake).
+    if (this.closed) return;
     const rt: PodRuntime = {
       namespace: pod.metadata.namespace,
       name: pod.metadata.name,
@@ -194,6 +201,7 @@ export class Kubelet {
       ready: false,
       timers: new Set(),
       exitRecorded: null,
+      syncing: null,
     };
     this.runtimes.set(rt.uid, rt);
     void this.sync(rt);
@@ -236,6 +244,10 @@ export class Kubelet {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    for (const rt of this.runtimes.values()) rt.terminating = true;
+    // A start under way sees `terminating` once its container is up, and kills it.
+    await Promise.allSettled([...this.syncing]);
     const exits: Promise<unknown>[] = [];
     for (const rt of this.runtimes.values()) {
       rt.terminating = true;
@@ -277,7 +289,19 @@ export class Kubelet {
     return join(this.options.dataDir, 'pods', rt.uid);
   }
 
-  private async sync(rt: PodRuntime): Promise<void> {
+  /** One sync per pod at a time: a second one (a Secret or claim appearing meanwhile) would start a second container. */
+  private sync(rt: PodRuntime): Promise<void> {
+    if (rt.syncing) return rt.syncing;
+    const run = this.syncOnce(rt).finally(() => {
+      this.syncing.delete(run);
+      rt.syncing = null;
+    });
+    rt.syncing = run;
+    this.syncing.add(run);
+    return run;
+  }
+
+  private async syncOnce(rt: PodRuntime): Promise<void> {
     const pod = this.pod(rt);
     if (!pod || rt.terminating || rt.process) return;
     if (!rt.scheduled) {
@@ -368,7 +392,9 @@ export class Kubelet {
     }
     const { child, init, pid } = started;
     if (rt.terminating) {
+      const gone = child.exitCode === null && child.signalCode === null ? new Promise((resolve) => child.once('exit', resolve)) : null;
       killQuietly(init, 'SIGKILL');
+      await gone;
       return;
     }
     rt.process = child;
