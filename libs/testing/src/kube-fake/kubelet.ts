@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, closeSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { projectRoot } from '@berth/config';
 import { BWRAP, childrenOf, codePaths, etcFiles, jailRootArgs } from '@berth/sandbox';
@@ -113,8 +113,11 @@ export class Kubelet {
 
   async prepare(): Promise<void> {
     for (const dir of [join(this.options.dataDir, 'volumes'), join(this.options.dataDir, 'pods')]) mkdirSync(dir, { recursive: true, mode: 0o711 });
-    // Pods' users reach their folders through it (bwrap binds by path, as the pod's uid).
+    // Pods' users reach their folders through it (bwrap binds by path, as the pod's uid): the folders above must let them through.
     chmodSync(this.options.dataDir, lstatSync(this.options.dataDir).mode | 0o711);
+    for (let dir = dirname(this.options.dataDir); dir !== dirname(dir); dir = dirname(dir)) {
+      if (!(lstatSync(dir).mode & 0o001)) throw new Error(`${dir} does not let pods' users through (chmod o+x it): they could not reach the fake's data dir ${this.options.dataDir}`);
+    }
   }
 
   failPulls(image: string, on: boolean): void {
@@ -390,7 +393,7 @@ export class Kubelet {
       const log = readFileSync(join(this.podDir(rt), `${container.name}.log`), 'utf8').trim().split('\n').pop();
       return this.waiting(rt, 'RunContainerError', `${(err as Error).message}${log ? `: ${log}` : ''}`, 1000);
     }
-    const { child, init, pid } = started;
+    const { child, init, pid, exit } = started;
     if (rt.terminating) {
       const gone = child.exitCode === null && child.signalCode === null ? new Promise((resolve) => child.once('exit', resolve)) : null;
       killQuietly(init, 'SIGKILL');
@@ -400,12 +403,7 @@ export class Kubelet {
     rt.process = child;
     rt.init = init;
     rt.pid = pid;
-    rt.exitRecorded = new Promise((resolve) =>
-      child.once('exit', (code, signal) => {
-        this.exited(rt, code ?? 128 + 9, signal);
-        resolve();
-      }),
-    );
+    rt.exitRecorded = exit.then(([code, signal]) => this.exited(rt, code ?? 128 + 9, signal));
     this.update(rt, (p) => {
       p.status.phase = 'Running';
       p.status.containerStatuses = [{ ...containerStatus(container, { running: { startedAt: rt.startedAtText } }, rt, false), lastState: p.status.containerStatuses?.[0]?.lastState ?? {} }];
@@ -606,17 +604,25 @@ export class Kubelet {
     const child = spawn(BWRAP, args, { env, stdio: ['ignore', log, log, 'pipe'], ...(root && this.options.isolation !== 'none' ? { uid, gid } : {}) });
     closeSync(log);
     child.on('error', () => undefined);
+    // Listened for at once: a jail that fails to set up ends before its info is read.
+    let ended = false;
+    const exit = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+      child.once('exit', (code, signal) => {
+        ended = true;
+        resolve([code, signal]);
+      }),
+    );
     const info = await readInfo(child.stdio[3] as Readable);
     const init = info['child-pid'];
     // In a jail the command is the child of bwrap's init (pid 1 of its namespace); without one, the child itself.
     let pid = init;
     if (this.options.isolation !== 'none') {
-      for (let i = 0; i < 200 && pid === init; i++) {
+      for (let i = 0; i < 200 && pid === init && !ended; i++) {
         pid = childrenOf(init)[0] ?? init;
         if (pid === init) await new Promise((resolve) => setTimeout(resolve, 5));
       }
     }
-    return { child, init, pid };
+    return { child, init, pid, exit };
   }
 }
 
