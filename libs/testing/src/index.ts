@@ -3,3 +3,4 @@ export * from './llm-stub';
 export * from './until';
 export * from './kube-fake/fake-kube';
 export { restrictedViolation } from './kube-fake/pod-security';
+export { strictDecodingError } from './kube-fake/schema';

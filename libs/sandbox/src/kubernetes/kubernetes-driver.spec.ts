@@ -296,6 +296,23 @@ describe('KubernetesSandboxDriver', () => {
       await until(() => warmPods(fake).length === 1 && warmPods(fake)[0].metadata.name !== handle.pod, 'the pool to be refilled', 30_000);
     });
 
+    it("removes what a vanished warm pod left (its Secret, PVC and policy) once older than a start may take", async () => {
+      fixture = await kubeFixture({ BERTH_WARM_POOL_SIZE: '1', BERTH_K8S_READY_TIMEOUT_MS: '1000' });
+      const { fake, driver } = fixture;
+      driver.warm();
+      await until(() => warmPods(fake).length === 1, 'a warm pod', 30_000);
+      const [gone] = warmPods(fake);
+      const core = fake.kubeConfig().makeApiClient(CoreV1Api);
+      await core.deleteNamespacedPod({ namespace: NAMESPACE, name: gone.metadata.name, gracePeriodSeconds: 0 });
+      await until(() => !fake.object('pods', NAMESPACE, gone.metadata.name), 'the pod to go', 30_000);
+      expect(fake.object('secrets', NAMESPACE, gone.metadata.name)).toBeDefined();
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      // The next claim finds no warm pod, starts cold and refills, which clears the leftovers.
+      await driver.provision({ id: randomUUID() });
+      await until(() => ['secrets', 'persistentvolumeclaims', 'networkpolicies'].every((r) => !fake.object(r, NAMESPACE, gone.metadata.name)), 'the leftovers to go', 30_000);
+      await until(() => warmPods(fake).length === 1, 'a new warm pod', 30_000);
+    });
+
     it('lets exactly one of two replicas racing for one warm pod have it; the other starts cold', async () => {
       fixture = await kubeFixture({ BERTH_WARM_POOL_SIZE: '1' });
       const { fake, driver } = fixture;

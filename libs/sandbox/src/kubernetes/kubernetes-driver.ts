@@ -324,13 +324,20 @@ export class KubernetesSandboxDriver extends SandboxDriver {
   }
 
   private async fillPool(template: KubernetesTemplate): Promise<void> {
-    const pods = await this.warmPods(template);
+    const { pods: listed, all } = await this.labelled(this.selector({ [LABEL.pool]: 'warm', [LABEL.template]: template.name }));
+    const pods = listed.filter((pod) => !pod.metadata?.deletionTimestamp);
     let live = 0;
     for (const pod of pods) {
       const verdict = podVerdict(pod);
       if (!verdict.ready && verdict.failure) await this.removeSlot(this.namespace, pod.metadata?.name as string);
       else live++;
     }
+    // A warm pod that went (evicted, deleted by hand) leaves its Secret, PVC and policy: removed once
+    // older than a start may take, so a slot another replica is making right now is left alone.
+    const withPod = new Set(listed.map((pod) => pod.metadata?.name));
+    const staleBefore = Date.now() - this.options.config.readyTimeoutMs;
+    const leftovers = new Set(all.filter((o) => !withPod.has(o.metadata?.name) && new Date(o.metadata?.creationTimestamp ?? Date.now()).getTime() < staleBefore).map((o) => o.metadata?.name as string));
+    for (const name of leftovers) await this.removeSlot(this.namespace, name);
     const starts: Promise<unknown>[] = [];
     for (; live < template.warmPoolSize && !this.closed; live++) {
       const slot = this.slotOf(`berth-warm-${template.name}-${randomBytes(5).toString('hex')}`, template, UNCLAIMED, UNCLAIMED, 'warm');

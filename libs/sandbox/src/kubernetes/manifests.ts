@@ -1,6 +1,7 @@
 import type { V1NetworkPolicy, V1NetworkPolicyEgressRule, V1NetworkPolicyPeer, V1PersistentVolumeClaim, V1Pod, V1Secret } from '@kubernetes/client-node';
 import type { KubernetesTemplate } from '@berth/config';
-import { LINK_LOCAL_CIDR } from '@berth/contracts';
+import { EXECUTOR_PATHS, LINK_LOCAL_CIDR } from '@berth/contracts';
+import type { ExecutorInitRequest } from '@berth/contracts';
 import { POD_WORKSPACE } from '../sandbox-driver';
 
 export const EXECUTOR_PORT = 8080;
@@ -58,7 +59,8 @@ export function labelValue(raw: string): string {
 
 /** The `/api/init` body a claimed executor serves: its root and the sandbox's variables. */
 export function initBody(env: Record<string, string>): string {
-  return JSON.stringify({ root: POD_WORKSPACE, env });
+  const body: ExecutorInitRequest = { root: POD_WORKSPACE, env };
+  return JSON.stringify(body);
 }
 
 /**
@@ -130,7 +132,7 @@ export function podManifest(spec: SlotSpec): V1Pod {
           ],
           workingDir: POD_WORKSPACE,
           resources: template.resources,
-          readinessProbe: { httpGet: { path: '/health', port: EXECUTOR_PORT }, periodSeconds: 2, failureThreshold: 3 },
+          readinessProbe: { httpGet: { path: EXECUTOR_PATHS.health, port: EXECUTOR_PORT }, periodSeconds: 2, failureThreshold: 3 },
           securityContext: {
             allowPrivilegeEscalation: false,
             readOnlyRootFilesystem: true,

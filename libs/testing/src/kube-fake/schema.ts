@@ -124,6 +124,32 @@ export function decodeAndValidate(object: Record<string, unknown>, definition: s
   return fieldValidation === 'Warn' ? unknown.map((p) => `unknown field "${fieldPath(p)}"`) : [];
 }
 
+/**
+ * An object's kubernetes-models definition from its apiVersion and kind: `apps/v1` Deployment →
+ * IoK8sApiAppsV1Deployment, `rbac.authorization.k8s.io/v1` Role → IoK8sApiRbacV1Role.
+ */
+export function definitionOf(apiVersion: string, kind: string): string {
+  const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['core', apiVersion];
+  const name = group.split('.')[0];
+  const upper = (w: string) => `${w[0].toUpperCase()}${w.slice(1)}`;
+  return `IoK8sApi${upper(name)}${upper(version)}${kind}`;
+}
+
+/**
+ * What the API server would say of an object of any kind kubernetes-models knows (a rendered chart,
+ * say) under strict field validation: its decoding or validation error, or null when it would take it.
+ */
+export function strictDecodingError(object: { apiVersion: string; kind: string; metadata?: { name?: string; namespace?: string } }): string | null {
+  const r: ResourceName = { resource: object.kind.toLowerCase(), group: object.apiVersion.includes('/') ? object.apiVersion.split('/')[0] : '', name: object.metadata?.name ?? '' };
+  try {
+    decodeAndValidate(structuredClone(object) as Record<string, unknown>, definitionOf(object.apiVersion, object.kind), object.kind, object.apiVersion, r, 'Strict');
+    return null;
+  } catch (err) {
+    if (err instanceof KubeStatusError) return err.message;
+    throw err;
+  }
+}
+
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const DNS_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 const LABEL_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
