@@ -1,13 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { FakeKube, LlmStub, until } from '@berth/testing';
+import { startCluster, TestCluster } from './support/cluster';
 import { api, STORAGES, startServer, TestServer, userMessage } from './support/server';
 
 const KEY = 'kubernetes-e2e-key';
 const NAMESPACE = 'berth-sandboxes';
-const IMAGE = 'registry.example/berth-executor:e2e';
 const SANDBOX_LABEL = 'berth.dev/sandbox';
 
 /**
@@ -19,31 +16,18 @@ const SANDBOX_LABEL = 'berth.dev/sandbox';
  */
 describe('Berth on the kubernetes driver (FakeKube, two replicas)', () => {
   const llm = new LlmStub();
+  let cluster: TestCluster;
   let fake: FakeKube;
-  let dir: string;
-  let cluster: string;
   let a: TestServer;
   let b: TestServer;
   const call = (server: TestServer, method: string, path: string, body?: unknown) => api(server, method, path, { body, key: KEY });
 
   beforeAll(async () => {
-    // The cluster's folder is the fake's own (it opens it to the pods' uid); the kubeconfig is kept apart.
-    dir = mkdtempSync(join(tmpdir(), 'berth-kube-e2e-'));
-    cluster = mkdtempSync(join(tmpdir(), 'berth-kube-e2e-cluster-'));
-    fake = await FakeKube.start({ dataDir: cluster });
-    const kubeconfig = join(dir, 'kubeconfig');
-    fake.writeKubeconfig(kubeconfig);
+    cluster = await startCluster(NAMESPACE);
+    fake = cluster.fake;
     await llm.start();
-    const env = {
-      OH_SESSION_API_KEYS_0: KEY,
-      BERTH_ROLE: 'all',
-      BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}`,
-      BERTH_SANDBOX_DRIVER: 'kubernetes',
-      KUBECONFIG: kubeconfig,
-      BERTH_K8S_NAMESPACE: NAMESPACE,
-      BERTH_K8S_EXECUTOR_IMAGE: IMAGE,
-      BERTH_K8S_READY_TIMEOUT_MS: '30000',
-    };
+    // One queue for both: either replica's worker may take a run.
+    const env = { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}`, ...cluster.env };
     a = await startServer('postgres', env);
     b = await startServer('postgres', env);
   }, 120_000);
@@ -52,9 +36,7 @@ describe('Berth on the kubernetes driver (FakeKube, two replicas)', () => {
     await a?.close();
     await b?.close();
     await llm.stop();
-    await fake?.close();
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(cluster, { recursive: true, force: true });
+    await cluster?.close();
   });
 
   const podsOf = (sandboxId: string) => fake.objects('pods', NAMESPACE).filter((p) => p.metadata.labels?.[SANDBOX_LABEL] === sandboxId);
@@ -131,33 +113,21 @@ describe('Berth on the kubernetes driver (FakeKube, two replicas)', () => {
 /** One replica per storage, its sandbox a claimed warm pod of FakeKube, found through KUBECONFIG. */
 describe.each(STORAGES)('an agent run on the kubernetes driver from the warm pool (%s)', (storage) => {
   const llm = new LlmStub();
+  let cluster: TestCluster;
   let fake: FakeKube;
   let server: TestServer;
-  let dir: string;
   const call = (method: string, path: string, body?: unknown) => api(server, method, path, { body, key: KEY });
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'berth-kube-e2e-'));
-    // The pods' users (uid 10001) reach the cluster's folders through it.
-    chmodSync(dir, 0o711);
-    fake = await FakeKube.start({ dataDir: join(dir, 'cluster') });
-    fake.writeKubeconfig(join(dir, 'kubeconfig'));
+    cluster = await startCluster(NAMESPACE, { BERTH_WARM_POOL_SIZE: '1' });
+    fake = cluster.fake;
     await llm.start();
-    server = await startServer(storage, {
-      OH_SESSION_API_KEYS_0: KEY,
-      BERTH_ROLE: 'all',
-      BERTH_SANDBOX_DRIVER: 'kubernetes',
-      BERTH_K8S_EXECUTOR_IMAGE: 'registry.example/berth-executor:1',
-      BERTH_K8S_NAMESPACE: NAMESPACE,
-      KUBECONFIG: join(dir, 'kubeconfig'),
-      BERTH_WARM_POOL_SIZE: '1',
-    });
+    server = await startServer(storage, { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', ...cluster.env });
   });
   afterAll(async () => {
     await server?.close();
     await llm.stop();
-    await fake?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await cluster?.close();
   });
 
   it("runs a terminal command in the sandbox's pod and finishes", async () => {

@@ -1,4 +1,5 @@
-import { FakeKube, LlmStub } from '@berth/testing';
+import { LlmStub } from '@berth/testing';
+import { startCluster, TestCluster } from './support/cluster';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,8 +25,7 @@ const VARIANTS: Array<{ storage: Storage; driver: 'local' | 'kubernetes' }> = [.
 describe.each(VARIANTS)('the OpenHands Python SDK against Berth ($storage, $driver driver)', ({ storage, driver }) => {
   const llm = new LlmStub();
   let dataDir: string;
-  let cluster: FakeKube | null = null;
-  let clusterDir: string | null = null;
+  let cluster: TestCluster | null = null;
   const env: Record<string, string> = { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}` };
   // The suite uses the default tenant's home sandbox, found by tenant: a database of its own.
   let database: Awaited<ReturnType<typeof privateDatabase>> | null = null;
@@ -41,11 +41,8 @@ describe.each(VARIANTS)('the OpenHands Python SDK against Berth ($storage, $driv
       env.DATABASE_URL = database.url;
     }
     if (driver === 'kubernetes') {
-      clusterDir = mkdtempSync(join(tmpdir(), 'berth-pysdk-cluster-'));
-      cluster = await FakeKube.start({ dataDir: clusterDir });
-      const kubeconfig = join(dataDir, 'kubeconfig');
-      cluster.writeKubeconfig(kubeconfig);
-      Object.assign(env, { BERTH_SANDBOX_DRIVER: 'kubernetes', KUBECONFIG: kubeconfig, BERTH_K8S_NAMESPACE: 'sandboxes', BERTH_K8S_EXECUTOR_IMAGE: 'registry.example/berth-executor:test' });
+      cluster = await startCluster();
+      Object.assign(env, cluster.env);
     }
     await llm.start();
     scriptFromMessages(llm);
@@ -65,7 +62,6 @@ describe.each(VARIANTS)('the OpenHands Python SDK against Berth ($storage, $driv
     await llm.stop();
     await database?.drop();
     await cluster?.close();
-    if (clusterDir) rmSync(clusterDir, { recursive: true, force: true });
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 

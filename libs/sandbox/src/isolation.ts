@@ -323,3 +323,23 @@ export function childrenOf(pid: number): number[] {
   }
   return out;
 }
+
+/** Whether a process of ours is alive (ESRCH: gone; EPERM: another user's, so none of ours). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Signals a process that may be gone already. */
+export function killQuietly(pid: number, signal: NodeJS.Signals): void {
+  if (!pid) return;
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // Already gone.
+  }
+}

@@ -13,6 +13,7 @@ import { QueueModule } from '@berth/queue';
 import { once } from 'node:events';
 import { createServer, request } from 'node:http';
 import { ExecutorClient, executorRequestOptions } from './executor-client';
+import { pidAlive } from './isolation';
 import { LocalSandboxDriver } from './local-driver';
 import { SandboxDriverFixture, describeSandboxDriverContract } from './sandbox-driver.contract';
 import { LocalSandboxHandle, SandboxDriver, SandboxHandle } from './sandbox-driver';
@@ -22,14 +23,6 @@ import { until } from '@berth/testing';
 
 /** Needs the built executor (`npm test` builds first). */
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function environOf(pid: number): Promise<Record<string, string>> {
   const raw = await readFile(`/proc/${pid}/environ`, 'utf8');
@@ -116,7 +109,7 @@ async function localFixture(options: { dataDir?: string } = {}): Promise<Sandbox
     driver,
     async crash(handle) {
       process.kill(pidOf(handle), 'SIGKILL');
-      await until(() => !alive(pidOf(handle)));
+      await until(() => !pidAlive(pidOf(handle)));
     },
     executorIdentity: (handle) => String(pidOf(handle)),
     countExecutors: async (handle) => (await executorsIn(rootOf(handle))).length,
@@ -224,7 +217,7 @@ describe('LocalSandboxDriver', () => {
     const taken = await second.ensureRunning(handle);
     expect(taken).toEqual(handle);
     await second.close();
-    await until(() => !alive(handle.pid));
+    await until(() => !pidAlive(handle.pid));
   });
 
   it('restarts from a stored handle whose executor died with the earlier process', async () => {
@@ -268,7 +261,7 @@ describe('LocalSandboxDriver', () => {
     await other.destroy({ ...stale, id: unknown, url: `unix:${join(dataDir, 'sandboxes', '.sockets', `${unknown}.sock`)}` });
     const restarted = await other.ensureRunning(stale);
     expect(restarted.pid).not.toBe(stranger.pid);
-    expect(alive(stranger.pid!)).toBe(true);
+    expect(pidAlive(stranger.pid!)).toBe(true);
   });
 
   it('refuses handles it must not act on', async () => {
@@ -319,7 +312,7 @@ describe('LocalSandboxDriver', () => {
       const links = (await callExecutor(closed, 'POST', '/api/bash/execute_bash_command', { command: 'cat /proc/net/route; cat /proc/net/dev', cwd: closed.root })).body.stdout;
       expect(links).not.toContain('tap0');
       await driver.destroy(handle);
-      await until(() => !alive(handle.egress!));
+      await until(() => !pidAlive(handle.egress!));
     } finally {
       host.close();
     }
@@ -331,7 +324,7 @@ describe('LocalSandboxDriver', () => {
     await callExecutor(handle, 'POST', '/api/bash/execute_bash_command', { command: 'head -c 2000000 /dev/zero > a; head -c 2000000 /dev/zero > b', cwd: handle.root });
     await until(async () => (await driver.status(handle)) === 'error', 'the disk check to stop the sandbox');
     // 'error' shows as soon as the executor stops answering; its processes are gone a moment later.
-    await until(async () => !alive(handle.pid), 'the sandbox processes to end');
+    await until(async () => !pidAlive(handle.pid), 'the sandbox processes to end');
   });
 
   describe('warm pool', () => {
@@ -364,7 +357,7 @@ describe('LocalSandboxDriver', () => {
       await until(() => driver.warmExecutors === 2);
       expect(await pooledIn(dataDir)).not.toContain(handle.pid);
       await driver.close();
-      await until(async () => (await pooledIn(dataDir)).length === 0 && !alive(handle.pid));
+      await until(async () => (await pooledIn(dataDir)).length === 0 && !pidAlive(handle.pid));
       expect(readdirSync(join(dataDir, 'sandboxes', '.pool'))).toEqual([]);
     });
 
@@ -427,7 +420,7 @@ describe('LocalSandboxDriver', () => {
       const [doomed] = await pooledIn(dataDir);
       const id = driver.reserveId()!;
       process.kill(doomed, 'SIGKILL');
-      await until(() => !alive(doomed));
+      await until(() => !pidAlive(doomed));
       const handle = await driver.provision({ id, env: { KEPT: 'yes' } });
       expect(handle.pid).not.toBe(doomed);
       expect(await new ExecutorClient(handle).health()).toEqual({ status: 'ok' });
@@ -435,7 +428,7 @@ describe('LocalSandboxDriver', () => {
       await until(() => driver.warmExecutors === 1);
       const second = await driver.provision({ id: driver.reserveId()!, env: { KEPT: 'yes' } });
       process.kill(second.pid, 'SIGKILL');
-      await until(() => !alive(second.pid));
+      await until(() => !pidAlive(second.pid));
       expect(await driver.status(second)).toBe('error');
       const restarted = await driver.ensureRunning(second);
       expect(restarted.token).toBe(second.token);
@@ -452,7 +445,7 @@ describe('LocalSandboxDriver', () => {
       const other = newDriver();
       const there = await other.provision({ id: elsewhere, env: { WHERE: 'there' } });
       expect(pooled).not.toContain(there.pid);
-      await until(() => pooled.every((pid) => !alive(pid)) && !existsSync(join(dataDir, 'sandboxes', forgotten)), 'both reservations to lapse');
+      await until(() => pooled.every((pid) => !pidAlive(pid)) && !existsSync(join(dataDir, 'sandboxes', forgotten)), 'both reservations to lapse');
       // The other process's sandbox keeps its folder, its cgroups and its executor.
       expect(existsSync(there.root)).toBe(true);
       expect(await other.status(there)).toBe('running');
@@ -473,7 +466,7 @@ describe('LocalSandboxDriver', () => {
       const ids = readdirSync(join(dataDir, 'sandboxes', '.pool'));
       expect(ids).toHaveLength(2);
       parent.kill('SIGKILL');
-      await until(() => pooled.every((pid) => !alive(pid)), 'the pooled executors to end with their process');
+      await until(() => pooled.every((pid) => !pidAlive(pid)), 'the pooled executors to end with their process');
       for (const id of ids) expect(existsSync(join(dataDir, 'sandboxes', id))).toBe(true);
       const next = newDriver();
       next.warm();
@@ -540,6 +533,6 @@ describe('LocalSandboxDriver', () => {
     const handle = (await driver.provision({ id: randomUUID() })) as LocalSandboxHandle;
     expect(handle.root.startsWith(join(dataDir, 'sandboxes'))).toBe(true);
     await moduleRef.close();
-    await until(() => !alive(handle.pid));
+    await until(() => !pidAlive(handle.pid));
   });
 });

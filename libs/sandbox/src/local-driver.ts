@@ -10,7 +10,7 @@ import { Logger } from '@nestjs/common';
 import { DEFAULT_SANDBOX_LIMITS, projectRoot } from '@berth/config';
 import type { SandboxIsolationMode } from '@berth/config';
 import { ExecutorClient, executorSocket } from './executor-client';
-import { BWRAP, bwrapArgs, childrenOf, etcFiles, prlimitArgs, probeBubblewrap, SandboxCgroups, SandboxLimits, SandboxNetwork, sandboxUid, startEgress, VIRTUAL_WORKSPACE } from './isolation';
+import { BWRAP, bwrapArgs, childrenOf, etcFiles, killQuietly, pidAlive, prlimitArgs, probeBubblewrap, SandboxCgroups, SandboxLimits, SandboxNetwork, sandboxUid, startEgress, VIRTUAL_WORKSPACE } from './isolation';
 import { DriverResource, LocalSandboxHandle, SandboxDriver, SandboxError, SandboxHandle, SandboxSpec, SandboxStatus } from './sandbox-driver';
 
 export interface LocalSandboxDriverOptions {
@@ -1036,23 +1036,6 @@ async function holdsToken(pid: number, token: string): Promise<boolean | undefin
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    // ESRCH: gone; EPERM: another user's process, so not an executor of ours.
-    return false;
-  }
-}
-
-function killQuietly(pid: number, name: NodeJS.Signals): void {
-  try {
-    process.kill(pid, name);
-  } catch {
-    // Already gone.
-  }
-}
 
 /** Resolves true once the executor has exited, false after `timeoutMs`. */
 async function waitForExit(executor: Executor, timeoutMs: number): Promise<boolean> {

@@ -11,6 +11,7 @@ import type { SandboxRow } from '@berth/persistence';
 import { QueueModule } from '@berth/queue';
 import { until } from '@berth/testing';
 import { ExecutorClient } from './executor-client';
+import { pidAlive } from './isolation';
 import { LocalSandboxHandle, SandboxDriver } from './sandbox-driver';
 import { SandboxManager } from './sandbox-manager';
 import { SandboxModule } from './sandbox.module';
@@ -18,14 +19,6 @@ import { LOST_REASONS, SandboxReconciler, START_GRACE_MS } from './sandbox-recon
 
 /** Real PostgreSQL, Redis and local driver (bubblewrap); needs the built executor (`npm test` builds first). */
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const scope = tenantScope(DEFAULT_TENANT_ID);
 
@@ -90,7 +83,7 @@ describe('SandboxReconciler with the local driver', () => {
 
     const done = await reconciler.reconcileOnce();
     expect(done.orphans.sort()).toEqual([orphan.id, folder].sort());
-    expect(alive(orphan.pid)).toBe(false);
+    expect(pidAlive(orphan.pid)).toBe(false);
     expect(existsSync(orphan.root)).toBe(false);
     expect(existsSync(join(dataDir, 'sandboxes', folder))).toBe(false);
     expect(await answers(kept.handle)).toBe(true);
@@ -101,7 +94,7 @@ describe('SandboxReconciler with the local driver', () => {
   it('marks a running sandbox whose executor was killed lost, with a reason; the next use starts it again', async () => {
     const { id, handle } = await started();
     for (const pid of [handle.pid, handle.init].filter((p): p is number => p !== undefined)) process.kill(pid, 'SIGKILL');
-    await until(() => !alive(handle.pid), 'the executor to die', 5000);
+    await until(() => !pidAlive(handle.pid), 'the executor to die', 5000);
 
     const done = await reconciler.reconcileOnce();
     expect(done.lost).toEqual([id]);
@@ -140,11 +133,11 @@ describe('SandboxReconciler with the local driver', () => {
     const done = await reconciler.reconcileOnce();
     expect(done.stopped).toEqual([stopped.id]);
     expect(done.destroyed).toEqual([deleted.id]);
-    await until(() => !alive(stopped.handle.pid), 'the stopped executor to end', 5000);
+    await until(() => !pidAlive(stopped.handle.pid), 'the stopped executor to end', 5000);
     expect(await row(stopped.id)).toMatchObject({ status: 'stopped', desiredState: 'stopped' });
     expect(existsSync(stopped.handle.root)).toBe(true);
     expect(await row(deleted.id)).toBeNull();
-    expect(alive(deleted.handle.pid)).toBe(false);
+    expect(pidAlive(deleted.handle.pid)).toBe(false);
     expect(existsSync(deleted.handle.root)).toBe(false);
     await manager.destroy(scope, (await row(stopped.id))!);
   });

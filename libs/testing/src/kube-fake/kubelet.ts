@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { projectRoot } from '@berth/config';
-import { BWRAP, childrenOf, codePaths, etcFiles, jailRootArgs } from '@berth/sandbox';
+import { BWRAP, childrenOf, codePaths, etcFiles, jailRootArgs, killQuietly } from '@berth/sandbox';
 
 type KubeObject = Record<string, any> & { metadata: Record<string, any> };
 
@@ -673,14 +673,6 @@ function formatDuration(ms: number): string {
   return ms >= 1000 ? `${ms / 1000}s` : `${ms}ms`;
 }
 
-function killQuietly(pid: number, signal: NodeJS.Signals): void {
-  if (!pid) return;
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // gone already
-  }
-}
 
 async function portsFree(ip: string, ports: number[]): Promise<boolean> {
   for (const port of ports) {
