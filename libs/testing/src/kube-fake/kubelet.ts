@@ -588,8 +588,6 @@ export class Kubelet {
       if (!root) args.push('--unshare-user');
     } else {
       args.push(...jailRootArgs(pod.metadata.name, { shareNetwork: true }));
-      this.code ??= codePaths(projectRoot(), command.find((c) => c.endsWith('.js')) ?? command[0]);
-      for (const path of this.code) args.push('--ro-bind', path, path);
       for (const [path, text] of Object.entries(etcFiles(uid, gid, container.workingDir ?? '/', 'none'))) {
         const file = join(dir, 'etc', path.slice('/etc/'.length));
         writeFileSync(file, text, { mode: 0o644 });
@@ -597,6 +595,11 @@ export class Kubelet {
       }
     }
     for (const m of mounts) args.push(m.readOnly ? '--ro-bind' : '--bind', m.host, m.path);
+    if (this.options.isolation !== 'none') {
+      // The image: bound after the volumes, so a checkout under /tmp is not hidden by the pod's /tmp volume.
+      this.code ??= codePaths(projectRoot(), command.find((c) => c.endsWith('.js')) ?? command[0]);
+      for (const path of this.code) args.push('--ro-bind', path, path);
+    }
     if (this.options.isolation !== 'none' && sc.readOnlyRootFilesystem) args.push('--remount-ro', '/');
     // bwrap sets PWD after its --chdir, which no container runtime does: env (which execs the command) unsets it.
     args.push('--chdir', container.workingDir ?? '/', '--info-fd', '3', '--', '/usr/bin/env', '-u', 'PWD', ...command);
