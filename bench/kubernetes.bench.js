@@ -32,6 +32,7 @@ function load(ctx) {
     if (!fs.existsSync(path.join(ctx.root, f))) throw new Error(`${f} is missing; run \`npm run build\``);
   }
   return {
+    until: require(path.join(ctx.root, 'dist/libs/testing/src/until.js')).until,
     sandbox: require(path.join(ctx.root, 'dist/libs/sandbox/src/index.js')),
     config: require(path.join(ctx.root, 'dist/libs/config/src/index.js')),
     k8s: require('@kubernetes/client-node'),
@@ -78,14 +79,6 @@ async function readyWarmPods(lib, core) {
   return pods.items.filter((p) => !p.metadata.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length;
 }
 
-async function until(condition, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 /** Sequential provisions: total and control-plane share (total minus the pod's own start, when a pod was started). */
 async function sequential(lib, kube, timeline, { warm, count }) {
   const driver = driverOn(lib, kube.config, warm ? WARM_POOL : 0);
@@ -94,7 +87,7 @@ async function sequential(lib, kube, timeline, { warm, count }) {
   const share = [];
   try {
     for (let i = 0; i < count + WARM_UP; i++) {
-      if (warm) await until(async () => (await readyWarmPods(lib, kube.core)) >= WARM_POOL, 60_000, 'the warm pool to refill');
+      if (warm) await lib.until(async () => (await readyWarmPods(lib, kube.core)) >= WARM_POOL, 'the warm pool to refill', 60_000);
       const t0 = performance.now();
       const handle = await driver.provision({ id: randomUUID(), env: { BENCH: String(i) } });
       const elapsed = performance.now() - t0;
@@ -137,7 +130,7 @@ async function run(ctx) {
   const kubeconfig = path.join(ctx.tmpdir('berth-bench-kubeconfig-'), 'config');
   const fake = spawnNode('fake-kube', path.join(__dirname, 'lib/fake-kube-server.js'), { args: [dataDir, kubeconfig], cwd: ctx.root });
   ctx.defer('stop FakeKube', () => fake.stop(20_000));
-  await until(async () => fake.output().includes('ready') || !fake.alive, 30_000, 'FakeKube to start');
+  await lib.until(() => fake.output().includes('ready') || !fake.alive, 'FakeKube to start', 30_000);
   if (!fs.existsSync(kubeconfig)) throw new Error(`FakeKube did not start:\n${fake.output()}`);
   const config = new lib.k8s.KubeConfig();
   config.loadFromFile(kubeconfig);
