@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { McpConfigSchema } from './mcp';
 
 export const EXECUTION_STATUSES = [
   'idle',
@@ -61,6 +62,7 @@ export const AgentSchema = z
     kind: z.literal('Agent').default('Agent'),
     llm: LLMSchema,
     tools: z.array(ToolSpecSchema).default([]),
+    mcp_config: McpConfigSchema.optional(),
   })
   .meta({ id: 'Agent' });
 

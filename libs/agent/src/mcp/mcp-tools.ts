@@ -1,0 +1,155 @@
+import { Logger } from '@nestjs/common';
+import { createHash } from 'node:crypto';
+import { enabledMcpServers, McpCallToolResult, McpConfigSchema, McpLaunch, mcpTransportOf, McpServer, McpToolInfo } from '@berth/contracts';
+import { SecretVault } from '@berth/crypto';
+import type { ConversationPlace } from '../agent-runner';
+import { AgentTool } from '../agent-tools';
+import { checkMcpArguments, mcpToolDefinitionJson, mcpToolParameters } from './mcp-schema';
+
+type Json = Record<string, any>;
+
+/** How long listing a server's tools may take, start and handshake included (the SDK's `_RUNTIME_MCP_TIMEOUT_SECS`). */
+export const MCP_DISCOVERY_TIMEOUT_MS = 30_000;
+/** How long one MCP tool call may take (the SDK's `MCP_TOOL_TIMEOUT_SECONDS`). */
+export const MCP_TOOL_TIMEOUT_SECONDS = 300;
+
+/** Where MCP servers run: the conversation's sandbox (its executor starts and calls them). */
+export interface McpRuntime {
+  mcpListTools(conversation: ConversationPlace, server: string, launch: McpLaunch, timeoutMs: number): Promise<McpToolInfo[]>;
+  /** Throws McpTimeout when the tool did not answer within `timeoutMs`. */
+  mcpCallTool(conversation: ConversationPlace, server: string, launch: McpLaunch, tool: string, args: Json, timeoutMs: number, signal: AbortSignal): Promise<McpCallToolResult>;
+}
+
+/** A call that did not finish in time (the runtime's timeout). */
+export class McpTimeout extends Error {}
+
+/** The launch the executor gets for a server: its transport and only what that transport uses. */
+function launchOf(server: McpServer): McpLaunch {
+  const transport = mcpTransportOf(server);
+  if (transport === 'stdio') return { transport, command: server.command!, args: server.args ?? [], env: server.env ?? {}, ...(server.cwd ? { cwd: server.cwd } : {}) };
+  return { transport: transport === 'sse' ? 'sse' : 'http', url: server.url!, headers: server.headers ?? {} };
+}
+
+/** Every credential of a launch, hidden wherever a server's words could repeat it (its stderr, an error). */
+function hideCredentials(text: string, launch: McpLaunch): string {
+  const secrets: Record<string, string> = (launch.transport === 'stdio' ? launch.env : launch.headers) ?? {};
+  const values = Object.values(secrets).filter((v) => v.length >= 3);
+  return values.sort((a, b) => b.length - a.length).reduce((out, value) => out.split(value).join('<secret-hidden>'), text);
+}
+
+function text(value: string) {
+  return { cache_prompt: false, type: 'text', text: value };
+}
+
+/** `MCPToolObservation.from_call_tool_result`: a header line, then the text and image blocks. */
+export function mcpObservation(toolName: string, result: McpCallToolResult): Json {
+  const content: Json[] = [text(`[Tool '${toolName}' executed.]`)];
+  for (const block of result.content ?? []) {
+    if (block.type === 'text' && typeof block.text === 'string') content.push(text(block.text));
+    else if (block.type === 'image' && typeof block.data === 'string') content.push({ cache_prompt: false, type: 'image', image_urls: [`data:${block.mimeType};base64,${block.data}`] });
+  }
+  return { content, is_error: result.isError === true, tool_name: toolName, kind: 'MCPToolObservation' };
+}
+
+/** `MCPToolObservation.from_text(…, is_error=True)`. */
+export function mcpErrorObservation(toolName: string, message: string): Json {
+  return { content: [text(message)], is_error: true, tool_name: toolName, kind: 'MCPToolObservation' };
+}
+
+/** At most this many conversations' tool lists are kept per process. */
+const CACHE_LIMIT = 500;
+
+/**
+ * The agent's `mcp_config` servers as tools, as OpenHands' `create_mcp_tools` makes them: each server
+ * started in the conversation's sandbox and asked for its tools when the agent gets ready (a server
+ * that fails is left out, its failure logged, as the SDK does); a tool keeps its server's name when
+ * there is one server, and is `<server>_<tool>` when there are several (FastMCP's mounting prefix).
+ * A conversation's list is cached per configuration; the executor keeps the servers running.
+ */
+export class McpToolSource {
+  private readonly logger = new Logger('McpTools');
+  private readonly cache = new Map<string, Promise<AgentTool[]>>();
+
+  constructor(
+    private readonly runtime: McpRuntime,
+    private readonly vault: SecretVault,
+  ) {}
+
+  async toolsFor(conversation: ConversationPlace & { agent: unknown }): Promise<AgentTool[]> {
+    const sealed = (conversation.agent as Json)?.mcp_config;
+    if (!sealed || !Object.keys(sealed).length) return [];
+    const key = `${conversation.id}/${createHash('sha256').update(JSON.stringify(sealed)).digest('hex')}`;
+    let tools = this.cache.get(key);
+    if (!tools) {
+      tools = this.discover(conversation, this.vault.openAgent({ mcp_config: sealed }).mcp_config);
+      this.cache.set(key, tools);
+      if (this.cache.size > CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value!);
+      // Only a full answer is kept: a server that failed is asked again next time.
+      void tools.then((list) => list.length === 0 && this.cache.delete(key)).catch(() => this.cache.delete(key));
+    }
+    return tools;
+  }
+
+  private async discover(conversation: ConversationPlace, rawConfig: unknown): Promise<AgentTool[]> {
+    const parsed = McpConfigSchema.safeParse(rawConfig);
+    if (!parsed.success) {
+      this.logger.warn(`conversation ${conversation.id}: its mcp_config is not valid; no MCP tools`);
+      return [];
+    }
+    const servers = enabledMcpServers(parsed.data);
+    const prefixed = servers.length > 1;
+    const listed = await Promise.all(
+      servers.map(async ([name, server]) => {
+        const launch = launchOf(server);
+        try {
+          return { name, launch, tools: await this.runtime.mcpListTools(conversation, name, launch, MCP_DISCOVERY_TIMEOUT_MS) };
+        } catch (err) {
+          // As the SDK: the conversation goes on without this server's tools.
+          this.logger.warn(`conversation ${conversation.id}: MCP server '${name}' failed to start; continuing without its tools: ${hideCredentials((err as Error).message, launch)}`);
+          return { name, launch, tools: [] };
+        }
+      }),
+    );
+    const out: AgentTool[] = [];
+    for (const { name: server, launch, tools } of listed) {
+      for (const info of tools) {
+        const exposed = { ...info, name: prefixed ? `${server}_${info.name}` : info.name };
+        if (out.some((t) => t.name === exposed.name)) continue;
+        out.push(this.tool(conversation, server, launch, info.name, exposed));
+      }
+    }
+    return out;
+  }
+
+  private tool(conversation: ConversationPlace, server: string, launch: McpLaunch, serverToolName: string, info: McpToolInfo): AgentTool {
+    const name = info.name;
+    return {
+      name,
+      definition: { type: 'function', function: { name, description: info.description || 'No description provided', parameters: mcpToolParameters(info) } },
+      spec: mcpToolDefinitionJson(info),
+      actionKind: 'MCPToolAction',
+      observationKind: 'MCPToolObservation',
+      inSandbox: true,
+      parse: (args: unknown) => {
+        const { summary: _summary, security_risk: _risk, ...rest } = (args && typeof args === 'object' ? args : {}) as Json;
+        const checked = checkMcpArguments(info, args && typeof args === 'object' && !Array.isArray(args) ? rest : args);
+        return 'error' in checked ? checked : { action: { data: checked.data } };
+      },
+      execute: async (action: Json, signal: AbortSignal) => {
+        try {
+          const result = await this.runtime.mcpCallTool(conversation, server, launch, serverToolName, (action.data as Json) ?? {}, MCP_TOOL_TIMEOUT_SECONDS * 1000, signal);
+          return mcpObservation(name, result);
+        } catch (err) {
+          if (signal.aborted) throw err;
+          if (err instanceof McpTimeout) {
+            return mcpErrorObservation(
+              name,
+              `MCP tool '${name}' timed out after ${MCP_TOOL_TIMEOUT_SECONDS} seconds. The tool server may be unresponsive or the operation is taking too long. Consider retrying or using an alternative approach.`,
+            );
+          }
+          return mcpErrorObservation(name, `Error calling MCP tool ${name}: ${hideCredentials((err as Error).message, launch)}`);
+        }
+      },
+    };
+  }
+}
