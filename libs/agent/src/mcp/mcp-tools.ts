@@ -10,7 +10,7 @@ type Json = Record<string, any>;
 
 /** How long listing a server's tools may take, start and handshake included (the SDK's `_RUNTIME_MCP_TIMEOUT_SECS`). */
 export const MCP_DISCOVERY_TIMEOUT_MS = 30_000;
-/** How long one MCP tool call may take (the SDK's `MCP_TOOL_TIMEOUT_SECONDS`). */
+/** How long one MCP tool call may take unless its server's `timeout` says (the SDK's `MCP_TOOL_TIMEOUT_SECONDS`). */
 export const MCP_TOOL_TIMEOUT_SECONDS = 300;
 
 /** Where MCP servers run: the conversation's sandbox (its executor starts and calls them). */
@@ -41,11 +41,11 @@ function text(value: string) {
   return { cache_prompt: false, type: 'text', text: value };
 }
 
-/** `MCPToolObservation.from_call_tool_result`: a header line, then the text and image blocks. */
-export function mcpObservation(toolName: string, result: McpCallToolResult): Json {
+/** `MCPToolObservation.from_call_tool_result`: a header line, then the text and image blocks (`hide` masks the text). */
+export function mcpObservation(toolName: string, result: McpCallToolResult, hide: (text: string) => string = (t) => t): Json {
   const content: Json[] = [text(`[Tool '${toolName}' executed.]`)];
   for (const block of result.content ?? []) {
-    if (block.type === 'text' && typeof block.text === 'string') content.push(text(block.text));
+    if (block.type === 'text' && typeof block.text === 'string') content.push(text(hide(block.text)));
     else if (block.type === 'image' && typeof block.data === 'string') content.push({ cache_prompt: false, type: 'image', image_urls: [`data:${block.mimeType};base64,${block.data}`] });
   }
   return { content, is_error: result.isError === true, tool_name: toolName, kind: 'MCPToolObservation' };
@@ -102,26 +102,26 @@ export class McpToolSource {
       servers.map(async ([name, server]) => {
         const launch = launchOf(server);
         try {
-          return { name, launch, tools: await this.runtime.mcpListTools(conversation, name, launch, MCP_DISCOVERY_TIMEOUT_MS) };
+          return { name, launch, timeout: server.timeout ?? MCP_TOOL_TIMEOUT_SECONDS, tools: await this.runtime.mcpListTools(conversation, name, launch, MCP_DISCOVERY_TIMEOUT_MS) };
         } catch (err) {
           // As the SDK: the conversation goes on without this server's tools.
           this.logger.warn(`conversation ${conversation.id}: MCP server '${name}' failed to start; continuing without its tools: ${hideCredentials((err as Error).message, launch)}`);
-          return { name, launch, tools: [] };
+          return { name, launch, timeout: 0, tools: [] };
         }
       }),
     );
     const out: AgentTool[] = [];
-    for (const { name: server, launch, tools } of listed) {
+    for (const { name: server, launch, timeout, tools } of listed) {
       for (const info of tools) {
         const exposed = { ...info, name: prefixed ? `${server}_${info.name}` : info.name };
         if (out.some((t) => t.name === exposed.name)) continue;
-        out.push(this.tool(conversation, server, launch, info.name, exposed));
+        out.push(this.tool(conversation, server, launch, timeout, info.name, exposed));
       }
     }
     return out;
   }
 
-  private tool(conversation: ConversationPlace, server: string, launch: McpLaunch, serverToolName: string, info: McpToolInfo): AgentTool {
+  private tool(conversation: ConversationPlace, server: string, launch: McpLaunch, timeoutSeconds: number, serverToolName: string, info: McpToolInfo): AgentTool {
     const name = info.name;
     return {
       name,
@@ -136,15 +136,16 @@ export class McpToolSource {
         return 'error' in checked ? checked : { action: { data: checked.data } };
       },
       execute: async (action: Json, signal: AbortSignal) => {
+        const hide = (message: string) => hideCredentials(message, launch);
         try {
-          const result = await this.runtime.mcpCallTool(conversation, server, launch, serverToolName, (action.data as Json) ?? {}, MCP_TOOL_TIMEOUT_SECONDS * 1000, signal);
-          return mcpObservation(name, result);
+          const result = await this.runtime.mcpCallTool(conversation, server, launch, serverToolName, (action.data as Json) ?? {}, timeoutSeconds * 1000, signal);
+          return mcpObservation(name, result, hide);
         } catch (err) {
           if (signal.aborted) throw err;
           if (err instanceof McpTimeout) {
             return mcpErrorObservation(
               name,
-              `MCP tool '${name}' timed out after ${MCP_TOOL_TIMEOUT_SECONDS} seconds. The tool server may be unresponsive or the operation is taking too long. Consider retrying or using an alternative approach.`,
+              `MCP tool '${name}' timed out after ${timeoutSeconds} seconds. The tool server may be unresponsive or the operation is taking too long. Consider retrying or using an alternative approach.`,
             );
           }
           return mcpErrorObservation(name, `Error calling MCP tool ${name}: ${hideCredentials((err as Error).message, launch)}`);
