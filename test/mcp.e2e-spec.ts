@@ -125,8 +125,14 @@ describe('MCP servers as tools', () => {
       const second = llm.requestsFor(text)[2].body.messages;
       expect(JSON.stringify(second)).toContain("[Tool 'echo' executed.]");
 
-      // The env credential is in no event, no answer, and stored encrypted.
-      const everything = JSON.stringify(log) + JSON.stringify((await ctx.call('GET', `/api/conversations/${id}`)).body) + JSON.stringify(llm.requestsFor(text));
+      // A tool that is not read-only also takes the LLM's security_risk, first (as the SDK adds it).
+      expect(Object.keys((offered.find((t) => t.function.name === 'whereami')!.function.parameters as any).properties)).toEqual(['security_risk', 'summary', 'variables']);
+
+      // The env credential is in no event, no answer (the conversation leaves env out, as the reference does), and stored encrypted.
+      const info = (await ctx.call('GET', `/api/conversations/${id}`)).body;
+      expect(info.agent.mcp_config.fx).not.toHaveProperty('env');
+      expect(info.agent.mcp_config.fx.command).toBe(process.execPath);
+      const everything = JSON.stringify(log) + JSON.stringify(info) + JSON.stringify(llm.requestsFor(text));
       expect(everything).not.toContain(ENV_SECRET);
       const row = await ctx.server.app.get(Database).prisma.conversation.findUniqueOrThrow({ where: { id: id.replace(/-/g, '') } }).catch(() => ctx.server.app.get(Database).prisma.conversation.findUniqueOrThrow({ where: { id } }));
       expect(JSON.stringify(row.agent)).not.toContain(ENV_SECRET);
@@ -209,7 +215,7 @@ describe('MCP servers as tools', () => {
     it('calls its tools with the configured headers and its session, and keeps the headers out of every event', async () => {
       const text = 'mcp http add';
       llm.script(text, [{ toolCalls: [{ name: 'add', arguments: { a: 2, b: 3 } }] }, { toolCalls: [{ name: 'finish', arguments: { message: 'five' } }] }]);
-      const id = await ctx.start(text, { mcpServers: { calc: { url: remote.url, type: 'http', headers: { Authorization: `Bearer ${HEADER_TOKEN}` } } } });
+      const id = await ctx.start(text, { calc: { url: remote.url, transport: 'http', headers: { Authorization: `Bearer ${HEADER_TOKEN}` } } });
       expect((await ctx.finished(id)).execution_status).toBe('finished');
       const log = await ctx.events(id);
       const observation = log.find((e) => e.kind === 'ObservationEvent' && e.tool_name === 'add');

@@ -1,12 +1,12 @@
 import { z } from 'zod';
 
 /**
- * An agent's `mcp_config`, as OpenHands 1.58.2 takes it (`openhands.sdk.mcp.config.MCPServer`,
- * `coerce_mcp_config`): a map of server name → server, or the FastMCP shape `{"mcpServers": {…}}`.
- * A server is a stdio command (`command`, `args`, `env`, `cwd`) or a remote one (`url`, `headers`,
- * `transport` http / streamable-http / sse; `type` is read as `transport`, `shttp` as `http`).
- * Unknown fields are dropped, as the SDK drops them. `env` and `headers` values may be credentials:
- * they are stored encrypted (SecretVault) and shown masked.
+ * An agent's `mcp_config`, as OpenHands 1.58.2's agent server takes it at conversation create
+ * (`Agent.mcp_config: dict[str, MCPServer]`): a map of server name → server, unknown fields refused
+ * (the FastMCP wrapper `{"mcpServers": …}` is a 422 there too). A server is a stdio command
+ * (`command`, `args`, `env`, `cwd`) or a remote one (`url`, `headers`, `transport` http /
+ * streamable-http / sse). `env` and `headers` values may be credentials: they are stored encrypted
+ * (SecretVault) and never shown.
  */
 
 /** A server's name becomes a tool-name prefix when there are several: the LLM's function-name alphabet. */
@@ -50,26 +50,7 @@ export const McpServerSchema = z
   });
 export type McpServer = z.output<typeof McpServerSchema>;
 
-const KNOWN_SERVER_FIELDS = new Set(Object.keys(McpServerSchema.shape));
-
-/** `coerce_mcp_config`: the FastMCP wrapper taken off, `type` read as `transport`, unknown fields dropped. */
-function coerceMcpConfig(value: unknown): unknown {
-  if (value === null || value === undefined) return {};
-  if (typeof value !== 'object' || Array.isArray(value)) return value;
-  const servers = 'mcpServers' in value ? ((value as { mcpServers: unknown }).mcpServers ?? {}) : value;
-  if (typeof servers !== 'object' || servers === null || Array.isArray(servers)) return servers;
-  return Object.fromEntries(
-    Object.entries(servers).map(([name, server]) => {
-      if (typeof server !== 'object' || server === null || Array.isArray(server)) return [name, server];
-      const { type, ...rest } = server as Record<string, unknown>;
-      if (rest.transport === undefined && type !== undefined) rest.transport = type;
-      if (rest.transport === 'shttp') rest.transport = 'http';
-      return [name, Object.fromEntries(Object.entries(rest).filter(([key]) => KNOWN_SERVER_FIELDS.has(key)))];
-    }),
-  );
-}
-
-export const McpConfigSchema = z.preprocess(coerceMcpConfig, z.record(ServerNameSchema, McpServerSchema)).meta({ id: 'MCPConfig' });
+export const McpConfigSchema = z.record(ServerNameSchema, McpServerSchema).meta({ id: 'MCPConfig' });
 export type McpConfig = z.output<typeof McpConfigSchema>;
 
 /** The transport a server is reached by (FastMCP infers it from `command` / `url` when not given). */

@@ -1,10 +1,12 @@
-import { McpToolInfo } from '@berth/contracts';
+import { McpToolInfo, SECURITY_RISKS } from '@berth/contracts';
 
 type Json = Record<string, any>;
 
 /** The SDK's summary parameter description (openhands.sdk.mcp.tool `_get_tool_schema`). */
 const SUMMARY_DESCRIPTION =
   "A concise summary (approximately 10 words) describing what this specific action does. Focus on the key operation and target. Example: 'List all Python files in current directory'";
+
+const SECURITY_RISK_DESCRIPTION = "The LLM's assessment of the safety risk of this action.";
 
 /** ToolAnnotations' defaults (openhands.sdk.tool.ToolAnnotations), filled under what a server declares. */
 const ANNOTATION_DEFAULTS = { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true };
@@ -50,12 +52,20 @@ export function processSchemaNode(node: unknown, defs: Json, visiting: ReadonlyS
   return out;
 }
 
-/** The LLM's parameters of an MCP tool (`MCPToolDefinition._get_tool_schema`): the server's schema with `summary` first. */
+/**
+ * The LLM's parameters of an MCP tool (`MCPToolDefinition._get_tool_schema` with the agent's
+ * `add_security_risk_prediction=True`): the server's schema with `security_risk` (unless the tool
+ * is read-only) and `summary` first.
+ */
 export function mcpToolParameters(tool: McpToolInfo): Json {
   const raw = structuredClone(tool.inputSchema ?? { type: 'object' }) as Json;
   const schema = processSchemaNode(raw, (raw.$defs as Json) ?? {});
-  const properties: Json = schema.properties ?? {};
-  schema.properties = 'summary' in properties ? properties : { summary: { type: 'string', description: SUMMARY_DESCRIPTION }, ...properties };
+  const own: Json = schema.properties ?? {};
+  const first: Json = {};
+  if (tool.annotations?.readOnlyHint !== true) first.security_risk = { type: 'string', description: SECURITY_RISK_DESCRIPTION, enum: SECURITY_RISKS };
+  else if ('security_risk' in own) first.security_risk = own.security_risk;
+  first.summary = own.summary ?? { type: 'string', description: SUMMARY_DESCRIPTION };
+  schema.properties = { ...first, ...own, ...first };
   return schema;
 }
 
