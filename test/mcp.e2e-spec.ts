@@ -199,17 +199,20 @@ describe('MCP servers as tools', () => {
     });
   });
 
-  describe('with a streamable-HTTP server the sandbox can reach', () => {
+  describe('with remote servers the sandbox can reach', () => {
     let ctx: Awaited<ReturnType<typeof setup>>;
     const remote = new McpHttpFixture(HEADER_TOKEN);
+    const legacy = new McpHttpFixture(HEADER_TOKEN, 'sse');
     beforeAll(async () => {
       await remote.start();
+      await legacy.start();
       // Without isolation the sandbox shares the host's network, so it reaches the fixture on 127.0.0.1.
       ctx = await setup({ BERTH_SANDBOX_ISOLATION: 'none' });
     });
     afterAll(async () => {
       await ctx.server.close();
       await remote.stop();
+      await legacy.stop();
     });
 
     it('calls its tools with the configured headers and its session, and keeps the headers out of every event', async () => {
@@ -225,6 +228,19 @@ describe('MCP servers as tools', () => {
       expect(remote.requests.map((r) => r.method)).toEqual(expect.arrayContaining(['initialize', 'notifications/initialized', 'tools/list', 'tools/call']));
       const info = (await ctx.call('GET', `/api/conversations/${id}`)).body;
       expect(JSON.stringify(log) + JSON.stringify(info)).not.toContain(HEADER_TOKEN);
+    });
+
+    it('speaks the older SSE transport too: the stream, its endpoint, answers on the stream', async () => {
+      const text = 'mcp sse add';
+      llm.script(text, [{ toolCalls: [{ name: 'calc_add', arguments: { a: 20, b: 22 } }] }, { toolCalls: [{ name: 'finish', arguments: { message: '42' } }] }]);
+      const headers = { Authorization: `Bearer ${HEADER_TOKEN}` };
+      const id = await ctx.start(text, { calc: { url: legacy.url, transport: 'sse', headers }, broken: { url: `${legacy.url}-gone`, transport: 'sse', headers } });
+      expect((await ctx.finished(id)).execution_status).toBe('finished');
+      expect(llm.requestsFor(text)[0].body.tools!.map((t) => t.function.name)).toEqual(['terminal', 'finish', 'think', 'calc_add', 'calc_slow']);
+      const observation = (await ctx.events(id)).find((e) => e.kind === 'ObservationEvent' && e.tool_name === 'calc_add');
+      expect(observation.observation).toMatchObject({ is_error: false, content: [{}, { text: '42' }] });
+      expect(legacy.requests.filter((r) => r.method !== 'GET /sse').every((r) => r.authorized && r.session !== null)).toBe(true);
+      expect(legacy.requests.map((r) => r.method)).toEqual(expect.arrayContaining(['GET /sse', 'initialize', 'notifications/initialized', 'tools/list', 'tools/call']));
     });
   });
 });

@@ -59,6 +59,39 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal, onAbort: () => v
   });
 }
 
+function jsonRpc(text: string): JsonRpcMessage | null {
+  try {
+    const message = JSON.parse(text) as unknown;
+    return message && typeof message === 'object' ? (message as JsonRpcMessage) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The events of a server-sent-event stream (`event:` name, `data:` lines joined), until it ends or `signal` aborts. */
+async function* serverSentEvents(body: ReadableStream<Uint8Array>, signal: AbortSignal): AsyncGenerator<{ event: string; data: string }> {
+  const decoder = new TextDecoder();
+  const reader = body.getReader();
+  let buffer = '';
+  try {
+    for (;;) {
+      const { value, done } = await abortable(reader.read(), signal, () => void reader.cancel().catch(() => undefined));
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, '\n');
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const lines = buffer.slice(0, end).split('\n');
+        buffer = buffer.slice(end + 2);
+        const field = (name: string) => lines.filter((line) => line.startsWith(`${name}:`)).map((line) => line.slice(name.length + 1).replace(/^ /, ''));
+        const data = field('data').join('\n');
+        if (data) yield { event: field('event')[0] ?? 'message', data };
+      }
+    }
+  } finally {
+    void reader.cancel().catch(() => undefined);
+  }
+}
+
 /** What a stdio server printed on stderr last: said when it dies, to tell why. */
 const STDERR_TAIL_BYTES = 2000;
 
@@ -201,35 +234,11 @@ export class HttpMcpConnection implements McpConnection {
 
   /** Reads server-sent events until the one answering request `id`. */
   private async fromEventStream(res: Response, id: number, signal: AbortSignal): Promise<JsonRpcMessage> {
-    const decoder = new TextDecoder();
-    let buffer = '';
-    const reader = res.body!.getReader();
-    try {
-      for (;;) {
-        const { value, done } = await abortable(reader.read(), signal, () => void reader.cancel().catch(() => undefined));
-        if (done) throw new McpServerError('the MCP server closed its event stream without answering');
-        buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, '\n');
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const data = block
-            .split('\n')
-            .filter((line) => line.startsWith('data:'))
-            .map((line) => line.slice(5).replace(/^ /, ''))
-            .join('\n');
-          if (!data) continue;
-          try {
-            const message = JSON.parse(data) as JsonRpcMessage;
-            if (message.id === id) return message;
-          } catch {
-            /* not a JSON-RPC event: skipped */
-          }
-        }
-      }
-    } finally {
-      void reader.cancel().catch(() => undefined);
+    for await (const { data } of serverSentEvents(res.body!, signal)) {
+      const message = jsonRpc(data);
+      if (message?.id === id) return message;
     }
+    throw new McpServerError('the MCP server closed its event stream without answering');
   }
 
   async notify(method: string, params?: unknown): Promise<void> {
@@ -244,5 +253,97 @@ export class HttpMcpConnection implements McpConnection {
     if (this.sessionId) {
       void fetch(this.url, { method: 'DELETE', headers: { ...this.headers, 'mcp-session-id': this.sessionId }, signal: AbortSignal.timeout(5_000) }).catch(() => undefined);
     }
+  }
+}
+
+/**
+ * A remote MCP server over the older SSE transport: a GET opens the server's event stream, whose
+ * `endpoint` event names where to POST messages (on the same origin: the headers go nowhere else);
+ * answers come back as `message` events on the stream.
+ */
+export class SseMcpConnection implements McpConnection {
+  private readonly stream = new AbortController();
+  private readonly pending = new Map<number, { resolve: (m: JsonRpcMessage) => void; reject: (e: Error) => void }>();
+  private readonly endpoint: Promise<string>;
+  private nextId = 1;
+  private ended: string | null = null;
+
+  constructor(
+    private readonly url: string,
+    private readonly headers: Record<string, string>,
+  ) {
+    this.endpoint = this.open();
+    this.endpoint.catch(() => undefined);
+  }
+
+  get alive(): boolean {
+    return this.ended === null;
+  }
+
+  private async open(): Promise<string> {
+    let res: Response;
+    try {
+      res = await fetch(this.url, { headers: { ...this.headers, accept: 'text/event-stream' }, signal: this.stream.signal, redirect: 'error' });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      throw this.gone(`cannot reach the MCP server at ${new URL(this.url).origin}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
+    }
+    if (!res.ok || !res.body) throw this.gone(`the MCP server answered HTTP ${res.status} to its event stream`);
+    return new Promise<string>((resolve, reject) => {
+      void (async () => {
+        try {
+          for await (const { event, data } of serverSentEvents(res.body!, this.stream.signal)) {
+            if (event === 'endpoint') {
+              const endpoint = new URL(data, this.url);
+              if (endpoint.origin !== new URL(this.url).origin) return reject(this.gone('the MCP server named a message endpoint on another origin'));
+              resolve(endpoint.href);
+              continue;
+            }
+            const message = jsonRpc(data);
+            if (typeof message?.id !== 'number') continue;
+            const waiter = this.pending.get(message.id);
+            this.pending.delete(message.id);
+            waiter?.resolve(message);
+          }
+          reject(this.gone('the MCP server closed its event stream'));
+        } catch (err) {
+          reject(this.gone(`the MCP server's event stream failed: ${(err as Error).message}`));
+        }
+      })();
+    });
+  }
+
+  private gone(reason: string): McpServerError {
+    this.ended ??= reason;
+    for (const { reject } of this.pending.values()) reject(new McpServerError(this.ended));
+    this.pending.clear();
+    return new McpServerError(this.ended);
+  }
+
+  private async post(message: unknown, signal: AbortSignal): Promise<void> {
+    const endpoint = await abortable(this.endpoint, signal, () => undefined);
+    const res = await fetch(endpoint, { method: 'POST', headers: { ...this.headers, 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', ...(message as object) }), signal, redirect: 'error' }).catch((err: Error) => {
+      throw new McpServerError(`cannot reach the MCP server's message endpoint: ${err.message}`);
+    });
+    await res.body?.cancel().catch(() => undefined);
+    if (!res.ok) throw new McpServerError(`the MCP server answered HTTP ${res.status}`);
+  }
+
+  async request(method: string, params: unknown, signal: AbortSignal): Promise<unknown> {
+    if (this.ended) throw new McpServerError(this.ended);
+    const id = this.nextId++;
+    const answer = new Promise<JsonRpcMessage>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    answer.catch(() => undefined);
+    await this.post({ id, method, params }, signal);
+    return rpcResult(await abortable(answer, signal, () => this.pending.delete(id)));
+  }
+
+  async notify(method: string, params?: unknown): Promise<void> {
+    await this.post({ method, ...(params === undefined ? {} : { params }) }, AbortSignal.timeout(30_000));
+  }
+
+  close(): void {
+    this.gone('the MCP server was stopped');
+    this.stream.abort();
   }
 }

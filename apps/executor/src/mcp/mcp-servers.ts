@@ -1,7 +1,7 @@
 import { McpCallToolResult, McpCallToolRequestSchema, McpListToolsRequestSchema, McpToolInfo, parseUuid } from '@berth/contracts';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { HttpMcpConnection, McpConnection, McpServerError, StdioMcpConnection } from './mcp-connection';
+import { HttpMcpConnection, McpConnection, McpServerError, SseMcpConnection, StdioMcpConnection } from './mcp-connection';
 
 type McpLaunch = z.output<typeof McpListToolsRequestSchema>['launch'];
 
@@ -107,8 +107,7 @@ export class McpServers {
       const cwd = await this.workingDir(launch.cwd ?? workingDir);
       return new StdioMcpConnection(launch.command, launch.args, { cwd, env: { ...this.shellEnv, ...launch.env } });
     }
-    if (launch.transport === 'sse') throw new McpServerError("the 'sse' MCP transport is not supported by Berth: use streamable HTTP ('http')");
-    return new HttpMcpConnection(launch.url, launch.headers);
+    return launch.transport === 'sse' ? new SseMcpConnection(launch.url, launch.headers) : new HttpMcpConnection(launch.url, launch.headers);
   }
 
   /** The handshake: `initialize`, then `notifications/initialized`. */
