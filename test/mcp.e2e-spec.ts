@@ -2,7 +2,7 @@ import { readlinkSync } from 'node:fs';
 import { LlmStub, McpHttpFixture, mcpStdioServer } from '@berth/testing';
 import { SecretVault } from '@berth/crypto';
 import { Database } from '@berth/persistence';
-import { api, startServer, TestServer, userMessage } from './support/server';
+import { api, SocketClient, startServer, userMessage } from './support/server';
 
 const KEY = 'mcp-test-key';
 const ENV_SECRET = 'mcp-env-secret-4711';
@@ -172,6 +172,28 @@ describe('MCP servers as tools', () => {
       const error = log.find((e) => e.kind === 'AgentErrorEvent');
       expect(error).toMatchObject({ tool_name: 'fx_echo' });
       expect(error.error).toContain('txt: Extra inputs are not permitted');
+    });
+
+    it('shows a server that cannot start live on the event socket (ServerErrorEvent, not stored) and goes on without it', async () => {
+      const text = 'mcp refuses';
+      llm.script(text, [{ toolCalls: [{ name: 'finish', arguments: { message: 'done' } }] }]);
+      const created = await ctx.call('POST', '/api/conversations', {
+        agent: agent({ refuses: mcpStdioServer({ MCP_FIXTURE_MODE: 'bad-handshake', FIXTURE_TOKEN: ENV_SECRET }) }),
+        workspace: { kind: 'LocalWorkspace', working_dir: '/workspace/project' },
+      });
+      const id = created.body.id as string;
+      const socket = new SocketClient(`${ctx.server.wsUrl}/sockets/events/${id}?session_api_key=${KEY}`);
+      await socket.open();
+      expect((await ctx.call('POST', `/api/conversations/${id}/events`, userMessage(text, true))).status).toBeLessThan(300);
+      const frames = await socket.waitFor((f) => f.some((e) => e.kind === 'ServerErrorEvent'), 30_000, 'a ServerErrorEvent');
+      socket.close();
+      const error = frames.find((e) => e.kind === 'ServerErrorEvent');
+      expect(error).toMatchObject({ source: 'environment', code: 'MCPError' });
+      expect(error.detail).toBe("MCP server 'refuses' failed to start; continuing without its tools: the MCP server failed its handshake: MCP error -32603: this server refuses to start");
+      expect((await ctx.finished(id)).execution_status).toBe('finished');
+      const log = await ctx.events(id);
+      expect(log.some((e) => e.kind === 'ServerErrorEvent')).toBe(false);
+      expect(llm.requestsFor(text)[0].body.tools!.map((t) => t.function.name)).toEqual(['terminal', 'finish', 'think']);
     });
 
     it('reaches a remote server from the sandbox only as its network allows: host loopback is not reachable from an isolated sandbox', async () => {

@@ -29,8 +29,9 @@ export class AgentModule {
         { provide: ToolRuntime, inject: [SandboxManager], useFactory: (sandboxes: SandboxManager) => new SandboxToolRuntime(sandboxes) },
         {
           provide: AgentPreparer,
-          inject: [ToolCatalog, ToolRuntime, EventLog, SecretVault],
-          useFactory: (tools: ToolCatalog, runtime: SandboxToolRuntime, log: EventLog, vault: SecretVault) => new AgentPreparer(tools, runtime, log, new McpToolSource(runtime, vault)),
+          inject: [ToolCatalog, ToolRuntime, EventLog, SecretVault, EventRecorder],
+          useFactory: (tools: ToolCatalog, runtime: SandboxToolRuntime, log: EventLog, vault: SecretVault, recorder: EventRecorder) =>
+            new AgentPreparer(tools, runtime, log, new McpToolSource(runtime, vault, (id, event) => recorder.broadcast(id, event))),
         },
         {
           provide: AgentRunner,

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { AgentPreparer, ContractToolCatalog, McpToolSource, SandboxToolRuntime } from '@berth/agent';
+import { EventRecorder } from '@berth/bus';
 import { SecretVault } from '@berth/crypto';
 import { EventLog } from '@berth/persistence';
 import { SandboxManager } from '@berth/sandbox';
@@ -21,10 +22,10 @@ import { RunControlService } from './run-control.service';
     // The gateway makes the agent ready before a first message (its SystemPromptEvent), as the worker does before a run.
     {
       provide: AgentPreparer,
-      inject: [SandboxManager, EventLog, SecretVault],
-      useFactory: (sandboxes: SandboxManager, log: EventLog, vault: SecretVault) => {
+      inject: [SandboxManager, EventLog, SecretVault, EventRecorder],
+      useFactory: (sandboxes: SandboxManager, log: EventLog, vault: SecretVault, recorder: EventRecorder) => {
         const runtime = new SandboxToolRuntime(sandboxes);
-        return new AgentPreparer(new ContractToolCatalog(), runtime, log, new McpToolSource(runtime, vault));
+        return new AgentPreparer(new ContractToolCatalog(), runtime, log, new McpToolSource(runtime, vault, (id, event) => recorder.broadcast(id, event)));
       },
     },
   ],

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { createHash } from 'node:crypto';
-import { enabledMcpServers, McpCallToolResult, McpConfigSchema, McpLaunch, mcpTransportOf, McpServer, McpToolInfo } from '@berth/contracts';
+import { enabledMcpServers, McpCallToolResult, McpConfigSchema, McpLaunch, mcpTransportOf, McpServer, McpToolInfo, naiveTimestamp, newUuid, OHEvent } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
 import type { ConversationPlace } from '../agent-runner';
 import { AgentTool } from '../agent-tools';
@@ -59,12 +59,17 @@ export function mcpErrorObservation(toolName: string, message: string): Json {
 /** At most this many conversations' tool lists are kept per process. */
 const CACHE_LIMIT = 500;
 
+/** Shows a conversation's subscribers an event that is not stored (a ServerErrorEvent). */
+export type McpErrorReport = (conversationId: string, event: OHEvent) => Promise<void>;
+
 /**
  * The agent's `mcp_config` servers as tools, as OpenHands' `create_mcp_tools` makes them: each server
- * started in the conversation's sandbox and asked for its tools when the agent gets ready (a server
- * that fails is left out, its failure logged, as the SDK does); a tool keeps its server's name when
- * there is one server, and is `<server>_<tool>` when there are several (FastMCP's mounting prefix).
- * A conversation's list is cached per configuration; the executor keeps the servers running.
+ * started in the conversation's sandbox and asked for its tools when the agent gets ready; a tool
+ * keeps its server's name when there is one server, and is `<server>_<tool>` when there are several
+ * (FastMCP's mounting prefix). A server that fails is left out and the conversation goes on, as the
+ * SDK does; its failure is logged and shown live as a ServerErrorEvent (the agent server's event for
+ * "MCP connection failures"; not stored). A conversation's list is cached per configuration once
+ * every server answered; the executor keeps the servers running.
  */
 export class McpToolSource {
   private readonly logger = new Logger('McpTools');
@@ -73,6 +78,7 @@ export class McpToolSource {
   constructor(
     private readonly runtime: McpRuntime,
     private readonly vault: SecretVault,
+    private readonly report: McpErrorReport | null = null,
   ) {}
 
   async toolsFor(conversation: ConversationPlace & { agent: unknown }): Promise<AgentTool[]> {
@@ -81,20 +87,21 @@ export class McpToolSource {
     const key = `${conversation.id}/${createHash('sha256').update(JSON.stringify(sealed)).digest('hex')}`;
     let tools = this.cache.get(key);
     if (!tools) {
-      tools = this.discover(conversation, this.vault.openAgent({ mcp_config: sealed }).mcp_config);
+      const discovery = this.discover(conversation, this.vault.openAgent({ mcp_config: sealed }).mcp_config);
+      tools = discovery.then((found) => found.tools);
       this.cache.set(key, tools);
       if (this.cache.size > CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value!);
       // Only a full answer is kept: a server that failed is asked again next time.
-      void tools.then((list) => list.length === 0 && this.cache.delete(key)).catch(() => this.cache.delete(key));
+      void discovery.then((found) => found.failed && this.cache.delete(key)).catch(() => this.cache.delete(key));
     }
     return tools;
   }
 
-  private async discover(conversation: ConversationPlace, rawConfig: unknown): Promise<AgentTool[]> {
+  private async discover(conversation: ConversationPlace, rawConfig: unknown): Promise<{ tools: AgentTool[]; failed: boolean }> {
     const parsed = McpConfigSchema.safeParse(rawConfig);
     if (!parsed.success) {
       this.logger.warn(`conversation ${conversation.id}: its mcp_config is not valid; no MCP tools`);
-      return [];
+      return { tools: [], failed: true };
     }
     const servers = enabledMcpServers(parsed.data);
     const prefixed = servers.length > 1;
@@ -102,11 +109,14 @@ export class McpToolSource {
       servers.map(async ([name, server]) => {
         const launch = launchOf(server);
         try {
-          return { name, launch, timeout: server.timeout ?? MCP_TOOL_TIMEOUT_SECONDS, tools: await this.runtime.mcpListTools(conversation, name, launch, MCP_DISCOVERY_TIMEOUT_MS) };
+          return { name, launch, timeout: server.timeout ?? MCP_TOOL_TIMEOUT_SECONDS, failed: false, tools: await this.runtime.mcpListTools(conversation, name, launch, MCP_DISCOVERY_TIMEOUT_MS) };
         } catch (err) {
           // As the SDK: the conversation goes on without this server's tools.
-          this.logger.warn(`conversation ${conversation.id}: MCP server '${name}' failed to start; continuing without its tools: ${hideCredentials((err as Error).message, launch)}`);
-          return { name, launch, timeout: 0, tools: [] };
+          const detail = `MCP server '${name}' failed to start; continuing without its tools: ${hideCredentials((err as Error).message, launch)}`;
+          this.logger.warn(`conversation ${conversation.id}: ${detail}`);
+          const event: OHEvent = { id: newUuid(), timestamp: naiveTimestamp(), source: 'environment', code: 'MCPError', detail, kind: 'ServerErrorEvent' };
+          await this.report?.(conversation.id, event).catch(() => undefined);
+          return { name, launch, timeout: 0, tools: [], failed: true };
         }
       }),
     );
@@ -118,7 +128,7 @@ export class McpToolSource {
         out.push(this.tool(conversation, server, launch, timeout, info.name, exposed));
       }
     }
-    return out;
+    return { tools: out, failed: listed.some((server) => server.failed) };
   }
 
   private tool(conversation: ConversationPlace, server: string, launch: McpLaunch, timeoutSeconds: number, serverToolName: string, info: McpToolInfo): AgentTool {
