@@ -14,6 +14,7 @@ import {
   toValidationIssues,
   ExecutionStatus,
   finalResponseText,
+  initialStatus,
   messageEvent,
   newUuid,
   OHEvent,
@@ -264,7 +265,7 @@ export class ConversationsService {
           // The agent made ready with the first message lists its LLM at once, as in OpenHands.
           ...(systemPrompt && agent.llm ? { stats: initialStats(agent.llm as LlmConfig) as Prisma.InputJsonValue } : {}),
           sandboxId,
-          executionStatus: initial ? 'running' : 'idle',
+          executionStatus: initialStatus(Boolean(initial)),
           title: initial && req.autotitle ? autoTitle(req.initial_message!.content) : null,
           lastUserMessageId: initial?.id ?? null,
           createdAt: now,
