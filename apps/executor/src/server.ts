@@ -170,7 +170,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
       methods: {
         POST: async (call) => {
           const body = validate(McpListToolsRequestSchema, await readJson(call.req, config.maxBodyBytes), 'body');
-          ok(call, { tools: await mcpAnswer(executor.mcp.listTools(body)) });
+          ok(call, { tools: await mcpAnswer(executor.activity.during(executor.mcp.listTools(body))) });
         },
       },
     },
@@ -183,7 +183,8 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
           res.once('close', () => {
             if (!res.writableFinished) abandoned.abort(new Error('the caller hung up'));
           });
-          reply(res, 200, { result: await mcpAnswer(executor.mcp.callTool(body, abandoned.signal)) });
+          // A long MCP call keeps the sandbox from looking idle.
+          reply(res, 200, { result: await mcpAnswer(executor.activity.during(executor.mcp.callTool(body, abandoned.signal))) });
         },
       },
     },
