@@ -59,6 +59,15 @@ export function mcpErrorObservation(toolName: string, message: string): Json {
 /** At most this many conversations' tool lists are kept per process. */
 const CACHE_LIMIT = 500;
 
+/** One tool a server listed: where it is, its name there, and how the LLM sees it (`info.name` prefixed when there are several servers). */
+interface DiscoveredTool {
+  server: string;
+  launch: McpLaunch;
+  timeoutSeconds: number;
+  serverToolName: string;
+  info: McpToolInfo;
+}
+
 /** Shows a conversation's subscribers an event that is not stored (a ServerErrorEvent). */
 export type McpErrorReport = (conversationId: string, event: OHEvent) => Promise<void>;
 
@@ -73,7 +82,7 @@ export type McpErrorReport = (conversationId: string, event: OHEvent) => Promise
  */
 export class McpToolSource {
   private readonly logger = new Logger('McpTools');
-  private readonly cache = new Map<string, Promise<AgentTool[]>>();
+  private readonly cache = new Map<string, Promise<DiscoveredTool[]>>();
 
   constructor(
     private readonly runtime: McpRuntime,
@@ -85,19 +94,20 @@ export class McpToolSource {
     const sealed = (conversation.agent as Json)?.mcp_config;
     if (!sealed || !Object.keys(sealed).length) return [];
     const key = `${conversation.id}/${createHash('sha256').update(JSON.stringify(sealed)).digest('hex')}`;
-    let tools = this.cache.get(key);
-    if (!tools) {
+    let discovered = this.cache.get(key);
+    if (!discovered) {
       const discovery = this.discover(conversation, this.vault.openAgent({ mcp_config: sealed }).mcp_config);
-      tools = discovery.then((found) => found.tools);
-      this.cache.set(key, tools);
+      discovered = discovery.then((found) => found.tools);
+      this.cache.set(key, discovered);
       if (this.cache.size > CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value!);
       // Only a full answer is kept: a server that failed is asked again next time.
       void discovery.then((found) => found.failed && this.cache.delete(key)).catch(() => this.cache.delete(key));
     }
-    return tools;
+    // Bound to the conversation as the caller has it now (its sandbox may have changed since discovery).
+    return (await discovered).map((found) => this.tool(conversation, found));
   }
 
-  private async discover(conversation: ConversationPlace, rawConfig: unknown): Promise<{ tools: AgentTool[]; failed: boolean }> {
+  private async discover(conversation: ConversationPlace, rawConfig: unknown): Promise<{ tools: DiscoveredTool[]; failed: boolean }> {
     const parsed = McpConfigSchema.safeParse(rawConfig);
     if (!parsed.success) {
       this.logger.warn(`conversation ${conversation.id}: its mcp_config is not valid; no MCP tools`);
@@ -120,18 +130,18 @@ export class McpToolSource {
         }
       }),
     );
-    const out: AgentTool[] = [];
+    const out: DiscoveredTool[] = [];
     for (const { name: server, launch, timeout, tools } of listed) {
       for (const info of tools) {
         const exposed = { ...info, name: prefixed ? `${server}_${info.name}` : info.name };
-        if (out.some((t) => t.name === exposed.name)) continue;
-        out.push(this.tool(conversation, server, launch, timeout, info.name, exposed));
+        if (out.some((t) => t.info.name === exposed.name)) continue;
+        out.push({ server, launch, timeoutSeconds: timeout, serverToolName: info.name, info: exposed });
       }
     }
     return { tools: out, failed: listed.some((server) => server.failed) };
   }
 
-  private tool(conversation: ConversationPlace, server: string, launch: McpLaunch, timeoutSeconds: number, serverToolName: string, info: McpToolInfo): AgentTool {
+  private tool(conversation: ConversationPlace, { server, launch, timeoutSeconds, serverToolName, info }: DiscoveredTool): AgentTool {
     const name = info.name;
     return {
       name,
