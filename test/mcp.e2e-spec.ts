@@ -196,6 +196,28 @@ describe('MCP servers as tools', () => {
       expect(llm.requestsFor(text)[0].body.tools!.map((t) => t.function.name)).toEqual(['terminal', 'finish', 'think']);
     });
 
+    it('interrupts an MCP call in flight: the action gets the interrupt error and the run stops at once', async () => {
+      const text = 'mcp interrupt';
+      llm.script(text, [{ toolCalls: [{ name: 'sleep', arguments: { ms: 30_000 } }] }]);
+      const id = await ctx.start(text, { fx: mcpStdioServer() });
+      const deadline = Date.now() + 30_000;
+      while (!(await ctx.events(id)).some((e) => e.kind === 'ActionEvent' && e.tool_name === 'sleep')) {
+        if (Date.now() > deadline) throw new Error('no sleep action');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const interrupted = Date.now();
+      expect((await ctx.call('POST', `/api/conversations/${id}/interrupt`)).status).toBe(200);
+      for (;;) {
+        const info = (await ctx.call('GET', `/api/conversations/${id}`)).body;
+        if (info.execution_status !== 'running') break;
+        if (Date.now() > deadline) throw new Error('still running');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(Date.now() - interrupted).toBeLessThan(10_000);
+      const error = (await ctx.events(id)).find((e) => e.kind === 'AgentErrorEvent' && e.tool_name === 'sleep');
+      expect(error?.error).toBe('The action was interrupted by the user.');
+    });
+
     it('reaches a remote server from the sandbox only as its network allows: host loopback is not reachable from an isolated sandbox', async () => {
       const remote = new McpHttpFixture();
       await remote.start();
