@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { EXECUTION_STATUSES } from './execution-status';
+import { McpConfigSchema } from './mcp';
 
 export const ExecutionStatusSchema = z.enum(EXECUTION_STATUSES);
 
@@ -51,6 +52,7 @@ export const AgentSchema = z
     kind: z.literal('Agent').default('Agent'),
     llm: LLMSchema,
     tools: z.array(ToolSpecSchema).default([]),
+    mcp_config: McpConfigSchema.optional(),
   })
   .meta({ id: 'Agent' });
 
