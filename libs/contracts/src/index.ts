@@ -14,3 +14,4 @@ export * from './session-socket';
 export * from './hooks';
 export * from './cidr';
 export * from './executor-protocol';
+export * from './conversation-ops';

@@ -3,6 +3,7 @@ import { AgentPreparer, ContractToolCatalog, SandboxToolRuntime } from '@berth/a
 import { EventLog } from '@berth/persistence';
 import { SandboxManager } from '@berth/sandbox';
 import { SettingsModule } from '../settings/settings.module';
+import { ConversationTitlesModule } from '../conversation-ops/conversation-titles.module';
 import { WorkspaceModule } from '../workspace/workspace.module';
 import { ConversationCounter } from './conversation-counter.service';
 import { ConversationWorkspaceController } from './conversation-workspace.controller';
@@ -11,7 +12,7 @@ import { ConversationsService } from './conversations.service';
 import { RunControlService } from './run-control.service';
 
 @Module({
-  imports: [WorkspaceModule, SettingsModule],
+  imports: [WorkspaceModule, SettingsModule, ConversationTitlesModule],
   controllers: [ConversationsController, ConversationWorkspaceController],
   providers: [
     ConversationsService,
@@ -24,6 +25,6 @@ import { RunControlService } from './run-control.service';
       useFactory: (sandboxes: SandboxManager, log: EventLog) => new AgentPreparer(new ContractToolCatalog(), new SandboxToolRuntime(sandboxes), log),
     },
   ],
-  exports: [ConversationsService, RunControlService],
+  exports: [ConversationsService, RunControlService, AgentPreparer, ConversationTitlesModule],
 })
 export class ConversationsModule {}

@@ -7,7 +7,6 @@ import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import {
   AgentSchema,
-  autoTitle,
   ConversationRuntimeInfo,
   ConversationSearchQuery,
   EXECUTOR_TOOL_NAMES,
@@ -37,6 +36,7 @@ import { alreadyRunning, conversationNotFound } from './conversation-errors';
 import { ConversationCounter } from './conversation-counter.service';
 import { QuotaService } from '../quotas/quota.service';
 import { RunControlService } from './run-control.service';
+import { ConversationTitles } from '../conversation-ops/conversation-titles.service';
 
 type Json = Record<string, unknown>;
 
@@ -63,6 +63,7 @@ export class ConversationsService {
     private readonly sandboxes: SandboxManager,
     private readonly quotas: QuotaService,
     private readonly preparer: AgentPreparer,
+    private readonly titles: ConversationTitles,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
@@ -230,6 +231,7 @@ export class ConversationsService {
       observability_tags: req.observability_tags,
       observability_span_name: req.observability_span_name,
       title_llm_profile: req.title_llm_profile ?? null,
+      prompt: req.prompt ?? null,
       launched_agent_profile: launch?.profile ?? null,
     };
     const initial = req.initial_message ? messageEvent('user', 'user', req.initial_message.content, req.initial_message.sender) : null;
@@ -265,7 +267,8 @@ export class ConversationsService {
           ...(systemPrompt && agent.llm ? { stats: initialStats(agent.llm as LlmConfig) as Prisma.InputJsonValue } : {}),
           sandboxId,
           executionStatus: initial ? 'running' : 'idle',
-          title: initial && req.autotitle ? autoTitle(req.initial_message!.content) : null,
+          // Written in the background by an LLM (ConversationTitles), as OpenHands' AutoTitleSubscriber.
+          title: null,
           lastUserMessageId: initial?.id ?? null,
           createdAt: now,
           updatedAt: now,
@@ -296,6 +299,7 @@ export class ConversationsService {
     }
     await this.webhooks.conversationChanged(p.tenantId, id);
     const row = await this.require(p, id);
+    if (initial) this.titles.afterUserMessage(row, req.initial_message!.content);
     return { created: true, info: this.info(row) };
   }
 
