@@ -25,6 +25,6 @@ import { RunControlService } from './run-control.service';
       useFactory: (sandboxes: SandboxManager, log: EventLog) => new AgentPreparer(new ContractToolCatalog(), new SandboxToolRuntime(sandboxes), log),
     },
   ],
-  exports: [ConversationsService, RunControlService, AgentPreparer, ConversationTitlesModule],
+  exports: [ConversationsService, RunControlService, ConversationCounter, AgentPreparer, ConversationTitlesModule],
 })
 export class ConversationsModule {}
