@@ -13,3 +13,4 @@ export * from './tool-catalog';
 export * from './platform-modules';
 export * from './run-reconciler';
 export * from './side-calls';
+export * from './secret-prompt';

@@ -240,7 +240,7 @@ export class ConversationsService {
     let systemPrompt: OHEvent | null = null;
     if (initial) {
       if (sandboxId === null) sandboxId = madeSandbox = (await this.sandboxes.create(tenantScope(p.tenantId), {}, 'conversation')).id;
-      systemPrompt = await this.systemPromptFor({ id, tenantId: p.tenantId, sandboxId, agent: agent as Prisma.JsonValue, options: options as Prisma.JsonValue, workspace: req.workspace as Prisma.JsonValue });
+      systemPrompt = await this.systemPromptFor({ id, tenantId: p.tenantId, sandboxId, agent: agent as Prisma.JsonValue, options: options as Prisma.JsonValue, workspace: req.workspace as Prisma.JsonValue, secrets: secrets as Prisma.JsonValue });
     }
     const now = new Date();
     const initialEvents: OHEvent[] = initial
