@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { LlmStub, StubRequest, until } from '@berth/testing';
+import { isTitleRequest, LlmStub, STUB_TITLE, StubRequest, until } from '@berth/testing';
 import { Database } from '@berth/persistence';
 import { api, createTenant, STORAGES, TestServer, startServer, userMessage } from './support/server';
 
@@ -14,8 +14,6 @@ import { api, createTenant, STORAGES, TestServer, startServer, userMessage } fro
 const KEY = 'convops-test-key';
 type Json = Record<string, any>;
 
-const TITLE_SYSTEM = /^You are a helpful assistant that generates concise, descriptive titles for conversations with OpenHands\./;
-const isTitleRequest = (r: StubRequest) => !r.body.tools?.length && TITLE_SYSTEM.test(String(r.body.messages[0]?.content));
 const titlePromptOf = (r: StubRequest) => String(r.body.messages[1]?.content);
 const terminal = (command: string) => ({ toolCalls: [{ name: 'terminal', arguments: { command } }] });
 const finish = (message: string) => ({ toolCalls: [{ name: 'finish', arguments: { message } }] });
@@ -27,8 +25,6 @@ describe.each(STORAGES)('conversation operations (%s)', (storage) => {
 
   beforeAll(async () => {
     await llm.start();
-    // Titles: every title request is answered so, unless a test scripts its own prompt.
-    llm.fallbackScript((request) => (isTitleRequest(request) ? { text: '✨ Scripted title' } : { status: 500 }));
     server = await startServer(storage, { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all' });
   });
   afterAll(async () => {
@@ -67,7 +63,7 @@ describe.each(STORAGES)('conversation operations (%s)', (storage) => {
       const created = await start(text);
       expect(created.title).toBeNull();
       await until(async () => (await info(created.id)).title !== null, 'the title');
-      expect((await info(created.id)).title).toBe('✨ Scripted title');
+      expect((await info(created.id)).title).toBe(STUB_TITLE);
       const request = llm.requests.find((r) => isTitleRequest(r) && titlePromptOf(r).includes(text))!;
       expect(request.body.model).toBe('stub-model');
       expect(request.headers.authorization).toBe('Bearer sk-agent-key');

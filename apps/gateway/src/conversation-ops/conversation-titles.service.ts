@@ -13,7 +13,7 @@ type Json = Record<string, any>;
 /** Conversations the boot sweep looks at: untitled ones changed this recently (older ones were given up on). */
 const SWEEP_WINDOW_MS = 24 * 3600_000;
 const SWEEP_LIMIT = 200;
-/** How long a stopping process waits for titles in flight (the next start's sweep writes the rest). */
+/** How long a stopping process waits for the writes of titles in flight. */
 const DRAIN_MS = 5000;
 
 /**
@@ -54,11 +54,11 @@ export class ConversationTitles implements OnApplicationBootstrap, OnModuleDestr
     this.track(sweep);
   }
 
+  /** LLM calls in flight are cut short (the next start's sweep titles those conversations); their writes finish first. */
   async onModuleDestroy(): Promise<void> {
-    const drained = Promise.allSettled([...this.pending]);
-    const timer = new Promise((resolve) => setTimeout(resolve, DRAIN_MS).unref());
-    await Promise.race([drained, timer]);
     this.stopping.abort();
+    const timer = new Promise((resolve) => setTimeout(resolve, DRAIN_MS).unref());
+    await Promise.race([Promise.allSettled([...this.pending]), timer]);
   }
 
   /** Titles conversations whose title an earlier process did not write (it ended mid-call). */
@@ -88,6 +88,7 @@ export class ConversationTitles implements OnApplicationBootstrap, OnModuleDestr
   }
 
   private async write(tenantId: string, id: string, text: string): Promise<void> {
+    if (this.stopping.signal.aborted) return;
     const scope = tenantScope(tenantId);
     const row = await this.rows.find(scope, id);
     if (!row || row.title !== null) return;
