@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { isTitleRequest, LlmStub, STUB_TITLE, StubRequest, until } from '@berth/testing';
@@ -227,8 +228,10 @@ describe.each(STORAGES)('conversation operations (%s)', (storage) => {
       const forkText = `the fork's own turn`;
       llm.script(text, [terminal('cat before.txt; ls'), finish('seen')]);
       await call('POST', `/api/conversations/${fork.id}/events`, userMessage(forkText, true));
-      await until(async () => (await events(fork.id)).some((e) => e.kind === 'ObservationEvent' && e.id && !sourceEvents.some((s) => s.id === e.id)), 'the fork to run', 60_000);
-      const observed = (await events(fork.id)).filter((e) => e.kind === 'ObservationEvent').at(-1)!;
+      const copied = new Set(sourceEvents.map((e) => e.id));
+      const ownCommand = async () => (await events(fork.id)).find((e) => e.kind === 'ObservationEvent' && e.tool_name === 'terminal' && !copied.has(e.id));
+      await until(async () => (await info(fork.id)).execution_status === 'finished' && !!(await ownCommand()), 'the fork to run its command', 60_000);
+      const observed = (await ownCommand())!;
       const output = (observed.observation.content as Json[]).map((c) => c.text).join('');
       expect(output).toContain('before');
       expect(output).not.toContain('after.txt');
@@ -277,5 +280,40 @@ describe.each(STORAGES)('conversation operations (%s)', (storage) => {
       expect(res.status).toBe(201);
       expect(res.body).toMatchObject({ workspace_files: 'none', sandbox_id: null });
     });
+  });
+});
+
+describe.each(STORAGES)('a title cut short by a shutdown (%s)', (storage) => {
+  const llm = new LlmStub();
+  const dataDir = mkdtempSync(join(tmpdir(), 'berth-titles-'));
+  let server: TestServer | null = null;
+  afterAll(async () => {
+    await server?.close();
+    await llm.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("is written by the next process's start", async () => {
+    await llm.start();
+    let titleCalls = 0;
+    // The first title call hangs past the shutdown; the next one answers.
+    llm.fallbackScript((request) => (isTitleRequest(request) ? (++titleCalls === 1 ? { delayMs: 60_000, text: 'too late' } : { text: 'Written after the restart' }) : { status: 500 }));
+    const env = { OH_SESSION_API_KEYS_0: KEY };
+    server = await startServer(storage, env, dataDir);
+    const created = await api(server, 'POST', '/api/conversations', {
+      key: KEY,
+      body: {
+        agent: { kind: 'Agent', llm: { model: 'openai/stub-model', api_key: 'sk-agent-key', base_url: llm.url, num_retries: 0 }, tools: [{ name: 'terminal' }] },
+        workspace: { kind: 'LocalWorkspace', working_dir: '/workspace/project' },
+        initial_message: userMessage(`Title me after a restart ${randomUUID()}`),
+      },
+    });
+    expect(created.status).toBe(201);
+    await until(() => titleCalls === 1, 'the first title call');
+    await server.close();
+    server = await startServer(storage, env, dataDir);
+    const titleOf = async () => (await api(server!, 'GET', `/api/conversations/${created.body.id}`, { key: KEY })).body.title;
+    await until(async () => (await titleOf()) !== null, 'the title after the restart', 30_000);
+    expect(await titleOf()).toBe('Written after the restart');
   });
 });

@@ -61,14 +61,15 @@ export class ConversationTitles implements OnApplicationBootstrap, OnModuleDestr
     await Promise.race([Promise.allSettled([...this.pending]), timer]);
   }
 
-  /** Titles conversations whose title an earlier process did not write (it ended mid-call). */
+  /** Titles conversations whose title an earlier process did not write (it ended mid-call), one at a time. */
   private async sweep(): Promise<void> {
     const rows = await this.rows.listUntitledOfAllTenants(new Date(Date.now() - SWEEP_WINDOW_MS), SWEEP_LIMIT);
     for (const row of rows) {
-      if ((row.options as ConversationOptions).autotitle === false) continue;
+      if (this.stopping.signal.aborted) return;
+      if ((row.options as ConversationOptions).autotitle === false || this.inFlight.has(row.id)) continue;
       const first = (await this.log.search(row.id, { kind: 'MessageEvent', source: 'user', limit: 1, descending: false })).items[0];
       const text = first ? messageText((first.llm_message as Json | undefined)?.content) : null;
-      if (text) this.start(row.tenantId, row.id, text);
+      if (text) await this.write(row.tenantId, row.id, text).catch((err: Error) => this.logger.warn(`conversation ${row.id}: no title written: ${err.message}`));
     }
   }
 
