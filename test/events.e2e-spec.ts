@@ -125,7 +125,7 @@ describe.each(STORAGES)('events REST (%s)', (storage) => {
     for (const text of ['50% off', '500 off', 'a_b', 'axb']) await call('POST', `/api/conversations/${id}/events`, userMessage(text));
     for (const [body, expected] of [['50%', ['50% off']], ['a_b', ['a_b']], ['%', ['50% off']], ['_', ['a_b']]] as const) {
       const q = `body=${encodeURIComponent(body)}`;
-      const found = (await call('GET', `/api/conversations/${id}/events/search?${q}`)).body.items.map((e: OHEvent) => e.llm_message.content[0].text);
+      const found = (await call('GET', `/api/conversations/${id}/events/search?${q}`)).body.items.map((e: OHEvent) => (e.llm_message as { content: { text: string }[] }).content[0].text);
       expect(found).toEqual(expected);
       expect((await call('GET', `/api/conversations/${id}/events/count?${q}`)).body).toBe(expected.length);
     }

@@ -1,6 +1,15 @@
 import { BerthProcess } from '../support/faults';
 import { allActing, allTerminal, checkFollowers, checkRun, createRuns, eventsOf, followAll, RunsLab, STALL_MS, startRunsLab, waitUntil } from './runs-support';
 
+/** The pid of each conversation's sandbox executor (in its handle), in the order of `ids`. */
+async function executorPids(r: RunsLab, ids: string[]): Promise<unknown[]> {
+  const { rows } = await r.db.query(
+    'SELECT c.id, s.handle FROM conversations c JOIN sandboxes s ON s.id = c.sandbox_id WHERE c.id = ANY($1::uuid[])',
+    [ids],
+  );
+  return ids.map((id) => rows.find((row) => row.id === id)?.handle?.pid ?? null);
+}
+
 /** A worker stopped mid-run, gracefully (SIGTERM) or not (kill -9), with another worker to take over. */
 describe('a worker stopped mid-run (2 workers, private Redis and PostgreSQL)', () => {
   let r: RunsLab;
@@ -15,6 +24,7 @@ describe('a worker stopped mid-run (2 workers, private Redis and PostgreSQL)', (
     const ids = await createRuns(r, 'sigterm', 3, 3, 1500);
     const followers = followAll(r, ids);
     await waitUntil('every run acts', allActing(r, ids));
+    const executorsBefore = await executorPids(r, ids);
     const second = await r.startWorker();
     // Nest's shutdown hooks ran, then the process ends by the signal it got.
     const stopped = first.stop();
@@ -29,6 +39,8 @@ describe('a worker stopped mid-run (2 workers, private Redis and PostgreSQL)', (
       expect(events.filter((e) => e.kind === 'ObservationEvent')).toHaveLength(4);
     }
     await checkFollowers(r, followers);
+    // The sandboxes of the handed-over runs kept their executors: the stopping worker left them to the next one.
+    expect(await executorPids(r, ids)).toEqual(executorsBefore);
     await second.stop();
   });
 
@@ -36,8 +48,9 @@ describe('a worker stopped mid-run (2 workers, private Redis and PostgreSQL)', (
     const first = await r.startWorker();
     const [id] = await createRuns(r, 'sigkill', 1, 2, 10_000);
     const followers = followAll(r, [id]);
-    await waitUntil('the run acts', allActing(r, [id]));
     const second: BerthProcess = await r.startWorker();
+    // Killed with a tool call in flight (not between steps, where no call would be cut short).
+    await waitUntil('a tool call in flight', async () => (await eventsOf(r, id)).at(-1)?.kind === 'ActionEvent');
     const before = (await eventsOf(r, id)).length;
     const killedAt = Date.now();
     await first.kill();

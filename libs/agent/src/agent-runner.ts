@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
-import { ExecutionStatus, messageEvent, naiveTimestamp, newUuid, OHEvent, omitNulls, stateUpdateEvent } from '@berth/contracts';
+import { ACTION_ANSWER_KINDS, messageEvent, naiveTimestamp, newUuid, OHEvent, omitNulls, stateUpdateEvent, STATUS_TRANSITIONS, TransitionBy, unmatchedActions } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
 import { ConversationChange, ConversationRepository, ConversationRow, EventLog, Prisma, RunFenceLost, tenantScope } from '@berth/persistence';
 import { AgentTool, llmText } from './agent-tools';
@@ -77,10 +77,10 @@ class FencedRun {
     return seq;
   }
 
-  async transition(from: ExecutionStatus[], to: ExecutionStatus, data: ConversationChange = {}): Promise<boolean> {
+  async transition(transition: TransitionBy<'run'>, data: ConversationChange = {}): Promise<boolean> {
     await this.check();
-    const moved = await this.conversations.setStatus(this.scope, this.id, from, to, data, this.hold.fence);
-    if (moved) await this.status.announce(this.tenantId, this.id, to);
+    const moved = await this.conversations.setStatus(this.scope, this.id, transition, data, this.hold.fence);
+    if (moved) await this.status.announce(this.tenantId, this.id, STATUS_TRANSITIONS[transition].to);
     return moved;
   }
 
@@ -180,7 +180,7 @@ export class AgentRunner {
       // A user message that arrives after this point is read by the next step (or restarts the run).
       const seenUserMessage = row.lastUserMessageId;
       if (row.stuckDetection && isStuck(events)) {
-        await run.transition(['running'], 'stuck');
+        await run.transition('stuck');
         return;
       }
 
@@ -216,7 +216,7 @@ export class AgentRunner {
       const actions = await this.recordActions(run, reply, byName);
       if (this.needsConfirmation(row, actions.map((a) => a.tool))) {
         const state = { ...(row.state as Json), awaiting_confirmation: actions.map((a) => a.event.id) };
-        await run.transition(['running'], 'waiting_for_confirmation', { state });
+        await run.transition('await_confirmation', { state });
         return;
       }
       let finished = false;
@@ -236,11 +236,11 @@ export class AgentRunner {
    * step (sent while running, so nothing restarted it), or a new run was started meanwhile.
    */
   private async finishAndCheckRestart(run: FencedRun, seenUserMessage: string | null): Promise<boolean> {
-    await run.transition(['running'], 'finished');
+    await run.transition('finish');
     const row = await this.load(run.tenantId, run.id);
     if (row?.executionStatus === 'running') return true;
     if (row && row.lastUserMessageId !== seenUserMessage) {
-      return run.transition(['finished', 'idle'], 'running');
+      return run.transition('resume');
     }
     return false;
   }
@@ -255,7 +255,7 @@ export class AgentRunner {
       classification: { ...classification, error_id: newUuid().replace(/-/g, '') },
       kind: 'ConversationErrorEvent',
     });
-    await run.transition(['running'], 'error');
+    await run.transition('fail');
   }
 
   /**
@@ -263,18 +263,9 @@ export class AgentRunner {
    * cut short by a crash and gets an AgentErrorEvent saying so, then the loop goes on.
    */
   private async resolveUnansweredActions(run: FencedRun, row: ConversationRow, byName: Map<string, AgentTool>, interrupted: AbortSignal): Promise<void> {
-    const recent = await this.log.latest(row.id, 500, ['ActionEvent', 'ObservationEvent', 'UserRejectObservation', 'AgentErrorEvent']);
-    const answered = new Set<unknown>();
-    const unanswered: OHEvent[] = [];
-    for (const e of recent) {
-      if (e.kind !== 'ActionEvent') {
-        answered.add(e.tool_call_id);
-        continue;
-      }
-      if (!answered.has(e.tool_call_id)) unanswered.push(e);
-    }
+    const unanswered = unmatchedActions(await this.log.latest(row.id, 500, ['ActionEvent', ...ACTION_ANSWER_KINDS]));
     const awaiting = new Set<string>((row.state as Json).awaiting_confirmation ?? []);
-    for (const action of unanswered.reverse()) {
+    for (const action of unanswered) {
       const tool = byName.get(String(action.tool_name));
       if (awaiting.has(action.id) && tool && !interrupted.aborted) await this.execute(run, row, action, tool, interrupted);
       else await this.agentError(run, action, RESTARTED);

@@ -3,6 +3,7 @@ import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import { ConversationRepository, Database, tenantScope } from '@berth/persistence';
 import { RunLock, RunQueue, RunRequest } from '@berth/queue';
+import { SandboxManager } from '@berth/sandbox';
 import { AgentRunner } from './agent-runner';
 
 /** A second taker waits this much longer than a lease lives, so a dead holder's lease has lapsed. */
@@ -30,6 +31,7 @@ export class RunWorker implements OnApplicationBootstrap, BeforeApplicationShutd
     private readonly runner: AgentRunner,
     private readonly db: Database,
     private readonly conversations: ConversationRepository,
+    private readonly sandboxes: SandboxManager,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
@@ -80,7 +82,8 @@ export class RunWorker implements OnApplicationBootstrap, BeforeApplicationShutd
       const row = await this.conversations.find(tenantScope(run.tenantId), run.conversationId);
       if (row?.executionStatus !== 'running') return;
       if (this.stopping.signal.aborted) {
-        // Its lease is free: another worker takes it at once (else the reconciler queues it again).
+        // Its lease is free: another worker takes it at once (else the reconciler queues it again), in the same sandbox.
+        if (row.sandboxId) this.sandboxes.handedOver.add(row.sandboxId);
         await this.queue.enqueue(run).catch((err: Error) => this.logger.warn(`could not hand over ${run.conversationId}: ${err.message}`));
         return;
       }

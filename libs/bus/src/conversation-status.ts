@@ -1,11 +1,12 @@
-import { ExecutionStatus, stateUpdateEvent } from '@berth/contracts';
+import { ExecutionStatus, STATUS_TRANSITIONS, stateUpdateEvent, TransitionBy } from '@berth/contracts';
 import { ConversationRepository, tenantScope, toFullState } from '@berth/persistence';
 import { EventBus } from './event-bus';
 import { EventRecorder } from './event-recorder';
 
 /**
- * Execution-status changes, for the gateway and the workers alike: an atomic compare-and-set, the
- * state-update event, and the announcement that drops every replica's cached counts.
+ * Execution-status changes a client causes (through the gateway): an atomic compare-and-set of one
+ * state-machine transition, the state-update event, and the announcement that drops every replica's
+ * cached counts. A run's own transitions go through its fenced writes (AgentRunner), announced here.
  */
 export class ConversationStatus {
   constructor(
@@ -15,10 +16,10 @@ export class ConversationStatus {
     private readonly conversationsPath: string,
   ) {}
 
-  /** Moves the status from one of `from` to `to`; false when it was in none of them. */
-  async transition(tenantId: string, conversationId: string, from: ExecutionStatus[], to: ExecutionStatus): Promise<boolean> {
-    const moved = await this.conversations.setStatus(tenantScope(tenantId), conversationId, from, to);
-    if (moved) await this.announce(tenantId, conversationId, to);
+  /** Applies one transition of the state machine; false when the status was in none it starts from. */
+  async transition(tenantId: string, conversationId: string, transition: TransitionBy<'client'>): Promise<boolean> {
+    const moved = await this.conversations.setStatus(tenantScope(tenantId), conversationId, transition);
+    if (moved) await this.announce(tenantId, conversationId, STATUS_TRANSITIONS[transition].to);
     return moved;
   }
 

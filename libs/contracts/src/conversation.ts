@@ -1,16 +1,6 @@
 import { z } from 'zod';
+import { EXECUTION_STATUSES } from './execution-status';
 
-export const EXECUTION_STATUSES = [
-  'idle',
-  'running',
-  'paused',
-  'waiting_for_confirmation',
-  'finished',
-  'error',
-  'stuck',
-  'deleting',
-] as const;
-export type ExecutionStatus = (typeof EXECUTION_STATUSES)[number];
 export const ExecutionStatusSchema = z.enum(EXECUTION_STATUSES);
 
 /** Fields of an LLM config that hold secrets: encrypted at rest, null in every response. */

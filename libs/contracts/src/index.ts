@@ -1,6 +1,7 @@
 export * from './ids';
 export * from './time';
 export * from './events';
+export * from './execution-status';
 export * from './conversation';
 export * from './responses';
 export * from './validation';

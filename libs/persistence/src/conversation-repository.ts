@@ -1,3 +1,4 @@
+import { STATUS_TRANSITIONS, StatusTransitionName } from '@berth/contracts';
 import { Database, TRANSACTION_OPTIONS } from './database';
 import { Prisma } from './generated/prisma/client';
 import type { Conversation as ConversationRow } from './generated/prisma/client';
@@ -93,10 +94,12 @@ export class ConversationRepository {
   }
 
   /**
-   * Compare-and-set of the execution status (with other columns); true when it was in `from` and moved.
-   * With `fence`, only while that run owns the conversation (else RunFenceLost).
+   * One transition of the execution-status state machine (with other columns), as a compare-and-set:
+   * true when the status was in one the transition starts from, and moved. With `fence`, only while
+   * that run owns the conversation (else RunFenceLost).
    */
-  async setStatus(scope: TenantScope, id: string, from: readonly string[], to: string, data: ConversationChange = {}, fence?: number): Promise<boolean> {
+  async setStatus(scope: TenantScope, id: string, transition: StatusTransitionName, data: ConversationChange = {}, fence?: number): Promise<boolean> {
+    const { from, to } = STATUS_TRANSITIONS[transition];
     const { count } = await this.client.conversation.updateMany({
       where: this.where(scope, { id, executionStatus: { in: [...from] }, ...(fence === undefined ? {} : { runFence: fence }) }),
       data: { ...data, executionStatus: to },

@@ -493,12 +493,12 @@ export class LocalSandboxDriver extends SandboxDriver {
     return found;
   }
 
-  async close(): Promise<void> {
+  async close(keep: ReadonlySet<string> = new Set()): Promise<void> {
     this.closed = true;
     if (this.diskTimer) clearInterval(this.diskTimer);
-    // Operations under way may still start an executor: let them finish, then stop everything.
+    // Operations under way may still start an executor: let them finish, then stop the rest (a kept one is adopted as after a crash).
     await Promise.allSettled([...this.locks.values()]);
-    await Promise.all([...this.executors.values()].map((executor) => this.terminate(executor)));
+    await Promise.all([...this.executors.values()].filter((executor) => !keep.has(executor.id)).map((executor) => this.terminate(executor)));
     const pooled = [...this.pool.values()];
     this.pool.clear();
     await Promise.all(pooled.map(({ executor, reservation }) => (reservation && clearTimeout(reservation), this.discard(executor))));

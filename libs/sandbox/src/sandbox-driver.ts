@@ -161,6 +161,10 @@ export abstract class SandboxDriver {
   /** Removes everything the platform holds for a sandbox that has no row (no handle names it any more). */
   abstract removeOrphan(sandboxId: string): Promise<void>;
 
-  /** Stops every executor this driver runs (process shutdown). The driver takes no work afterwards. */
-  abstract close(): Promise<void>;
+  /**
+   * Stops every executor this driver runs (process shutdown), except those of the sandboxes in
+   * `keep`: their runs were handed to another worker, which goes on using them. The driver takes no
+   * work afterwards.
+   */
+  abstract close(keep?: ReadonlySet<string>): Promise<void>;
 }

@@ -55,6 +55,8 @@ export class SandboxManager {
   private readonly verified = new Map<string, { tenantId: string; handle: SandboxHandle; at: number; stateVersion: number }>();
   /** When each conversation's events last counted as its sandbox's activity. */
   private readonly activeConversations = new Map<string, number>();
+  /** Sandboxes whose runs this process handed to another worker at stop: their executors outlive it. */
+  readonly handedOver = new Set<string>();
 
   constructor(
     private readonly rows: SandboxRepository,

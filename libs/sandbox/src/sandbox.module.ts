@@ -46,11 +46,12 @@ export class SandboxModule {
         },
         SandboxReaper,
         SandboxReconciler,
-        // The warm pool fills once the process is up (BERTH_WARM_POOL_FILL=start) or from its first new sandbox on; executors are its children: none may outlive it.
+        // The warm pool fills once the process is up (BERTH_WARM_POOL_FILL=start) or from its first new sandbox on; executors are its children:
+        // none outlives it but those of runs handed to another worker at stop.
         {
           provide: Symbol('sandbox driver lifecycle'),
-          inject: [SandboxDriver],
-          useFactory: (driver: SandboxDriver) => ({ onApplicationBootstrap: () => driver.warm(), onApplicationShutdown: () => driver.close() }),
+          inject: [SandboxDriver, SandboxManager],
+          useFactory: (driver: SandboxDriver, manager: SandboxManager) => ({ onApplicationBootstrap: () => driver.warm(), onApplicationShutdown: () => driver.close(manager.handedOver) }),
         },
       ],
       exports: [SandboxDriver, SandboxManager, SandboxReaper, SandboxReconciler],

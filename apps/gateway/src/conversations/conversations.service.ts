@@ -13,6 +13,7 @@ import {
   toValidationIssues,
   ExecutionStatus,
   finalResponseText,
+  initialStatus,
   messageEvent,
   newUuid,
   OHEvent,
@@ -266,7 +267,7 @@ export class ConversationsService {
           // The agent made ready with the first message lists its LLM at once, as in OpenHands.
           ...(systemPrompt && agent.llm ? { stats: initialStats(agent.llm as LlmConfig) as Prisma.InputJsonValue } : {}),
           sandboxId,
-          executionStatus: initial ? 'running' : 'idle',
+          executionStatus: initialStatus(Boolean(initial)),
           // Written in the background by an LLM (ConversationTitles), as OpenHands' AutoTitleSubscriber.
           title: null,
           lastUserMessageId: initial?.id ?? null,

@@ -1,13 +1,11 @@
 import { HttpException, Injectable, Logger } from '@nestjs/common';
 import { ConversationStatus, EventRecorder } from '@berth/bus';
-import { ExecutionStatus, interruptEvent, pauseEvent } from '@berth/contracts';
+import { interruptEvent, pauseEvent } from '@berth/contracts';
 import { ConversationRepository, tenantScope } from '@berth/persistence';
 import { RunQueue } from '@berth/queue';
 import { WebhookDispatcher } from '@berth/webhooks';
 import { QuotaService } from '../quotas/quota.service';
 import { TooManyRequests } from '../quotas/too-many-requests';
-
-const STARTABLE: ExecutionStatus[] = ['idle', 'paused', 'waiting_for_confirmation', 'finished', 'error', 'stuck'];
 
 export type StartResult = 'started' | 'already_running' | 'not_found';
 
@@ -29,10 +27,9 @@ export class RunControlService {
   async start(tenantId: string, conversationId: string): Promise<StartResult> {
     await this.quotas.checkRunStart(tenantId, conversationId);
     const scope = tenantScope(tenantId);
-    if (!(await this.rows.setStatus(scope, conversationId, STARTABLE, 'running'))) {
+    if (!(await this.status.transition(tenantId, conversationId, 'start'))) {
       return (await this.rows.find(scope, conversationId)) ? 'already_running' : 'not_found';
     }
-    await this.status.announce(tenantId, conversationId, 'running');
     await this.enqueue(tenantId, conversationId);
     return 'started';
   }
@@ -73,7 +70,7 @@ export class RunControlService {
 
   /** Pause takes effect between agent steps; only idle and running conversations change (as OpenHands). */
   async pause(tenantId: string, conversationId: string): Promise<void> {
-    if (await this.status.transition(tenantId, conversationId, ['idle', 'running'], 'paused')) {
+    if (await this.status.transition(tenantId, conversationId, 'pause')) {
       await this.recorder.record(conversationId, pauseEvent());
       await this.webhooks.conversationChanged(tenantId, conversationId);
     }
@@ -82,7 +79,7 @@ export class RunControlService {
 
   /** Interrupt stops a running conversation at once; otherwise it behaves as pause. */
   async interrupt(tenantId: string, conversationId: string): Promise<void> {
-    if (await this.status.transition(tenantId, conversationId, ['running'], 'paused')) {
+    if (await this.status.transition(tenantId, conversationId, 'interrupt')) {
       await this.recorder.record(conversationId, interruptEvent());
       await this.webhooks.conversationChanged(tenantId, conversationId);
       await this.status.broadcastFullState(tenantId, conversationId);

@@ -1,12 +1,14 @@
 import { Injectable, NotFoundException } from '@nestjs/common';
 import { ConversationStatus, EventRecorder } from '@berth/bus';
 import {
+  ACTION_ANSWER_KINDS,
   EventSearchQuery,
   messageEvent,
   normalizeTimestampFilter,
   OHEvent,
   SendMessageRequest,
   stateUpdateEvent,
+  unmatchedActions,
   userRejectObservation,
 } from '@berth/contracts';
 import { ConversationRepository, EventFilter, EventLog } from '@berth/persistence';
@@ -21,7 +23,6 @@ import { ConversationTitles } from '../conversation-ops/conversation-titles.serv
 const notFound = (id: string) => new NotFoundException({ detail: `Conversation not found: ${id}` });
 
 /** Kinds that answer an ActionEvent (by action_id or tool_call_id). */
-const ANSWER_KINDS = ['ObservationEvent', 'UserRejectObservation', 'AgentErrorEvent'];
 
 @Injectable()
 export class EventsService {
@@ -92,7 +93,7 @@ export class EventsService {
     const conversation = await this.requireConversation(p, id);
     // OpenHands' order: the agent made ready (SystemPromptEvent), a finished or stuck conversation back to idle, then the message.
     await this.conversations.prepareAgent(conversation);
-    await this.status.transition(p.tenantId, id, ['finished', 'stuck'], 'idle');
+    await this.status.transition(p.tenantId, id, 'reopen');
     const message = messageEvent('user', 'user', req.content, req.sender);
     await this.recorder.record(id, message);
     this.serverInfo.touch();
@@ -112,22 +113,11 @@ export class EventsService {
       return;
     }
     for (const action of await this.pendingActions(id)) await this.recorder.record(id, userRejectObservation(action, reason));
-    await this.status.transition(p.tenantId, id, ['waiting_for_confirmation'], 'idle');
+    await this.status.transition(p.tenantId, id, 'reject');
   }
 
-  /** ActionEvents that no observation, rejection or error has answered yet. */
+  /** ActionEvents that no observation, rejection or error has answered yet (of the latest 500 actions and answers). */
   private async pendingActions(id: string): Promise<OHEvent[]> {
-    const recent = await this.log.latest(id, 500, ['ActionEvent', ...ANSWER_KINDS]);
-    const answered = new Set<unknown>();
-    const pending: OHEvent[] = [];
-    for (const e of recent) {
-      if (e.kind === 'ActionEvent') {
-        if (!answered.has(e.id) && !answered.has(e.tool_call_id) && e.action) pending.push(e);
-      } else {
-        answered.add(e.action_id);
-        if (e.kind === 'AgentErrorEvent') answered.add(e.tool_call_id);
-      }
-    }
-    return pending.reverse();
+    return unmatchedActions(await this.log.latest(id, 500, ['ActionEvent', ...ACTION_ANSWER_KINDS]));
   }
 }
