@@ -1,7 +1,7 @@
 import { BadGatewayException, ConflictException, Injectable, Logger, NotFoundException } from '@nestjs/common';
 import { addUsage, AgentPreparer, askAgent, classifyLlmError, initialStats, LlmConfig } from '@berth/agent';
 import { EventRecorder } from '@berth/bus';
-import { ForkConversationRequest, newUuid, OHEvent, parseUuid, SECRET_MASK, stateUpdateEvent, WorkspaceCopyState } from '@berth/contracts';
+import { ForkConversationRequest, initialStatus, newUuid, OHEvent, parseUuid, SECRET_MASK, stateUpdateEvent, WorkspaceCopyState } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
 import { ConversationOptions, ConversationRepository, ConversationRow, EventLog, Prisma, SandboxRepository, SettingsRepository, tenantScope, withAgentDefaults } from '@berth/persistence';
 import { SandboxManager } from '@berth/sandbox';
@@ -167,7 +167,8 @@ export class ConversationOpsService {
           state: (req.reset_metrics ? { ...state, metrics: null } : state) as Prisma.InputJsonValue,
           stats: (req.reset_metrics ? initialStats((this.vault.openAgent(source.agent as Json).llm ?? {}) as LlmConfig) : (source.stats ?? {})) as Prisma.InputJsonValue,
           sandboxId,
-          executionStatus: 'idle',
+          // A fork starts idle, as OpenHands' (no run is started by it).
+          executionStatus: initialStatus(false),
           title: req.title ?? null,
           lastUserMessageId: (lastUser?.id as string | undefined) ?? null,
           leafEventId: req.from_event_id ?? source.leafEventId,
