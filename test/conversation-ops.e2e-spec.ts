@@ -164,6 +164,10 @@ describe.each(STORAGES)('conversation operations (%s)', (storage) => {
       // The mask sent back stands for the stored key.
       expect((await call('POST', `/api/conversations/${created.id}/switch_llm`, { llm: { model: 'openai/again', api_key: '**********' } })).status).toBe(200);
       expect(((await row(created.id)).agent as Json).llm.api_key).toBe((stored.agent as Json).llm.api_key);
+      // Other secret fields of an LLM are sealed too.
+      expect((await call('POST', `/api/conversations/${created.id}/switch_llm`, { llm: { model: 'openai/again', aws_secret_access_key: 'aws-secret-value' } })).status).toBe(200);
+      expect(JSON.stringify((await row(created.id)).agent)).not.toContain('aws-secret-value');
+      expect((await info(created.id)).agent.llm.aws_secret_access_key).toBeNull();
       expect(shown.supports_runtime_model_switch).toBe(false);
       expect(shown.available_models).toEqual([]);
     });

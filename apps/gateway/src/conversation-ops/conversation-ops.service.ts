@@ -1,7 +1,7 @@
 import { BadGatewayException, ConflictException, Injectable, Logger, NotFoundException } from '@nestjs/common';
 import { addUsage, AgentPreparer, askAgent, classifyLlmError, initialStats, LlmConfig } from '@berth/agent';
 import { EventRecorder } from '@berth/bus';
-import { ForkConversationRequest, initialStatus, newUuid, OHEvent, parseUuid, SECRET_MASK, stateUpdateEvent, WorkspaceCopyState } from '@berth/contracts';
+import { ForkConversationRequest, initialStatus, LLM_SECRET_FIELDS, newUuid, OHEvent, parseUuid, SECRET_MASK, stateUpdateEvent, WorkspaceCopyState } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
 import { ConversationOptions, ConversationRepository, ConversationRow, EventLog, Prisma, SandboxRepository, SettingsRepository, tenantScope, withAgentDefaults } from '@berth/persistence';
 import { SandboxManager } from '@berth/sandbox';
@@ -73,9 +73,12 @@ export class ConversationOpsService {
    */
   async switchLlm(p: Principal, id: string, llm: Json): Promise<void> {
     const row = await this.conversations.require(p, id);
-    const currentKey = ((row.agent as Json).llm?.api_key ?? null) as string | null;
-    const sealedKey = typeof llm.api_key === 'string' ? this.keys.seal(llm.api_key, currentKey, ['llm', 'api_key']) : null;
-    let sealed: Json = { ...llm, api_key: sealedKey };
+    const current = ((row.agent as Json).llm ?? {}) as Json;
+    let sealed: Json = { ...llm, api_key: null };
+    // Every secret field (api_key, aws_*): clear text sealed, the mask or this server's token standing for the stored value.
+    for (const field of LLM_SECRET_FIELDS) {
+      if (typeof llm[field] === 'string') sealed[field] = this.keys.seal(llm[field], (current[field] ?? null) as string | null, ['llm', field]);
+    }
     if (typeof sealed.provider_connection_id === 'string') {
       sealed = (await this.profiles.resolve(this.settingsRows, p, sealed as never, 'LLM config')) as unknown as Json;
     }
