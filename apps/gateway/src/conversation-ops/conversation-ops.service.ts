@@ -151,7 +151,6 @@ export class ConversationOpsService {
 
     const options: ConversationOptions = { ...(source.options as ConversationOptions), forked_from_conversation_id: source.id, forked_from_event_id: req.from_event_id ?? null };
     const { awaiting_confirmation: _pending, ...state } = (source.state ?? {}) as Json;
-    const lastUser = [...events].reverse().find((e) => e.kind === 'MessageEvent' && e.source === 'user');
     const now = new Date();
     try {
       await this.rows.create(
@@ -168,12 +167,14 @@ export class ConversationOpsService {
           tags: (req.tags ?? {}) as Prisma.InputJsonValue,
           options: options as Prisma.InputJsonValue,
           state: (req.reset_metrics ? { ...state, metrics: null } : state) as Prisma.InputJsonValue,
-          stats: (req.reset_metrics ? initialStats((this.vault.openAgent(source.agent as Json).llm ?? {}) as LlmConfig) : (source.stats ?? {})) as Prisma.InputJsonValue,
+          // Reset: nothing listed until the fork's agent is made ready again, as the reference's fresh stats.
+          stats: (req.reset_metrics ? { usage_to_metrics: {} } : (source.stats ?? {})) as Prisma.InputJsonValue,
           sandboxId,
           // A fork starts idle, as OpenHands' (no run is started by it).
           executionStatus: initialStatus(false),
           title: req.title ?? null,
-          lastUserMessageId: (lastUser?.id as string | undefined) ?? null,
+          // The reference's fork starts a fresh state: no last user message until one is sent to it.
+          lastUserMessageId: null,
           leafEventId: req.from_event_id ?? source.leafEventId,
           createdAt: now,
           updatedAt: now,
