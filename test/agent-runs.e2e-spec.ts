@@ -31,6 +31,8 @@ describe.each(STORAGES)('agent runs (%s)', (storage) => {
       agent: agent(),
       workspace: { kind: 'LocalWorkspace', working_dir: '/workspace/project' },
       initial_message: userMessage(text),
+      // No LLM-written title: its call's stats update would land wherever it ends (conversation-ops tests titles).
+      autotitle: false,
       ...extra,
     });
     expect(res.status).toBe(201);
@@ -157,7 +159,7 @@ describe.each(STORAGES)('agent runs (%s)', (storage) => {
 
     const textB = `order b ${storage}`;
     llm.script(textB, [{ toolCalls: [{ name: 'terminal', arguments: { command: 'echo hi' } }] }, { text: 'done' }]);
-    const b = (await call('POST', '/api/conversations', { agent: agent(), workspace: { kind: 'LocalWorkspace', working_dir: '/workspace/project' } })).body.id;
+    const b = (await call('POST', '/api/conversations', { agent: agent(), workspace: { kind: 'LocalWorkspace', working_dir: '/workspace/project' }, autotitle: false })).body.id;
     expect(await events(b)).toEqual([]);
     const ws = new SocketClient(`${server.wsUrl}/sockets/events/${b}?session_api_key=${KEY}`);
     await ws.waitFor((f) => f.some((e) => e.key === 'full_state'));

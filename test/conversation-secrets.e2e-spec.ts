@@ -127,6 +127,13 @@ describe.each(STORAGES)('conversation secrets in terminal commands (%s)', (stora
 
     await ws.waitFor((frames) => frames.some((f) => f.kind === 'ConversationStateUpdateEvent' && f.key === 'execution_status' && f.value === 'finished'), 10_000);
     await expectNowhere(id, [deploy, other], ws, task);
+    // The agent is told the secrets' names (and descriptions) as the SDK's <CUSTOM_SECRETS> block, in the system message.
+    const system = String(llm.requestsFor(task)[0].body.messages[0].content);
+    expect(system).toContain('<CUSTOM_SECRETS>\n### Credential Access\n');
+    expect(system).toContain('You have access to the following environment variables\n\n* **$DEPLOY_TOKEN**\n\n* **$other_secret** - another one\n\n</CUSTOM_SECRETS>');
+    const prompt = (await events(id)).find((e) => e.kind === 'SystemPromptEvent')!;
+    expect(prompt.dynamic_context).toMatchObject({ type: 'text' });
+    expect(prompt.dynamic_context.text).toContain('* **$DEPLOY_TOKEN**');
     // The names stay visible (they are no secret); the values are not.
     const info = (await call('GET', `/api/conversations/${id}`)).body;
     expect(Object.keys(info.secret_registry?.secret_sources ?? {}).sort()).toEqual(['DEPLOY_TOKEN', 'other_secret']);

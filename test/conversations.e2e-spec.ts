@@ -1,7 +1,8 @@
 import { ConversationInfoSchema, ConversationPageSchema } from '@berth/contracts';
 import { randomUUID } from 'node:crypto';
 import { systemPromptEventId } from '@berth/agent';
-import { api, createTenant, startRequest, STORAGES, useServer, userMessage } from './support/server';
+import { until } from '@berth/testing';
+import { AGENT, api, createTenant, startRequest, STORAGES, useServer, userMessage } from './support/server';
 
 const KEY = 'conv-test-key';
 
@@ -285,17 +286,24 @@ describe.each(STORAGES)('conversations REST (%s)', (storage) => {
     expect((await call('GET', `/api/conversations?${tooMany}`)).status).toBe(422);
   });
 
-  it('titles a conversation from its first user message (autotitle), unless told not to', async () => {
-    const titled = await call('POST', '/api/conversations', startRequest({ initial_message: userMessage('  Fix the flaky   login test\nwith details') }));
-    expect(titled.body.title).toBe('Fix the flaky login test');
-    const untitled = await call('POST', '/api/conversations', startRequest({ autotitle: false, initial_message: userMessage('no title please') }));
-    expect(untitled.body.title).toBeNull();
-    const later = (await call('POST', '/api/conversations', startRequest())).body.id;
+  it('titles a conversation from its first user message in the background (autotitle), unless told not to; an LLM that fails leaves the message itself, shortened', async () => {
+    // This agent's LLM does not answer (and is not retried): the title falls back to the message, as OpenHands'.
+    const unreachable = { ...AGENT, llm: { ...AGENT.llm, num_retries: 0 } };
+    const titleOf = async (id: string) => (await call('GET', `/api/conversations/${id}`)).body.title as string | null;
+    const titled = await call('POST', '/api/conversations', startRequest({ agent: unreachable, initial_message: userMessage('  Fix the flaky login test  ') }));
+    expect(titled.body.title).toBeNull();
+    await until(async () => (await titleOf(titled.body.id)) !== null, 'the fallback title');
+    expect(await titleOf(titled.body.id)).toBe('Fix the flaky login test');
+    const untitled = await call('POST', '/api/conversations', startRequest({ agent: unreachable, autotitle: false, initial_message: userMessage('no title please') }));
+    const later = (await call('POST', '/api/conversations', startRequest({ agent: unreachable }))).body.id;
     await call('POST', `/api/conversations/${later}/events`, userMessage('x'.repeat(80)));
-    const title = (await call('GET', `/api/conversations/${later}`)).body.title;
-    expect(title).toBe(`${'x'.repeat(49)}…`);
+    await until(async () => (await titleOf(later)) !== null, 'the fallback title');
+    const title = await titleOf(later);
+    expect(title).toBe(`${'x'.repeat(47)}...`);
     await call('POST', `/api/conversations/${later}/events`, userMessage('a second message'));
-    expect((await call('GET', `/api/conversations/${later}`)).body.title).toBe(title);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await titleOf(later)).toBe(title);
+    expect(await titleOf(untitled.body.id)).toBeNull();
   });
 
   it('updates title and tags, validates them, and deletes', async () => {

@@ -98,6 +98,22 @@ const CASES: Record<string, Case> = {
     valid: (f) => get(`/api/conversations/${f.conversation}/agent_final_response`),
     invalid: () => get(`/api/conversations/${UNKNOWN}/agent_final_response`),
   },
+  'POST /api/conversations/{conversation_id}/ask_agent': {
+    valid: (f) => post(`/api/conversations/${f.conversation}/ask_agent`, { question: 'What did I say?' }),
+    invalid: () => post(`/api/conversations/${UNKNOWN}/ask_agent`, { question: 'What did I say?' }),
+  },
+  'POST /api/conversations/{conversation_id}/switch_llm': {
+    valid: (f) => post(`/api/conversations/${f.conversation}/switch_llm`, { llm: { model: 'openai/gpt-4o', api_key: 'sk-switched', base_url: f.t.llmUrl, num_retries: 0 } }),
+    invalid: () => post(`/api/conversations/${UNKNOWN}/switch_llm`, { llm: { model: 'openai/gpt-4o' } }),
+  },
+  'POST /api/conversations/{conversation_id}/switch_profile': {
+    valid: (f) => post(`/api/conversations/${f.conversation}/switch_profile`, { profile_name: 'conf-switch' }),
+    invalid: (f) => post(`/api/conversations/${f.conversation}/switch_profile`, { profile_name: 'no-such-profile' }),
+  },
+  'POST /api/conversations/{conversation_id}/fork': {
+    valid: (f) => post(`/api/conversations/${f.conversation}/fork`, { title: 'Forked', tags: { team: 'fork' } }),
+    invalid: (f) => post(`/api/conversations/${f.conversation}/fork`, { from_event_id: 'no-such-event' }),
+  },
   'GET /api/conversations/{conversation_id}/workspace': {
     valid: (f) => noKey(get(`/api/conversations/${f.conversation}/workspace`)),
     invalid: () => get(`/api/conversations/${UNKNOWN}/workspace`),
@@ -380,6 +396,8 @@ async function makeFixture(t: Target): Promise<Fixture> {
   const connection = await send(t, post('/api/llm/provider-connections', { display_name: 'Conformance', provider: 'custom', api_key: 'sk-conn', base_url: 'http://127.0.0.1:9/v1' }));
   f.connectionId = connection.status < 300 ? (connection.json as { id: string }).id : UNKNOWN;
   expectOk(await send(t, post('/api/profiles/conf-profile', { llm: { model: 'openai/gpt-4o-mini', api_key: 'sk-profile' }, include_secrets: true })), 'a profile');
+  // The profile switch_profile switches to: the scripted LLM, so later runs still get answers.
+  expectOk(await send(t, post('/api/profiles/conf-switch', { llm: { model: 'openai/gpt-4o-mini', api_key: 'sk-switch', base_url: t.llmUrl }, include_secrets: true })), 'a profile to switch to');
   return f;
 }
 

@@ -5,6 +5,7 @@ import { AdminModule } from './admin/admin.module';
 import { AuditModule } from './audit/audit.module';
 import { AuthModule } from './auth/auth.module';
 import { CatalogModule } from './catalog/catalog.module';
+import { ConversationOpsModule } from './conversation-ops/conversation-ops.module';
 import { ConversationsModule } from './conversations/conversations.module';
 import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
@@ -28,6 +29,7 @@ export class AppModule {
         AdminModule,
         HealthModule,
         ConversationsModule,
+        ConversationOpsModule,
         EventsModule,
         SocketsModule,
         SandboxesModule,

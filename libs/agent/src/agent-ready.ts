@@ -3,6 +3,7 @@ import { naiveTimestamp, OHEvent, omitNulls } from '@berth/contracts';
 import type { ConversationRow, EventLog } from '@berth/persistence';
 import { AgentTool, llmText, ToolCatalog } from './agent-tools';
 import type { ToolRuntime } from './agent-runner';
+import { customSecretsSection } from './secret-prompt';
 import { systemPrompt } from './system-prompt';
 import type { McpToolSource } from './mcp/mcp-tools';
 import { clientTools } from './tool-catalog';
@@ -10,7 +11,7 @@ import { clientTools } from './tool-catalog';
 type Json = Record<string, any>;
 
 /** What making the agent ready reads of a conversation (a row, or one about to be written). */
-export type ConversationForAgent = Pick<ConversationRow, 'id' | 'tenantId' | 'sandboxId' | 'agent' | 'options' | 'workspace'>;
+export type ConversationForAgent = Pick<ConversationRow, 'id' | 'tenantId' | 'sandboxId' | 'agent' | 'options' | 'workspace' | 'secrets'>;
 
 /** RFC 4122 namespace of the ids below (a random constant of Berth's). */
 const SYSTEM_PROMPT_NAMESPACE = Buffer.from('5b3c1f0e8a2d4c6e9f107a2b3c4d5e6f', 'hex');
@@ -64,6 +65,8 @@ export class AgentPreparer {
     const agent = conversation.agent as Json;
     const workingDir = await this.runtime.workingDir(conversation);
     const suffix = (conversation.options as Json).agent_launch_additions?.system_message_suffix_append ?? agent.agent_context?.system_message_suffix;
+    // The SDK's dynamic context: the conversation's secrets by name (a second text block of the system message).
+    const secrets = customSecretsSection((conversation.secrets ?? {}) as Json);
     return {
       id: systemPromptEventId(conversation.id),
       timestamp: naiveTimestamp(),
@@ -71,6 +74,7 @@ export class AgentPreparer {
       system_prompt: llmText(agent.system_prompt ?? systemPrompt(workingDir, suffix))[0],
       // Without nulls (meta, annotations.title), as the SDK stores events (exclude_none).
       tools: (await this.agentTools(conversation)).map((t) => omitNulls(t.spec)),
+      ...(secrets ? { dynamic_context: { cache_prompt: false, type: 'text', text: secrets } } : {}),
       kind: 'SystemPromptEvent',
     };
   }

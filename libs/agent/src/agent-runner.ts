@@ -150,9 +150,8 @@ export class AgentRunner {
     let row = await this.load(tenantId, id);
     if (!row || row.executionStatus !== 'running') return;
     run.secrets.use(row.secrets);
-    const agent = this.vault.openAgent(row.agent as Json);
-    const llm = agent.llm as LlmConfig;
-    const client = createClient(llm);
+    let llm = this.vault.openAgent(row.agent as Json).llm as LlmConfig;
+    let client = createClient(llm);
     const tools = await this.preparer.agentTools(row);
     const byName = new Map(tools.map((t) => [t.name, t]));
     // A run with no message before it (POST …/run on a new conversation) makes the agent ready itself.
@@ -164,6 +163,9 @@ export class AgentRunner {
       row = await this.load(tenantId, id);
       await run.check();
       if (row) run.secrets.use(row.secrets);
+      // switch_llm / switch_profile take effect at the next step.
+      const current = row && (this.vault.openAgent(row.agent as Json).llm as LlmConfig);
+      if (current && JSON.stringify(current) !== JSON.stringify(llm)) [llm, client] = [current, createClient(current)];
       // Pause (or a deletion) takes effect between steps, and so does the worker's stop (the run stays running for the next worker).
       if (!row || row.executionStatus !== 'running' || interrupted.aborted || stopping.aborted) return;
       if (iterations >= row.maxIterations) {

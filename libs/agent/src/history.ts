@@ -62,7 +62,7 @@ export function buildMessages(events: OHEvent[]): ChatMessage[] {
     switch (event.kind) {
       case 'SystemPromptEvent':
         // Written when the agent starts, after the message that started it; the LLM reads it first.
-        messages.unshift({ role: 'system', content: texts([event.system_prompt]) });
+        messages.unshift({ role: 'system', content: [texts([event.system_prompt]), texts([event.dynamic_context])].filter(Boolean).join('\n\n') });
         break;
       case 'MessageEvent': {
         closeOpen();

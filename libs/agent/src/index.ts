@@ -13,3 +13,5 @@ export * from './stuck-detector';
 export * from './tool-catalog';
 export * from './platform-modules';
 export * from './run-reconciler';
+export * from './side-calls';
+export * from './secret-prompt';

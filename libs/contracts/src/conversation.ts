@@ -161,6 +161,7 @@ export const StartConversationRequestSchema = z
     observability_parent_span_context: z.string().max(4096).nullish(),
     autotitle: z.boolean().default(true),
     title_llm_profile: z.string().nullish(),
+    prompt: z.string().max(2000).nullish().describe('A template replacing the title prompt: {conversation_content} and {max_length} are filled in'),
   })
   .superRefine((req, ctx) => {
     const given = [req.agent, req.agent_settings, req.agent_profile_id].filter((v) => v !== undefined).length;

@@ -57,19 +57,6 @@ export function normalizeContent(content: Content[]): Content[] {
   );
 }
 
-const TITLE_MAX_CHARS = 50;
-
-/** A conversation title from its first user message (`autotitle`): the first line of text, shortened. */
-export function autoTitle(content: Content[]): string | null {
-  const text = content
-    .filter((c): c is TextContent => c.type === 'text')
-    .map((c) => c.text)
-    .join(' ');
-  const line = text.split('\n').map((l) => l.replace(/\s+/g, ' ').trim()).find((l) => l) ?? '';
-  if (!line) return null;
-  return line.length <= TITLE_MAX_CHARS ? line : `${line.slice(0, TITLE_MAX_CHARS - 1).trimEnd()}…`;
-}
-
 export function messageEvent(role: 'user' | 'assistant', source: EventSource, content: Content[], sender?: string | null): OHEvent {
   return omitNulls({
     ...envelope(source),

@@ -170,6 +170,14 @@ export class ConversationRepository {
     return rows[0] ? { id: rows[0].id, sandboxId: rows[0].sandbox_id, workingDir: rows[0].working_dir } : null;
   }
 
+  /**
+   * System level, for the title sweep: conversations of every tenant changed since `since` that
+   * have had a user message and still have no title.
+   */
+  listUntitledOfAllTenants(since: Date, limit: number): Promise<ConversationRow[]> {
+    return this.db.prisma.conversation.findMany({ where: { title: null, lastUserMessageId: { not: null }, updatedAt: { gte: since } }, orderBy: { updatedAt: 'desc' }, take: limit });
+  }
+
   /** System level, for the reconciler: conversations of every tenant marked running. */
   listRunningOfAllTenants(): Promise<{ id: string; tenantId: string }[]> {
     return this.db.prisma.conversation.findMany({ where: { executionStatus: 'running' }, select: { id: true, tenantId: true } });

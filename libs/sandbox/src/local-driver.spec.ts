@@ -164,6 +164,30 @@ describe('LocalSandboxDriver', () => {
     expect(await environOf(handle.pid)).not.toHaveProperty('BERTH_EXECUTOR_PORT');
   });
 
+  it("copies a sandbox's working dir into another's folder, owned by the other's uid, and refuses one that links out of its folder", async () => {
+    const driver = newDriver();
+    expect(driver.copiesWorkspaces).toBe(true);
+    const [from, to, third] = [randomUUID(), randomUUID(), randomUUID()];
+    await driver.provision({ id: from });
+    const source = join(dataDir, 'sandboxes', from, 'workspace', 'project');
+    await mkdir(join(source, 'src'), { recursive: true });
+    await writeFile(join(source, 'src', 'a.txt'), 'copied\n');
+    await symlink('src/a.txt', join(source, 'link'));
+    await driver.copyWorkspace(from, to, '/workspace/project');
+    const target = join(dataDir, 'sandboxes', to, 'workspace', 'project');
+    expect(await readFile(join(target, 'src', 'a.txt'), 'utf8')).toBe('copied\n');
+    expect(await readlink(join(target, 'link'))).toBe('src/a.txt');
+    // The target starts on the copy, which its own uid may change.
+    const handle = (await driver.provision({ id: to })) as LocalSandboxHandle;
+    const wrote = await new ExecutorClient(handle).execute({ conversation_id: randomUUID(), working_dir: target, tool: 'terminal', action: { command: 'echo more >> src/a.txt && cat src/a.txt' } });
+    expect(JSON.stringify(wrote)).toContain('copied\\nmore');
+    // A working dir that is a link out of the sandbox's folder is not followed.
+    await rm(source, { recursive: true });
+    await symlink('/etc', source);
+    await expect(driver.copyWorkspace(from, third, '/workspace/project')).rejects.toThrow(/leads out of its folder/);
+    expect(existsSync(join(dataDir, 'sandboxes', third, 'workspace', 'project', 'passwd'))).toBe(false);
+  });
+
   it('without isolation runs the executor as a plain child in its folder, on the same kind of socket', async () => {
     const driver = newDriver({ isolation: 'none' });
     const id = randomUUID();

@@ -11,7 +11,7 @@ import { DEFAULT_SANDBOX_LIMITS, projectRoot } from '@berth/config';
 import type { SandboxIsolationMode } from '@berth/config';
 import { ExecutorClient, executorSocket } from './executor-client';
 import { BWRAP, bwrapArgs, childrenOf, etcFiles, killQuietly, pidAlive, prlimitArgs, probeBubblewrap, SandboxCgroups, SandboxLimits, SandboxNetwork, sandboxUid, startEgress, VIRTUAL_WORKSPACE } from './isolation';
-import { DriverResource, LocalSandboxHandle, SandboxDriver, SandboxError, SandboxHandle, SandboxSpec, SandboxStatus } from './sandbox-driver';
+import { DriverResource, LocalSandboxHandle, SandboxDriver, SandboxError, SandboxHandle, SandboxSpec, SandboxStatus, sandboxWorkingDir } from './sandbox-driver';
 
 export interface LocalSandboxDriverOptions {
   /** Sandboxes live in `<dataDir>/sandboxes/<id>/`. */
@@ -394,6 +394,36 @@ export class LocalSandboxDriver extends SandboxDriver {
       }
       if (!existsSync(root)) throw new SandboxError(`sandbox ${handle.id} has no folder (destroyed?)`);
       return handleOf(await this.start(handle.id, handle.token, root, await this.readSpec(handle.id)));
+    });
+  }
+
+  override readonly copiesWorkspaces = true;
+
+  /**
+   * `cp -a` of the source's working dir into the target's folder (reflinked where the filesystem
+   * can), then given to the target's uid. A path through a link the sandbox made is refused: the
+   * copy runs as the server and must read nothing outside the source's folder.
+   */
+  override async copyWorkspace(fromId: string, toId: string, workingDir: string): Promise<void> {
+    const [fromRoot, toRoot] = [this.rootOf(fromId), this.rootOf(toId)];
+    const source = sandboxWorkingDir(fromRoot, workingDir);
+    if (!existsSync(source)) return;
+    if (!isWithin(realpathSync(source), realpathSync(fromRoot))) throw new SandboxError(`the working dir of sandbox ${fromId} leads out of its folder`);
+    const target = sandboxWorkingDir(toRoot, workingDir);
+    return this.serialize(toId, async () => {
+      await mkdir(toRoot, { recursive: true, mode: 0o700 });
+      await mkdir(target, { recursive: true, mode: 0o755 });
+      if (!isWithin(realpathSync(target), realpathSync(toRoot))) throw new SandboxError(`the working dir of sandbox ${toId} leads out of its folder`);
+      await new Promise<void>((resolve, reject) =>
+        execFile('cp', ['-a', '--reflink=auto', '-T', '--', source, target], { timeout: 600_000 }, (err, _out, stderr) =>
+          err ? reject(new SandboxError(`copying the workspace of sandbox ${fromId} failed: ${stderr.trim() || err.message}`)) : resolve(),
+        ),
+      );
+      const uid = this.isolation === 'bwrap' ? sandboxUid(toId, this.uidBase) : null;
+      if (uid === null) return;
+      // The folders made above (the root itself is given at the sandbox's first start), then the copy (which kept the source's owner).
+      for (let dir = dirname(target); dir !== toRoot && isWithin(dir, toRoot); dir = dirname(dir)) await lchown(dir, uid, uid);
+      await chownTree(target, uid);
     });
   }
 
@@ -925,6 +955,11 @@ function readInfo(stream: Readable, timeoutMs: number): Promise<Record<string, n
     stream.on('data', onData);
     stream.once('end', onEnd);
   });
+}
+
+/** `path` is `root` or lies under it. */
+function isWithin(path: string, root: string): boolean {
+  return path === root || path.startsWith(`${root}/`);
 }
 
 /** Gives the sandbox's folder to its uid: at its first isolated start, or after it ran unisolated (never following links). */

@@ -137,6 +137,18 @@ export abstract class SandboxDriver {
     return null;
   }
 
+  /** Whether `copyWorkspace` can copy files between this driver's sandboxes (a fork's workspace). */
+  readonly copiesWorkspaces: boolean = false;
+
+  /**
+   * Copies one sandbox's working dir (`workingDir`, placed in its root as `sandboxWorkingDir` does)
+   * into another's, which need not have started: the files as they are now. A driver that cannot
+   * (`copiesWorkspaces` false) refuses.
+   */
+  copyWorkspace(_fromId: string, _toId: string, _workingDir: string): Promise<void> {
+    return Promise.reject(new SandboxError(`the ${this.kind} sandbox driver cannot copy a sandbox's files`));
+  }
+
   /** Stops the executor and deletes the sandbox's files. */
   abstract destroy(handle: SandboxHandle): Promise<void>;
 

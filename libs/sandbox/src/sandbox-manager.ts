@@ -243,6 +243,18 @@ export class SandboxManager {
     await this.rows.remove(scope, row.id);
   }
 
+  get copiesWorkspaces(): boolean {
+    return this.driver.copiesWorkspaces;
+  }
+
+  /** Copies a working dir from one of the tenant's sandboxes into another of its (a fork's, not started yet). */
+  async copyWorkspace(scope: TenantScope, fromId: string, toId: string, workingDir: string): Promise<void> {
+    const [from, to] = await Promise.all([this.rows.find(scope, fromId), this.rows.find(scope, toId)]);
+    if (!from) throw new SandboxNotFound(fromId);
+    if (!to) throw new SandboxNotFound(toId);
+    await this.driver.copyWorkspace(from.id, to.id, workingDir);
+  }
+
   touch(scope: TenantScope, sandboxId: string): Promise<void> {
     return this.rows.touch(scope, sandboxId);
   }

@@ -31,6 +31,18 @@ function firstUserText(request: StubRequest): string {
   return (first.content as { type: string; text?: string }[]).filter((c) => c.type === 'text').map((c) => c.text).join('');
 }
 
+/** The system prompt of OpenHands' (and Berth's) title requests. */
+const TITLE_SYSTEM_PROMPT = /^You are a helpful assistant that generates concise, descriptive titles for conversations with OpenHands\./;
+
+/** A conversation-title request (no tools, the title system prompt), as the server makes one after a first message. */
+export function isTitleRequest(request: StubRequest): boolean {
+  const system = request.body.messages[0];
+  return !request.body.tools?.length && system?.role === 'system' && TITLE_SYSTEM_PROMPT.test(typeof system.content === 'string' ? system.content : JSON.stringify(system.content));
+}
+
+/** What a title request gets when no script answers it: a title, as any LLM would give. */
+export const STUB_TITLE = '✨ Stub title';
+
 /**
  * A scripted OpenAI-compatible chat-completions server (streaming and not), standing in for a paid
  * LLM. Scripts are chosen by the text of the conversation's first user message, so concurrent
@@ -85,7 +97,7 @@ export class LlmStub {
     const script = this.scripts.get(key) ?? this.fallback;
     const turnIndex = this.turns.get(key) ?? 0;
     this.turns.set(key, turnIndex + 1);
-    const turn: StubTurn | undefined = !script ? undefined : typeof script === 'function' ? script(request, turnIndex) : script[turnIndex];
+    const turn: StubTurn | undefined = !script ? (isTitleRequest(request) ? { text: STUB_TITLE } : undefined) : typeof script === 'function' ? script(request, turnIndex) : script[turnIndex];
     if (!turn) {
       res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: `no scripted turn ${turnIndex} for "${key}"` } }));
       return;

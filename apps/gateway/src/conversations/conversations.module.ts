@@ -5,6 +5,7 @@ import { SecretVault } from '@berth/crypto';
 import { EventLog } from '@berth/persistence';
 import { SandboxManager } from '@berth/sandbox';
 import { SettingsModule } from '../settings/settings.module';
+import { ConversationTitlesModule } from '../conversation-ops/conversation-titles.module';
 import { WorkspaceModule } from '../workspace/workspace.module';
 import { ConversationCounter } from './conversation-counter.service';
 import { ConversationWorkspaceController } from './conversation-workspace.controller';
@@ -13,7 +14,7 @@ import { ConversationsService } from './conversations.service';
 import { RunControlService } from './run-control.service';
 
 @Module({
-  imports: [WorkspaceModule, SettingsModule],
+  imports: [WorkspaceModule, SettingsModule, ConversationTitlesModule],
   controllers: [ConversationsController, ConversationWorkspaceController],
   providers: [
     ConversationsService,
@@ -29,6 +30,6 @@ import { RunControlService } from './run-control.service';
       },
     },
   ],
-  exports: [ConversationsService, RunControlService],
+  exports: [ConversationsService, RunControlService, ConversationCounter, AgentPreparer, ConversationTitlesModule],
 })
 export class ConversationsModule {}

@@ -7,7 +7,6 @@ import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import {
   AgentSchema,
-  autoTitle,
   ConversationRuntimeInfo,
   ConversationSearchQuery,
   EXECUTOR_TOOL_NAMES,
@@ -38,6 +37,7 @@ import { alreadyRunning, conversationNotFound } from './conversation-errors';
 import { ConversationCounter } from './conversation-counter.service';
 import { QuotaService } from '../quotas/quota.service';
 import { RunControlService } from './run-control.service';
+import { ConversationTitles } from '../conversation-ops/conversation-titles.service';
 
 type Json = Record<string, unknown>;
 
@@ -64,6 +64,7 @@ export class ConversationsService {
     private readonly sandboxes: SandboxManager,
     private readonly quotas: QuotaService,
     private readonly preparer: AgentPreparer,
+    private readonly titles: ConversationTitles,
     @Inject(BERTH_CONFIG) private readonly config: BerthConfig,
   ) {}
 
@@ -231,6 +232,7 @@ export class ConversationsService {
       observability_tags: req.observability_tags,
       observability_span_name: req.observability_span_name,
       title_llm_profile: req.title_llm_profile ?? null,
+      prompt: req.prompt ?? null,
       launched_agent_profile: launch?.profile ?? null,
     };
     const initial = req.initial_message ? messageEvent('user', 'user', req.initial_message.content, req.initial_message.sender) : null;
@@ -239,7 +241,7 @@ export class ConversationsService {
     let systemPrompt: OHEvent | null = null;
     if (initial) {
       if (sandboxId === null) sandboxId = madeSandbox = (await this.sandboxes.create(tenantScope(p.tenantId), {}, 'conversation')).id;
-      systemPrompt = await this.systemPromptFor({ id, tenantId: p.tenantId, sandboxId, agent: agent as Prisma.JsonValue, options: options as Prisma.JsonValue, workspace: req.workspace as Prisma.JsonValue });
+      systemPrompt = await this.systemPromptFor({ id, tenantId: p.tenantId, sandboxId, agent: agent as Prisma.JsonValue, options: options as Prisma.JsonValue, workspace: req.workspace as Prisma.JsonValue, secrets: secrets as Prisma.JsonValue });
     }
     const now = new Date();
     const initialEvents: OHEvent[] = initial
@@ -266,7 +268,8 @@ export class ConversationsService {
           ...(systemPrompt && agent.llm ? { stats: initialStats(agent.llm as LlmConfig) as Prisma.InputJsonValue } : {}),
           sandboxId,
           executionStatus: initialStatus(Boolean(initial)),
-          title: initial && req.autotitle ? autoTitle(req.initial_message!.content) : null,
+          // Written in the background by an LLM (ConversationTitles), as OpenHands' AutoTitleSubscriber.
+          title: null,
           lastUserMessageId: initial?.id ?? null,
           createdAt: now,
           updatedAt: now,
@@ -297,6 +300,7 @@ export class ConversationsService {
     }
     await this.webhooks.conversationChanged(p.tenantId, id);
     const row = await this.require(p, id);
+    if (initial) this.titles.afterUserMessage(row, req.initial_message!.content);
     return { created: true, info: this.info(row) };
   }
 

@@ -3,7 +3,6 @@ import { ConversationStatus, EventRecorder } from '@berth/bus';
 import {
   ACTION_ANSWER_KINDS,
   EventSearchQuery,
-  autoTitle,
   messageEvent,
   normalizeTimestampFilter,
   OHEvent,
@@ -18,6 +17,7 @@ import { RunControlService } from '../conversations/run-control.service';
 import { validationError } from '../common/zod-validation.pipe';
 import type { Principal } from '../common/tenant.decorator';
 import { ServerInfoService } from '../health/server-info.service';
+import { ConversationTitles } from '../conversation-ops/conversation-titles.service';
 
 /** Events router's "not found" names the conversation (contract §3.3). */
 const notFound = (id: string) => new NotFoundException({ detail: `Conversation not found: ${id}` });
@@ -34,6 +34,7 @@ export class EventsService {
     private readonly runs: RunControlService,
     private readonly status: ConversationStatus,
     private readonly serverInfo: ServerInfoService,
+    private readonly titles: ConversationTitles,
   ) {}
 
   private async requireConversation(p: Principal, id: string) {
@@ -96,9 +97,9 @@ export class EventsService {
     const message = messageEvent('user', 'user', req.content, req.sender);
     await this.recorder.record(id, message);
     this.serverInfo.touch();
-    // autotitle (on unless the client turned it off): the first message names an untitled conversation.
-    const title = conversation.title === null && (conversation.options as { autotitle?: boolean }).autotitle !== false ? autoTitle(req.content) : null;
-    if (!(await this.rows.update(p, id, { lastUserMessageId: message.id, ...(title ? { title } : {}) }))) throw notFound(id);
+    if (!(await this.rows.update(p, id, { lastUserMessageId: message.id }))) throw notFound(id);
+    // autotitle (on unless the client turned it off): an LLM names an untitled conversation from this message, in the background.
+    this.titles.afterUserMessage(conversation, req.content);
     await this.recorder.record(id, stateUpdateEvent('last_user_message_id', message.id));
     if (req.run) await this.runs.startAfterMessage(p.tenantId, id);
     return message;

@@ -17,6 +17,6 @@ import { SettingsService } from './settings.service';
   providers: [SettingsService, SecretsService, LlmProfilesService, AgentProfilesService, AgentProfileStore, ProviderConnectionsService, SettingsVault],
   // SettingsService: revealSecret (POST /api/conversations with `secrets_encrypted: true`) and
   // launchAgentProfile (with `agent_profile_id`).
-  exports: [SettingsService],
+  exports: [SettingsService, LlmProfilesService, SettingsVault],
 })
 export class SettingsModule {}
