@@ -12,3 +12,4 @@ export * from './stuck-detector';
 export * from './tool-catalog';
 export * from './platform-modules';
 export * from './run-reconciler';
+export * from './security';

@@ -462,6 +462,12 @@ export class ConversationsService {
     await this.recorder.record(id, stateUpdateEvent('confirmation_policy', policy));
   }
 
+  /** The analyzer reads the risks of the next actions; the actions recorded so far keep theirs. */
+  async setSecurityAnalyzer(p: Principal, id: string, analyzer: Json | null): Promise<void> {
+    if (!(await this.rows.update(p, id, { securityAnalyzer: (analyzer ?? Prisma.DbNull) as Prisma.InputJsonValue }))) throw conversationNotFound(id);
+    await this.recorder.record(id, stateUpdateEvent('security_analyzer', analyzer));
+  }
+
   async finalResponse(p: Principal, id: string): Promise<string> {
     await this.require(p, id);
     return finalResponseText(await this.log.latest(id, 200, ['ActionEvent', 'MessageEvent']));
