@@ -7,7 +7,7 @@ const tools = new Map(new ContractToolCatalog().forAgent({ tools: [{ name: 'term
 const terminal = tools.get('terminal') as AgentTool;
 const finish = tools.get('finish') as AgentTool;
 const analyzer = { kind: 'LLMSecurityAnalyzer' };
-const parametersOf = (tool: AgentTool) => (tool.definition as { function: { parameters: { properties: Record<string, { enum?: string[] }>; required?: string[] } } }).function.parameters;
+const parametersOf = (tool: AgentTool) => (tool.definition as unknown as { function: { parameters: { properties: Record<string, { enum?: string[] }>; required?: string[] } } }).function.parameters;
 const action = (id: string, tool: AgentTool, risk: string) => ({ event: { id, timestamp: '', source: 'agent', kind: 'ActionEvent', security_risk: risk } as OHEvent, tool });
 
 describe('confirmation by risk (the SDK should_confirm)', () => {
