@@ -10,6 +10,7 @@ import {
   GitCommitsQuerySchema,
   GitDiffQuerySchema,
   GitShaSchema,
+  ProjectSkillsQuerySchema,
   SearchSubdirsQuerySchema,
   executorRoutePattern,
   jsonSyntaxMessage,
@@ -164,6 +165,10 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
           ok(call, { success: true });
         },
       },
+    },
+    {
+      pattern: executorRoutePattern('projectSkills'),
+      methods: { GET: async (call) => ok(call, await executor.projectSkills.read(validate(ProjectSkillsQuerySchema, queryOf(call.query), 'query').working_dir)) },
     },
     {
       pattern: executorRoutePattern('activity'),

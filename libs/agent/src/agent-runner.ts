@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
-import { ACTION_ANSWER_KINDS, messageEvent, naiveTimestamp, newUuid, OHEvent, omitNulls, stateUpdateEvent, STATUS_TRANSITIONS, TransitionBy, unmatchedActions } from '@berth/contracts';
+import { ACTION_ANSWER_KINDS, messageEvent, naiveTimestamp, newUuid, OHEvent, omitNulls, ProjectSkillFile, stateUpdateEvent, STATUS_TRANSITIONS, TransitionBy, unmatchedActions } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
 import { ConversationChange, ConversationRepository, ConversationRow, EventLog, Prisma, RunFenceLost, tenantScope } from '@berth/persistence';
 import { AgentTool, llmText } from './agent-tools';
@@ -23,6 +23,8 @@ export abstract class ToolRuntime {
   abstract workingDir(conversation: ConversationPlace): Promise<string>;
   /** `env`: variables for this one terminal command (the secrets it names). */
   abstract execute(conversation: ConversationRow, tool: string, action: Json, signal: AbortSignal, env?: Record<string, string>): Promise<Json>;
+  /** The files of the working dir's project skills (skills.ts parses them), read inside the sandbox. */
+  abstract projectSkillFiles(conversation: ConversationPlace): Promise<ProjectSkillFile[]>;
 }
 
 export class ToolFailure extends Error {}
