@@ -13,3 +13,4 @@ export * from './tool-catalog';
 export * from './platform-modules';
 export * from './run-reconciler';
 export * from './security';
+export * from './skills';
