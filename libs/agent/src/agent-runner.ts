@@ -159,7 +159,7 @@ export class AgentRunner {
     const tools = this.preparer.toolsFor(row);
     const byName = new Map(tools.map((t) => [t.name, t]));
     // A run with no message before it (POST …/run on a new conversation) makes the agent ready itself.
-    await this.preparer.ensure(row, (event) => run.record(event));
+    await this.preparer.ensure(row, (event) => run.record(event), (agent) => run.update({ agent: agent as Prisma.InputJsonValue }));
     await this.resolveUnansweredActions(run, row, byName, interrupted);
 
     let iterations = 0;

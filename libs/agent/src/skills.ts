@@ -1,5 +1,6 @@
 import { load as loadYaml } from 'js-yaml';
-import type { Content, ProjectSkillFile } from '@berth/contracts';
+import { Content, messageEvent, OHEvent, ProjectSkillFile } from '@berth/contracts';
+import { llmText } from './agent-tools';
 
 type Json = Record<string, unknown>;
 
@@ -51,10 +52,10 @@ const THIRD_PARTY_SKILL_NAMES: Record<string, string> = {
 };
 const SKILL_NAME = /^[a-z0-9]+(-[a-z0-9]+)*$/;
 
-function skill(fields: Partial<Skill> & Pick<Skill, 'name' | 'content'>): Skill {
+function skill({ name, content, ...fields }: Partial<Skill> & Pick<Skill, 'name' | 'content'>): Skill {
   return {
-    name: fields.name,
-    content: fields.content,
+    name,
+    content,
     trigger: null,
     source: null,
     mcp_tools: null,
@@ -306,8 +307,22 @@ export function dynamicContext(context: AgentContext, options: { model?: string 
   }
   const suffix = options.suffix ?? context.system_message_suffix;
   if (suffix?.trim()) sections.push(suffix);
-  const now = typeof context.current_datetime === 'string' ? context.current_datetime : formattedNow(options.now ?? new Date());
+  // Unset: the time the prompt is made (the SDK's default); null: none.
+  const now = context.current_datetime === undefined ? formattedNow(options.now ?? new Date()) : context.current_datetime;
   if (now) sections.push(`<CURRENT_DATETIME>\nThe current date and time is: ${now}\n</CURRENT_DATETIME>`);
   const text = sections.map((s) => s.trim()).filter(Boolean).join('\n\n');
   return text || null;
+}
+
+/**
+ * A user's MessageEvent as LocalConversation.send_message writes it: the knowledge of the skills
+ * it triggers (not yet activated in the conversation) in `extended_content`, their names in
+ * `activated_skills`. `activated`: the conversation's activated_knowledge_skills after it.
+ */
+export function userMessage(agent: Json, state: Json, content: Content[], sender?: string | null): { event: OHEvent; activated: string[] } {
+  const before = Array.isArray(state.activated_knowledge_skills) ? (state.activated_knowledge_skills as string[]) : [];
+  const event = messageEvent('user', 'user', content, sender);
+  const suffix = userMessageSuffix(agent.agent_context as AgentContext | null, content, before);
+  if (!suffix) return { event, activated: before };
+  return { event: { ...event, activated_skills: suffix.skills, extended_content: llmText(suffix.text) }, activated: [...before, ...suffix.skills] };
 }

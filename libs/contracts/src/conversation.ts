@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { EXECUTION_STATUSES } from './execution-status';
+import { AgentContextSchema } from './skills';
 
 export const ExecutionStatusSchema = z.enum(EXECUTION_STATUSES);
 
@@ -51,6 +52,7 @@ export const AgentSchema = z
     kind: z.literal('Agent').default('Agent'),
     llm: LLMSchema,
     tools: z.array(ToolSpecSchema).default([]),
+    agent_context: AgentContextSchema.nullish(),
   })
   .meta({ id: 'Agent' });
 

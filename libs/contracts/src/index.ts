@@ -15,3 +15,4 @@ export * from './session-socket';
 export * from './hooks';
 export * from './cidr';
 export * from './executor-protocol';
+export * from './skills';

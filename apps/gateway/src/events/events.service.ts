@@ -4,7 +4,6 @@ import {
   ACTION_ANSWER_KINDS,
   EventSearchQuery,
   autoTitle,
-  messageEvent,
   normalizeTimestampFilter,
   OHEvent,
   SendMessageRequest,
@@ -12,6 +11,7 @@ import {
   unmatchedActions,
   userRejectObservation,
 } from '@berth/contracts';
+import { userMessage } from '@berth/agent';
 import { ConversationRepository, EventFilter, EventLog } from '@berth/persistence';
 import { ConversationsService } from '../conversations/conversations.service';
 import { RunControlService } from '../conversations/run-control.service';
@@ -91,10 +91,14 @@ export class EventsService {
   async sendMessage(p: Principal, id: string, req: SendMessageRequest): Promise<OHEvent> {
     const conversation = await this.requireConversation(p, id);
     // OpenHands' order: the agent made ready (SystemPromptEvent), a finished or stuck conversation back to idle, then the message.
-    await this.conversations.prepareAgent(conversation);
+    const ready = await this.conversations.prepareAgent(conversation);
     await this.status.transition(p.tenantId, id, 'reopen');
-    const message = messageEvent('user', 'user', req.content, req.sender);
+    const { event: message, activated } = userMessage(ready.agent as Record<string, unknown>, ready.state as Record<string, unknown>, req.content, req.sender);
     await this.recorder.record(id, message);
+    if (message.activated_skills && (message.activated_skills as string[]).length) {
+      // Each knowledge skill is injected once per conversation (the SDK's activated_knowledge_skills).
+      await this.rows.modify(p, id, (row) => ({ state: { ...(row.state as object), activated_knowledge_skills: [...new Set([...(((row.state as Record<string, unknown>).activated_knowledge_skills as string[]) ?? []), ...activated])] } }));
+    }
     this.serverInfo.touch();
     // autotitle (on unless the client turned it off): the first message names an untitled conversation.
     const title = conversation.title === null && (conversation.options as { autotitle?: boolean }).autotitle !== false ? autoTitle(req.content) : null;
