@@ -31,6 +31,11 @@ function firstUserText(request: StubRequest): string {
   return (first.content as { type: string; text?: string }[]).filter((c) => c.type === 'text').map((c) => c.text).join('');
 }
 
+/** The user's own text of a first message that skills extended (their `<EXTRA_INFO>` follows it). */
+function withoutSkillKnowledge(text: string): string {
+  return text.split(/\n?<EXTRA_INFO>/)[0];
+}
+
 /**
  * A scripted OpenAI-compatible chat-completions server (streaming and not), standing in for a paid
  * LLM. Scripts are chosen by the text of the conversation's first user message, so concurrent
@@ -56,7 +61,13 @@ export class LlmStub {
   }
 
   requestsFor(firstMessage: string): StubRequest[] {
-    return this.requests.filter((r) => firstUserText(r) === firstMessage);
+    return this.requests.filter((r) => this.keyOf(r) === firstMessage);
+  }
+
+  /** The script key of a request: its first user text, or that text without the knowledge skills added to it. */
+  private keyOf(request: StubRequest): string {
+    const text = firstUserText(request);
+    return this.scripts.has(text) ? text : withoutSkillKnowledge(text);
   }
 
   async start(): Promise<string> {
@@ -81,7 +92,7 @@ export class LlmStub {
     }
     const request: StubRequest = { headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
     this.requests.push(request);
-    const key = firstUserText(request);
+    const key = this.keyOf(request);
     const script = this.scripts.get(key) ?? this.fallback;
     const turnIndex = this.turns.get(key) ?? 0;
     this.turns.set(key, turnIndex + 1);
