@@ -200,6 +200,10 @@ describe('security analyzer and skills (postgres)', () => {
     expect(user.endsWith('</EXTRA_INFO>\nAnswer briefly.')).toBe(true);
 
     let log = await events(id);
+    // The agent the project skills joined is recorded just before the SystemPromptEvent, its key masked.
+    expect(log.slice(0, 2).map((e) => e.key ?? e.kind)).toEqual(['agent', 'SystemPromptEvent']);
+    expect(log[0].value.agent_context.skills.map((s: { name: string }) => s.name)).toEqual(['agents', 'database', 'deploy']);
+    expect(JSON.stringify(log[0])).not.toContain(LLM_KEY);
     const prompt = log.find((e) => e.kind === 'SystemPromptEvent');
     expect(prompt.dynamic_context.text).toContain('<REPO_CONTEXT>');
     expect(prompt.system_prompt.text).not.toContain('REPO_CONTEXT');

@@ -71,7 +71,9 @@ export async function startTargets(options: { referenceEnv?: Record<string, stri
   llm.fallbackScript((request) => conformanceScript(request));
   const database = await privateDatabase('conformance');
   const [ref, berth] = await Promise.all([
-    startReferenceServer({ apiKey: KEY, env: options.referenceEnv ?? {} }),
+    // A secret key of its own: without one the reference derives its Fernet key from the session key with
+    // standard (not url-safe) base64, which the venv's cryptography (51) refuses for this KEY ('+' or '/').
+    startReferenceServer({ apiKey: KEY, env: { OH_SECRET_KEY: 'conformance-secret-2', ...(options.referenceEnv ?? {}) } }),
     startServer('postgres', { DATABASE_URL: database.url, OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', BERTH_RUN_STALL_MS: '5000', ...(options.berthEnv ?? {}) }),
   ]);
   mkdirSync(ref.workspacePath, { recursive: true });

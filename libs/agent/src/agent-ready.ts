@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Logger } from '@nestjs/common';
-import { naiveTimestamp, OHEvent, omitNulls } from '@berth/contracts';
+import { naiveTimestamp, OHEvent, omitNulls, SECRET_MASK, stateUpdateEvent } from '@berth/contracts';
+import { SecretVault } from '@berth/crypto';
 import type { ConversationRow, EventLog } from '@berth/persistence';
 import { AgentTool, llmText, ToolCatalog } from './agent-tools';
 import type { ToolRuntime } from './agent-runner';
@@ -68,7 +69,7 @@ export class AgentPreparer {
    * `dynamic_context`, as the SDK's `get_dynamic_context`. `agent` is the one to store (the same
    * object when nothing was added).
    */
-  async readyAgent(conversation: ConversationForAgent): Promise<{ event: OHEvent; agent: Json }> {
+  async readyAgent(conversation: ConversationForAgent): Promise<{ event: OHEvent; agent: Json; agentUpdate: OHEvent | null }> {
     const agent = conversation.agent as Json;
     const workingDir = await this.runtime.workingDir(conversation);
     const launchSuffix = (conversation.options as Json).agent_launch_additions?.system_message_suffix_append as string | undefined;
@@ -99,7 +100,9 @@ export class AgentPreparer {
       ...(dynamic ? { dynamic_context: llmText(dynamic)[0] } : {}),
       kind: 'SystemPromptEvent',
     };
-    return { event, agent: ready };
+    // The SDK records the agent it changed as a state update (without nulls, as events), just before the SystemPromptEvent.
+    const agentUpdate = ready === agent ? null : stateUpdateEvent('agent', omitNulls(SecretVault.redactAgent(ready, SECRET_MASK)));
+    return { event, agent: ready, agentUpdate };
   }
 
   /**
@@ -109,8 +112,9 @@ export class AgentPreparer {
    */
   async ensure(conversation: ConversationForAgent, record: (event: OHEvent) => Promise<unknown>, store: (agent: Json) => Promise<unknown>): Promise<void> {
     if (await this.hasSystemPrompt(conversation.id)) return;
-    const { event, agent } = await this.readyAgent(conversation);
+    const { event, agent, agentUpdate } = await this.readyAgent(conversation);
     try {
+      if (agentUpdate) await record(agentUpdate);
       await record(event);
     } catch (err) {
       if (!(await this.hasSystemPrompt(conversation.id))) throw err;

@@ -307,7 +307,8 @@ export class AgentRunner {
         id: newUuid(),
         timestamp: naiveTimestamp(),
         source: 'agent',
-        thought: first ? llmText(reply.content) : [],
+        // No text in the reply is no thought (the SDK's empty list), not an empty text.
+        thought: first && reply.content ? llmText(reply.content) : [],
         ...(first && reply.reasoning ? { reasoning_content: reply.reasoning } : {}),
         thinking_blocks: [],
         // Stored without nulls, as the SDK stores events (exclude_none); the executor parses the defaults back.

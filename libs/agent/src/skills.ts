@@ -258,6 +258,8 @@ function forModel(s: Skill, model: string | null): boolean {
   return true;
 }
 
+const ISO_DATETIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)?$/;
+
 /** The SDK's `get_formatted_datetime` of a default context: local wall-clock time to the minute. */
 function formattedNow(now: Date): string {
   const local = new Date(now.getTime() - now.getTimezoneOffset() * 60_000);
@@ -307,8 +309,9 @@ export function dynamicContext(context: AgentContext, options: { model?: string 
   }
   const suffix = options.suffix ?? context.system_message_suffix;
   if (suffix?.trim()) sections.push(suffix);
-  // Unset: the time the prompt is made (the SDK's default); null: none.
-  const now = context.current_datetime === undefined ? formattedNow(options.now ?? new Date()) : context.current_datetime;
+  // Unset: the time the prompt is made (the SDK's default); null: none; an ISO datetime: its wall-clock minute; other text as given.
+  const given = context.current_datetime;
+  const now = given === undefined ? formattedNow(options.now ?? new Date()) : given && ISO_DATETIME.test(given) ? given.slice(0, 16) : given;
   if (now) sections.push(`<CURRENT_DATETIME>\nThe current date and time is: ${now}\n</CURRENT_DATETIME>`);
   const text = sections.map((s) => s.trim()).filter(Boolean).join('\n\n');
   return text || null;

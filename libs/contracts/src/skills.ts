@@ -42,10 +42,22 @@ export const AgentContextSchema = z
           seen.add(s.name);
         }
       }),
-    system_message_suffix: z.string().max(100_000).nullish(),
-    user_message_suffix: z.string().max(100_000).nullish(),
+    system_message_suffix: z.string().max(100_000).nullable().default(null),
+    user_message_suffix: z.string().max(100_000).nullable().default(null),
+    // The reference's other switches, at its defaults: Berth loads no user, public or marketplace skills and no memory.
+    load_user_skills: z.literal(false).default(false),
+    load_public_skills: z.literal(false).default(false),
+    marketplace_path: z.string().nullable().default('marketplaces/default.json'),
+    registered_marketplaces: z.array(z.unknown()).max(0).default([]),
     load_project_skills: z.boolean().default(false),
+    load_memory: z.literal(false).default(false),
     disabled_skills: z.array(z.string()).max(500).default([]),
-    current_datetime: z.string().max(100).nullish(),
+    secrets: z.null().default(null),
+    // When the agent was launched (the SDK's default); the prompt shows it to the minute.
+    current_datetime: z
+      .string()
+      .max(100)
+      .nullable()
+      .default(() => new Date().toISOString().replace('Z', '000+00:00')),
   })
   .meta({ id: 'AgentContext' });

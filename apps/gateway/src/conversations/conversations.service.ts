@@ -235,12 +235,14 @@ export class ConversationsService {
     // The sandbox made for this conversation here (removed again if the conversation is not made).
     let madeSandbox: string | null = null;
     let systemPrompt: OHEvent | null = null;
+    let agentUpdate: OHEvent | null = null;
     let initial: OHEvent | null = null;
     let state: Json = {};
     if (req.initial_message) {
       if (sandboxId === null) sandboxId = madeSandbox = (await this.sandboxes.create(tenantScope(p.tenantId), {}, 'conversation')).id;
       const ready = await this.systemPromptFor({ id, tenantId: p.tenantId, sandboxId, agent: agent as Prisma.JsonValue, options: options as Prisma.JsonValue, workspace: req.workspace as Prisma.JsonValue });
       systemPrompt = ready?.event ?? null;
+      agentUpdate = ready?.agentUpdate ?? null;
       agent = ready?.agent ?? agent;
       const message = userMessage(agent, state, req.initial_message.content, req.initial_message.sender);
       initial = message.event;
@@ -248,7 +250,7 @@ export class ConversationsService {
     }
     const now = new Date();
     const initialEvents: OHEvent[] = initial
-      ? [...(systemPrompt ? [systemPrompt] : []), initial, stateUpdateEvent('last_user_message_id', initial.id), stateUpdateEvent('execution_status', 'running')]
+      ? [...(agentUpdate ? [agentUpdate] : []), ...(systemPrompt ? [systemPrompt] : []), initial, stateUpdateEvent('last_user_message_id', initial.id), stateUpdateEvent('execution_status', 'running')]
       : [];
 
     let stored: { seq: number; event: OHEvent }[] = [];
@@ -315,6 +317,7 @@ export class ConversationsService {
     const ready = await this.systemPromptFor(row);
     if (!ready) return row;
     try {
+      if (ready.agentUpdate) await this.recorder.record(row.id, ready.agentUpdate);
       await this.recorder.record(row.id, ready.event);
     } catch (err) {
       // Written meanwhile by a worker starting a run, or by a message sent at the same time.
@@ -338,7 +341,7 @@ export class ConversationsService {
    * The SystemPromptEvent, or null when the sandbox cannot start now (it is then written by the
    * run, which meets the same problem and reports it as it always did).
    */
-  private async systemPromptFor(conversation: ConversationForAgent): Promise<{ event: OHEvent; agent: Json } | null> {
+  private async systemPromptFor(conversation: ConversationForAgent): Promise<{ event: OHEvent; agent: Json; agentUpdate: OHEvent | null } | null> {
     try {
       return await this.preparer.readyAgent(conversation);
     } catch (err) {
