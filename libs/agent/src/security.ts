@@ -10,9 +10,6 @@ type Json = Record<string, unknown>;
  * whether the batch waits for the user.
  */
 
-/** The analyzers Berth runs: the LLM's own assessment (the reference's others call outside services). */
-export const SECURITY_ANALYZER_KINDS = ['LLMSecurityAnalyzer'] as const;
-
 const RISK_ORDER: Record<Exclude<SecurityRisk, 'UNKNOWN'>, number> = { LOW: 1, MEDIUM: 2, HIGH: 3 };
 
 export type ConfirmationPolicy =
