@@ -42,7 +42,7 @@ export function shapeOf(value: unknown, path = '$', into: Shape = new Map()): Sh
 export interface Difference {
   /** the request or scenario, e.g. `GET /api/conversations/{conversation_id} (valid)` */
   scenario: string;
-  check: 'status' | 'shape' | 'header' | 'events' | 'frames' | 'served';
+  check: 'status' | 'shape' | 'header' | 'events' | 'frames' | 'served' | 'values';
   /** where: a JSON path, a header name, a frame index… */
   path: string;
   detail: string;
@@ -93,8 +93,8 @@ export function compareValues(scenario: string, check: Difference['check'], path
 export type AllowedStatus = 'on purpose' | 'not yet built' | 'in progress (issue 12)';
 
 export interface AllowedDifference {
-  /** the spec file that finds it: `routes` (routes.e2e-spec.ts) or `runs` (runs.e2e-spec.ts) */
-  suite: 'routes' | 'runs';
+  /** the spec file that finds it: `routes` (routes.e2e-spec.ts), `runs` (runs.e2e-spec.ts) or `mcp` (mcp.e2e-spec.ts) */
+  suite: 'routes' | 'runs' | 'mcp';
   /** patterns (`*` = anything; a list: any of them) over the difference's scenario, check and path */
   scenario: string | string[];
   check: Difference['check'];

@@ -25,6 +25,7 @@ import { ArchiveService } from './files/archive';
 import { FileService } from './files/files';
 import { GitService } from './git/git';
 import { ProjectSkillReader } from './project-skills';
+import { McpServers } from './mcp/mcp-servers';
 import { SandboxPaths } from './sandbox-paths';
 import { TaskTracker } from './task-tracker';
 import { TerminalTool } from './terminal/terminal-tool';
@@ -60,6 +61,8 @@ export class Executor {
   readonly projectSkills: ProjectSkillReader;
   readonly bashEvents: BashEventStore;
   readonly bash: BashService;
+  /** The conversations' MCP servers, children of this executor inside the sandbox. */
+  readonly mcp: McpServers;
   private readonly conversations = new Map<string, ConversationTools>();
   /** The environment of every shell: built from scratch, nothing inherited but a few locale variables. */
   readonly shellEnv: Record<string, string>;
@@ -96,6 +99,7 @@ export class Executor {
       activity: this.activity,
       prepareDir: (dir) => this.git.ensureRepo(dir),
     });
+    this.mcp = new McpServers(env, (dir) => this.prepareWorkingDir(dir));
   }
 
   /** Terminal tool commands running now. */
@@ -154,6 +158,7 @@ export class Executor {
     const tools = this.conversations.get(id);
     this.conversations.delete(id);
     tools?.terminal.close();
+    this.mcp.closeConversation(id);
     rmSync(this.paths.internal('run', id), { recursive: true, force: true });
   }
 
@@ -161,6 +166,7 @@ export class Executor {
   killAll(): void {
     for (const tools of this.conversations.values()) tools.terminal.killNow();
     this.bash.killAll();
+    this.mcp.closeAll();
   }
 
   /** Closes every conversation (SIGTERM). */
@@ -169,7 +175,7 @@ export class Executor {
   }
 
   /** The working directory must resolve inside the sandbox; it is created when missing. */
-  private async prepareWorkingDir(workingDir: string): Promise<string> {
+  async prepareWorkingDir(workingDir: string): Promise<string> {
     const { real, inside } = await this.paths.locate(workingDir).catch((err: Error) => {
       throw new HttpError(422, `working_dir ${workingDir} cannot be used: ${err.message}`);
     });

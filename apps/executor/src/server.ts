@@ -10,6 +10,10 @@ import {
   GitCommitsQuerySchema,
   GitDiffQuerySchema,
   GitShaSchema,
+  MCP_SERVER_FAILURE_STATUS,
+  MCP_SERVER_TIMEOUT_STATUS,
+  McpCallToolRequestSchema,
+  McpListToolsRequestSchema,
   ProjectSkillsQuerySchema,
   SearchSubdirsQuerySchema,
   executorRoutePattern,
@@ -27,8 +31,19 @@ import { serveBashSocket } from './bash/bash-socket';
 import { ExecutorConfig } from './config';
 import { HttpError } from './errors';
 import { Executor } from './executor';
+import { McpServerError } from './mcp/mcp-connection';
 import { pathParam, queryOf, readJson, readText, reply, requestPath, validate } from './http';
 import { z } from 'zod';
+
+/** An MCP server's failure is the caller's to show (MCP_SERVER_FAILURE_STATUS with what happened), not this executor's error. */
+async function mcpAnswer<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof McpServerError) throw new HttpError(err.timedOut ? MCP_SERVER_TIMEOUT_STATUS : MCP_SERVER_FAILURE_STATUS, err.message);
+    throw err;
+  }
+}
 
 /** Constant-time token check (both sides hashed, so lengths leak nothing either). */
 export function tokenMatches(offered: string, expected: string): boolean {
@@ -148,6 +163,29 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
             if (!res.writableFinished) abandoned.abort();
           });
           reply(res, 200, await executor.execute(body, abandoned.signal));
+        },
+      },
+    },
+    {
+      pattern: executorRoutePattern('mcpTools'),
+      methods: {
+        POST: async (call) => {
+          const body = validate(McpListToolsRequestSchema, await readJson(call.req, config.maxBodyBytes), 'body');
+          ok(call, { tools: await mcpAnswer(executor.activity.during(executor.mcp.listTools(body))) });
+        },
+      },
+    },
+    {
+      pattern: executorRoutePattern('mcpCall'),
+      methods: {
+        POST: async ({ req, res }) => {
+          const body = validate(McpCallToolRequestSchema, await readJson(req, config.maxBodyBytes), 'body');
+          const abandoned = new AbortController();
+          res.once('close', () => {
+            if (!res.writableFinished) abandoned.abort(new Error('the caller hung up'));
+          });
+          // A long MCP call keeps the sandbox from looking idle.
+          reply(res, 200, { result: await mcpAnswer(executor.activity.during(executor.mcp.callTool(body, abandoned.signal))) });
         },
       },
     },

@@ -7,6 +7,7 @@ import { AgentTool, llmText, ToolCatalog } from './agent-tools';
 import type { ToolRuntime } from './agent-runner';
 import { AgentContext, dynamicContext, projectSkills, withProjectSkills } from './skills';
 import { systemPrompt } from './system-prompt';
+import type { McpToolSource } from './mcp/mcp-tools';
 import { clientTools } from './tool-catalog';
 
 type Json = Record<string, any>;
@@ -45,12 +46,18 @@ export class AgentPreparer {
     private readonly catalog: ToolCatalog,
     private readonly runtime: ToolRuntime,
     private readonly log: EventLog,
+    private readonly mcp: McpToolSource | null = null,
   ) {}
 
   /** The tools the LLM is offered: the agent's (those Berth has) and the client's. */
   toolsFor(conversation: Pick<ConversationForAgent, 'agent' | 'options'>): AgentTool[] {
     const options = conversation.options as Json;
     return [...this.catalog.forAgent(conversation.agent as Json), ...clientTools(options.client_tools)];
+  }
+
+  /** The agent's tools and its MCP servers' (which needs the servers started in the sandbox: async). */
+  async agentTools(conversation: ConversationForAgent): Promise<AgentTool[]> {
+    return [...this.toolsFor(conversation), ...((await this.mcp?.toolsFor(conversation)) ?? [])];
   }
 
   async hasSystemPrompt(conversationId: string): Promise<boolean> {
@@ -96,7 +103,7 @@ export class AgentPreparer {
       source: 'agent',
       system_prompt: llmText(agent.system_prompt ?? systemPrompt(workingDir))[0],
       // Without nulls (meta, annotations.title), as the SDK stores events (exclude_none).
-      tools: this.toolsFor(conversation).map((t) => omitNulls(t.spec)),
+      tools: (await this.agentTools(conversation)).map((t) => omitNulls(t.spec)),
       ...(dynamic ? { dynamic_context: llmText(dynamic)[0] } : {}),
       kind: 'SystemPromptEvent',
     };

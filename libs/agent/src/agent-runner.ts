@@ -156,7 +156,7 @@ export class AgentRunner {
     const agent = this.vault.openAgent(row.agent as Json);
     const llm = agent.llm as LlmConfig;
     const client = createClient(llm);
-    const tools = this.preparer.toolsFor(row);
+    const tools = await this.preparer.agentTools(row);
     const byName = new Map(tools.map((t) => [t.name, t]));
     // A run with no message before it (POST …/run on a new conversation) makes the agent ready itself.
     await this.preparer.ensure(row, (event) => run.record(event), (agent) => run.update({ agent: agent as Prisma.InputJsonValue }));
@@ -340,7 +340,7 @@ export class AgentRunner {
       await run.check(true);
       try {
         const env = await this.secretsFor(run, tool, fields);
-        observation = await this.runtime.execute(row, tool.name, fields, interrupted, env);
+        observation = tool.execute ? await tool.execute(fields, interrupted) : await this.runtime.execute(row, tool.name, fields, interrupted, env);
       } catch (err) {
         await run.check();
         if (interrupted.aborted) {

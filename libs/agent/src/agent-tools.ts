@@ -24,6 +24,8 @@ export interface AgentTool {
   parse(args: unknown): { action: Json } | { error: string };
   /** The observation of a tool the worker answers itself (finish, think, a client tool's acknowledgement). */
   answer?(action: Json): Json;
+  /** The observation of a tool that runs itself (an MCP server's, through the sandbox's executor). */
+  execute?(action: Json, signal: AbortSignal): Promise<Json>;
 }
 
 /** The agent's tools: the ones its spec names that Berth has, plus finish and think. */

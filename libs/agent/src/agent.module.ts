@@ -10,6 +10,7 @@ import { AgentRunner, ToolRuntime } from './agent-runner';
 import { ToolCatalog } from './agent-tools';
 import { RunReconciler } from './run-reconciler';
 import { RunWorker } from './run-worker';
+import { McpToolSource } from './mcp/mcp-tools';
 import { SandboxToolRuntime } from './sandbox-runtime';
 import { ContractToolCatalog } from './tool-catalog';
 
@@ -26,7 +27,12 @@ export class AgentModule {
       providers: [
         { provide: ToolCatalog, useClass: ContractToolCatalog },
         { provide: ToolRuntime, inject: [SandboxManager], useFactory: (sandboxes: SandboxManager) => new SandboxToolRuntime(sandboxes) },
-        { provide: AgentPreparer, inject: [ToolCatalog, ToolRuntime, EventLog], useFactory: (tools: ToolCatalog, runtime: ToolRuntime, log: EventLog) => new AgentPreparer(tools, runtime, log) },
+        {
+          provide: AgentPreparer,
+          inject: [ToolCatalog, ToolRuntime, EventLog, SecretVault, EventRecorder],
+          useFactory: (tools: ToolCatalog, runtime: SandboxToolRuntime, log: EventLog, vault: SecretVault, recorder: EventRecorder) =>
+            new AgentPreparer(tools, runtime, log, new McpToolSource(runtime, vault, (id, event) => recorder.broadcast(id, event))),
+        },
         {
           provide: AgentRunner,
           inject: [ConversationRepository, EventLog, EventRecorder, ConversationStatus, EventBus, SecretVault, AgentPreparer, ToolRuntime, BERTH_CONFIG],

@@ -4,6 +4,7 @@ export * from './agent-tools';
 export * from './agent.module';
 export * from './history';
 export * from './llm';
+export * from './mcp/mcp-tools';
 export * from './metrics';
 export * from './run-worker';
 export * from './secret-registry';

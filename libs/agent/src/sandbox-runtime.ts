@@ -1,19 +1,22 @@
-import type { ProjectSkillFile } from '@berth/contracts';
+import { MCP_SERVER_TIMEOUT_STATUS, McpCallToolResult, McpLaunch, McpToolInfo, ProjectSkillFile } from '@berth/contracts';
 import { tenantScope } from '@berth/persistence';
 import type { ConversationRow } from '@berth/persistence';
 import { ExecutorClient, ExecutorError, SandboxHandle, SandboxManager, sandboxRoot, sandboxWorkingDir } from '@berth/sandbox';
 import { ConversationPlace, ToolFailure, ToolRuntime } from './agent-runner';
+import { McpRuntime, McpTimeout } from './mcp/mcp-tools';
 
 type Json = Record<string, any>;
 
 /** A tool call may run this long beyond its own timeout before the worker gives up on the executor. */
 const CALL_MARGIN_MS = 10 * 60_000;
+/** The executor bounds an MCP request itself; the worker waits this much longer for its answer. */
+const MCP_CALL_MARGIN_MS = 10_000;
 
 /**
  * Runs sandbox tools for the agent loop: finds (or creates) the conversation's sandbox, makes sure
  * its executor runs, and calls it with the sandbox's token, which never leaves the server.
  */
-export class SandboxToolRuntime extends ToolRuntime {
+export class SandboxToolRuntime extends ToolRuntime implements McpRuntime {
   constructor(private readonly sandboxes: SandboxManager) {
     super();
   }
@@ -55,6 +58,31 @@ export class SandboxToolRuntime extends ToolRuntime {
       if (err instanceof ExecutorError && err.status !== null && err.status < 500) {
         throw new ToolFailure(typeof err.detail === 'string' ? err.detail : JSON.stringify(err.detail));
       }
+      throw err;
+    } finally {
+      await this.sandboxes.touch(tenantScope(conversation.tenantId), handle.id).catch(() => undefined);
+    }
+  }
+
+  /** MCP servers run inside the sandbox: its executor starts them and speaks to them. */
+  async mcpListTools(conversation: ConversationPlace, server: string, launch: McpLaunch, timeoutMs: number): Promise<McpToolInfo[]> {
+    return (await this.mcp(conversation, (client, target) => client.mcpListTools({ ...target, server, launch, timeout_ms: timeoutMs }, { timeoutMs: timeoutMs + MCP_CALL_MARGIN_MS }))).tools;
+  }
+
+  async mcpCallTool(conversation: ConversationPlace, server: string, launch: McpLaunch, tool: string, args: Json, timeoutMs: number, signal: AbortSignal): Promise<McpCallToolResult> {
+    const request = (client: ExecutorClient, target: { conversation_id: string; working_dir: string }) =>
+      client.mcpCallTool({ ...target, server, launch, tool, arguments: args, timeout_ms: timeoutMs }, { signal, timeoutMs: timeoutMs + MCP_CALL_MARGIN_MS });
+    return (await this.mcp(conversation, request)).result;
+  }
+
+  private async mcp<T>(conversation: ConversationPlace, request: (client: ExecutorClient, target: { conversation_id: string; working_dir: string }) => Promise<T>): Promise<T> {
+    const handle = await this.handleFor(conversation);
+    const workingDir = sandboxWorkingDir(sandboxRoot(handle), (conversation.workspace as Json).working_dir);
+    try {
+      return await request(new ExecutorClient(handle), { conversation_id: conversation.id, working_dir: workingDir });
+    } catch (err) {
+      if (err instanceof ExecutorError && err.status === MCP_SERVER_TIMEOUT_STATUS) throw new McpTimeout(String(err.detail));
+      if (err instanceof ExecutorError && err.status !== null) throw new Error(typeof err.detail === 'string' ? err.detail : JSON.stringify(err.detail));
       throw err;
     } finally {
       await this.sandboxes.touch(tenantScope(conversation.tenantId), handle.id).catch(() => undefined);

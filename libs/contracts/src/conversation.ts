@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { EXECUTION_STATUSES } from './execution-status';
 import { AgentContextSchema } from './skills';
+import { McpConfigSchema } from './mcp';
 
 export const ExecutionStatusSchema = z.enum(EXECUTION_STATUSES);
 
@@ -53,6 +54,7 @@ export const AgentSchema = z
     llm: LLMSchema,
     tools: z.array(ToolSpecSchema).default([]),
     agent_context: AgentContextSchema.nullish(),
+    mcp_config: McpConfigSchema.optional(),
   })
   .meta({ id: 'Agent' });
 

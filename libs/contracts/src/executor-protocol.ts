@@ -1,6 +1,8 @@
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
-import { ExecuteToolRequestSchema } from './tools';
+import { parseUuid } from './ids';
+import type { McpCallToolResult, McpToolInfo } from './mcp';
+import { ENV_VAR_NAME_RE, ExecuteToolRequestSchema } from './tools';
 
 /**
  * The protocol between the control plane (the worker's tool calls, the gateway's workspace proxy,
@@ -20,7 +22,11 @@ export const EXECUTOR_PATHS = {
   init: '/api/init',
   /** POST `ExecuteToolCall` → `ExecuteToolResponse` (the worker's tool calls) */
   toolsExecute: '/api/tools/execute',
-  /** POST: ends a conversation's session (its terminal) */
+  /** POST `McpListToolsRequest` → `McpListToolsResponse`: starts (or reuses) one of the conversation's MCP servers, lists its tools */
+  mcpTools: '/api/mcp/tools',
+  /** POST `McpCallToolRequest` → `McpCallToolResponse`: calls one tool of one (started on demand) MCP server */
+  mcpCall: '/api/mcp/call',
+  /** POST: ends a conversation's session (its terminal, its MCP servers) */
   sessionClose: '/api/sessions/{conversation_id}/close',
   /** GET → `SandboxActivity` (the idle clock's question; not itself activity) */
   activity: '/api/activity',
@@ -147,3 +153,53 @@ export type ExecuteToolCall = z.input<typeof ExecuteToolRequestSchema>;
 export interface ExecutorHealth {
   status: string;
 }
+
+/**
+ * How the executor reaches one MCP server of a conversation: a stdio command it starts as its own
+ * child inside the sandbox (the sandbox's shell environment plus `env`; `cwd` inside the sandbox,
+ * the conversation's working dir when not given), or a remote server it calls from the sandbox.
+ */
+export const McpLaunchSchema = z.discriminatedUnion('transport', [
+  z.strictObject({
+    transport: z.literal('stdio'),
+    command: z.string().min(1),
+    args: z.array(z.string()).default([]),
+    env: z.record(z.string().regex(ENV_VAR_NAME_RE, 'env names must be shell variable names'), z.string().refine((v) => !v.includes('\0'), { message: 'env values cannot contain NUL' })).default({}),
+    cwd: z.string().min(1).nullish(),
+  }),
+  z.strictObject({
+    transport: z.enum(['http', 'sse']),
+    url: z.url({ protocol: /^https?$/ }),
+    headers: z.record(z.string().min(1), z.string()).default({}),
+  }),
+]);
+export type McpLaunch = z.input<typeof McpLaunchSchema>;
+
+const mcpTarget = {
+  conversation_id: z.string().refine((v) => parseUuid(v) !== null, { message: 'conversation_id must be a UUID' }),
+  working_dir: z.string().refine((v) => isAbsolute(v), { message: 'working_dir must be an absolute path' }),
+  /** the server's name in the agent's mcp_config */
+  server: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+  launch: McpLaunchSchema,
+  /** bounds the whole request: start, handshake and the call */
+  timeout_ms: z.number().int().min(1).max(3_600_000),
+};
+
+/** `POST /api/mcp/tools`: the server is started when it is not running (or runs another launch), then `tools/list`ed. */
+export const McpListToolsRequestSchema = z.strictObject(mcpTarget);
+export type McpListToolsRequest = z.input<typeof McpListToolsRequestSchema>;
+export interface McpListToolsResponse {
+  tools: McpToolInfo[];
+}
+
+/** `POST /api/mcp/call`: `tools/call` of `tool` with `arguments` (a server that died is started again first). */
+export const McpCallToolRequestSchema = z.strictObject({ ...mcpTarget, tool: z.string().min(1), arguments: z.record(z.string(), z.unknown()).default({}) });
+export type McpCallToolRequest = z.input<typeof McpCallToolRequestSchema>;
+export interface McpCallToolResponse {
+  result: McpCallToolResult;
+}
+
+/** The status an MCP server's failure (it cannot start, dies, errs, or does not answer in time) is answered with; `detail` says what happened. */
+export const MCP_SERVER_FAILURE_STATUS = 502;
+/** The status of an MCP request that did not finish within its `timeout_ms`. */
+export const MCP_SERVER_TIMEOUT_STATUS = 504;

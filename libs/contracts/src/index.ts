@@ -16,3 +16,4 @@ export * from './hooks';
 export * from './cidr';
 export * from './executor-protocol';
 export * from './skills';
+export * from './mcp';

@@ -26,6 +26,18 @@ describe('SecretVault', () => {
   const other = new SecretVault('some-other-secret', '/nonexistent-data-dir-not-used');
 
   describe('agents', () => {
+    it("seals every value of an mcp_config server's env and headers, opens them back, and leaves them out of answers", () => {
+      const plain = { kind: 'Agent', mcp_config: { fx: { command: 'node', args: ['-e', 'x'], env: { TOKEN: 'env-secret' } }, web: { url: 'https://mcp.example', headers: { Authorization: 'Bearer hdr-secret' } } } };
+      const sealed = vault.sealAgent(plain);
+      expect(sealed.mcp_config.fx.env.TOKEN).toMatch(TOKEN_RE);
+      expect(sealed.mcp_config.web.headers.Authorization).toMatch(TOKEN_RE);
+      expect(sealed.mcp_config.fx.args).toEqual(['-e', 'x']);
+      expect(vault.openAgent(sealed)).toEqual(plain);
+      const shown = SecretVault.redactAgent(sealed, '**********');
+      expect(shown.mcp_config).toEqual({ fx: { command: 'node', args: ['-e', 'x'] }, web: { url: 'https://mcp.example' } });
+      expect(() => other.openAgent(sealed)).toThrow(SecretDecryptError);
+    });
+
     it('sealAgent encrypts every secret field at any depth and leaves the rest alone', () => {
       const plain = agent();
       const sealed = vault.sealAgent(plain);

@@ -4,7 +4,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { Fernet, InvalidTokenError } from './fernet';
 
-/** Names of fields that hold secrets wherever they appear in an agent (llm, condenser.llm, …). */
+/** Names of fields that hold secrets wherever they appear in an agent (llm, condenser.llm, …); and the values of mcp_config servers' env and headers. */
 const SECRET_FIELDS = new Set(['api_key', 'aws_access_key_id', 'aws_secret_access_key', 'aws_session_token']);
 
 export type StoredSecret =
@@ -19,12 +19,37 @@ export type SecretInput =
 
 export class SecretDecryptError extends Error {}
 
-function mapSecretFields(value: unknown, fn: (v: string) => string | null): unknown {
-  if (Array.isArray(value)) return value.map((v) => mapSecretFields(v, fn));
+/** Maps of an MCP server (in an agent's `mcp_config`) whose every value may be a credential. */
+const MCP_SECRET_MAPS = ['env', 'headers'];
+
+/** `redact`: the maps are left out, as OpenHands leaves them out of its answers. */
+function mapMcpSecrets(config: Record<string, unknown>, fn: (v: string) => string | null, redact: boolean): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, server] of Object.entries(config)) {
+    if (!server || typeof server !== 'object' || Array.isArray(server)) {
+      out[name] = server;
+      continue;
+    }
+    const copy: Record<string, unknown> = { ...server };
+    for (const field of MCP_SECRET_MAPS) {
+      const map = copy[field];
+      if (redact) delete copy[field];
+      else if (map && typeof map === 'object' && !Array.isArray(map)) {
+        copy[field] = Object.fromEntries(Object.entries(map).map(([k, v]) => [k, typeof v === 'string' ? fn(v) : v]));
+      }
+    }
+    out[name] = copy;
+  }
+  return out;
+}
+
+function mapSecretFields(value: unknown, fn: (v: string) => string | null, redact = false): unknown {
+  if (Array.isArray(value)) return value.map((v) => mapSecretFields(v, fn, redact));
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
-      out[k] = SECRET_FIELDS.has(k) && typeof v === 'string' ? fn(v) : mapSecretFields(v, fn);
+      if (k === 'mcp_config' && v && typeof v === 'object' && !Array.isArray(v)) out[k] = mapMcpSecrets(v as Record<string, unknown>, fn, redact);
+      else out[k] = SECRET_FIELDS.has(k) && typeof v === 'string' ? fn(v) : mapSecretFields(v, fn, redact);
     }
     return out;
   }
@@ -83,7 +108,7 @@ export class SecretVault {
 
   /** Agent JSON as responses show it: secrets null (ConversationInfo) or masked (full_state). */
   static redactAgent<T>(agent: T, mask: string | null = null): T {
-    return mapSecretFields(agent, () => mask) as T;
+    return mapSecretFields(agent, () => mask, true) as T;
   }
 
   sealSecrets(secrets: Record<string, SecretInput>, alreadyEncrypted = false): Record<string, StoredSecret> {

@@ -1,6 +1,17 @@
 import { request as httpRequest, RequestOptions } from 'node:http';
 import { EXECUTOR_TOKEN_PROBE_PATH, executorPath, SANDBOX_TOKEN_HEADER } from '@berth/contracts';
-import type { ExecuteToolCall, ExecuteToolResponse, ExecutorHealth, ExecutorInitRequest, ProjectSkillFiles, SandboxActivity } from '@berth/contracts';
+import type {
+  ExecuteToolCall,
+  ExecuteToolResponse,
+  ExecutorHealth,
+  ExecutorInitRequest,
+  McpCallToolRequest,
+  McpCallToolResponse,
+  McpListToolsRequest,
+  McpListToolsResponse,
+  ProjectSkillFiles,
+  SandboxActivity,
+} from '@berth/contracts';
 
 /** The protocol's header, where the drivers and their tests already look for it. */
 export { SANDBOX_TOKEN_HEADER };
@@ -85,6 +96,16 @@ export class ExecutorClient {
 
   execute(request: ExecuteToolCall, options: ExecutorCallOptions = {}): Promise<ExecuteToolResponse> {
     return this.call('POST', executorPath('toolsExecute'), request, options) as Promise<ExecuteToolResponse>;
+  }
+
+  /** Starts (or reuses) one MCP server of a conversation inside the sandbox and lists its tools; its failure is MCP_SERVER_FAILURE_STATUS. */
+  mcpListTools(request: McpListToolsRequest, options: ExecutorCallOptions = {}): Promise<McpListToolsResponse> {
+    return this.call('POST', executorPath('mcpTools'), request, options) as Promise<McpListToolsResponse>;
+  }
+
+  /** Calls one tool of a conversation's MCP server inside the sandbox; its failure is MCP_SERVER_FAILURE_STATUS. */
+  mcpCallTool(request: McpCallToolRequest, options: ExecutorCallOptions = {}): Promise<McpCallToolResponse> {
+    return this.call('POST', executorPath('mcpCall'), request, options) as Promise<McpCallToolResponse>;
   }
 
   /** Makes a dormant (warm-pool) executor the executor of the sandbox in `root`, with its variables. */

@@ -1,5 +1,7 @@
 import { Module } from '@nestjs/common';
-import { AgentPreparer, ContractToolCatalog, SandboxToolRuntime } from '@berth/agent';
+import { AgentPreparer, ContractToolCatalog, McpToolSource, SandboxToolRuntime } from '@berth/agent';
+import { EventRecorder } from '@berth/bus';
+import { SecretVault } from '@berth/crypto';
 import { EventLog } from '@berth/persistence';
 import { SandboxManager } from '@berth/sandbox';
 import { SettingsModule } from '../settings/settings.module';
@@ -20,8 +22,11 @@ import { RunControlService } from './run-control.service';
     // The gateway makes the agent ready before a first message (its SystemPromptEvent), as the worker does before a run.
     {
       provide: AgentPreparer,
-      inject: [SandboxManager, EventLog],
-      useFactory: (sandboxes: SandboxManager, log: EventLog) => new AgentPreparer(new ContractToolCatalog(), new SandboxToolRuntime(sandboxes), log),
+      inject: [SandboxManager, EventLog, SecretVault, EventRecorder],
+      useFactory: (sandboxes: SandboxManager, log: EventLog, vault: SecretVault, recorder: EventRecorder) => {
+        const runtime = new SandboxToolRuntime(sandboxes);
+        return new AgentPreparer(new ContractToolCatalog(), runtime, log, new McpToolSource(runtime, vault, (id, event) => recorder.broadcast(id, event)));
+      },
     },
   ],
   exports: [ConversationsService, RunControlService],
