@@ -94,6 +94,10 @@ const CASES: Record<string, Case> = {
     valid: (f) => post(`/api/conversations/${f.conversation}/confirmation_policy`, { policy: { kind: 'NeverConfirm' } }),
     invalid: (f) => post(`/api/conversations/${f.conversation}/confirmation_policy`, { policy: { kind: 'Bogus' } }),
   },
+  'POST /api/conversations/{conversation_id}/security_analyzer': {
+    valid: (f) => post(`/api/conversations/${f.conversation}/security_analyzer`, { security_analyzer: { kind: 'LLMSecurityAnalyzer' } }),
+    invalid: (f) => post(`/api/conversations/${f.conversation}/security_analyzer`, { security_analyzer: 'nope' }),
+  },
   'GET /api/conversations/{conversation_id}/agent_final_response': {
     valid: (f) => get(`/api/conversations/${f.conversation}/agent_final_response`),
     invalid: () => get(`/api/conversations/${UNKNOWN}/agent_final_response`),

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { DEFAULT_TENANT_ID } from '@berth/persistence';
 import { compareSequences, compareShapes, compareValues, describeDifference, Difference, judge } from './compare';
+import type { StubRequest, StubTurn } from '@berth/testing';
 import { allEvents, RecordingSocket, send, SocketTranscript, startTargets, Target, Targets, waitStatus } from './targets';
 
 /**
@@ -166,6 +167,75 @@ describe('conformance: a run and its event socket', () => {
     const [refEvents, berthEvents] = await both((t) => allEvents(t, runs[t.name].id));
     found.push(...compareSequences('both turns', 'events', 'kinds', orderOf(refEvents), orderOf(berthEvents)));
     found.push(...compareShapes('both turns: events/search items', refEvents, berthEvents));
+  });
+
+  it('runs with the LLM security analyzer, ConfirmRisky and agent context alike: tools, risks, confirmation, skills', async () => {
+    const text = (t: Target) => `guard: deploy it carefully (${t.name})`;
+    /** Stateless, so both servers follow it alike: a LOW risk command, a HIGH risk one (confirmation), then finish. */
+    const script = (request: StubRequest): StubTurn => {
+      if (!request.body.tools?.length) return { text: 'Guard title' };
+      const answered = request.body.messages.filter((m) => m.role === 'tool').length;
+      if (answered === 0) return { toolCalls: [{ name: 'terminal', arguments: { command: 'echo low', summary: 'print low', security_risk: 'LOW' } }] };
+      if (answered === 1) return { toolCalls: [{ name: 'terminal', arguments: { command: 'echo high', summary: 'print high', security_risk: 'HIGH' } }] };
+      return { toolCalls: [{ name: 'finish', arguments: { message: 'Deployed.' } }] };
+    };
+    const ids = await both(async (t) => {
+      targets.llm.script(text(t), script);
+      const workingDir = t.workingDir(`guard-${randomUUID().slice(0, 8)}`);
+      // The working dir's AGENTS.md, written through each server's workspace API.
+      const upload = await send(t, { method: 'POST', path: `/api/file/upload?path=${encodeURIComponent(`${workingDir}/AGENTS.md`)}`, file: { name: 'AGENTS.md', content: 'Run the linter before each commit.\n' } });
+      expect(upload.status).toBe(200);
+      const res = await send(t, {
+        method: 'POST',
+        path: '/api/conversations',
+        body: {
+          agent: {
+            ...agentOf(t),
+            agent_context: {
+              load_project_skills: true,
+              skills: [{ name: 'deploy', content: 'Deploy with make ship.', trigger: { type: 'keyword', keywords: ['deploy'] } }],
+            },
+          },
+          workspace: { kind: 'LocalWorkspace', working_dir: workingDir },
+          security_analyzer: { kind: 'LLMSecurityAnalyzer' },
+          confirmation_policy: { kind: 'ConfirmRisky', threshold: 'HIGH', confirm_unknown: true },
+          initial_message: { role: 'user', content: [{ type: 'text', text: text(t) }] },
+        },
+      });
+      expect(res.status).toBe(201);
+      return (res.json as { id: string }).id;
+    });
+    const [refWaiting, berthWaiting] = await Promise.all([waitStatus(targets.reference, ids[0], ['waiting_for_confirmation', 'finished', 'error']), waitStatus(targets.berth, ids[1], ['waiting_for_confirmation', 'finished', 'error'])]);
+    found.push(...compareValues('security analyzer: HIGH risk under ConfirmRisky', 'status', 'execution_status', refWaiting.execution_status, berthWaiting.execution_status));
+    found.push(...compareShapes('security analyzer: waiting conversation', refWaiting, berthWaiting));
+    await both((t) => send(t, { method: 'POST', path: `/api/conversations/${ids[t.name === 'reference' ? 0 : 1]}/events/respond_to_confirmation`, body: { accept: true } }));
+    const [refInfo, berthInfo] = await Promise.all([waitStatus(targets.reference, ids[0], ['finished', 'error']), waitStatus(targets.berth, ids[1], ['finished', 'error'])]);
+    await new Promise((r) => setTimeout(r, 500));
+    found.push(...compareValues('security analyzer: after confirmation', 'status', 'execution_status', refInfo.execution_status, berthInfo.execution_status));
+    found.push(...compareValues('skills: activated_knowledge_skills', 'events', 'activated_knowledge_skills', refInfo.activated_knowledge_skills, berthInfo.activated_knowledge_skills));
+    const [refEvents, berthEvents] = await both((t) => allEvents(t, ids[t.name === 'reference' ? 0 : 1]));
+    found.push(...compareSequences('security analyzer and skills', 'events', 'kinds', orderOf(refEvents), orderOf(berthEvents)));
+    // SecurityAnalysisEvent.risks is keyed by the ActionEvents' ids, which differ between servers by nature: compared by position.
+    const byPosition = (events: Record<string, any>[]) =>
+      events.map((e) => (e.kind === 'SecurityAnalysisEvent' ? { ...e, risks: Object.fromEntries(Object.values(e.risks).map((risk, i) => [`action ${i}`, risk])) } : e));
+    found.push(...compareShapes('security analyzer and skills: events/search items', byPosition(refEvents), byPosition(berthEvents)));
+    const analyses = (events: Record<string, any>[]) => byPosition(events.filter((e) => e.kind === 'SecurityAnalysisEvent')).map((e) => [e.analyzer, e.policy, e.risks]);
+    found.push(...compareValues('security analyzer: SecurityAnalysisEvent', 'events', 'analyzer, policy, risks', analyses(refEvents), analyses(berthEvents)));
+    const risks = (events: Record<string, any>[]) => events.filter((e) => e.kind === 'ActionEvent').map((e) => e.security_risk);
+    found.push(...compareValues('security analyzer: ActionEvent.security_risk', 'events', 'security_risk', risks(refEvents), risks(berthEvents)));
+    const activated = (events: Record<string, any>[]) => events.find((e) => e.kind === 'MessageEvent' && e.source === 'user')?.activated_skills;
+    found.push(...compareValues('skills: MessageEvent.activated_skills', 'events', 'activated_skills', activated(refEvents), activated(berthEvents)));
+
+    // What the LLM was offered and told, first request of each.
+    const [refRequest, berthRequest] = [targets.llm.requestsFor(text(targets.reference)), targets.llm.requestsFor(text(targets.berth))].map((r) => r.find((q) => q.body.tools?.length)!);
+    const flat = (content: unknown) => (typeof content === 'string' ? content : (content as { text?: string }[]).map((c) => c.text ?? '').join('\n'));
+    const terminalOf = (q: StubRequest) => q.body.tools!.find((tool) => tool.function.name === 'terminal')!.function.parameters as { properties: Record<string, unknown> };
+    found.push(...compareValues('security analyzer: LLM request', 'events', 'tools.terminal.security_risk', terminalOf(refRequest).properties.security_risk, terminalOf(berthRequest).properties.security_risk));
+    found.push(...compareValues('security analyzer: LLM request', 'events', 'tools.terminal.properties[0..1]', Object.keys(terminalOf(refRequest).properties).slice(0, 2), Object.keys(terminalOf(berthRequest).properties).slice(0, 2)));
+    const repoContext = (q: StubRequest) => /<REPO_CONTEXT>[\s\S]*<\/REPO_CONTEXT>/.exec(flat(q.body.messages[0].content).replace(/\/[^\s\]]*\/AGENTS\.md/g, 'AGENTS.md'))?.[0] ?? null;
+    found.push(...compareValues('skills: LLM request', 'events', 'system <REPO_CONTEXT>', repoContext(refRequest), repoContext(berthRequest)));
+    const knowledge = (q: StubRequest) => flat(q.body.messages.find((m) => m.role === 'user')!.content).replace(/\((reference|berth)\)/, '');
+    found.push(...compareValues('skills: LLM request', 'events', 'first user message with <EXTRA_INFO>', knowledge(refRequest), knowledge(berthRequest)));
   });
 
   it('answers a create with a first message when the run capacity is full (status, Retry-After)', async () => {

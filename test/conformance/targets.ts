@@ -10,9 +10,7 @@ const { startReferenceServer } = require('../../scripts/reference-server.js') as
   startReferenceServer(options: { apiKey?: string | null; env?: Record<string, string> }): Promise<{ url: string; workspacePath: string; log(): string; stop(): Promise<void> }>;
 };
 
-// The reference derives its Fernet key as standard base64 of the key's SHA-256, which cryptography 51
-// refuses when it holds '+' or '/' (every answer with a secret is then a 500): this key's has neither.
-export const KEY = 'conformance-key-2';
+export const KEY = 'conformance-key';
 export type TargetName = 'reference' | 'berth';
 
 /** One server under comparison, as a client sees it. */
@@ -73,7 +71,10 @@ export async function startTargets(options: { referenceEnv?: Record<string, stri
   llm.fallbackScript((request) => conformanceScript(request));
   const database = await privateDatabase('conformance');
   const [ref, berth] = await Promise.all([
-    startReferenceServer({ apiKey: KEY, env: options.referenceEnv ?? {} }),
+    // A secret key of its own: without one the reference derives its Fernet key from the session key as
+    // standard (not url-safe) base64 of its SHA-256, which cryptography 51 refuses when it holds '+' or '/'
+    // (every create is then a 500) — as it does for KEY. This one's has neither.
+    startReferenceServer({ apiKey: KEY, env: { OH_SECRET_KEY: 'conformance-secret-2', ...(options.referenceEnv ?? {}) } }),
     startServer('postgres', { DATABASE_URL: database.url, OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', BERTH_RUN_STALL_MS: '5000', ...(options.berthEnv ?? {}) }),
   ]);
   mkdirSync(ref.workspacePath, { recursive: true });

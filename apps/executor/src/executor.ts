@@ -24,6 +24,7 @@ import { FileEditor } from './file-editor/file-editor';
 import { ArchiveService } from './files/archive';
 import { FileService } from './files/files';
 import { GitService } from './git/git';
+import { ProjectSkillReader } from './project-skills';
 import { McpServers } from './mcp/mcp-servers';
 import { SandboxPaths } from './sandbox-paths';
 import { TaskTracker } from './task-tracker';
@@ -57,6 +58,7 @@ export class Executor {
   readonly files: FileService;
   readonly archives: ArchiveService;
   readonly git: GitService;
+  readonly projectSkills: ProjectSkillReader;
   readonly bashEvents: BashEventStore;
   readonly bash: BashService;
   /** The conversations' MCP servers, children of this executor inside the sandbox. */
@@ -87,6 +89,7 @@ export class Executor {
     this.shellEnv = env;
     this.files = new FileService(this.paths, config.maxUploadBytes);
     this.git = new GitService(this.paths, env);
+    this.projectSkills = new ProjectSkillReader(this.paths);
     this.archives = new ArchiveService(this.paths, this.git);
     this.bashEvents = new BashEventStore(this.paths.internal('bash_events'));
     this.bash = new BashService({

@@ -14,6 +14,7 @@ import {
   MCP_SERVER_TIMEOUT_STATUS,
   McpCallToolRequestSchema,
   McpListToolsRequestSchema,
+  ProjectSkillsQuerySchema,
   SearchSubdirsQuerySchema,
   executorRoutePattern,
   jsonSyntaxMessage,
@@ -202,6 +203,10 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
           ok(call, { success: true });
         },
       },
+    },
+    {
+      pattern: executorRoutePattern('projectSkills'),
+      methods: { GET: async (call) => ok(call, await executor.projectSkills.read(validate(ProjectSkillsQuerySchema, queryOf(call.query), 'query').working_dir)) },
     },
     {
       pattern: executorRoutePattern('activity'),

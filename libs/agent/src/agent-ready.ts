@@ -1,9 +1,12 @@
 import { createHash } from 'node:crypto';
-import { naiveTimestamp, OHEvent, omitNulls } from '@berth/contracts';
+import { Logger } from '@nestjs/common';
+import { naiveTimestamp, OHEvent, omitNulls, SECRET_MASK, stateUpdateEvent } from '@berth/contracts';
+import { SecretVault } from '@berth/crypto';
 import type { ConversationRow, EventLog } from '@berth/persistence';
 import { AgentTool, llmText, ToolCatalog } from './agent-tools';
 import type { ToolRuntime } from './agent-runner';
 import { customSecretsSection } from './secret-prompt';
+import { AgentContext, dynamicContext, projectSkills, withProjectSkills } from './skills';
 import { systemPrompt } from './system-prompt';
 import type { McpToolSource } from './mcp/mcp-tools';
 import { clientTools } from './tool-catalog';
@@ -38,6 +41,8 @@ export function systemPromptEventId(conversationId: string): string {
  * agent's tools then).
  */
 export class AgentPreparer {
+  private readonly logger = new Logger('AgentPreparer');
+
   constructor(
     private readonly catalog: ToolCatalog,
     private readonly runtime: ToolRuntime,
@@ -62,21 +67,52 @@ export class AgentPreparer {
 
   /** The conversation's SystemPromptEvent (starting its sandbox to learn its working dir). */
   async systemPromptEvent(conversation: ConversationForAgent): Promise<OHEvent> {
+    return (await this.readyAgent(conversation)).event;
+  }
+
+  /**
+   * The SystemPromptEvent and the agent as it is once ready: with `load_project_skills`, the
+   * working dir's skills (read in the sandbox) join its context, as LocalConversation resolves
+   * them on the first message; the context's skills, suffix and time make the event's
+   * `dynamic_context`, as the SDK's `get_dynamic_context`. `agent` is the one to store (the same
+   * object when nothing was added).
+   */
+  async readyAgent(conversation: ConversationForAgent): Promise<{ event: OHEvent; agent: Json; agentUpdate: OHEvent | null }> {
     const agent = conversation.agent as Json;
     const workingDir = await this.runtime.workingDir(conversation);
-    const suffix = (conversation.options as Json).agent_launch_additions?.system_message_suffix_append ?? agent.agent_context?.system_message_suffix;
-    // The SDK's dynamic context: the conversation's secrets by name (a second text block of the system message).
+    const launchSuffix = (conversation.options as Json).agent_launch_additions?.system_message_suffix_append as string | undefined;
+    let context = agent.agent_context as AgentContext | null | undefined;
+    let ready = agent;
+    if (context?.load_project_skills) {
+      const files = await this.runtime.projectSkillFiles(conversation).catch((err: Error) => {
+        // As the SDK: skills that cannot be read do not keep the conversation from starting.
+        this.logger.warn(`conversation ${conversation.id}: its project skills could not be read: ${err.message}`);
+        return [];
+      });
+      const found = projectSkills(files, (path, reason) => this.logger.warn(`conversation ${conversation.id}: skill ${path} skipped: ${reason}`));
+      if (found.length) {
+        context = { ...context, skills: withProjectSkills(context, found) };
+        ready = { ...agent, agent_context: context };
+      }
+    }
+    // The launch's suffix goes after the context's, as the SDK's _append_system_message_suffix.
+    const suffix = [context?.system_message_suffix, launchSuffix].filter((s): s is string => !!s?.trim()).join('\n\n') || null;
+    // The conversation's secrets by name; with no agent_context the SDK renders them (and the time) from a default one.
     const secrets = customSecretsSection((conversation.secrets ?? {}) as Json);
-    return {
+    const dynamic = context || suffix || secrets ? dynamicContext({ ...(context ?? {}), system_message_suffix: suffix }, { model: (agent.llm as Json | undefined)?.model ?? null, secrets }) : null;
+    const event: OHEvent = {
       id: systemPromptEventId(conversation.id),
       timestamp: naiveTimestamp(),
       source: 'agent',
-      system_prompt: llmText(agent.system_prompt ?? systemPrompt(workingDir, suffix))[0],
+      system_prompt: llmText(agent.system_prompt ?? systemPrompt(workingDir))[0],
       // Without nulls (meta, annotations.title), as the SDK stores events (exclude_none).
       tools: (await this.agentTools(conversation)).map((t) => omitNulls(t.spec)),
-      ...(secrets ? { dynamic_context: { cache_prompt: false, type: 'text', text: secrets } } : {}),
+      ...(dynamic ? { dynamic_context: llmText(dynamic)[0] } : {}),
       kind: 'SystemPromptEvent',
     };
+    // The SDK records the agent it changed as a state update (without nulls, as events), just before the SystemPromptEvent.
+    const agentUpdate = ready === agent ? null : stateUpdateEvent('agent', omitNulls(SecretVault.redactAgent(ready, SECRET_MASK)));
+    return { event, agent: ready, agentUpdate };
   }
 
   /**
@@ -84,13 +120,16 @@ export class AgentPreparer {
    * fenced). A concurrent writer of the same event makes `record` fail: that is fine once the event
    * is there.
    */
-  async ensure(conversation: ConversationForAgent, record: (event: OHEvent) => Promise<unknown>): Promise<void> {
+  async ensure(conversation: ConversationForAgent, record: (event: OHEvent) => Promise<unknown>, store: (agent: Json) => Promise<unknown>): Promise<void> {
     if (await this.hasSystemPrompt(conversation.id)) return;
-    const event = await this.systemPromptEvent(conversation);
+    const { event, agent, agentUpdate } = await this.readyAgent(conversation);
     try {
+      if (agentUpdate) await record(agentUpdate);
       await record(event);
     } catch (err) {
       if (!(await this.hasSystemPrompt(conversation.id))) throw err;
+      return;
     }
+    if (agent !== conversation.agent) await store(agent);
   }
 }

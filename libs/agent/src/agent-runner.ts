@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
-import { ACTION_ANSWER_KINDS, messageEvent, naiveTimestamp, newUuid, OHEvent, omitNulls, stateUpdateEvent, STATUS_TRANSITIONS, TransitionBy, unmatchedActions } from '@berth/contracts';
+import { ACTION_ANSWER_KINDS, messageEvent, naiveTimestamp, newUuid, OHEvent, omitNulls, ProjectSkillFile, stateUpdateEvent, STATUS_TRANSITIONS, TransitionBy, unmatchedActions } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
 import { ConversationChange, ConversationRepository, ConversationRow, EventLog, Prisma, RunFenceLost, tenantScope } from '@berth/persistence';
 import { AgentTool, llmText } from './agent-tools';
@@ -9,6 +9,7 @@ import { buildMessages } from './history';
 import { classifyLlmError, complete, createClient, LlmConfig, LlmReply } from './llm';
 import { addUsage, statsSnapshot } from './metrics';
 import { LookupHosts, SecretRegistry } from './secret-registry';
+import { extractSecurityRisk, requiresConfirmation, securityAnalysisEvent } from './security';
 import { isStuck } from './stuck-detector';
 
 type Json = Record<string, any>;
@@ -22,6 +23,8 @@ export abstract class ToolRuntime {
   abstract workingDir(conversation: ConversationPlace): Promise<string>;
   /** `env`: variables for this one terminal command (the secrets it names). */
   abstract execute(conversation: ConversationRow, tool: string, action: Json, signal: AbortSignal, env?: Record<string, string>): Promise<Json>;
+  /** The files of the working dir's project skills (skills.ts parses them), read inside the sandbox. */
+  abstract projectSkillFiles(conversation: ConversationPlace): Promise<ProjectSkillFile[]>;
 }
 
 export class ToolFailure extends Error {}
@@ -155,7 +158,7 @@ export class AgentRunner {
     const tools = await this.preparer.agentTools(row);
     const byName = new Map(tools.map((t) => [t.name, t]));
     // A run with no message before it (POST …/run on a new conversation) makes the agent ready itself.
-    await this.preparer.ensure(row, (event) => run.record(event));
+    await this.preparer.ensure(row, (event) => run.record(event), (agent) => run.update({ agent: agent as Prisma.InputJsonValue }));
     await this.resolveUnansweredActions(run, row, byName, interrupted);
 
     let iterations = 0;
@@ -213,8 +216,10 @@ export class AgentRunner {
         continue;
       }
 
-      const actions = await this.recordActions(run, reply, byName);
-      if (this.needsConfirmation(row, actions.map((a) => a.tool))) {
+      const actions = await this.recordActions(run, reply, byName, row.securityAnalyzer as Json | null);
+      const analysis = securityAnalysisEvent(row.confirmationPolicy as Json, row.securityAnalyzer as Json | null, actions);
+      if (analysis) await run.record(analysis);
+      if (requiresConfirmation(row.confirmationPolicy as Json, row.securityAnalyzer as Json | null, actions)) {
         const state = { ...(row.state as Json), awaiting_confirmation: actions.map((a) => a.event.id) };
         await run.transition('await_confirmation', { state });
         return;
@@ -283,7 +288,7 @@ export class AgentRunner {
   }
 
   /** One ActionEvent per tool call; calls that cannot become actions are answered with an AgentErrorEvent. */
-  private async recordActions(run: FencedRun, reply: LlmReply, byName: Map<string, AgentTool>): Promise<{ event: OHEvent; tool: AgentTool }[]> {
+  private async recordActions(run: FencedRun, reply: LlmReply, byName: Map<string, AgentTool>, analyzer: Json | null): Promise<{ event: OHEvent; tool: AgentTool }[]> {
     const out: { event: OHEvent; tool: AgentTool }[] = [];
     let first = true;
     for (const call of reply.toolCalls) {
@@ -295,14 +300,17 @@ export class AgentRunner {
       } catch (err) {
         problem = `Error parsing tool call arguments as JSON: ${(err as Error).message}`;
       }
-      const parsed = !problem && tool ? tool.parse(args) : null;
+      const risk = !problem && tool ? extractSecurityRisk(args, tool, analyzer) : null;
+      if (risk && 'error' in risk) problem = risk.error;
+      const parsed = !problem && tool && risk ? tool.parse(risk.args) : null;
       if (!tool) problem = `Tool '${call.name}' not found. Available: ${[...byName.keys()].join(', ')}`;
       else if (parsed && 'error' in parsed) problem = parsed.error;
       const event: OHEvent = {
         id: newUuid(),
         timestamp: naiveTimestamp(),
         source: 'agent',
-        thought: first ? llmText(reply.content) : [],
+        // No text in the reply is no thought (the SDK's empty list), not an empty text.
+        thought: first && reply.content ? llmText(reply.content) : [],
         ...(first && reply.reasoning ? { reasoning_content: reply.reasoning } : {}),
         thinking_blocks: [],
         // Stored without nulls, as the SDK stores events (exclude_none); the executor parses the defaults back.
@@ -311,7 +319,7 @@ export class AgentRunner {
         tool_call_id: call.id,
         tool_call: { id: call.id, name: call.name, arguments: call.arguments, origin: 'completion' },
         llm_response_id: reply.responseId,
-        security_risk: 'UNKNOWN',
+        security_risk: risk && 'risk' in risk ? risk.risk : 'UNKNOWN',
         ...(typeof (args as Json)?.summary === 'string' ? { summary: (args as Json).summary } : {}),
         kind: 'ActionEvent',
       };
@@ -321,15 +329,6 @@ export class AgentRunner {
       else out.push({ event, tool });
     }
     return out;
-  }
-
-  private needsConfirmation(row: ConversationRow, tools: AgentTool[]): boolean {
-    const policy = row.confirmationPolicy as Json;
-    if (!tools.some((t) => t.inSandbox)) return false;
-    if (policy.kind === 'AlwaysConfirm') return true;
-    // Without a security analyzer every risk is UNKNOWN: ConfirmRisky confirms it unless told not to.
-    if (policy.kind === 'ConfirmRisky') return policy.confirm_unknown !== false;
-    return false;
   }
 
   /** Runs one action and records its observation (or the error); true when it was `finish`. */

@@ -18,6 +18,8 @@ export interface AgentTool {
   observationKind: string;
   /** executed in the conversation's sandbox (false: answered by the worker itself) */
   inSandbox: boolean;
+  /** its annotations' readOnlyHint: no `security_risk` is asked for or read (absent: not read-only) */
+  readOnly?: boolean;
   /** Validates the LLM's arguments; returns the action fields (without `kind`) or an error for the agent. */
   parse(args: unknown): { action: Json } | { error: string };
   /** The observation of a tool the worker answers itself (finish, think, a client tool's acknowledgement). */

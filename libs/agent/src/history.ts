@@ -62,12 +62,13 @@ export function buildMessages(events: OHEvent[]): ChatMessage[] {
     switch (event.kind) {
       case 'SystemPromptEvent':
         // Written when the agent starts, after the message that started it; the LLM reads it first.
-        messages.unshift({ role: 'system', content: [texts([event.system_prompt]), texts([event.dynamic_context])].filter(Boolean).join('\n\n') });
+        messages.unshift({ role: 'system', content: texts([event.system_prompt, event.dynamic_context].filter(Boolean)) });
         break;
       case 'MessageEvent': {
         closeOpen();
         const msg = event.llm_message as { role: string; content: unknown };
-        if (msg.role === 'user') messages.push({ role: 'user', content: userContent(msg.content) });
+        // The SDK's to_llm_message: the skills' knowledge (extended_content) follows the user's content.
+        if (msg.role === 'user') messages.push({ role: 'user', content: userContent([...(msg.content as unknown[]), ...((event.extended_content as unknown[]) ?? [])]) });
         else messages.push({ role: 'assistant', content: texts(msg.content) });
         break;
       }

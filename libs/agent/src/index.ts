@@ -15,3 +15,5 @@ export * from './platform-modules';
 export * from './run-reconciler';
 export * from './side-calls';
 export * from './secret-prompt';
+export * from './security';
+export * from './skills';

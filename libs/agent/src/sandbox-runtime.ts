@@ -1,4 +1,4 @@
-import { MCP_SERVER_TIMEOUT_STATUS, McpCallToolResult, McpLaunch, McpToolInfo } from '@berth/contracts';
+import { MCP_SERVER_TIMEOUT_STATUS, McpCallToolResult, McpLaunch, McpToolInfo, ProjectSkillFile } from '@berth/contracts';
 import { tenantScope } from '@berth/persistence';
 import type { ConversationRow } from '@berth/persistence';
 import { ExecutorClient, ExecutorError, SandboxHandle, SandboxManager, sandboxRoot, sandboxWorkingDir } from '@berth/sandbox';
@@ -30,6 +30,12 @@ export class SandboxToolRuntime extends ToolRuntime implements McpRuntime {
   async workingDir(conversation: ConversationPlace): Promise<string> {
     const handle = await this.handleFor(conversation);
     return sandboxWorkingDir(sandboxRoot(handle), (conversation.workspace as Json).working_dir);
+  }
+
+  async projectSkillFiles(conversation: ConversationPlace): Promise<ProjectSkillFile[]> {
+    const handle = await this.handleFor(conversation);
+    const workingDir = sandboxWorkingDir(sandboxRoot(handle), (conversation.workspace as Json).working_dir);
+    return (await new ExecutorClient(handle).projectSkillFiles(workingDir)).files;
   }
 
   async execute(conversation: ConversationRow, tool: string, action: Json, signal: AbortSignal, env?: Record<string, string>): Promise<Json> {

@@ -1,5 +1,5 @@
 /** The system prompt: who the agent is, where it works, how to finish. */
-export function systemPrompt(workingDir: string, suffix?: string | null): string {
+export function systemPrompt(workingDir: string): string {
   const lines = [
     'You are OpenHands agent, a helpful AI assistant that can interact with a computer to solve tasks.',
     '',
@@ -17,6 +17,5 @@ export function systemPrompt(workingDir: string, suffix?: string | null): string
     'When the task is done, or you cannot go further, call the `finish` tool with a message for the user.',
     '</TASK_COMPLETION>',
   ];
-  if (suffix) lines.push('', suffix);
   return lines.join('\n');
 }

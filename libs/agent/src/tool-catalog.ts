@@ -26,11 +26,13 @@ export class ContractToolCatalog extends ToolCatalog {
       const answer = BUILTIN_ANSWERS[name];
       return {
         name,
-        definition: openAITool(name) as unknown as AgentTool['definition'],
+        // The SDK's agent asks every tool call for its risk (read-only tools excepted), analyzer or not.
+        definition: openAITool(name, { securityRisk: true }) as unknown as AgentTool['definition'],
         spec: toolDefinitionJson(name) as unknown as Record<string, unknown>,
         actionKind: spec.actionKind,
         observationKind: spec.observationKind,
         inSandbox: spec.executor,
+        readOnly: spec.annotations.readOnlyHint,
         parse: (args: unknown) => {
           const parsed = parseToolArguments(name, args);
           return parsed.ok ? { action: parsed.action as Record<string, unknown> } : { error: parsed.error };
@@ -45,6 +47,7 @@ interface ClientToolSpec {
   name: string;
   description?: string;
   parameters?: Record<string, unknown>;
+  annotations?: { readOnlyHint?: boolean } | null;
 }
 
 /**
@@ -62,6 +65,7 @@ export function clientTools(specs: ClientToolSpec[] | undefined): AgentTool[] {
       actionKind: `ClientAction_${spec.name}`,
       observationKind: 'ClientObservation',
       inSandbox: false,
+      readOnly: spec.annotations?.readOnlyHint === true,
       parse: (args: unknown) =>
         args !== null && typeof args === 'object' && !Array.isArray(args) ? { action: args as Record<string, unknown> } : { error: 'Arguments must be a JSON object' },
       answer: () => ({

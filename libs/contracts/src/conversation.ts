@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { EXECUTION_STATUSES } from './execution-status';
+import { AgentContextSchema } from './skills';
 import { McpConfigSchema } from './mcp';
 
 export const ExecutionStatusSchema = z.enum(EXECUTION_STATUSES);
@@ -52,6 +53,7 @@ export const AgentSchema = z
     kind: z.literal('Agent').default('Agent'),
     llm: LLMSchema,
     tools: z.array(ToolSpecSchema).default([]),
+    agent_context: AgentContextSchema.nullish(),
     mcp_config: McpConfigSchema.optional(),
   })
   .meta({ id: 'Agent' });
@@ -67,6 +69,14 @@ export const ConfirmationPolicySchema = z
     }),
   ])
   .meta({ id: 'ConfirmationPolicy' });
+
+/**
+ * The security analyzers Berth runs: `LLMSecurityAnalyzer` (the LLM's own `security_risk`). The
+ * reference's others call outside services (Gray Swan, ToolShield) Berth does not reach.
+ */
+export const SecurityAnalyzerSchema = z
+  .strictObject({ kind: z.literal('LLMSecurityAnalyzer', { error: 'Berth runs only the LLMSecurityAnalyzer security analyzer' }) })
+  .meta({ id: 'SecurityAnalyzer' });
 
 export const SecretSourceSchema = z.union([
   z.string(),
@@ -141,7 +151,7 @@ export const StartConversationRequestSchema = z
     conversation_id: uuidLike.nullish(),
     parent_conversation_id: uuidLike.nullish(),
     confirmation_policy: ConfirmationPolicySchema.default({ kind: 'NeverConfirm' }),
-    security_analyzer: z.looseObject({ kind: z.string() }).nullish(),
+    security_analyzer: SecurityAnalyzerSchema.nullish(),
     initial_message: SendMessageRequestSchema.nullish(),
     max_iterations: z.number().int().min(1).max(100_000).default(500),
     stuck_detection: z.boolean().default(true),
@@ -187,6 +197,9 @@ export const SetSecretsRequestSchema = z.looseObject({ secrets: SecretsSchema })
 export const SetConfirmationPolicyRequestSchema = z
   .looseObject({ policy: ConfirmationPolicySchema })
   .meta({ id: 'SetConfirmationPolicyRequest' });
+export const SetSecurityAnalyzerRequestSchema = z
+  .looseObject({ security_analyzer: SecurityAnalyzerSchema.nullable() })
+  .meta({ id: 'SetSecurityAnalyzerRequest' });
 export const ConfirmationResponseRequestSchema = z
   .looseObject({ accept: z.boolean(), reason: z.string().max(10_000).default('User rejected the action.') })
   .meta({ id: 'ConfirmationResponseRequest' });

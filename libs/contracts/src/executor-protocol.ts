@@ -30,6 +30,8 @@ export const EXECUTOR_PATHS = {
   sessionClose: '/api/sessions/{conversation_id}/close',
   /** GET → `SandboxActivity` (the idle clock's question; not itself activity) */
   activity: '/api/activity',
+  /** GET `?working_dir=` → `ProjectSkillFiles`: the files the SDK's `load_project_skills` reads (the worker parses them) */
+  projectSkills: '/api/skills/project',
   // The workspace API, with OpenHands' paths and bodies, that the gateway passes through.
   fileUpload: '/api/file/upload',
   fileDownload: '/api/file/download',
@@ -121,6 +123,23 @@ export function executorPath(name: ExecutorPathName, segments: Record<string, st
 }
 
 /** `POST /api/init`: the sandbox's folder (absolute) and its variables (names starting with BERTH_ are the executor's own: dropped). */
+export const ProjectSkillsQuerySchema = z.looseObject({
+  working_dir: z.string().min(1).max(4096).refine((p) => isAbsolute(p), 'working_dir must be absolute'),
+});
+
+/**
+ * One file a project skill may come from. `skills_dir`: the skills folder it lies under (its name
+ * is its path relative to it), or null for a third-party instruction file (AGENTS.md, .cursorrules…).
+ */
+export interface ProjectSkillFile {
+  path: string;
+  skills_dir: string | null;
+  content: string;
+}
+export interface ProjectSkillFiles {
+  files: ProjectSkillFile[];
+}
+
 export const ExecutorInitRequestSchema = z.object({
   root: z.string().refine((root) => isAbsolute(root), { message: 'root must be an absolute path' }),
   env: z.record(z.string(), z.string()).default({}),

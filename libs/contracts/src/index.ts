@@ -15,5 +15,6 @@ export * from './session-socket';
 export * from './hooks';
 export * from './cidr';
 export * from './executor-protocol';
+export * from './skills';
 export * from './mcp';
 export * from './conversation-ops';

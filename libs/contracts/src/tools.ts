@@ -268,7 +268,9 @@ The tool simply logs your thought process for better transparency and does not e
 
 const SUMMARY_DESC =
   "A concise summary (approximately 10 words) describing what this specific action does. Focus on the key operation and target. Example: 'List all Python files in current directory'";
-const SECURITY_RISK_DESC = "The LLM's assessment of the safety risk of this action.";
+/** What the SDK's schema says of `security_risk`: pydantic puts the SecurityRisk enum's docstring there, not the field's description. */
+const SECURITY_RISK_DESC =
+  'Security risk levels for actions.\n\nBased on OpenHands security risk levels but adapted for agent-sdk.\nInteger values allow for easy comparison and ordering.';
 export const SECURITY_RISKS = ['UNKNOWN', 'LOW', 'MEDIUM', 'HIGH'] as const;
 export type SecurityRisk = (typeof SECURITY_RISKS)[number];
 
@@ -501,7 +503,7 @@ export const TOOL_SPECS: Record<ToolName, ToolSpec> = {
 };
 
 export interface OpenAIToolOptions {
-  /** Adds the `security_risk` enum parameter (when an LLM security analyzer is active), except on read-only tools. */
+  /** Adds the `security_risk` enum parameter (the SDK's agent always asks for it), except on read-only tools. */
   securityRisk?: boolean;
   /** Names the working directory in the file editor's description, as OpenHands does. */
   workingDir?: string | null;

@@ -9,6 +9,7 @@ import type {
   McpCallToolResponse,
   McpListToolsRequest,
   McpListToolsResponse,
+  ProjectSkillFiles,
   SandboxActivity,
 } from '@berth/contracts';
 
@@ -126,6 +127,11 @@ export class ExecutorClient {
   /** A small JSON file of the sandbox, parsed (undefined when it is not JSON): 404 when absent, 413 past `maxBytes`. */
   readJsonFile(path: string, maxBytes: number, options: ExecutorCallOptions = {}): Promise<unknown> {
     return this.call('GET', executorPath('fileDownload', {}, { path }), undefined, { ...options, maxResponseBytes: maxBytes });
+  }
+
+  /** The files the conversation's project skills come from (AGENTS.md, .openhands/skills/…), read in the sandbox. */
+  projectSkillFiles(workingDir: string, options: ExecutorCallOptions = {}): Promise<ProjectSkillFiles> {
+    return this.call('GET', executorPath('projectSkills', {}, { working_dir: workingDir }), undefined, options) as Promise<ProjectSkillFiles>;
   }
 
   /** Ends the conversation's session in the executor (its terminal and other per-conversation state). */

@@ -43,6 +43,11 @@ export function isTitleRequest(request: StubRequest): boolean {
 /** What a title request gets when no script answers it: a title, as any LLM would give. */
 export const STUB_TITLE = '✨ Stub title';
 
+/** The user's own text of a first message that skills extended (their `<EXTRA_INFO>` follows it). */
+function withoutSkillKnowledge(text: string): string {
+  return text.split(/\n?<EXTRA_INFO>/)[0];
+}
+
 /**
  * A scripted OpenAI-compatible chat-completions server (streaming and not), standing in for a paid
  * LLM. Scripts are chosen by the text of the conversation's first user message, so concurrent
@@ -68,7 +73,13 @@ export class LlmStub {
   }
 
   requestsFor(firstMessage: string): StubRequest[] {
-    return this.requests.filter((r) => firstUserText(r) === firstMessage);
+    return this.requests.filter((r) => this.keyOf(r) === firstMessage);
+  }
+
+  /** The script key of a request: its first user text, or that text without the knowledge skills added to it. */
+  private keyOf(request: StubRequest): string {
+    const text = firstUserText(request);
+    return this.scripts.has(text) ? text : withoutSkillKnowledge(text);
   }
 
   async start(): Promise<string> {
@@ -93,7 +104,7 @@ export class LlmStub {
     }
     const request: StubRequest = { headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
     this.requests.push(request);
-    const key = firstUserText(request);
+    const key = this.keyOf(request);
     const script = this.scripts.get(key) ?? this.fallback;
     const turnIndex = this.turns.get(key) ?? 0;
     this.turns.set(key, turnIndex + 1);

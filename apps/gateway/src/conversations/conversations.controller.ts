@@ -11,6 +11,7 @@ import {
   FinalResponseSchema,
   IncludeSkillsQuerySchema,
   SetConfirmationPolicyRequestSchema,
+  SetSecurityAnalyzerRequestSchema,
   SetSecretsRequestSchema,
   StartConversationRequestSchema,
   SuccessSchema,
@@ -190,6 +191,20 @@ export class ConversationsController {
     @Body(new ZodPipe(SetConfirmationPolicyRequestSchema)) body: z.output<typeof SetConfirmationPolicyRequestSchema>,
   ) {
     await this.conversations.setConfirmationPolicy(p, id, body.policy);
+    return SUCCESS;
+  }
+
+  @Post(':conversation_id/security_analyzer')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Set the security analyzer (null: none)' })
+  @ApiJsonBody(SetSecurityAnalyzerRequestSchema)
+  @ApiJson(200, SuccessSchema)
+  async securityAnalyzer(
+    @CurrentPrincipal() p: Principal,
+    @Param('conversation_id', new UuidPipe()) id: string,
+    @Body(new ZodPipe(SetSecurityAnalyzerRequestSchema)) body: z.output<typeof SetSecurityAnalyzerRequestSchema>,
+  ) {
+    await this.conversations.setSecurityAnalyzer(p, id, body.security_analyzer);
     return SUCCESS;
   }
 

@@ -1,5 +1,5 @@
 import { BadGatewayException, BadRequestException, ConflictException, ForbiddenException, HttpException, Inject, Injectable, Logger, NotFoundException } from '@nestjs/common';
-import { AgentPreparer, initialStats } from '@berth/agent';
+import { AgentPreparer, initialStats, userMessage } from '@berth/agent';
 import type { LlmConfig } from '@berth/agent';
 import type { ConversationForAgent } from '@berth/agent';
 import { EventRecorder } from '@berth/bus';
@@ -14,7 +14,6 @@ import {
   ExecutionStatus,
   finalResponseText,
   initialStatus,
-  messageEvent,
   newUuid,
   OHEvent,
   parseUuid,
@@ -235,17 +234,25 @@ export class ConversationsService {
       prompt: req.prompt ?? null,
       launched_agent_profile: launch?.profile ?? null,
     };
-    const initial = req.initial_message ? messageEvent('user', 'user', req.initial_message.content, req.initial_message.sender) : null;
     // The sandbox made for this conversation here (removed again if the conversation is not made).
     let madeSandbox: string | null = null;
     let systemPrompt: OHEvent | null = null;
-    if (initial) {
+    let agentUpdate: OHEvent | null = null;
+    let initial: OHEvent | null = null;
+    let state: Json = {};
+    if (req.initial_message) {
       if (sandboxId === null) sandboxId = madeSandbox = (await this.sandboxes.create(tenantScope(p.tenantId), {}, 'conversation')).id;
-      systemPrompt = await this.systemPromptFor({ id, tenantId: p.tenantId, sandboxId, agent: agent as Prisma.JsonValue, options: options as Prisma.JsonValue, workspace: req.workspace as Prisma.JsonValue, secrets: secrets as Prisma.JsonValue });
+      const ready = await this.systemPromptFor({ id, tenantId: p.tenantId, sandboxId, agent: agent as Prisma.JsonValue, options: options as Prisma.JsonValue, workspace: req.workspace as Prisma.JsonValue, secrets: secrets as Prisma.JsonValue });
+      systemPrompt = ready?.event ?? null;
+      agentUpdate = ready?.agentUpdate ?? null;
+      agent = ready?.agent ?? agent;
+      const message = userMessage(agent, state, req.initial_message.content, req.initial_message.sender);
+      initial = message.event;
+      if (message.activated.length) state = { activated_knowledge_skills: message.activated };
     }
     const now = new Date();
     const initialEvents: OHEvent[] = initial
-      ? [...(systemPrompt ? [systemPrompt] : []), initial, stateUpdateEvent('last_user_message_id', initial.id), stateUpdateEvent('execution_status', 'running')]
+      ? [...(agentUpdate ? [agentUpdate] : []), ...(systemPrompt ? [systemPrompt] : []), initial, stateUpdateEvent('last_user_message_id', initial.id), stateUpdateEvent('execution_status', 'running')]
       : [];
 
     let stored: { seq: number; event: OHEvent }[] = [];
@@ -264,6 +271,7 @@ export class ConversationsService {
           secrets: secrets as Prisma.InputJsonValue,
           tags: req.tags,
           options: options as Prisma.InputJsonValue,
+          state: state as Prisma.InputJsonValue,
           // The agent made ready with the first message lists its LLM at once, as in OpenHands.
           ...(systemPrompt && agent.llm ? { stats: initialStats(agent.llm as LlmConfig) as Prisma.InputJsonValue } : {}),
           sandboxId,
@@ -308,32 +316,38 @@ export class ConversationsService {
    * Before a message is stored (POST …/events, the socket): the agent is made ready unless it is,
    * so the SystemPromptEvent comes first, as in OpenHands.
    */
-  async prepareAgent(row: ConversationRow): Promise<void> {
-    if (await this.preparer.hasSystemPrompt(row.id)) return;
-    const event = await this.systemPromptFor(row);
-    if (!event) return;
+  async prepareAgent(row: ConversationRow): Promise<ConversationRow> {
+    if (await this.preparer.hasSystemPrompt(row.id)) return row;
+    const ready = await this.systemPromptFor(row);
+    if (!ready) return row;
     try {
-      await this.recorder.record(row.id, event);
+      if (ready.agentUpdate) await this.recorder.record(row.id, ready.agentUpdate);
+      await this.recorder.record(row.id, ready.event);
     } catch (err) {
       // Written meanwhile by a worker starting a run, or by a message sent at the same time.
       if (!(await this.preparer.hasSystemPrompt(row.id))) throw err;
-      return;
+      return row;
     }
+    const change: Prisma.ConversationUpdateManyMutationInput = {};
+    // The project skills found on the way belong to the agent from now on (its knowledge skills trigger on messages).
+    if (ready.agent !== row.agent) change.agent = ready.agent as Prisma.InputJsonValue;
     // The agent made ready lists its LLM at once, as in OpenHands; with no run going, no LLM call has counted yet.
     const llm = (row.agent as Json | null)?.llm;
     const stats = row.stats as Json | null;
     if (llm && row.executionStatus !== 'running' && Object.keys(stats?.usage_to_metrics ?? {}).length === 0) {
-      await this.rows.update(tenantScope(row.tenantId), row.id, { stats: initialStats(llm as LlmConfig) as Prisma.InputJsonValue });
+      change.stats = initialStats(llm as LlmConfig) as Prisma.InputJsonValue;
     }
+    if (Object.keys(change).length) await this.rows.update(tenantScope(row.tenantId), row.id, change);
+    return { ...row, agent: (change.agent as Prisma.JsonValue | undefined) ?? row.agent };
   }
 
   /**
    * The SystemPromptEvent, or null when the sandbox cannot start now (it is then written by the
    * run, which meets the same problem and reports it as it always did).
    */
-  private async systemPromptFor(conversation: ConversationForAgent): Promise<OHEvent | null> {
+  private async systemPromptFor(conversation: ConversationForAgent): Promise<{ event: OHEvent; agent: Json; agentUpdate: OHEvent | null } | null> {
     try {
-      return await this.preparer.systemPromptEvent(conversation);
+      return await this.preparer.readyAgent(conversation);
     } catch (err) {
       this.logger.warn(`conversation ${conversation.id}: its sandbox did not start before the first message (the run makes the agent ready): ${(err as Error).message}`);
       return null;
@@ -464,6 +478,12 @@ export class ConversationsService {
   async setConfirmationPolicy(p: Principal, id: string, policy: Json): Promise<void> {
     if (!(await this.rows.update(p, id, { confirmationPolicy: policy as Prisma.InputJsonValue }))) throw conversationNotFound(id);
     await this.recorder.record(id, stateUpdateEvent('confirmation_policy', policy));
+  }
+
+  /** The analyzer reads the risks of the next actions; the actions recorded so far keep theirs. */
+  async setSecurityAnalyzer(p: Principal, id: string, analyzer: Json | null): Promise<void> {
+    if (!(await this.rows.update(p, id, { securityAnalyzer: (analyzer ?? Prisma.DbNull) as Prisma.InputJsonValue }))) throw conversationNotFound(id);
+    await this.recorder.record(id, stateUpdateEvent('security_analyzer', analyzer));
   }
 
   async finalResponse(p: Principal, id: string): Promise<string> {

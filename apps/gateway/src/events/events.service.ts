@@ -11,6 +11,7 @@ import {
   unmatchedActions,
   userRejectObservation,
 } from '@berth/contracts';
+import { userMessage } from '@berth/agent';
 import { ConversationRepository, EventFilter, EventLog } from '@berth/persistence';
 import { ConversationsService } from '../conversations/conversations.service';
 import { RunControlService } from '../conversations/run-control.service';
@@ -92,10 +93,14 @@ export class EventsService {
   async sendMessage(p: Principal, id: string, req: SendMessageRequest): Promise<OHEvent> {
     const conversation = await this.requireConversation(p, id);
     // OpenHands' order: the agent made ready (SystemPromptEvent), a finished or stuck conversation back to idle, then the message.
-    await this.conversations.prepareAgent(conversation);
+    const ready = await this.conversations.prepareAgent(conversation);
     await this.status.transition(p.tenantId, id, 'reopen');
-    const message = messageEvent('user', 'user', req.content, req.sender);
+    const { event: message, activated } = userMessage(ready.agent as Record<string, unknown>, ready.state as Record<string, unknown>, req.content, req.sender);
     await this.recorder.record(id, message);
+    if (message.activated_skills && (message.activated_skills as string[]).length) {
+      // Each knowledge skill is injected once per conversation (the SDK's activated_knowledge_skills).
+      await this.rows.modify(p, id, (row) => ({ state: { ...(row.state as object), activated_knowledge_skills: [...new Set([...(((row.state as Record<string, unknown>).activated_knowledge_skills as string[]) ?? []), ...activated])] } }));
+    }
     this.serverInfo.touch();
     if (!(await this.rows.update(p, id, { lastUserMessageId: message.id }))) throw notFound(id);
     // autotitle (on unless the client turned it off): an LLM names an untitled conversation from this message, in the background.

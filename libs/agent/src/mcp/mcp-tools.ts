@@ -150,6 +150,7 @@ export class McpToolSource {
       actionKind: 'MCPToolAction',
       observationKind: 'MCPToolObservation',
       inSandbox: true,
+      readOnly: info.annotations?.readOnlyHint === true,
       parse: (args: unknown) => {
         const { summary: _summary, security_risk: _risk, ...rest } = (args && typeof args === 'object' ? args : {}) as Json;
         const checked = checkMcpArguments(info, args && typeof args === 'object' && !Array.isArray(args) ? rest : args);
