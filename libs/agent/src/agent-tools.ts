@@ -18,6 +18,8 @@ export interface AgentTool {
   observationKind: string;
   /** executed in the conversation's sandbox (false: answered by the worker itself) */
   inSandbox: boolean;
+  /** its observation ends the run (finish) */
+  endsRun?: boolean;
   /** Validates the LLM's arguments; returns the action fields (without `kind`) or an error for the agent. */
   parse(args: unknown): { action: Json } | { error: string };
   /** The observation of a tool the worker answers itself (finish, think, a client tool's acknowledgement). */

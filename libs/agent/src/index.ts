@@ -13,3 +13,6 @@ export * from './stuck-detector';
 export * from './tool-catalog';
 export * from './platform-modules';
 export * from './run-reconciler';
+export * from './condenser';
+export * from './conversation-history';
+export * from './view';

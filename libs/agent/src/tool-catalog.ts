@@ -31,6 +31,7 @@ export class ContractToolCatalog extends ToolCatalog {
         actionKind: spec.actionKind,
         observationKind: spec.observationKind,
         inSandbox: spec.executor,
+        ...(name === 'finish' ? { endsRun: true } : {}),
         parse: (args: unknown) => {
           const parsed = parseToolArguments(name, args);
           return parsed.ok ? { action: parsed.action as Record<string, unknown> } : { error: parsed.error };

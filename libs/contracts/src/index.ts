@@ -16,3 +16,5 @@ export * from './hooks';
 export * from './cidr';
 export * from './executor-protocol';
 export * from './mcp';
+export * from './condensation';
+export * from './run-signal';

@@ -1,5 +1,5 @@
 import { Injectable, NotFoundException } from '@nestjs/common';
-import { ConversationStatus, EventRecorder } from '@berth/bus';
+import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
 import {
   ACTION_ANSWER_KINDS,
   EventSearchQuery,
@@ -34,6 +34,7 @@ export class EventsService {
     private readonly runs: RunControlService,
     private readonly status: ConversationStatus,
     private readonly serverInfo: ServerInfoService,
+    private readonly bus: EventBus,
   ) {}
 
   private async requireConversation(p: Principal, id: string) {
@@ -95,6 +96,8 @@ export class EventsService {
     await this.status.transition(p.tenantId, id, 'reopen');
     const message = messageEvent('user', 'user', req.content, req.sender);
     await this.recorder.record(id, message);
+    // A run going on reads it at its next step.
+    await this.bus.signalRun(id, { type: 'event', event: message });
     this.serverInfo.touch();
     // autotitle (on unless the client turned it off): the first message names an untitled conversation.
     const title = conversation.title === null && (conversation.options as { autotitle?: boolean }).autotitle !== false ? autoTitle(req.content) : null;
