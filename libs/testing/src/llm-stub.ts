@@ -31,6 +31,16 @@ function firstUserText(request: StubRequest): string {
   return (first.content as { type: string; text?: string }[]).filter((c) => c.type === 'text').map((c) => c.text).join('');
 }
 
+/** The first words of the summarizing condenser's system prompt (openhands-sdk's summarizing_system.j2). */
+const SUMMARY_PROMPT_START = 'You are maintaining a context-aware state summary';
+
+/** A condenser's summary request: its system message is the summarizing prompt. */
+export function isSummaryRequest(request: StubRequest): boolean {
+  const system = request.body.messages.find((m) => m.role === 'system');
+  const text = typeof system?.content === 'string' ? system.content : ((system?.content as { text?: string }[] | undefined) ?? []).map((c) => c.text ?? '').join('');
+  return text.startsWith(SUMMARY_PROMPT_START);
+}
+
 /**
  * A scripted OpenAI-compatible chat-completions server (streaming and not), standing in for a paid
  * LLM. Scripts are chosen by the text of the conversation's first user message, so concurrent
@@ -41,6 +51,7 @@ export class LlmStub {
   private readonly scripts = new Map<string, StubScript>();
   private readonly turns = new Map<string, number>();
   private fallback?: StubScript;
+  private summaries?: StubScript;
   private server?: Server;
   url = '';
 
@@ -48,6 +59,16 @@ export class LlmStub {
   script(firstMessage: string, script: StubScript): void {
     this.scripts.set(firstMessage, script);
     this.turns.delete(firstMessage);
+  }
+
+  /** Script for condensers' summary requests (whatever the conversation); they go to the other scripts without it. */
+  summaryScript(script: StubScript): void {
+    this.summaries = script;
+    this.turns.delete(SUMMARY_PROMPT_START);
+  }
+
+  summaryRequests(): StubRequest[] {
+    return this.requests.filter(isSummaryRequest);
   }
 
   /** Script for any conversation without its own. */
@@ -81,8 +102,9 @@ export class LlmStub {
     }
     const request: StubRequest = { headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
     this.requests.push(request);
-    const key = firstUserText(request);
-    const script = this.scripts.get(key) ?? this.fallback;
+    const summary = this.summaries && isSummaryRequest(request);
+    const key = summary ? SUMMARY_PROMPT_START : firstUserText(request);
+    const script = summary ? this.summaries : (this.scripts.get(key) ?? this.fallback);
     const turnIndex = this.turns.get(key) ?? 0;
     this.turns.set(key, turnIndex + 1);
     const turn: StubTurn | undefined = !script ? undefined : typeof script === 'function' ? script(request, turnIndex) : script[turnIndex];
