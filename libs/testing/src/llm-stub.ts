@@ -14,6 +14,8 @@ export interface StubTurn {
 export type StubScript = StubTurn[] | ((request: StubRequest, turn: number) => StubTurn);
 
 export interface StubRequest {
+  /** performance.now() when the request arrived (the gaps between a run's requests are its per-step overhead) */
+  receivedAt: number;
   headers: IncomingMessage['headers'];
   body: {
     model: string;
@@ -100,7 +102,7 @@ export class LlmStub {
       res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'not found' } }));
       return;
     }
-    const request: StubRequest = { headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
+    const request: StubRequest = { receivedAt: performance.now(), headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
     this.requests.push(request);
     const summary = this.summaries && isSummaryRequest(request);
     const key = summary ? SUMMARY_PROMPT_START : firstUserText(request);
