@@ -14,6 +14,7 @@
  *   BENCH_LOOP_STEPS      steps of the conversation (default 1000)
  *   BENCH_LOOP_CONDENSER  1 = the agent has an LLMSummarizingCondenser (max_size 80, keep_first 4)
  */
+const { createHash } = require('node:crypto');
 const path = require('node:path');
 const { request, keepAliveAgent } = require('./lib/load');
 const { freePort, spawnNode, waitForHttp } = require('./lib/proc');
@@ -22,7 +23,19 @@ const { table } = require('./lib/stats');
 const { berthEnv, berthStart, prepareStorage } = require('./lib/berth');
 
 const BENCH = 'agent-loop';
-const API_KEY = 'bench-key';
+
+/**
+ * The reference derives its secrets cipher from its first session key (sha256, standard base64),
+ * which the venv's cryptography 51 refuses when the digest's base64 holds `+` or `/`: the key is
+ * picked so that it holds neither.
+ */
+function referenceSafeKey(base) {
+  for (let i = 0; ; i++) {
+    const key = `${base}-${i}`;
+    if (!/[+/]/.test(createHash('sha256').update(key).digest('base64'))) return key;
+  }
+}
+const API_KEY = referenceSafeKey('bench-key');
 const AUTH = { 'X-Session-API-Key': API_KEY };
 const HOST = '127.0.0.1';
 const CHECKPOINTS = [10, 100, 1000];
