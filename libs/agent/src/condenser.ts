@@ -1,10 +1,9 @@
 import { condensationEvent, OHEvent } from '@berth/contracts';
 import type OpenAI from 'openai';
-import { observationText } from './history';
+import { buildMessages, observationText } from './history';
 import { complete, createClient, LlmConfig, LlmReply } from './llm';
 import { SUMMARY_SYSTEM_PROMPT, summaryEventsPrompt } from './summary-prompt';
 import { nextIndex, View } from './view';
-import { buildMessages } from './history';
 
 type Json = Record<string, any>;
 
