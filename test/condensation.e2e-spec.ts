@@ -63,6 +63,8 @@ describe('condensation (postgres)', () => {
     llm.script(text, thinkSteps(6));
     const summariesBefore = llm.summaryRequests().length;
     const id = await start(text, summarizing(10));
+    // Both LLMs are listed from the start, as the SDK registers every LLM of the agent.
+    expect(Object.keys((await call('GET', `/api/conversations/${id}`)).body.stats.usage_to_metrics).sort()).toEqual(['agent', 'condenser']);
     const info = await waitStatus(id, ['finished', 'error']);
     expect(info.execution_status).toBe('finished');
 

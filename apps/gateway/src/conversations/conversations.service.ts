@@ -1,6 +1,5 @@
 import { BadGatewayException, BadRequestException, ConflictException, ForbiddenException, HttpException, Inject, Injectable, Logger, NotFoundException } from '@nestjs/common';
-import { AgentPreparer, initialStats } from '@berth/agent';
-import type { LlmConfig } from '@berth/agent';
+import { AgentPreparer, agentLlms, initialStats } from '@berth/agent';
 import type { ConversationForAgent } from '@berth/agent';
 import { EventRecorder } from '@berth/bus';
 import { BERTH_CONFIG } from '@berth/config';
@@ -263,7 +262,7 @@ export class ConversationsService {
           tags: req.tags,
           options: options as Prisma.InputJsonValue,
           // The agent made ready with the first message lists its LLM at once, as in OpenHands.
-          ...(systemPrompt && agent.llm ? { stats: initialStats(agent.llm as LlmConfig) as Prisma.InputJsonValue } : {}),
+          ...(systemPrompt && agent.llm ? { stats: initialStats(agentLlms(agent as Json)) as Prisma.InputJsonValue } : {}),
           sandboxId,
           executionStatus: initialStatus(Boolean(initial)),
           title: initial && req.autotitle ? autoTitle(req.initial_message!.content) : null,
@@ -315,11 +314,11 @@ export class ConversationsService {
       if (!(await this.preparer.hasSystemPrompt(row.id))) throw err;
       return;
     }
-    // The agent made ready lists its LLM at once, as in OpenHands; with no run going, no LLM call has counted yet.
+    // The agent made ready lists its LLMs at once, as in OpenHands; with no run going, no LLM call has counted yet.
     const llm = (row.agent as Json | null)?.llm;
     const stats = row.stats as Json | null;
     if (llm && row.executionStatus !== 'running' && Object.keys(stats?.usage_to_metrics ?? {}).length === 0) {
-      await this.rows.update(tenantScope(row.tenantId), row.id, { stats: initialStats(llm as LlmConfig) as Prisma.InputJsonValue });
+      await this.rows.update(tenantScope(row.tenantId), row.id, { stats: initialStats(agentLlms(row.agent as Json)) as Prisma.InputJsonValue });
     }
   }
 
