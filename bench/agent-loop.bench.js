@@ -100,9 +100,15 @@ async function runSteps(server, llm, steps, condenser) {
     status = JSON.parse(info.body).execution_status;
     if (!['running', 'idle'].includes(status) || Date.now() > deadline) break;
   }
+  let why = '';
+  if (status !== 'finished') {
+    const last = await request(agent, server.target, { path: `/api/conversations/${id}/events/search?sort_order=TIMESTAMP_DESC&limit=10`, headers: AUTH, readBody: true });
+    const error = JSON.parse(last.body).items?.find((e) => /Error/.test(e.kind));
+    if (error) why = `${error.kind}: ${error.code ?? ''} ${String(error.detail ?? error.error ?? '').slice(0, 300)}`;
+  }
   agent.destroy();
   const times = llm.requestsFor(text).map((r) => r.receivedAt);
-  return { status, requests: times.length, gaps: times.slice(1).map((t, i) => t - times[i]) };
+  return { status, why, requests: times.length, gaps: times.slice(1).map((t, i) => t - times[i]) };
 }
 
 /** The median gap over the WINDOW steps up to step k (gap i: from request i-1 to request i). */
@@ -134,7 +140,7 @@ async function run(ctx) {
     const result = await runSteps(server, llm, steps, condenser);
     const wallS = (performance.now() - started) / 1000;
     await server.stop();
-    if (result.status !== 'finished') log(`    ! ${server.name}: ended ${result.status} after ${result.requests} LLM requests`);
+    if (result.status !== 'finished') log(`    ! ${server.name}: ended ${result.status} after ${result.requests} LLM requests${result.why ? ` (${result.why})` : ''}`);
     const figures = checkpoints.map((k) => perStepAt(result.gaps, k));
     figures.forEach((f, i) => ctx.report({ bench: BENCH, storage: server.name, target: `ms per step at step ${checkpoints[i]}`, measured: Number.isFinite(f) ? `${f.toFixed(1)} ms` : '-', ok: null }));
     rows.push([server.name, ...figures.map((f) => (Number.isFinite(f) ? `${f.toFixed(1)} ms` : '-')), `${wallS.toFixed(1)} s`, result.status]);
