@@ -12,7 +12,9 @@
  *
  * Environment (besides bench/run.js's BENCH_STORAGE, BENCH_PG_URL, BENCH_REDIS_URL):
  *   BENCH_LOOP_STEPS      steps of the conversation (default 1000)
- *   BENCH_LOOP_CONDENSER  1 = the agent has an LLMSummarizingCondenser (max_size 80, keep_first 4)
+ *   BENCH_LOOP_CONDENSER  0 = no condenser (the default gives the agent an LLMSummarizingCondenser,
+ *                         max_size 80, keep_first 4, so that what is sent to the LLM stays bounded
+ *                         and a growing figure is the loop's own; its summary steps are part of it)
  */
 const { createHash } = require('node:crypto');
 const path = require('node:path');
@@ -121,7 +123,7 @@ function perStepAt(gaps, k) {
 async function run(ctx) {
   const { log } = ctx;
   const steps = stepsEnv();
-  const condenser = ['1', 'true', 'yes'].includes((process.env.BENCH_LOOP_CONDENSER || '').toLowerCase());
+  const condenser = !['0', 'false', 'no'].includes((process.env.BENCH_LOOP_CONDENSER || '').toLowerCase());
   const checkpoints = CHECKPOINTS.filter((k) => k <= steps);
   log(`  one conversation of ${steps} think steps per server${condenser ? ', LLMSummarizingCondenser(max_size 80, keep_first 4)' : ''}; per-step time = median gap between LLM requests`);
   const { LlmStub } = require(path.join(ctx.root, 'dist/libs/testing/src/index.js'));
