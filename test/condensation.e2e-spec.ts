@@ -168,8 +168,8 @@ describe('condensation (postgres)', () => {
     let id = '';
     try {
       id = await start(text, summarizing(maxSize), { max_iterations: 5000 });
-      // Polled seldom: the run, not the poll, is what this machine's two cores are for. About two
-      // minutes with the cores shared by three other test runs (120 ms a step), well under one alone.
+      // Polled seldom: the run, not the poll, is what this machine's two cores are for. About 70 s
+      // here with another suite running; three minutes when four share the two cores.
       const info = await waitStatus(id, ['finished', 'error', 'stuck'], 280_000, 1000);
       expect(info.execution_status).toBe('finished');
     } finally {
