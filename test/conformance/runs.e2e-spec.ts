@@ -238,6 +238,59 @@ describe('conformance: a run and its event socket', () => {
     found.push(...compareValues('skills: LLM request', 'events', 'first user message with <EXTRA_INFO>', knowledge(refRequest), knowledge(berthRequest)));
   });
 
+  it('condenses with LLMSummarizingCondenser as the reference does: POST …/condense when idle, then in a run; refusals', async () => {
+    targets.llm.summaryScript(() => ({ text: 'USER_CONTEXT: run a command. COMPLETED: it ran.' }));
+    const condensing = (t: Target) => {
+      const agent = agentOf(t);
+      return { ...agent, condenser: { kind: 'LLMSummarizingCondenser', llm: { ...agent.llm, usage_id: 'condenser' }, max_size: 6, keep_first: 1 } };
+    };
+    const created = await both((t) =>
+      send(t, {
+        method: 'POST',
+        path: '/api/conversations',
+        body: {
+          agent: condensing(t),
+          workspace: { kind: 'LocalWorkspace', working_dir: t.workingDir(`condense-${randomUUID().slice(0, 8)}`) },
+          initial_message: { role: 'user', content: [{ type: 'text', text: FIRST }] },
+        },
+      }),
+    );
+    const ids = created.map((r) => (r.json as { id: string }).id);
+    const idOf = (t: Target) => ids[t.name === 'reference' ? 0 : 1];
+    await both((t) => waitStatus(t, idOf(t), ['finished', 'error', 'stuck']));
+    await new Promise((r) => setTimeout(r, 500));
+    const before = await both((t) => allEvents(t, idOf(t)));
+
+    const condensed = await both((t) => send(t, { method: 'POST', path: `/api/conversations/${idOf(t)}/condense` }));
+    found.push(...compareValues('condense an idle conversation', 'status', 'status', condensed[0].status, condensed[1].status));
+    found.push(...compareValues('condense an idle conversation', 'shape', '$', condensed[0].json, condensed[1].json));
+    await new Promise((r) => setTimeout(r, 500));
+    const afterCondense = await both((t) => allEvents(t, idOf(t)));
+    const added = afterCondense.map((events, i) => events.slice(before[i].length));
+    found.push(...compareSequences('condense an idle conversation', 'events', 'kinds', orderOf(added[0]), orderOf(added[1])));
+    found.push(...compareShapes('condense an idle conversation: events/search items', added[0], added[1]));
+
+    const posted = await both((t) => send(t, { method: 'POST', path: `/api/conversations/${idOf(t)}/events`, body: { role: 'user', content: [{ type: 'text', text: SECOND }], run: true } }));
+    found.push(...compareValues('condensing run: POST events run:true', 'status', 'status', posted[0].status, posted[1].status));
+    await new Promise((r) => setTimeout(r, 300));
+    await both((t) => waitStatus(t, idOf(t), ['finished', 'error', 'stuck']));
+    await new Promise((r) => setTimeout(r, 500));
+    const all = await both((t) => allEvents(t, idOf(t)));
+    found.push(...compareSequences('condensing run', 'events', 'kinds', orderOf(all[0]), orderOf(all[1])));
+    found.push(...compareShapes('condensing run: events/search items', all[0], all[1]));
+
+    const refusals: [string, (t: Target) => string][] = [
+      ['condense without a condenser', (t) => runs[t.name].id],
+      ['condense an unknown conversation', () => randomUUID()],
+    ];
+    for (const [scenario, id] of refusals) {
+      const [a, b] = await both((t) => send(t, { method: 'POST', path: `/api/conversations/${id(t)}/condense` }));
+      found.push(...compareValues(scenario, 'status', 'status', a.status, b.status));
+      found.push(...compareShapes(scenario, a.json, b.json));
+      found.push(...compareValues(scenario, 'shape', '$.detail', (a.json as { detail?: unknown })?.detail ?? null, (b.json as { detail?: unknown })?.detail ?? null));
+    }
+  });
+
   it('answers a create with a first message when the run capacity is full (status, Retry-After)', async () => {
     const create = (t: Target, text: string) =>
       send(t, {

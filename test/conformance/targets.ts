@@ -10,7 +10,12 @@ const { startReferenceServer } = require('../../scripts/reference-server.js') as
   startReferenceServer(options: { apiKey?: string | null; env?: Record<string, string> }): Promise<{ url: string; workspacePath: string; log(): string; stop(): Promise<void> }>;
 };
 
-export const KEY = 'conformance-key';
+/**
+ * The reference derives its secrets cipher from its first session key (sha256, standard base64); the
+ * venv's cryptography 51 refuses a derived key whose base64 holds `+` or `/` (`conformance-key`'s
+ * does: every create answered 500). This one's holds neither.
+ */
+export const KEY = 'conformance-key-2';
 export type TargetName = 'reference' | 'berth';
 
 /** One server under comparison, as a client sees it. */

@@ -6,6 +6,7 @@ import { AuditModule } from './audit/audit.module';
 import { AuthModule } from './auth/auth.module';
 import { CatalogModule } from './catalog/catalog.module';
 import { ConversationOpsModule } from './conversation-ops/conversation-ops.module';
+import { CondensationModule } from './condensation/condensation.module';
 import { ConversationsModule } from './conversations/conversations.module';
 import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
@@ -31,6 +32,7 @@ export class AppModule {
         ConversationsModule,
         ConversationOpsModule,
         EventsModule,
+        CondensationModule,
         SocketsModule,
         SandboxesModule,
         WorkspaceModule,

@@ -1,16 +1,29 @@
 import { Logger } from '@nestjs/common';
 import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
-import { ACTION_ANSWER_KINDS, messageEvent, naiveTimestamp, newUuid, OHEvent, omitNulls, ProjectSkillFile, stateUpdateEvent, STATUS_TRANSITIONS, TransitionBy, unmatchedActions } from '@berth/contracts';
+import {
+  ACTION_ANSWER_KINDS,
+  condensationRequestEvent,
+  messageEvent,
+  naiveTimestamp,
+  newUuid,
+  OHEvent,
+  omitNulls,
+  ProjectSkillFile,
+  stateUpdateEvent,
+  STATUS_TRANSITIONS,
+  TransitionBy,
+  unmatchedActions,
+} from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
 import { ConversationChange, ConversationRepository, ConversationRow, EventLog, Prisma, RunFenceLost, tenantScope } from '@berth/persistence';
 import { AgentTool, llmText } from './agent-tools';
 import type { AgentPreparer } from './agent-ready';
-import { buildMessages } from './history';
-import { classifyLlmError, complete, createClient, LlmConfig, LlmReply } from './llm';
+import { Condenser, condenserFor } from './condenser';
+import { ConversationHistory } from './conversation-history';
+import { classifyLlmError, complete, createClient, isContextWindowExceeded, LlmConfig, LlmReply } from './llm';
 import { addUsage, statsSnapshot } from './metrics';
 import { LookupHosts, SecretRegistry } from './secret-registry';
 import { extractSecurityRisk, requiresConfirmation, securityAnalysisEvent } from './security';
-import { isStuck } from './stuck-detector';
 
 type Json = Record<string, any>;
 
@@ -58,6 +71,8 @@ class FencedRun {
     private readonly status: ConversationStatus,
     vault: SecretVault,
     lookupHosts: LookupHosts,
+    /** the run's history in memory: every event recorded here is appended to it */
+    readonly history: ConversationHistory,
   ) {
     this.scope = tenantScope(tenantId);
     this.secrets = new SecretRegistry(vault, lookupHosts);
@@ -76,6 +91,7 @@ class FencedRun {
   async record(event: OHEvent): Promise<number> {
     await this.check();
     const seq = await this.log.append(this.id, event, undefined, this.hold.fence);
+    this.history.add(event);
     await this.recorder.publish(this.id, [{ seq, event }]);
     return seq;
   }
@@ -105,8 +121,10 @@ const RESTARTED =
 /**
  * The agent loop of one run: ask the LLM, record its actions, run them, record what they observed,
  * until it finishes, errs, gets stuck, is paused between steps, or is interrupted (which aborts the
- * LLM call in flight). Everything it knows comes from the event log, so any worker can take over a
- * run that another one dropped; actions left without an observation get an AgentErrorEvent first.
+ * LLM call in flight). Its history is read from the event log once, at the start of the run, and
+ * kept in memory (ConversationHistory); a gateway's messages and interrupts reach it as run signals.
+ * So any worker can take over a run that another one dropped; actions left without an observation
+ * get an AgentErrorEvent first. The agent's condenser keeps the history the LLM reads bounded.
  * Every write is fenced (FencedRun): a loop whose run was taken over stops before it acts again.
  */
 export class AgentRunner {
@@ -126,11 +144,13 @@ export class AgentRunner {
 
   async run(tenantId: string, conversationId: string, hold: RunHold): Promise<void> {
     const interrupt = new AbortController();
-    // An InterruptEvent written by any gateway aborts the step in flight here.
-    const unsubscribe = await this.bus.subscribe(conversationId, (m) => {
-      if (m.json.includes('"kind":"InterruptEvent"')) interrupt.abort();
+    const history = new ConversationHistory();
+    // Subscribed before the log is read, so nothing a gateway stores meanwhile is missed (the history drops doubles).
+    const unsubscribe = await this.bus.onRunSignal(conversationId, (signal) => {
+      if (signal.type === 'interrupt') interrupt.abort();
+      else history.deliver(signal.event);
     });
-    const run = new FencedRun(tenantId, conversationId, hold, this.conversations, this.log, this.recorder, this.status, this.vault, this.secretLookupHosts);
+    const run = new FencedRun(tenantId, conversationId, hold, this.conversations, this.log, this.recorder, this.status, this.vault, this.secretLookupHosts, history);
     try {
       await this.loop(run, AbortSignal.any([interrupt.signal, hold.lost]), hold.stopping);
     } catch (err) {
@@ -153,10 +173,13 @@ export class AgentRunner {
     let row = await this.load(tenantId, id);
     if (!row || row.executionStatus !== 'running') return;
     run.secrets.use(row.secrets);
-    let llm = this.vault.openAgent(row.agent as Json).llm as LlmConfig;
+    const agent = this.vault.openAgent(row.agent as Json);
+    let llm = agent.llm as LlmConfig;
     let client = createClient(llm);
     const tools = await this.preparer.agentTools(row);
     const byName = new Map(tools.map((t) => [t.name, t]));
+    const condenser = condenserFor(agent.condenser);
+    for (const event of await this.log.all(id)) run.history.add(event);
     // A run with no message before it (POST …/run on a new conversation) makes the agent ready itself.
     await this.preparer.ensure(row, (event) => run.record(event), (agent) => run.update({ agent: agent as Prisma.InputJsonValue }));
     await this.resolveUnansweredActions(run, row, byName, interrupted);
@@ -179,12 +202,20 @@ export class AgentRunner {
         });
         return;
       }
-      const events = await this.log.all(id);
       // A user message that arrives after this point is read by the next step (or restarts the run).
       const seenUserMessage = row.lastUserMessageId;
-      if (row.stuckDetection && isStuck(events)) {
+      await this.takeUserMessages(run, seenUserMessage);
+      if (row.stuckDetection && run.history.isStuck()) {
         await run.transition('stuck');
         return;
+      }
+      if (condenser) {
+        const outcome = await this.condense(run, condenser, interrupted);
+        if (outcome === 'ended') return;
+        if (outcome === 'condensed') {
+          iterations++;
+          continue;
+        }
       }
 
       let reply: LlmReply;
@@ -193,11 +224,17 @@ export class AgentRunner {
         if (content) void this.recorder.broadcast(id, { id: newUuid(), timestamp: naiveTimestamp(), source: 'agent', content, kind: 'StreamingDeltaEvent' });
       };
       try {
-        reply = await complete(client, llm, buildMessages(events), tools.map((t) => t.definition), interrupted, (delta) => broadcastDelta(streamed.feed(delta)));
+        reply = await complete(client, llm, run.history.messages(), tools.map((t) => t.definition), interrupted, (delta) => broadcastDelta(streamed.feed(delta)));
         broadcastDelta(streamed.flush());
       } catch (err) {
         await run.check();
         if (interrupted.aborted) return;
+        // As the SDK: a condenser that takes requests gets one, and the next step condenses.
+        if (condenser?.handlesRequests && isContextWindowExceeded(err)) {
+          this.logger.warn(`LLM context window of ${id} exceeded: condensation requested`);
+          await run.record(condensationRequestEvent());
+          continue;
+        }
         const { code, detail, classification } = classifyLlmError(err);
         this.logger.warn(`LLM call of ${id} failed: ${code}: ${detail}`);
         await this.fail(run, code, detail, classification);
@@ -234,6 +271,42 @@ export class AgentRunner {
         else return;
       }
     }
+  }
+
+  /**
+   * Takes in the user messages and condensation requests gateways sent since the last step. A
+   * message the row names but no signal brought (the bus lost it) is read by its id.
+   */
+  private async takeUserMessages(run: FencedRun, lastUserMessageId: string | null): Promise<void> {
+    if (lastUserMessageId && !run.history.knows(lastUserMessageId)) {
+      const stored = await this.log.get(run.id, lastUserMessageId);
+      if (stored) run.history.deliver(stored.event);
+    }
+    run.history.takeDelivered();
+  }
+
+  /**
+   * The condenser's turn, as the SDK's agent takes it before asking its LLM: `condensed` when it
+   * recorded a Condensation (the step ends there; the next one reads the condensed view), `ended`
+   * when the run stops (interrupted, or a condensation it must make and cannot: the run errs as on
+   * an LLM failure).
+   */
+  private async condense(run: FencedRun, condenser: Condenser, interrupted: AbortSignal): Promise<'condensed' | 'unchanged' | 'ended'> {
+    let condensed;
+    try {
+      condensed = await condenser.condense(run.history.view, interrupted);
+    } catch (err) {
+      await run.check();
+      if (interrupted.aborted) return 'ended';
+      const { code, detail, classification } = classifyLlmError(err);
+      this.logger.warn(`condensation of ${run.id} failed: ${code}: ${detail}`);
+      await this.fail(run, code, detail, classification);
+      return 'ended';
+    }
+    if (!condensed) return 'unchanged';
+    await run.record(condensed.condensation);
+    await this.recordUsage(run, condensed.llm, condensed.reply);
+    return 'condensed';
   }
 
   /**
@@ -331,7 +404,7 @@ export class AgentRunner {
     return out;
   }
 
-  /** Runs one action and records its observation (or the error); true when it was `finish`. */
+  /** Runs one action and records its observation (or the error); true when its tool ends the run. */
   private async execute(run: FencedRun, row: ConversationRow, action: OHEvent, tool: AgentTool, interrupted: AbortSignal): Promise<boolean> {
     const fields = { ...((action.action as Json) ?? {}) };
     delete fields.kind;
@@ -366,7 +439,7 @@ export class AgentRunner {
       extended_content: [],
       kind: 'ObservationEvent',
     });
-    return tool.name === 'finish';
+    return tool.endsRun === true;
   }
 
   /**

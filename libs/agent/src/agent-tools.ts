@@ -20,6 +20,8 @@ export interface AgentTool {
   inSandbox: boolean;
   /** its annotations' readOnlyHint: no `security_risk` is asked for or read (absent: not read-only) */
   readOnly?: boolean;
+  /** its observation ends the run (finish) */
+  endsRun?: boolean;
   /** Validates the LLM's arguments; returns the action fields (without `kind`) or an error for the agent. */
   parse(args: unknown): { action: Json } | { error: string };
   /** The observation of a tool the worker answers itself (finish, think, a client tool's acknowledgement). */

@@ -32,74 +32,94 @@ export function observationText(observation: { content?: unknown; is_error?: boo
   return texts(observationToLlmContent(observation as ToolObservation));
 }
 
+type AssistantMessage = OpenAI.Chat.Completions.ChatCompletionAssistantMessageParam;
+
 /**
- * Rebuilds the chat history from the event log, so any worker can continue any conversation.
- * Consecutive ActionEvents of one LLM response become one assistant message with tool calls; each
- * observation, rejection or agent error answers its call. A call left unanswered (a crash between
- * action and observation that recovery has not yet covered) gets a placeholder answer, because the
- * API refuses a history with unanswered tool calls.
+ * The chat messages of a sequence of events, built one event at a time (the loop appends as it
+ * records). Consecutive ActionEvents of one LLM response become one assistant message with tool
+ * calls; each observation, rejection or agent error answers its call. A call left unanswered (a
+ * crash between action and observation that recovery has not yet covered) gets a placeholder
+ * answer, because the API refuses a history with unanswered tool calls.
  */
-export function buildMessages(events: OHEvent[]): ChatMessage[] {
-  const messages: ChatMessage[] = [];
-  let open: { message: OpenAI.Chat.Completions.ChatCompletionAssistantMessageParam; responseId: unknown; answered: Set<string> } | null = null;
+export class MessageBuilder {
+  private system: ChatMessage | null = null;
+  private readonly body: ChatMessage[] = [];
+  private open: { message: AssistantMessage; responseId: unknown; answered: Set<string> } | null = null;
 
-  const closeOpen = () => {
-    if (!open) return;
-    for (const call of (open.message.tool_calls ?? []) as ToolCall[]) {
-      if (!open.answered.has(call.id)) messages.push({ role: 'tool', tool_call_id: call.id, content: MISSING_OBSERVATION });
-    }
-    open = null;
-  };
-  const answer = (toolCallId: unknown, content: string) => {
-    if (typeof toolCallId !== 'string') return;
-    if (open && !open.answered.has(toolCallId) && (open.message.tool_calls as ToolCall[]).some((c) => c.id === toolCallId)) {
-      open.answered.add(toolCallId);
-      messages.push({ role: 'tool', tool_call_id: toolCallId, content });
-    }
-  };
-
-  for (const event of events) {
+  add(event: OHEvent): void {
     switch (event.kind) {
       case 'SystemPromptEvent':
         // Written when the agent starts, after the message that started it; the LLM reads it first.
-        messages.unshift({ role: 'system', content: texts([event.system_prompt, event.dynamic_context].filter(Boolean)) });
+        this.system = { role: 'system', content: texts([event.system_prompt, event.dynamic_context].filter(Boolean)) };
         break;
       case 'MessageEvent': {
-        closeOpen();
+        this.closeOpen();
         const msg = event.llm_message as { role: string; content: unknown };
         // The SDK's to_llm_message: the skills' knowledge (extended_content) follows the user's content.
-        if (msg.role === 'user') messages.push({ role: 'user', content: userContent([...(msg.content as unknown[]), ...((event.extended_content as unknown[]) ?? [])]) });
-        else messages.push({ role: 'assistant', content: texts(msg.content) });
+        if (msg.role === 'user') this.body.push({ role: 'user', content: userContent([...(msg.content as unknown[]), ...((event.extended_content as unknown[]) ?? [])]) });
+        else this.body.push({ role: 'assistant', content: texts(msg.content) });
         break;
       }
+      case 'CondensationSummaryEvent':
+        // The SDK's summary event speaks as the user (CondensationSummaryEvent.to_llm_message).
+        this.closeOpen();
+        this.body.push({ role: 'user', content: String(event.summary ?? '') });
+        break;
       case 'ActionEvent': {
         const call = event.tool_call as { id: string; name: string; arguments: string };
-        if (!open || open.responseId !== event.llm_response_id || open.answered.size > 0) {
-          closeOpen();
+        if (!this.open || this.open.responseId !== event.llm_response_id || this.open.answered.size > 0) {
+          this.closeOpen();
           const thought = texts(event.thought);
-          open = {
-            message: { role: 'assistant', content: thought || null, tool_calls: [] },
-            responseId: event.llm_response_id,
-            answered: new Set(),
-          };
-          messages.push(open.message);
+          this.open = { message: { role: 'assistant', content: thought || null, tool_calls: [] }, responseId: event.llm_response_id, answered: new Set() };
+          this.body.push(this.open.message);
         }
-        (open.message.tool_calls as ToolCall[]).push({ id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } });
+        (this.open.message.tool_calls as ToolCall[]).push({ id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } });
         break;
       }
       case 'ObservationEvent':
-        answer(event.tool_call_id, observationText(event.observation as { content?: unknown; is_error?: boolean }));
+        this.answer(event.tool_call_id, observationText(event.observation as { content?: unknown; is_error?: boolean }));
         break;
       case 'UserRejectObservation':
-        answer(event.tool_call_id, `Action rejected: ${String(event.rejection_reason ?? 'User rejected the action.')}`);
+        this.answer(event.tool_call_id, `Action rejected: ${String(event.rejection_reason ?? 'User rejected the action.')}`);
         break;
       case 'AgentErrorEvent':
-        answer(event.tool_call_id, OBSERVATION_ERROR_HEADER + String(event.error ?? ''));
+        this.answer(event.tool_call_id, OBSERVATION_ERROR_HEADER + String(event.error ?? ''));
         break;
       default:
         break;
     }
   }
-  closeOpen();
-  return messages;
+
+  /** The messages so far; calls still open are answered with a placeholder in this copy only. */
+  messages(): ChatMessage[] {
+    const out = this.system ? [this.system, ...this.body] : [...this.body];
+    for (const id of this.unanswered()) out.push({ role: 'tool', tool_call_id: id, content: MISSING_OBSERVATION });
+    return out;
+  }
+
+  private unanswered(): string[] {
+    const open = this.open;
+    if (!open) return [];
+    return ((open.message.tool_calls ?? []) as ToolCall[]).map((c) => c.id).filter((id) => !open.answered.has(id));
+  }
+
+  private closeOpen(): void {
+    for (const id of this.unanswered()) this.body.push({ role: 'tool', tool_call_id: id, content: MISSING_OBSERVATION });
+    this.open = null;
+  }
+
+  private answer(toolCallId: unknown, content: string): void {
+    const open = this.open;
+    if (typeof toolCallId !== 'string' || !open || open.answered.has(toolCallId)) return;
+    if (!(open.message.tool_calls as ToolCall[]).some((c) => c.id === toolCallId)) return;
+    open.answered.add(toolCallId);
+    this.body.push({ role: 'tool', tool_call_id: toolCallId, content });
+  }
+}
+
+/** The chat messages of a list of events (see MessageBuilder). */
+export function buildMessages(events: OHEvent[]): ChatMessage[] {
+  const builder = new MessageBuilder();
+  for (const event of events) builder.add(event);
+  return builder.messages();
 }

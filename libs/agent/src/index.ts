@@ -17,3 +17,6 @@ export * from './side-calls';
 export * from './secret-prompt';
 export * from './security';
 export * from './skills';
+export * from './condenser';
+export * from './conversation-history';
+export * from './view';

@@ -115,6 +115,27 @@ function usageOf(usage: OpenAI.Completions.CompletionUsage | undefined | null): 
   };
 }
 
+/** LONG_PROMPT_PATTERNS of the SDK's classifier (LiteLLM's ContextWindowExceededError comes from the code). */
+const CONTEXT_WINDOW_PATTERNS = [
+  'contextwindowexceedederror',
+  'prompt is too long',
+  'input length and `max_tokens` exceed context limit',
+  'please reduce the length of',
+  'exceeds the available context size',
+  'context length exceeded',
+  'input exceeds the context window',
+  'context window exceeds limit',
+  'maximum context length',
+];
+
+/** The LLM refused the request because the history no longer fits its context window. */
+export function isContextWindowExceeded(err: unknown): boolean {
+  if (!(err instanceof OpenAI.APIError)) return false;
+  if (err.code === 'context_length_exceeded') return true;
+  const message = err.message.toLowerCase();
+  return CONTEXT_WINDOW_PATTERNS.some((p) => message.includes(p));
+}
+
 export interface ErrorClassification {
   kind: 'auth' | 'quota' | 'rate_limit' | 'config' | 'transient' | 'internal' | 'unknown';
   retryable: boolean;

@@ -2,9 +2,19 @@ import type { LlmConfig, LlmReply } from './llm';
 
 type Json = Record<string, any>;
 
-/** A new conversation's stats: its agent's LLM listed with zero metrics, as OpenHands lists it before the first call. */
-export function initialStats(llm: LlmConfig): Json {
-  return { usage_to_metrics: { [llm.usage_id ?? 'default']: zeroMetrics(llm) } };
+/** The LLMs of an agent, as the SDK's `get_all_llms()` finds them: its own, then its condenser's. */
+export function agentLlms(agent: Json): LlmConfig[] {
+  return [agent.llm, agent.condenser?.llm].filter((llm): llm is LlmConfig => Boolean(llm?.model));
+}
+
+/**
+ * A new conversation's stats: its agent's LLMs listed with zero metrics, as OpenHands registers
+ * them when the agent is ready (the first of a usage_id wins).
+ */
+export function initialStats(llms: LlmConfig[]): Json {
+  const usage: Json = {};
+  for (const llm of llms) usage[llm.usage_id ?? 'default'] ??= zeroMetrics(llm);
+  return { usage_to_metrics: usage };
 }
 
 function zeroMetrics(llm: LlmConfig): Json {

@@ -33,6 +33,7 @@ export class ContractToolCatalog extends ToolCatalog {
         observationKind: spec.observationKind,
         inSandbox: spec.executor,
         readOnly: spec.annotations.readOnlyHint,
+        ...(name === 'finish' ? { endsRun: true } : {}),
         parse: (args: unknown) => {
           const parsed = parseToolArguments(name, args);
           return parsed.ok ? { action: parsed.action as Record<string, unknown> } : { error: parsed.error };

@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
+import { parseRunSignal, RunSignal } from '@berth/contracts';
 import { REQUEST_PATH_REDIS } from './redis-options';
 
 /** One event on its way to subscribers: `seq` is null for events that are never stored. */
@@ -33,6 +34,24 @@ export abstract class EventBus {
   abstract subscribe(conversationId: string, listener: BusListener): Promise<() => void>;
   abstract ping(): Promise<void>;
   abstract close(): Promise<void>;
+
+  /** Signals the worker running the conversation, if any (on a channel of its own, which sockets do not see). */
+  async signalRun(conversationId: string, signal: RunSignal): Promise<void> {
+    try {
+      await this.publish(runChannel(conversationId), { seq: null, json: JSON.stringify(signal) });
+    } catch (err) {
+      // The loop reads the row at every step: a lost message is read by its id, a lost interrupt acts as the pause it also is.
+      this.busLogger.warn(`run signal for ${conversationId} not sent: ${(err as Error).message}`);
+    }
+  }
+
+  /** The run's signals, parsed; anything else on the channel is ignored. */
+  onRunSignal(conversationId: string, listener: (signal: RunSignal) => void): Promise<() => void> {
+    return this.subscribe(runChannel(conversationId), (m) => {
+      const signal = parseRunSignal(m.json);
+      if (signal) listener(signal);
+    });
+  }
 
   /** Tells every replica (this one at once) that a tenant's conversations changed: caches drop. */
   async announceTenantChange(tenantId: string): Promise<void> {
@@ -72,6 +91,9 @@ export abstract class EventBus {
   protected async broadcastTenantChange(_tenantId: string): Promise<void> {}
   protected listenForTenantChanges(): void {}
 }
+
+/** Run signals travel beside a conversation's events, under a key no conversation id takes. */
+const runChannel = (conversationId: string) => `run:${conversationId}`;
 
 /** Listeners per conversation, shared by both buses. */
 class ListenerTable {

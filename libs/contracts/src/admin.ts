@@ -107,7 +107,7 @@ export const ApiKeyPageSchema = z
   .object({ items: z.array(ApiKeyInfoSchema), next_page_id: z.string().nullable() })
   .meta({ id: 'ApiKeyPage' });
 
-export const AUDIT_ACTIONS = ['create', 'update', 'run', 'pause', 'resume', 'interrupt', 'delete', 'revoke', 'reprovision'] as const;
+export const AUDIT_ACTIONS = ['create', 'update', 'run', 'pause', 'resume', 'interrupt', 'delete', 'revoke', 'reprovision', 'condense'] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 export const AUDIT_TARGETS = ['conversation', 'sandbox', 'tenant', 'api_key'] as const;
 export type AuditTarget = (typeof AUDIT_TARGETS)[number];

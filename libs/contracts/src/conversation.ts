@@ -46,6 +46,32 @@ export const LLMSchema = z
   })
   .meta({ id: 'LLM' });
 
+/**
+ * The agent's `condenser`, as the SDK's discriminated union names them. The SDK's validator refuses
+ * a `keep_first` that leaves no room to condense (max_size // 2 - keep_first - 1 must stay positive).
+ */
+export const CondenserSchema = z
+  .discriminatedUnion('kind', [
+    z.looseObject({ kind: z.literal('NoOpCondenser') }),
+    z
+      .looseObject({
+        kind: z.literal('LLMSummarizingCondenser'),
+        llm: LLMSchema,
+        max_size: z.number().int().positive().default(240),
+        max_tokens: z.number().int().positive().nullish(),
+        keep_first: z.number().int().min(0).default(2),
+        minimum_progress: z.number().gt(0).lt(1).default(0.1),
+        hard_context_reset_max_retries: z.number().int().positive().default(5),
+        hard_context_reset_context_scaling: z.number().gt(0).lt(1).default(0.8),
+      })
+      .refine((c) => Math.floor(c.max_size / 2) - c.keep_first - 1 > 0, {
+        message: 'keep_first must be less than max_size // 2 to leave room for condensation',
+        path: ['keep_first'],
+      }),
+  ])
+  .meta({ id: 'Condenser' });
+export type CondenserSpec = z.output<typeof CondenserSchema>;
+
 export const ToolSpecSchema = z.looseObject({ name: z.string().min(1), params: z.record(z.string(), z.unknown()).default({}) });
 
 export const AgentSchema = z
@@ -55,6 +81,7 @@ export const AgentSchema = z
     tools: z.array(ToolSpecSchema).default([]),
     agent_context: AgentContextSchema.nullish(),
     mcp_config: McpConfigSchema.optional(),
+    condenser: CondenserSchema.nullish(),
   })
   .meta({ id: 'Agent' });
 

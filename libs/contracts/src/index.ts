@@ -18,3 +18,5 @@ export * from './executor-protocol';
 export * from './skills';
 export * from './mcp';
 export * from './conversation-ops';
+export * from './condensation';
+export * from './run-signal';

@@ -14,6 +14,8 @@ export interface StubTurn {
 export type StubScript = StubTurn[] | ((request: StubRequest, turn: number) => StubTurn);
 
 export interface StubRequest {
+  /** performance.now() when the request arrived (the gaps between a run's requests are its per-step overhead) */
+  receivedAt: number;
   headers: IncomingMessage['headers'];
   body: {
     model: string;
@@ -48,6 +50,16 @@ function withoutSkillKnowledge(text: string): string {
   return text.split(/\n?<EXTRA_INFO>/)[0];
 }
 
+/** The first words of the summarizing condenser's system prompt (openhands-sdk's summarizing_system.j2). */
+const SUMMARY_PROMPT_START = 'You are maintaining a context-aware state summary';
+
+/** A condenser's summary request: its system message is the summarizing prompt. */
+export function isSummaryRequest(request: StubRequest): boolean {
+  const system = request.body.messages.find((m) => m.role === 'system');
+  const text = typeof system?.content === 'string' ? system.content : ((system?.content as { text?: string }[] | undefined) ?? []).map((c) => c.text ?? '').join('');
+  return text.startsWith(SUMMARY_PROMPT_START);
+}
+
 /**
  * A scripted OpenAI-compatible chat-completions server (streaming and not), standing in for a paid
  * LLM. Scripts are chosen by the text of the conversation's first user message, so concurrent
@@ -58,6 +70,7 @@ export class LlmStub {
   private readonly scripts = new Map<string, StubScript>();
   private readonly turns = new Map<string, number>();
   private fallback?: StubScript;
+  private summaries?: StubScript;
   private server?: Server;
   url = '';
 
@@ -65,6 +78,16 @@ export class LlmStub {
   script(firstMessage: string, script: StubScript): void {
     this.scripts.set(firstMessage, script);
     this.turns.delete(firstMessage);
+  }
+
+  /** Script for condensers' summary requests (whatever the conversation); they go to the other scripts without it. */
+  summaryScript(script: StubScript): void {
+    this.summaries = script;
+    this.turns.delete(SUMMARY_PROMPT_START);
+  }
+
+  summaryRequests(): StubRequest[] {
+    return this.requests.filter(isSummaryRequest);
   }
 
   /** Script for any conversation without its own. */
@@ -102,10 +125,11 @@ export class LlmStub {
       res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'not found' } }));
       return;
     }
-    const request: StubRequest = { headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
+    const request: StubRequest = { receivedAt: performance.now(), headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
     this.requests.push(request);
-    const key = this.keyOf(request);
-    const script = this.scripts.get(key) ?? this.fallback;
+    const summary = this.summaries && isSummaryRequest(request);
+    const key = summary ? SUMMARY_PROMPT_START : this.keyOf(request);
+    const script = summary ? this.summaries : (this.scripts.get(key) ?? this.fallback);
     const turnIndex = this.turns.get(key) ?? 0;
     this.turns.set(key, turnIndex + 1);
     const turn: StubTurn | undefined = !script ? (isTitleRequest(request) ? { text: STUB_TITLE } : undefined) : typeof script === 'function' ? script(request, turnIndex) : script[turnIndex];

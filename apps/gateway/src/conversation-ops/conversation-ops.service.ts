@@ -99,7 +99,7 @@ export class ConversationOpsService {
     const updated = await this.rows.modify(p, row.id, (current) => {
       const stats = (current.stats ?? {}) as Json;
       const usageId = agent.llm.usage_id as string;
-      const listed = stats.usage_to_metrics?.[usageId] ? stats : { ...stats, usage_to_metrics: { ...(stats.usage_to_metrics ?? {}), ...initialStats(agent.llm as LlmConfig).usage_to_metrics } };
+      const listed = stats.usage_to_metrics?.[usageId] ? stats : { ...stats, usage_to_metrics: { ...(stats.usage_to_metrics ?? {}), ...initialStats([agent.llm as LlmConfig]).usage_to_metrics } };
       return { agent: agent as Prisma.InputJsonValue, stats: listed as Prisma.InputJsonValue, updatedAt: new Date() };
     });
     if (!updated) throw new NotFoundException({ detail: `Conversation not found: ${row.id}` });

@@ -1,6 +1,5 @@
 import { BadGatewayException, BadRequestException, ConflictException, ForbiddenException, HttpException, Inject, Injectable, Logger, NotFoundException } from '@nestjs/common';
-import { AgentPreparer, initialStats, userMessage } from '@berth/agent';
-import type { LlmConfig } from '@berth/agent';
+import { AgentPreparer, agentLlms, initialStats, userMessage } from '@berth/agent';
 import type { ConversationForAgent } from '@berth/agent';
 import { EventRecorder } from '@berth/bus';
 import { BERTH_CONFIG } from '@berth/config';
@@ -273,7 +272,7 @@ export class ConversationsService {
           options: options as Prisma.InputJsonValue,
           state: state as Prisma.InputJsonValue,
           // The agent made ready with the first message lists its LLM at once, as in OpenHands.
-          ...(systemPrompt && agent.llm ? { stats: initialStats(agent.llm as LlmConfig) as Prisma.InputJsonValue } : {}),
+          ...(systemPrompt && agent.llm ? { stats: initialStats(agentLlms(agent as Json)) as Prisma.InputJsonValue } : {}),
           sandboxId,
           executionStatus: initialStatus(Boolean(initial)),
           // Written in the background by an LLM (ConversationTitles), as OpenHands' AutoTitleSubscriber.
@@ -331,11 +330,11 @@ export class ConversationsService {
     const change: Prisma.ConversationUpdateManyMutationInput = {};
     // The project skills found on the way belong to the agent from now on (its knowledge skills trigger on messages).
     if (ready.agent !== row.agent) change.agent = ready.agent as Prisma.InputJsonValue;
-    // The agent made ready lists its LLM at once, as in OpenHands; with no run going, no LLM call has counted yet.
+    // The agent made ready lists its LLMs at once, as in OpenHands; with no run going, no LLM call has counted yet.
     const llm = (row.agent as Json | null)?.llm;
     const stats = row.stats as Json | null;
     if (llm && row.executionStatus !== 'running' && Object.keys(stats?.usage_to_metrics ?? {}).length === 0) {
-      change.stats = initialStats(llm as LlmConfig) as Prisma.InputJsonValue;
+      change.stats = initialStats(agentLlms(ready.agent)) as Prisma.InputJsonValue;
     }
     if (Object.keys(change).length) await this.rows.update(tenantScope(row.tenantId), row.id, change);
     return { ...row, agent: (change.agent as Prisma.JsonValue | undefined) ?? row.agent };

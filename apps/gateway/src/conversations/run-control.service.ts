@@ -1,5 +1,5 @@
 import { HttpException, Injectable, Logger } from '@nestjs/common';
-import { ConversationStatus, EventRecorder } from '@berth/bus';
+import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
 import { interruptEvent, pauseEvent } from '@berth/contracts';
 import { ConversationRepository, tenantScope } from '@berth/persistence';
 import { RunQueue } from '@berth/queue';
@@ -21,6 +21,7 @@ export class RunControlService {
     private readonly status: ConversationStatus,
     private readonly webhooks: WebhookDispatcher,
     private readonly quotas: QuotaService,
+    private readonly bus: EventBus,
   ) {}
 
   /** Marks the conversation running and queues the run for a worker. */
@@ -81,6 +82,7 @@ export class RunControlService {
   async interrupt(tenantId: string, conversationId: string): Promise<void> {
     if (await this.status.transition(tenantId, conversationId, 'interrupt')) {
       await this.recorder.record(conversationId, interruptEvent());
+      await this.bus.signalRun(conversationId, { type: 'interrupt' });
       await this.webhooks.conversationChanged(tenantId, conversationId);
       await this.status.broadcastFullState(tenantId, conversationId);
       return;

@@ -1,5 +1,5 @@
 import { Injectable, NotFoundException } from '@nestjs/common';
-import { ConversationStatus, EventRecorder } from '@berth/bus';
+import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
 import {
   ACTION_ANSWER_KINDS,
   EventSearchQuery,
@@ -36,6 +36,7 @@ export class EventsService {
     private readonly status: ConversationStatus,
     private readonly serverInfo: ServerInfoService,
     private readonly titles: ConversationTitles,
+    private readonly bus: EventBus,
   ) {}
 
   private async requireConversation(p: Principal, id: string) {
@@ -101,6 +102,8 @@ export class EventsService {
       // Each knowledge skill is injected once per conversation (the SDK's activated_knowledge_skills).
       await this.rows.modify(p, id, (row) => ({ state: { ...(row.state as object), activated_knowledge_skills: [...new Set([...(((row.state as Record<string, unknown>).activated_knowledge_skills as string[]) ?? []), ...activated])] } }));
     }
+    // A run going on reads it at its next step.
+    await this.bus.signalRun(id, { type: 'event', event: message });
     this.serverInfo.touch();
     if (!(await this.rows.update(p, id, { lastUserMessageId: message.id }))) throw notFound(id);
     // autotitle (on unless the client turned it off): an LLM names an untitled conversation from this message, in the background.
