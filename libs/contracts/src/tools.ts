@@ -771,12 +771,13 @@ export function observationToLlmContent(observation: ToolObservation): (TextCont
     out.push(...observation.content);
     return out;
   }
-  const meta = observation.metadata;
+  // An observation stored without metadata has the SDK's defaults (CmdOutputMetadata()), as pydantic reads it.
+  const meta = observation.metadata ?? { prefix: '', suffix: '', exit_code: -1 };
   const text = observation.content.flatMap((c) => (c.type === 'text' ? [c.text] : [])).join('');
-  let ret = `${meta.prefix}${text}${meta.suffix}`;
+  let ret = `${meta.prefix ?? ''}${text}${meta.suffix ?? ''}`;
   if (meta.working_dir) ret += `\n[Current working directory: ${meta.working_dir}]`;
   if (meta.py_interpreter_path) ret += `\n[Python interpreter: ${meta.py_interpreter_path}]`;
-  if (meta.exit_code !== -1) ret += `\n[Command finished with exit code ${meta.exit_code}]`;
+  if (meta.exit_code !== undefined && meta.exit_code !== -1) ret += `\n[Command finished with exit code ${meta.exit_code}]`;
   out.push(textContent(ret));
   return out;
 }
