@@ -9,7 +9,7 @@ import {
 import { Database } from '@berth/persistence';
 import { LlmStub } from '@berth/testing';
 import { randomUUID } from 'node:crypto';
-import { api, createTenant, STORAGES, TestServer, startServer, userMessage } from './support/server';
+import { api, createTenant, startServer, STORAGES, TestServer, userMessage, waitForStatus } from './support/server';
 
 const KEY = 'agent-profiles-server-key';
 const LLM_KEY = 'sk-profile-key-never-shown';
@@ -87,15 +87,7 @@ describe.each(STORAGES)('agent profiles, provider connections and the LLM balanc
     const res = await call('POST', `/api/profiles/${name}`, { llm: llmConfig, include_secrets: true });
     expect(res.status).toBe(201);
   };
-  const waitStatus = async (id: string, statuses: string[], timeoutMs = 60_000) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const info = (await call('GET', `/api/conversations/${id}`)).body;
-      if (statuses.includes(info.execution_status)) return info;
-      if (Date.now() > deadline) throw new Error(`status stayed ${info.execution_status}, wanted ${statuses.join('|')}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  };
+  const waitStatus = (id: string, statuses: string[], timeoutMs = 60_000) => waitForStatus(server, KEY, id, statuses, timeoutMs);
 
   it('takes the default agent profile Agent Canvas onboarding saves, activates it by id, and leaves agent_settings alone', async () => {
     // Onboarding: the LLM as a profile, activated; then an agent profile that references it.

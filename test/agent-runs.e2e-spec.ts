@@ -2,7 +2,7 @@ import { ConversationInfoSchema } from '@berth/contracts';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LlmStub } from '@berth/testing';
-import { api, SocketClient, STORAGES, TestServer, startServer, userMessage } from './support/server';
+import { api, SocketClient, startServer, STORAGES, storedEvents, TestServer, userMessage, waitForStatus } from './support/server';
 
 const KEY = 'runs-test-key';
 const LLM_KEY = 'sk-stub-secret';
@@ -38,23 +38,8 @@ describe.each(STORAGES)('agent runs (%s)', (storage) => {
     expect(res.status).toBe(201);
     return res.body.id as string;
   };
-  const events = async (id: string) => {
-    const out: any[] = [];
-    for (let page = await call('GET', `/api/conversations/${id}/events/search?limit=100`); ; ) {
-      out.push(...page.body.items);
-      if (!page.body.next_page_id) return out;
-      page = await call('GET', `/api/conversations/${id}/events/search?limit=100&page_id=${page.body.next_page_id}`);
-    }
-  };
-  const waitStatus = async (id: string, statuses: string[], timeoutMs = 30_000) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const info = (await call('GET', `/api/conversations/${id}`)).body;
-      if (statuses.includes(info.execution_status)) return info;
-      if (Date.now() > deadline) throw new Error(`status stayed ${info.execution_status}, wanted ${statuses.join('|')}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
+  const events = (id: string) => storedEvents(server, KEY, id);
+  const waitStatus = (id: string, statuses: string[], timeoutMs = 30_000) => waitForStatus(server, KEY, id, statuses, timeoutMs);
 
   it('runs a terminal command in the sandbox, finishes, and streams it all on the socket', async () => {
     const text = `echo task ${storage}`;

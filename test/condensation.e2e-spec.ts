@@ -1,6 +1,6 @@
 import { EventLog } from '@berth/persistence';
 import { LlmStub, StubRequest } from '@berth/testing';
-import { api, createTenant, TestServer, startServer, userMessage } from './support/server';
+import { api, createTenant, startServer, storedEvents, TestServer, userMessage, waitForStatus } from './support/server';
 
 const KEY = 'condense-test-key';
 
@@ -37,23 +37,8 @@ describe('condensation (postgres)', () => {
     return res.body.id as string;
   };
   const summarizing = (maxSize: number, keepFirst = 2) => ({ kind: 'LLMSummarizingCondenser', llm: llmConfig('condenser'), max_size: maxSize, keep_first: keepFirst });
-  const events = async (id: string) => {
-    const out: any[] = [];
-    for (let page = await call('GET', `/api/conversations/${id}/events/search?limit=100`); ; ) {
-      out.push(...page.body.items);
-      if (!page.body.next_page_id) return out;
-      page = await call('GET', `/api/conversations/${id}/events/search?limit=100&page_id=${page.body.next_page_id}`);
-    }
-  };
-  const waitStatus = async (id: string, statuses: string[], timeoutMs = 60_000, pollMs = 50) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const info = (await call('GET', `/api/conversations/${id}`)).body;
-      if (statuses.includes(info.execution_status)) return info;
-      if (Date.now() > deadline) throw new Error(`status stayed ${info.execution_status}, wanted ${statuses.join('|')}`);
-      await new Promise((r) => setTimeout(r, pollMs));
-    }
-  };
+  const events = (id: string) => storedEvents(server, KEY, id);
+  const waitStatus = (id: string, statuses: string[], timeoutMs = 60_000, pollMs = 50) => waitForStatus(server, KEY, id, statuses, timeoutMs, pollMs);
   const thinkSteps = (steps: number) => (_request: StubRequest, turn: number) =>
     turn < steps ? { toolCalls: [{ name: 'think', arguments: { thought: `step ${turn}` } }] } : { toolCalls: [{ name: 'finish', arguments: { message: 'done' } }] };
   const toolCallIds = (request: StubRequest) => request.body.messages.filter((m) => m.role === 'tool').map((m) => m.tool_call_id);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ConversationInfoSchema } from '@berth/contracts';
 import { LlmStub } from '@berth/testing';
-import { api, createTenant, startServer, TestServer, userMessage } from './support/server';
+import { api, createTenant, startServer, TestServer, userMessage, waitForStatus } from './support/server';
 
 /**
  * The security analyzer with confirmation by risk, and skills/agent context, end to end: the
@@ -44,15 +44,7 @@ describe('security analyzer and skills (postgres)', () => {
     return res.body.id as string;
   };
   const events = async (id: string) => (await call('GET', `/api/conversations/${id}/events/search?limit=100`)).body.items as any[];
-  const waitStatus = async (id: string, statuses: string[], timeoutMs = 30_000) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const info = (await call('GET', `/api/conversations/${id}`)).body;
-      if (statuses.includes(info.execution_status)) return info;
-      if (Date.now() > deadline) throw new Error(`status stayed ${info.execution_status}, wanted ${statuses.join('|')}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
+  const waitStatus = (id: string, statuses: string[], timeoutMs = 30_000) => waitForStatus(server, KEY, id, statuses, timeoutMs);
   const toolParams = (request: { body: { tools?: { function: { name: string; parameters: unknown } }[] } }, name: string) =>
     (request.body.tools ?? []).find((t) => t.function.name === name)?.function.parameters as { properties: Record<string, any>; required?: string[] };
 

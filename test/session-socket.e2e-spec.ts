@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { LlmStub } from '@berth/testing';
 import { WebSocket } from 'ws';
-import { api, createTenant, SocketClient, startRequest, startServer, STORAGES, TestServer, userMessage } from './support/server';
+import { api, createTenant, SocketClient, startRequest, startServer, STORAGES, storedEvents, TestServer, userMessage } from './support/server';
 
 const KEY = 'session-socket-key';
 
@@ -40,14 +40,7 @@ describe.each(STORAGES)('session socket (%s)', (storage) => {
   };
   const socket = (id: string, query = `?session_api_key=${KEY}`, headers: Record<string, string> = {}) =>
     new SocketClient(`${server.wsUrl}/sockets/session/${id}${query}`, headers);
-  const stored = async (id: string) => {
-    const out: any[] = [];
-    for (let page = await call('GET', `/api/conversations/${id}/events/search?limit=100`); ; ) {
-      out.push(...page.body.items);
-      if (!page.body.next_page_id) return out;
-      page = await call('GET', `/api/conversations/${id}/events/search?limit=100&page_id=${page.body.next_page_id}`);
-    }
-  };
+  const stored = (id: string) => storedEvents(server, KEY, id);
   const finished = (frames: any[]) =>
     frames.some((f) => f.type === 'durable' && f.event.key === 'execution_status' && f.event.value === 'finished');
 

@@ -297,3 +297,25 @@ export class SocketClient {
     this.ws.close();
   }
 }
+
+/** Every stored event of a conversation, oldest first, read page by page from `/events/search`. */
+export async function storedEvents(server: { url: string }, key: string | undefined, id: string): Promise<any[]> {
+  const out: any[] = [];
+  const search = `/api/conversations/${id}/events/search?limit=100`;
+  for (let page = await api(server, 'GET', search, { key }); ; ) {
+    out.push(...page.body.items);
+    if (!page.body.next_page_id) return out;
+    page = await api(server, 'GET', `${search}&page_id=${page.body.next_page_id}`, { key });
+  }
+}
+
+/** Polls a conversation until its execution status is one of `statuses`; its ConversationInfo then. */
+export async function waitForStatus(server: { url: string }, key: string | undefined, id: string, statuses: string[], timeoutMs = 60_000, pollMs = 50): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const info = (await api(server, 'GET', `/api/conversations/${id}`, { key })).body;
+    if (statuses.includes(info.execution_status)) return info;
+    if (Date.now() > deadline) throw new Error(`status stayed ${info.execution_status}, wanted ${statuses.join('|')}`);
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
