@@ -84,6 +84,46 @@ describe.each(STORAGES)('session socket (%s)', (storage) => {
     live.close();
   });
 
+  it('streams token progress: masked deltas, the durable event with the item id, and item_aborted for a stream the user interrupted', async () => {
+    const res = await call('POST', '/api/conversations', {
+      agent: { ...agent(), llm: { ...agent().llm, stream: true } },
+      workspace: { kind: 'LocalWorkspace', working_dir: '/workspace/project' },
+      secrets: { DEPLOY_TOKEN: 'tok-3141592653' },
+      autotitle: false,
+    });
+    const id = res.body.id as string;
+    const text = `session stream ${storage}`;
+    llm.script(text, [{ text: 'The token is tok-3141592653, keep it.' }, { text: 'A long answer that the user cuts short before it ends.', chunkDelayMs: 300 }]);
+    const live = socket(id);
+    await live.waitFor((f) => f.length >= 2);
+    await call('POST', `/api/conversations/${id}/events`, userMessage(text, true));
+    await live.waitFor(finished, 30_000, 'the first answer');
+    const started = live.frames.filter((f) => f.type === 'item_started');
+    expect(started).toHaveLength(1);
+    const deltas = live.frames.filter((f) => f.type === 'delta');
+    expect(deltas.map((d) => d.order)).toEqual(deltas.map((_, i) => i));
+    // A secret split over chunks is held back and masked whole.
+    expect(deltas.map((d) => d.content).join('')).toBe('The token is <secret-hidden>, keep it.');
+    expect(JSON.stringify(live.frames)).not.toContain('3141592653');
+    const answer = durable(live.frames).find((f) => f.event.kind === 'MessageEvent' && f.event.source === 'agent');
+    expect(answer.event.id).toBe(started[0].item_id);
+    expect(live.frames.indexOf(answer)).toBeGreaterThan(live.frames.indexOf(deltas.at(-1)));
+
+    // The second answer streams slowly; an interrupt aborts its slot.
+    await call('POST', `/api/conversations/${id}/events`, userMessage('go on', true));
+    const [second] = (await live.waitFor((f) => f.filter((x) => x.type === 'delta').length > deltas.length, 30_000, 'the second stream')).filter((f) => f.type === 'item_started').slice(1);
+    expect((await call('POST', `/api/conversations/${id}/interrupt`)).status).toBe(200);
+    const aborted = (await live.waitFor((f) => f.some((x) => x.type === 'item_aborted'), 30_000, 'item_aborted')).find((f) => f.type === 'item_aborted');
+    expect(aborted).toEqual({ type: 'item_aborted', item_id: second.item_id, attempt: 1, reason: 'cancelled' });
+    expect(durable(live.frames).some((f) => f.event.id === second.item_id)).toBe(false);
+    // Progress is live only: a replay has none of it, and the event socket gets StreamingDeltaEvents instead.
+    const replay = socket(id, `?session_api_key=${KEY}&after_seq=-1`);
+    const replayed = await replay.waitFor((f) => f.some((x) => x.type === 'transient'));
+    expect(replayed.filter((f) => !['sync', 'durable', 'transient'].includes(f.type))).toEqual([]);
+    replay.close();
+    live.close();
+  });
+
   it('resumes with after_seq mid-run across a reconnect: every stored event exactly once, in order', async () => {
     const id = await newConversation();
     const text = `session resume ${storage}`;
@@ -416,5 +456,62 @@ describe('session socket beside the reference server (same scenario, same script
     expect(theirs.codes.wrongQueryKey).toBe(403);
     expect(ours.codes.wrongQueryKey).toBe('upgraded');
     expect({ ...ours.codes, wrongQueryKey: 403 }).toEqual(theirs.codes);
+  }, 180_000);
+
+  /** A streaming run's frames on a live socket: an answer with reasoning, then one with a tool call. */
+  async function streamingRun(name: 'berth' | 'reference') {
+    const url = name === 'berth' ? berth.url : reference.url;
+    const text = `session streaming ${name}`;
+    llm.script(text, [
+      { reasoning: 'The user wants a listing.', text: 'Listing the folder now.', toolCalls: [{ name: 'terminal', arguments: { command: 'ls' } }] },
+      { text: 'The folder is listed, all done here.' },
+    ]);
+    const created = await api({ url }, 'POST', '/api/conversations', {
+      key: KEY,
+      body: {
+        agent: { kind: 'Agent', llm: { model: 'openai/stub-model', api_key: 'sk-stub', base_url: llm.url, num_retries: 0, stream: true }, tools: [{ name: 'terminal' }] },
+        workspace: { kind: 'LocalWorkspace', working_dir: name === 'berth' ? '/workspace/streaming' : reference.workspacePath },
+        autotitle: false,
+      },
+    });
+    expect(created.status).toBeLessThan(300);
+    const live = new SocketClient(`${url.replace('http', 'ws')}/sockets/session/${created.body.id}?session_api_key=${KEY}`);
+    await live.waitFor((f) => f.length >= 2);
+    await api({ url }, 'POST', `/api/conversations/${created.body.id}/events`, { key: KEY, body: userMessage(text, true) });
+    await live.waitFor((f) => f.at(-1)?.type === 'transient' && durable(f).some((e) => e.event.value === 'finished'), 60_000, 'the run to finish');
+    live.close();
+    return live.frames;
+  }
+
+  it('streams token progress as the reference does: item_started, ordered deltas of reasoning and text, and the durable event with the item id', async () => {
+    const ours = await streamingRun('berth');
+    const theirs = await streamingRun('reference');
+    const progress = (frames: any[]) => frames.filter((f) => ['item_started', 'delta', 'item_aborted'].includes(f.type));
+    /** Per item: what its deltas spell by kind, whether a durable event took its id, and where it was anchored. */
+    const items = (frames: any[]) =>
+      progress(frames)
+        .filter((f) => f.type === 'item_started')
+        .map((start) => {
+          const deltas = progress(frames).filter((f) => f.type === 'delta' && f.item_id === start.item_id);
+          const closing = frames.find((f) => f.type === 'durable' && f.event.id === start.item_id);
+          const spelled = (kind: string) => deltas.filter((d) => d.kind === kind).map((d) => d.content).join('');
+          return {
+            text: spelled('text'),
+            reasoning: spelled('reasoning'),
+            orders: deltas.map((d) => d.order).join(','),
+            closedBy: closing?.event.kind ?? null,
+            anchoredAfterPrevious: start.anchor_seq === Math.max(...durable(frames.slice(0, frames.indexOf(start))).map((f) => f.seq)),
+          };
+        });
+    expect(items(ours)).toEqual(items(theirs));
+    expect(items(ours)).toEqual([
+      { text: 'Listing the folder now.', reasoning: 'The user wants a listing.', orders: expect.any(String), closedBy: 'ActionEvent', anchoredAfterPrevious: true },
+      { text: 'The folder is listed, all done here.', reasoning: '', orders: expect.any(String), closedBy: 'MessageEvent', anchoredAfterPrevious: true },
+    ]);
+    const keysOf = (frames: any[]) => [...new Set(progress(frames).map((f) => `${f.type}: ${Object.keys(f).join(',')}`))].sort();
+    expect(keysOf(ours)).toEqual(keysOf(theirs));
+    // The stored reasoning is what streamed.
+    const action = durable(ours).find((f) => f.event.kind === 'ActionEvent');
+    expect(action.event.reasoning_content).toBe('The user wants a listing.');
   }, 180_000);
 });

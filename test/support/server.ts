@@ -270,7 +270,7 @@ export class SocketClient {
         throw new Error(`socket closed (${this.closeCode} ${this.closeReason}) while waiting for ${what}; got ${JSON.stringify(this.frames.map((f) => f.kind))}`);
       }
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.frames.map((f) => f.kind))}`);
+      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.frames.map((f) => f.kind ?? f.type + ":" + (f.event?.kind ?? "") + (f.event?.key ?? "")))}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.waiters.push(() => {

@@ -24,6 +24,7 @@ import { classifyLlmError, complete, createClient, isContextWindowExceeded, LlmC
 import { addUsage, statsSnapshot } from './metrics';
 import { LookupHosts, SecretRegistry } from './secret-registry';
 import { extractSecurityRisk, requiresConfirmation, securityAnalysisEvent } from './security';
+import { StreamSlot } from './stream-slot';
 
 type Json = Record<string, any>;
 
@@ -219,14 +220,11 @@ export class AgentRunner {
       }
 
       let reply: LlmReply;
-      const streamed = run.secrets.streamMask();
-      const broadcastDelta = (content: string) => {
-        if (content) void this.recorder.broadcast(id, { id: newUuid(), timestamp: naiveTimestamp(), source: 'agent', content, kind: 'StreamingDeltaEvent' });
-      };
+      const stream = llm.stream ? await this.openStream(run) : null;
       try {
-        reply = await complete(client, llm, run.history.messages(), tools.map((t) => t.definition), interrupted, (delta) => broadcastDelta(streamed.feed(delta)));
-        broadcastDelta(streamed.flush());
+        reply = await complete(client, llm, run.history.messages(), tools.map((t) => t.definition), interrupted, stream ? (chunk) => stream.feed(chunk) : undefined);
       } catch (err) {
+        stream?.close(interrupted.aborted ? 'cancelled' : classifyLlmError(err).code);
         await run.check();
         if (interrupted.aborted) return;
         // As the SDK: a condenser that takes requests gets one, and the next step condenses.
@@ -243,9 +241,12 @@ export class AgentRunner {
       iterations++;
       await this.recordUsage(run, llm, reply);
 
+      // The step's first durable event takes the stream's id: a session-socket client closes the slot on it.
+      const streamedId = stream?.claim() ?? null;
       if (!reply.toolCalls.length) {
         await run.record({
           ...messageEvent('assistant', 'agent', llmText(await run.secrets.mask(reply.content)) as never),
+          ...(streamedId ? { id: streamedId } : {}),
           llm_response_id: reply.responseId,
         });
         if (await this.finishAndCheckRestart(run, seenUserMessage)) iterations = 0;
@@ -253,7 +254,7 @@ export class AgentRunner {
         continue;
       }
 
-      const actions = await this.recordActions(run, reply, byName, row.securityAnalyzer as Json | null);
+      const actions = await this.recordActions(run, reply, byName, row.securityAnalyzer as Json | null, streamedId);
       const analysis = securityAnalysisEvent(row.confirmationPolicy as Json, row.securityAnalyzer as Json | null, actions);
       if (analysis) await run.record(analysis);
       if (requiresConfirmation(row.confirmationPolicy as Json, row.securityAnalyzer as Json | null, actions)) {
@@ -271,6 +272,17 @@ export class AgentRunner {
         else return;
       }
     }
+  }
+
+  /** The step's stream slot, anchored after the last stored event; its frames and deltas go to both sockets. */
+  private async openStream(run: FencedRun): Promise<StreamSlot> {
+    // The maskers hide the values resolved when they are made: every secret is resolved first.
+    await run.secrets.resolveAll();
+    const lastSeq = await this.log.lastSeq(run.id);
+    return new StreamSlot(lastSeq > 0 ? lastSeq - 1 : null, () => run.secrets.streamMask(), {
+      progress: (frame) => void this.recorder.broadcastProgress(run.id, frame).catch(() => undefined),
+      delta: (event) => void this.recorder.broadcast(run.id, event).catch(() => undefined),
+    });
   }
 
   /**
@@ -361,7 +373,7 @@ export class AgentRunner {
   }
 
   /** One ActionEvent per tool call; calls that cannot become actions are answered with an AgentErrorEvent. */
-  private async recordActions(run: FencedRun, reply: LlmReply, byName: Map<string, AgentTool>, analyzer: Json | null): Promise<{ event: OHEvent; tool: AgentTool }[]> {
+  private async recordActions(run: FencedRun, reply: LlmReply, byName: Map<string, AgentTool>, analyzer: Json | null, firstId: string | null): Promise<{ event: OHEvent; tool: AgentTool }[]> {
     const out: { event: OHEvent; tool: AgentTool }[] = [];
     let first = true;
     for (const call of reply.toolCalls) {
@@ -379,7 +391,7 @@ export class AgentRunner {
       if (!tool) problem = `Tool '${call.name}' not found. Available: ${[...byName.keys()].join(', ')}`;
       else if (parsed && 'error' in parsed) problem = parsed.error;
       const event: OHEvent = {
-        id: newUuid(),
+        id: (first && firstId) || newUuid(),
         timestamp: naiveTimestamp(),
         source: 'agent',
         // No text in the reply is no thought (the SDK's empty list), not an empty text.

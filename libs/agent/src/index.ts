@@ -20,3 +20,4 @@ export * from './skills';
 export * from './condenser';
 export * from './conversation-history';
 export * from './view';
+export * from './stream-slot';

@@ -1,3 +1,4 @@
+import type { StreamChunk } from './stream-slot';
 import OpenAI from 'openai';
 
 type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
@@ -50,14 +51,14 @@ export function createClient(llm: LlmConfig): OpenAI {
   });
 }
 
-/** One chat completion with tools; streams when the LLM config asks, reporting text deltas. */
+/** One chat completion with tools; streams when the LLM config asks, reporting each piece of text and reasoning. */
 export async function complete(
   client: OpenAI,
   llm: LlmConfig,
   messages: ChatMessage[],
   tools: ChatTool[],
   signal: AbortSignal,
-  onDelta?: (text: string) => void,
+  onChunk?: (chunk: StreamChunk) => void,
 ): Promise<LlmReply> {
   const started = performance.now();
   const body = {
@@ -85,25 +86,40 @@ export async function complete(
   const stream = await client.chat.completions.create({ ...body, stream: true, stream_options: { include_usage: true } }, { signal });
   let responseId = '';
   let content = '';
+  let reasoning = '';
   let usage = usageOf(undefined);
   const calls: { id: string; name: string; arguments: string }[] = [];
-  for await (const chunk of stream) {
-    responseId ||= chunk.id;
-    if (chunk.usage) usage = usageOf(chunk.usage);
-    const delta = chunk.choices[0]?.delta;
-    if (!delta) continue;
-    if (delta.content) {
-      content += delta.content;
-      onDelta?.(delta.content);
+  // The request's signal stops the fetch, not a body already streaming: an abort mid-stream cancels it here.
+  const cancel = () => stream.controller.abort();
+  signal.addEventListener('abort', cancel, { once: true });
+  try {
+    for await (const chunk of stream) {
+      responseId ||= chunk.id;
+      if (chunk.usage) usage = usageOf(chunk.usage);
+      const choice = chunk.choices[0];
+      const delta = choice?.delta as (OpenAI.Chat.Completions.ChatCompletionChunk.Choice.Delta & { reasoning_content?: string | null }) | undefined;
+      if (!delta) continue;
+      // OpenAI-compatible servers that reason (DeepSeek, vLLM, LiteLLM) stream it as reasoning_content.
+      if (typeof delta.reasoning_content === 'string' && delta.reasoning_content) {
+        reasoning += delta.reasoning_content;
+        onChunk?.({ kind: 'reasoning', content: delta.reasoning_content, chunkId: chunk.id ?? null, choiceIndex: choice.index ?? null });
+      }
+      if (delta.content) {
+        content += delta.content;
+        onChunk?.({ kind: 'text', content: delta.content, chunkId: chunk.id ?? null, choiceIndex: choice.index ?? null });
+      }
+      for (const part of delta.tool_calls ?? []) {
+        const call = (calls[part.index] ??= { id: '', name: '', arguments: '' });
+        if (part.id) call.id = part.id;
+        if (part.function?.name) call.name += part.function.name;
+        if (part.function?.arguments) call.arguments += part.function.arguments;
+      }
     }
-    for (const part of delta.tool_calls ?? []) {
-      const call = (calls[part.index] ??= { id: '', name: '', arguments: '' });
-      if (part.id) call.id = part.id;
-      if (part.function?.name) call.name += part.function.name;
-      if (part.function?.arguments) call.arguments += part.function.arguments;
-    }
+  } finally {
+    signal.removeEventListener('abort', cancel);
   }
-  return { responseId, content, reasoning: null, toolCalls: calls.filter(Boolean), usage, latencySeconds: (performance.now() - started) / 1000 };
+  if (signal.aborted) throw new OpenAI.APIUserAbortError();
+  return { responseId, content, reasoning: reasoning || null, toolCalls: calls.filter(Boolean), usage, latencySeconds: (performance.now() - started) / 1000 };
 }
 
 function usageOf(usage: OpenAI.Completions.CompletionUsage | undefined | null): LlmReply['usage'] {

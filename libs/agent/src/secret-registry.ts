@@ -110,6 +110,12 @@ export class SecretRegistry {
    * only after a minute.
    */
   async mask<T>(value: T): Promise<T> {
+    await this.resolveAll();
+    return this.maskKnown(value);
+  }
+
+  /** Resolves the secrets not resolved yet (failed lookups again only after a minute): what maskKnown and streamMask then hide. */
+  async resolveAll(): Promise<void> {
     const now = Date.now();
     for (const name of Object.keys(this.sources)) {
       const failed = this.failedAt.get(name);
@@ -117,7 +123,6 @@ export class SecretRegistry {
       if (failed !== undefined && now - failed < FAILED_LOOKUP_RETRY_MS) continue;
       if (!(await this.resolve(name))) this.failedAt.set(name, now);
     }
-    return this.maskKnown(value);
   }
 
   /** Masks with the values resolved so far, without resolving anything (streamed text, between steps). */

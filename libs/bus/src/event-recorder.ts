@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { OHEvent } from '@berth/contracts';
+import { OHEvent, SessionProgressFrame } from '@berth/contracts';
 import { EventLog } from '@berth/persistence';
 import { EventBus } from './event-bus';
 
@@ -43,6 +43,11 @@ export class EventRecorder {
     } catch (err) {
       this.logger.warn(`event ${seq} of ${conversationId} stored, not published (subscribers read it from the log): ${(err as Error).message}`);
     }
+  }
+
+  /** Token progress for the session socket (item_started, delta, item_aborted), never stored. */
+  async broadcastProgress(conversationId: string, frame: SessionProgressFrame): Promise<void> {
+    await this.bus.publish(conversationId, { seq: null, json: JSON.stringify(frame) });
   }
 
   /** Events that are never stored (full-state snapshots, streaming deltas). */

@@ -43,4 +43,45 @@ export interface SessionErrorFrame {
   detail: string;
 }
 
-export type SessionFrame = SessionSyncFrame | SessionDurableFrame | SessionTransientFrame | SessionErrorFrame;
+/** A stream opens (before its first token); `item_id` is the id its durable event will have. */
+export interface SessionItemStartedFrame {
+  type: 'item_started';
+  item_id: string;
+  attempt: number;
+  /** the seq the slot sits after (absent when the log was empty) */
+  anchor_seq?: number;
+}
+
+/** One masked piece of a stream, `order` counting up within the item. */
+export interface SessionDeltaFrame {
+  type: 'delta';
+  item_id: string;
+  attempt: number;
+  order: number;
+  kind: 'text' | 'reasoning';
+  content: string;
+  chunk_id?: string;
+  choice_index?: number;
+}
+
+/** A stream that ended without its durable event. */
+export interface SessionItemAbortedFrame {
+  type: 'item_aborted';
+  item_id: string;
+  attempt: number;
+  reason: string;
+}
+
+/** Token progress of a streaming LLM call (OpenHands' session protocol): live only, never replayed. */
+export type SessionProgressFrame = SessionItemStartedFrame | SessionDeltaFrame | SessionItemAbortedFrame;
+
+export type SessionFrame = SessionSyncFrame | SessionDurableFrame | SessionTransientFrame | SessionErrorFrame | SessionProgressFrame;
+
+/**
+ * Progress frames travel the conversation's bus channel beside events, as their wire JSON: an event
+ * never has a top-level `type` (its discriminator is `kind`), so the sockets tell them apart by the
+ * first key, without parsing.
+ */
+export function isProgressFrameJson(json: string): boolean {
+  return json.startsWith('{"type":"');
+}

@@ -3,6 +3,10 @@ import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http
 /** One scripted LLM turn: a text answer, tool calls, an HTTP error, and/or a delay. */
 export interface StubTurn {
   text?: string;
+  /** reasoning the model shows (`reasoning_content`), streamed before the text */
+  reasoning?: string;
+  /** streaming: the pause after each piece of text (a stream that is still going when the client acts) */
+  chunkDelayMs?: number;
   toolCalls?: { name: string; arguments: Record<string, unknown> | string }[];
   /** answer with this HTTP status and an OpenAI-style error body instead */
   status?: number;
@@ -155,7 +159,7 @@ export class LlmStub {
     }));
     const usage = { ...(turn.usage ?? { prompt_tokens: 100, completion_tokens: 20 }) };
     const id = `chatcmpl-${turnIndex}-${Date.now()}`;
-    const message = { role: 'assistant', content: turn.text ?? null, ...(toolCalls.length ? { tool_calls: toolCalls } : {}) };
+    const message = { role: 'assistant', content: turn.text ?? null, ...(turn.reasoning ? { reasoning_content: turn.reasoning } : {}), ...(toolCalls.length ? { tool_calls: toolCalls } : {}) };
     const finish = toolCalls.length ? 'tool_calls' : 'stop';
     const totals = { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens };
     if (!request.body.stream) {
@@ -168,7 +172,12 @@ export class LlmStub {
     const send = (delta: object, finishReason: string | null = null, extra: object = {}) =>
       res.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model: request.body.model, choices: [{ index: 0, delta, finish_reason: finishReason }], ...extra })}\n\n`);
     send({ role: 'assistant', content: '' });
-    for (const piece of (turn.text ?? '').match(/.{1,8}/gs) ?? []) send({ content: piece });
+    for (const piece of (turn.reasoning ?? '').match(/.{1,8}/gs) ?? []) send({ reasoning_content: piece });
+    for (const piece of (turn.text ?? '').match(/.{1,8}/gs) ?? []) {
+      send({ content: piece });
+      if (turn.chunkDelayMs) await new Promise((r) => setTimeout(r, turn.chunkDelayMs));
+      if (res.destroyed) return;
+    }
     toolCalls.forEach((call, index) => {
       send({ tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] });
       for (const piece of call.function.arguments.match(/.{1,16}/gs) ?? []) send({ tool_calls: [{ index, function: { arguments: piece } }] });

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
-import { normalizeTimestampFilter, parseUuid, serverErrorEvent, stateUpdateEvent, unsafeInputIssue } from '@berth/contracts';
+import { isProgressFrameJson, normalizeTimestampFilter, parseUuid, serverErrorEvent, stateUpdateEvent, unsafeInputIssue } from '@berth/contracts';
 import { Database, EventLog, toFullState } from '@berth/persistence';
 import { RawData, WebSocket } from 'ws';
 import type { Principal } from '../common/tenant.decorator';
@@ -56,7 +56,8 @@ export class EventsSocket implements OnModuleInit {
       ws.close(POLICY, start);
       return;
     }
-    const stream = await this.streams.subscribe(ws, id, (json) => json);
+    // Token progress frames are the session socket's; this one has StreamingDeltaEvents.
+    const stream = await this.streams.subscribe(ws, id, (json) => (isProgressFrameJson(json) ? null : json));
     if (!stream) return;
     const onMessage = (data: RawData, isBinary: boolean) =>
       void this.streams.receive(principal, id, isBinary ? null : data.toString('utf8'), (code, detail) => {

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
-import { bareKind, parseUuid, SessionErrorFrame, SessionSocketQuerySchema, stateUpdateEvent } from '@berth/contracts';
+import { bareKind, isProgressFrameJson, parseUuid, SessionErrorFrame, SessionSocketQuerySchema, stateUpdateEvent } from '@berth/contracts';
 import { Database, toFullState } from '@berth/persistence';
 import { WebSocket } from 'ws';
 import type { Principal } from '../common/tenant.decorator';
@@ -14,11 +14,13 @@ const NOT_FOUND = 4004;
 
 /**
  * A frame of the session socket for one event of the stream. Wire seqs are log indexes, counted
- * from 0 as OpenHands' file names count them; the event log's seqs count from 1. Streaming deltas
- * never ride this channel (OpenHands sends token progress as frames of its own).
+ * from 0 as OpenHands' file names count them; the event log's seqs count from 1. Token progress
+ * comes as frames of its own (item_started, delta, item_aborted), sent as they are; StreamingDeltaEvents
+ * never ride this channel.
  */
 const sessionFrame: FrameEncoder = (json, seq) => {
   if (seq !== null) return `{"type":"durable","seq":${seq - 1},"event":${json}}`;
+  if (isProgressFrameJson(json)) return json;
   if (bareKind(String((JSON.parse(json) as { kind?: unknown }).kind)) === 'StreamingDeltaEvent') return null;
   return `{"type":"transient","event":${json}}`;
 };
