@@ -114,6 +114,11 @@ const CASES: Record<string, Case> = {
     valid: (f) => post(`/api/conversations/${f.conversation}/switch_profile`, { profile_name: 'conf-switch' }),
     invalid: (f) => post(`/api/conversations/${f.conversation}/switch_profile`, { profile_name: 'no-such-profile' }),
   },
+  // The fixture's agent has no condenser: both answer the refusal (409), and 404 for an unknown conversation.
+  'POST /api/conversations/{conversation_id}/condense': {
+    valid: (f) => post(`/api/conversations/${f.conversation}/condense`, {}),
+    invalid: () => post(`/api/conversations/${UNKNOWN}/condense`, {}),
+  },
   'POST /api/conversations/{conversation_id}/fork': {
     valid: (f) => post(`/api/conversations/${f.conversation}/fork`, { title: 'Forked', tags: { team: 'fork' } }),
     invalid: (f) => post(`/api/conversations/${f.conversation}/fork`, { from_event_id: 'no-such-event' }),
