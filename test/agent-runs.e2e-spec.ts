@@ -78,7 +78,16 @@ describe.each(STORAGES)('agent runs (%s)', (storage) => {
     expect(output).toContain(join(server.dataDir, 'sandboxes'));
     expect(log.filter((e) => e.key === 'execution_status').map((e) => e.value)).toEqual(['running', 'finished']);
     expect(log.some((e) => e.key === 'stats')).toBe(true);
-    expect(info.stats.usage_to_metrics.default.accumulated_token_usage.prompt_tokens).toBe(200);
+    // Both calls counted, as OpenHands' Metrics count them: totals and one entry per call in each list.
+    const metrics = info.stats.usage_to_metrics.default;
+    expect(metrics.accumulated_token_usage).toMatchObject({ prompt_tokens: 200, completion_tokens: 40, per_turn_token: 120 });
+    expect(metrics.token_usages.map((t: any) => t.prompt_tokens)).toEqual([100, 100]);
+    expect(metrics.costs).toHaveLength(2);
+    expect(metrics.response_latencies.map((l: any) => l.response_id)).toEqual(metrics.token_usages.map((t: any) => t.response_id));
+    // The state updates carry the totals only (the per-call lists grow with the conversation).
+    const lastStats = log.filter((e) => e.key === 'stats').at(-1).value.usage_to_metrics.default;
+    expect(lastStats.accumulated_token_usage.prompt_tokens).toBe(200);
+    expect(lastStats).not.toHaveProperty('token_usages');
     expect(info.sandbox_id).toBeTruthy();
     expect((await call('GET', `/api/conversations/${id}/agent_final_response`)).body).toEqual({ response: 'Printed hello-from-42.' });
 

@@ -15,13 +15,13 @@ import {
   unmatchedActions,
 } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
-import { ConversationChange, ConversationRepository, ConversationRow, EventLog, Prisma, RunFenceLost, tenantScope } from '@berth/persistence';
+import { ConversationChange, ConversationRepository, ConversationRow, ConversationRunRow, EventLog, LlmCallUsage, Prisma, RunFenceLost, tenantScope } from '@berth/persistence';
 import { AgentTool, llmText } from './agent-tools';
 import type { AgentPreparer } from './agent-ready';
 import { Condenser, condenserFor } from './condenser';
 import { ConversationHistory } from './conversation-history';
 import { classifyLlmError, complete, createClient, isContextWindowExceeded, LlmConfig, LlmReply } from './llm';
-import { addUsage, statsSnapshot } from './metrics';
+import { llmCallUsage } from './metrics';
 import { LookupHosts, SecretRegistry } from './secret-registry';
 import { extractSecurityRisk, requiresConfirmation, securityAnalysisEvent } from './security';
 import { StreamSlot } from './stream-slot';
@@ -36,7 +36,7 @@ export abstract class ToolRuntime {
   /** The directory the agent works in, inside its sandbox (created on demand). */
   abstract workingDir(conversation: ConversationPlace): Promise<string>;
   /** `env`: variables for this one terminal command (the secrets it names). */
-  abstract execute(conversation: ConversationRow, tool: string, action: Json, signal: AbortSignal, env?: Record<string, string>): Promise<Json>;
+  abstract execute(conversation: ConversationRunRow, tool: string, action: Json, signal: AbortSignal, env?: Record<string, string>): Promise<Json>;
   /** The files of the working dir's project skills (skills.ts parses them), read inside the sandbox. */
   abstract projectSkillFiles(conversation: ConversationPlace): Promise<ProjectSkillFile[]>;
 }
@@ -113,6 +113,11 @@ class FencedRun {
     await this.check();
     return this.conversations.modify(this.scope, this.id, change, this.hold.fence);
   }
+
+  async addUsage(call: LlmCallUsage): Promise<Json | null> {
+    await this.check();
+    return this.conversations.addUsage(this.scope, this.id, call, this.hold.fence);
+  }
 }
 
 const RESTARTED =
@@ -165,8 +170,8 @@ export class AgentRunner {
   }
 
   /** The run's conversation, seen through the tenant of the queued run. */
-  private load(tenantId: string, id: string): Promise<ConversationRow | null> {
-    return this.conversations.find(tenantScope(tenantId), id);
+  private load(tenantId: string, id: string): Promise<ConversationRunRow | null> {
+    return this.conversations.findForRun(tenantScope(tenantId), id);
   }
 
   private async loop(run: FencedRun, interrupted: AbortSignal, stopping: AbortSignal): Promise<void> {
@@ -352,7 +357,7 @@ export class AgentRunner {
    * Actions without an answer: the ones accepted after a confirmation pause run now; any other was
    * cut short by a crash and gets an AgentErrorEvent saying so, then the loop goes on.
    */
-  private async resolveUnansweredActions(run: FencedRun, row: ConversationRow, byName: Map<string, AgentTool>, interrupted: AbortSignal): Promise<void> {
+  private async resolveUnansweredActions(run: FencedRun, row: ConversationRunRow, byName: Map<string, AgentTool>, interrupted: AbortSignal): Promise<void> {
     const unanswered = unmatchedActions(await this.log.latest(row.id, 500, ['ActionEvent', ...ACTION_ANSWER_KINDS]));
     const awaiting = new Set<string>((row.state as Json).awaiting_confirmation ?? []);
     for (const action of unanswered) {
@@ -367,9 +372,8 @@ export class AgentRunner {
   }
 
   private async recordUsage(run: FencedRun, llm: LlmConfig, reply: LlmReply): Promise<void> {
-    const updated = await run.modify((row) => ({ stats: addUsage(row.stats as Json, llm, reply) as Prisma.InputJsonValue }));
-    if (!updated) return;
-    await run.record(stateUpdateEvent('stats', statsSnapshot(updated.stats as Json)));
+    const snapshot = await run.addUsage(llmCallUsage(llm, reply));
+    if (snapshot) await run.record(stateUpdateEvent('stats', snapshot));
   }
 
   /** One ActionEvent per tool call; calls that cannot become actions are answered with an AgentErrorEvent. */
@@ -417,7 +421,7 @@ export class AgentRunner {
   }
 
   /** Runs one action and records its observation (or the error); true when its tool ends the run. */
-  private async execute(run: FencedRun, row: ConversationRow, action: OHEvent, tool: AgentTool, interrupted: AbortSignal): Promise<boolean> {
+  private async execute(run: FencedRun, row: ConversationRunRow, action: OHEvent, tool: AgentTool, interrupted: AbortSignal): Promise<boolean> {
     const fields = { ...((action.action as Json) ?? {}) };
     delete fields.kind;
     let observation: Json;

@@ -2,7 +2,7 @@ import { OHEvent } from '@berth/contracts';
 import OpenAI from 'openai';
 import { buildMessages } from './history';
 import { classifyLlmError, wireModelName } from './llm';
-import { addUsage, statsSnapshot } from './metrics';
+import { llmCallUsage } from './metrics';
 import { isStuck } from './stuck-detector';
 
 let n = 0;
@@ -107,17 +107,16 @@ describe('LLM helpers', () => {
     expect(classifyLlmError(new Error('???')).classification.kind).toBe('unknown');
   });
 
-  it('accumulates usage and cost per usage id, and snapshots without the per-call lists', () => {
-    const llm = { model: 'm', usage_id: 'default', input_cost_per_token: 0.001, output_cost_per_token: 0.002 };
-    const reply = { responseId: 'r1', content: '', reasoning: null, toolCalls: [], usage: { prompt_tokens: 100, completion_tokens: 10, cached_tokens: 0, reasoning_tokens: 0 }, latencySeconds: 0.5 };
-    const once = addUsage({ usage_to_metrics: {} }, llm, reply);
-    const twice = addUsage(once, llm, { ...reply, responseId: 'r2' });
-    const m = twice.usage_to_metrics.default;
-    expect(m.accumulated_token_usage.prompt_tokens).toBe(200);
-    expect(m.accumulated_cost).toBeCloseTo(0.24);
-    expect(m.costs).toHaveLength(2);
-    const snap = statsSnapshot(twice).usage_to_metrics.default;
-    expect(snap.costs).toBeUndefined();
-    expect(snap.accumulated_cost).toBeCloseTo(0.24);
+  it('counts one LLM call as OpenHands Metrics entries: its cost, latency and token usage under its usage id', () => {
+    const llm = { model: 'm', usage_id: 'condenser', input_cost_per_token: 0.001, output_cost_per_token: 0.002 };
+    const reply = { responseId: 'r1', content: '', reasoning: null, toolCalls: [], usage: { prompt_tokens: 100, completion_tokens: 10, cached_tokens: 3, reasoning_tokens: 2 }, latencySeconds: 0.5 };
+    const call = llmCallUsage(llm, reply);
+    expect(call.usageId).toBe('condenser');
+    expect(call.cost).toBeCloseTo(0.12);
+    expect(call.cost_entry).toMatchObject({ model: 'm', cost: call.cost });
+    expect(call.latency_entry).toEqual({ model: 'm', latency: 0.5, response_id: 'r1' });
+    expect(call.turn).toMatchObject({ prompt_tokens: 100, completion_tokens: 10, cache_read_tokens: 3, reasoning_tokens: 2, per_turn_token: 110, response_id: 'r1' });
+    expect(call.zero).toMatchObject({ model_name: 'm', accumulated_cost: 0, costs: [], token_usages: [] });
+    expect(llmCallUsage({ model: 'm' }, reply).usageId).toBe('default');
   });
 });

@@ -1,3 +1,4 @@
+import type { LlmCallUsage } from '@berth/persistence';
 import type { LlmConfig, LlmReply } from './llm';
 
 type Json = Record<string, any>;
@@ -29,31 +30,20 @@ function zeroMetrics(llm: LlmConfig): Json {
   };
 }
 
-/** Token usage and cost, accumulated per LLM usage id in OpenHands' Metrics shape. */
-export function addUsage(stats: Json, llm: LlmConfig, reply: LlmReply): Json {
-  const usageId = llm.usage_id ?? 'default';
-  const all = { ...(stats.usage_to_metrics ?? {}) };
-  const m: Json = all[usageId] ?? zeroMetrics(llm);
+/**
+ * One LLM call as OpenHands' Metrics count it (its cost, latency and token usage entries), for
+ * ConversationRepository.addUsage, which accumulates it per usage id in the database.
+ */
+export function llmCallUsage(llm: LlmConfig, reply: LlmReply): LlmCallUsage {
   const cost = reply.usage.prompt_tokens * (llm.input_cost_per_token ?? 0) + reply.usage.completion_tokens * (llm.output_cost_per_token ?? 0);
-  const turn = tokenUsage(llm.model, reply.usage, reply.responseId);
-  const acc = m.accumulated_token_usage;
-  all[usageId] = {
-    ...m,
-    accumulated_cost: m.accumulated_cost + cost,
-    accumulated_token_usage: {
-      ...acc,
-      prompt_tokens: acc.prompt_tokens + turn.prompt_tokens,
-      completion_tokens: acc.completion_tokens + turn.completion_tokens,
-      cache_read_tokens: acc.cache_read_tokens + turn.cache_read_tokens,
-      reasoning_tokens: acc.reasoning_tokens + turn.reasoning_tokens,
-      per_turn_token: turn.per_turn_token,
-      response_id: reply.responseId,
-    },
-    costs: [...m.costs, { model: llm.model, cost, timestamp: Date.now() / 1000 }],
-    response_latencies: [...m.response_latencies, { model: llm.model, latency: reply.latencySeconds, response_id: reply.responseId }],
-    token_usages: [...m.token_usages, turn],
+  return {
+    usageId: llm.usage_id ?? 'default',
+    zero: zeroMetrics(llm),
+    cost,
+    cost_entry: { model: llm.model, cost, timestamp: Date.now() / 1000 },
+    latency_entry: { model: llm.model, latency: reply.latencySeconds, response_id: reply.responseId },
+    turn: tokenUsage(llm.model, reply.usage, reply.responseId),
   };
-  return { ...stats, usage_to_metrics: all };
 }
 
 function tokenUsage(model: string, usage: LlmReply['usage'], responseId: string) {
@@ -68,14 +58,4 @@ function tokenUsage(model: string, usage: LlmReply['usage'], responseId: string)
     per_turn_token: usage.prompt_tokens + usage.completion_tokens,
     response_id: responseId,
   };
-}
-
-/** The compact form state-update events carry: no per-call lists. */
-export function statsSnapshot(stats: Json): Json {
-  const out: Json = {};
-  for (const [id, m] of Object.entries<Json>(stats.usage_to_metrics ?? {})) {
-    const { costs: _c, response_latencies: _r, token_usages: _t, ...rest } = m;
-    out[id] = rest;
-  }
-  return { usage_to_metrics: out };
 }

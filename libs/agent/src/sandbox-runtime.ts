@@ -1,6 +1,6 @@
 import { MCP_SERVER_TIMEOUT_STATUS, McpCallToolResult, McpLaunch, McpToolInfo, ProjectSkillFile } from '@berth/contracts';
 import { tenantScope } from '@berth/persistence';
-import type { ConversationRow } from '@berth/persistence';
+import type { ConversationRunRow } from '@berth/persistence';
 import { ExecutorClient, ExecutorError, SandboxHandle, SandboxManager, sandboxRoot, sandboxWorkingDir } from '@berth/sandbox';
 import { ConversationPlace, ToolFailure, ToolRuntime } from './agent-runner';
 import { McpRuntime, McpTimeout } from './mcp/mcp-tools';
@@ -38,7 +38,7 @@ export class SandboxToolRuntime extends ToolRuntime implements McpRuntime {
     return (await new ExecutorClient(handle).projectSkillFiles(workingDir)).files;
   }
 
-  async execute(conversation: ConversationRow, tool: string, action: Json, signal: AbortSignal, env?: Record<string, string>): Promise<Json> {
+  async execute(conversation: ConversationRunRow, tool: string, action: Json, signal: AbortSignal, env?: Record<string, string>): Promise<Json> {
     const handle = await this.handleFor(conversation);
     const client = new ExecutorClient(handle);
     const timeoutMs = CALL_MARGIN_MS + (typeof action.timeout === 'number' ? action.timeout * 1000 : 0);

@@ -44,13 +44,14 @@ export const AgentContextSchema = z
       }),
     system_message_suffix: z.string().max(100_000).nullable().default(null),
     user_message_suffix: z.string().max(100_000).nullable().default(null),
-    // The reference's other switches, at its defaults: Berth loads no user, public or marketplace skills and no memory.
-    load_user_skills: z.literal(false).default(false),
-    load_public_skills: z.literal(false).default(false),
+    // The reference's other switches, accepted as clients send them (Agent Canvas turns user skills on): Berth loads
+    // no user, public or marketplace skills and no memory — in OpenHands they come from the server's own home and network.
+    load_user_skills: z.boolean().default(false),
+    load_public_skills: z.boolean().default(false),
     marketplace_path: z.string().nullable().default('marketplaces/default.json'),
-    registered_marketplaces: z.array(z.unknown()).max(0).default([]),
+    registered_marketplaces: z.array(z.unknown()).max(100).default([]),
     load_project_skills: z.boolean().default(false),
-    load_memory: z.literal(false).default(false),
+    load_memory: z.boolean().default(false),
     disabled_skills: z.array(z.string()).max(500).default([]),
     secrets: z.null().default(null),
     // When the agent was launched (the SDK's default); the prompt shows it to the minute.

@@ -6,6 +6,8 @@ import type { TenantScope } from './tenant-scope';
 
 export type NewConversation = Omit<Prisma.ConversationUncheckedCreateInput, 'tenantId' | 'events' | 'webhookCursors'>;
 export type ConversationChange = Prisma.ConversationUpdateManyMutationInput;
+/** A conversation without its stats (ConversationRepository.findForRun). */
+export type ConversationRunRow = Omit<ConversationRow, 'stats'>;
 
 export interface ConversationPageRequest {
   status?: string;
@@ -14,6 +16,18 @@ export interface ConversationPageRequest {
   /** id of the first conversation of the page (unknown or another tenant's → from the start) */
   startId: string | null;
   limit: number;
+}
+
+/** One LLM call for ConversationRepository.addUsage, in OpenHands' Metrics shapes (see @berth/agent's llmCallUsage). */
+export interface LlmCallUsage {
+  usageId: string;
+  /** the usage id's metrics before its first call */
+  zero: Record<string, unknown>;
+  cost: number;
+  cost_entry: Record<string, unknown>;
+  latency_entry: Record<string, unknown>;
+  /** this call's TokenUsage */
+  turn: Record<string, unknown> & { prompt_tokens: number; completion_tokens: number; cache_read_tokens: number; reasoning_tokens: number };
 }
 
 /** A write of a run's loop found the run taken by another owner (its fence moved on). */
@@ -40,6 +54,11 @@ export class ConversationRepository {
 
   find(scope: TenantScope, id: string): Promise<ConversationRow | null> {
     return this.client.conversation.findFirst({ where: this.where(scope, { id }) });
+  }
+
+  /** The row as a run reads it at every step: without `stats`, whose per-call lists grow with the conversation. */
+  findForRun(scope: TenantScope, id: string): Promise<ConversationRunRow | null> {
+    return this.client.conversation.findFirst({ where: this.where(scope, { id }), omit: { stats: true } });
   }
 
   findMany(scope: TenantScope, ids: string[]): Promise<ConversationRow[]> {
@@ -139,6 +158,54 @@ export class ConversationRepository {
       if (!row) return null;
       return tx.conversation.update({ where: { id }, data: change(row) });
     }, TRANSACTION_OPTIONS);
+  }
+
+  /**
+   * Counts one LLM call in the conversation's stats, in the database: the usage id's accumulated
+   * cost and tokens grow, its per-call lists (costs, response_latencies, token_usages) get one entry
+   * each, and only the compact snapshot (without those lists) comes back — the lists grow with the
+   * conversation, so no caller reads or rewrites them. Null when the tenant has no such conversation;
+   * with `fence`, RunFenceLost once another run owns it.
+   */
+  async addUsage(scope: TenantScope, id: string, call: LlmCallUsage, fence?: number): Promise<{ usage_to_metrics: Record<string, unknown> } | null> {
+    const turn = JSON.stringify(call.turn);
+    const rows = await this.client.$queryRaw<{ snapshot: Record<string, unknown> | null }[]>`
+      WITH "current" AS (
+        SELECT "id", "stats"::jsonb AS "stats", COALESCE("stats"::jsonb -> 'usage_to_metrics' -> ${call.usageId}, ${JSON.stringify(call.zero)}::jsonb) AS "m"
+          FROM "conversations"
+         WHERE "id" = ${id}::uuid AND "tenant_id" = ${scope.tenantId}::uuid AND (${fence ?? null}::int IS NULL OR "run_fence" = ${fence ?? null}::int)
+           FOR UPDATE
+      ), "next" AS (
+        SELECT "id", "stats", "m" || jsonb_build_object(
+          'accumulated_cost', COALESCE(("m" ->> 'accumulated_cost')::float8, 0) + ${call.cost}::float8,
+          'accumulated_token_usage', ("m" -> 'accumulated_token_usage') || jsonb_build_object(
+            'prompt_tokens', COALESCE(("m" -> 'accumulated_token_usage' ->> 'prompt_tokens')::bigint, 0) + (${turn}::jsonb ->> 'prompt_tokens')::bigint,
+            'completion_tokens', COALESCE(("m" -> 'accumulated_token_usage' ->> 'completion_tokens')::bigint, 0) + (${turn}::jsonb ->> 'completion_tokens')::bigint,
+            'cache_read_tokens', COALESCE(("m" -> 'accumulated_token_usage' ->> 'cache_read_tokens')::bigint, 0) + (${turn}::jsonb ->> 'cache_read_tokens')::bigint,
+            'reasoning_tokens', COALESCE(("m" -> 'accumulated_token_usage' ->> 'reasoning_tokens')::bigint, 0) + (${turn}::jsonb ->> 'reasoning_tokens')::bigint,
+            'per_turn_token', ${turn}::jsonb -> 'per_turn_token',
+            'response_id', ${turn}::jsonb -> 'response_id'),
+          'costs', COALESCE("m" -> 'costs', '[]'::jsonb) || jsonb_build_array(${JSON.stringify(call.cost_entry)}::jsonb),
+          'response_latencies', COALESCE("m" -> 'response_latencies', '[]'::jsonb) || jsonb_build_array(${JSON.stringify(call.latency_entry)}::jsonb),
+          'token_usages', COALESCE("m" -> 'token_usages', '[]'::jsonb) || jsonb_build_array(${turn}::jsonb)) AS "m"
+          FROM "current"
+      )
+      , "merged" AS (
+        SELECT "id", jsonb_set(
+                 jsonb_set(COALESCE("stats", '{}'::jsonb), '{usage_to_metrics}', COALESCE("stats" -> 'usage_to_metrics', '{}'::jsonb), true),
+                 ARRAY['usage_to_metrics', ${call.usageId}], "m", true) AS "stats"
+          FROM "next"
+      )
+      UPDATE "conversations" AS "c"
+         SET "stats" = "merged"."stats"::json
+        FROM "merged"
+       WHERE "c"."id" = "merged"."id"
+      RETURNING (SELECT jsonb_object_agg("k", "v" - 'costs' - 'response_latencies' - 'token_usages') FROM jsonb_each("merged"."stats" -> 'usage_to_metrics') AS "e"("k", "v")) AS "snapshot"`;
+    if (!rows.length) {
+      if (fence !== undefined) await this.checkFence(id, fence);
+      return null;
+    }
+    return { usage_to_metrics: rows[0].snapshot ?? {} };
   }
 
   /** Gives a conversation without a sandbox the tenant's sandbox `sandboxId`; false when it has one already. */

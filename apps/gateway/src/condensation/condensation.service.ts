@@ -1,5 +1,5 @@
 import { ConflictException, Injectable, InternalServerErrorException, NotFoundException } from '@nestjs/common';
-import { addUsage, ConversationHistory, condenserFor, statsSnapshot } from '@berth/agent';
+import { ConversationHistory, condenserFor, llmCallUsage } from '@berth/agent';
 import { EventBus, EventRecorder } from '@berth/bus';
 import { condensationRequestEvent, OHEvent, stateUpdateEvent } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
@@ -51,8 +51,8 @@ export class CondensationService {
     }
     if (!condensed) return;
     await this.record(id, condensed.condensation);
-    const updated = await this.rows.modify(p, id, (r) => ({ stats: addUsage(r.stats as Record<string, any>, condensed.llm, condensed.reply) as Prisma.InputJsonValue }));
-    if (updated) await this.recorder.record(id, stateUpdateEvent('stats', statsSnapshot(updated.stats as Record<string, any>)));
+    const snapshot = await this.rows.addUsage(p, id, llmCallUsage(condensed.llm, condensed.reply));
+    if (snapshot) await this.recorder.record(id, stateUpdateEvent('stats', snapshot));
   }
 
   /** Stored, and signalled to a run that may have started meanwhile (its history drops what it read already). */

@@ -1,5 +1,5 @@
 import { BadGatewayException, ConflictException, Injectable, Logger, NotFoundException } from '@nestjs/common';
-import { addUsage, AgentPreparer, askAgent, classifyLlmError, initialStats, LlmConfig } from '@berth/agent';
+import { AgentPreparer, llmCallUsage, askAgent, classifyLlmError, initialStats, LlmConfig } from '@berth/agent';
 import { EventRecorder } from '@berth/bus';
 import { ForkConversationRequest, initialStatus, LLM_SECRET_FIELDS, newUuid, OHEvent, parseUuid, SECRET_MASK, stateUpdateEvent, WorkspaceCopyState } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
@@ -55,7 +55,7 @@ export class ConversationOpsService {
     try {
       const { response, reply } = await askAgent(llm, await this.log.all(id), tools, question);
       const askLlm = { ...llm, usage_id: 'ask-agent-llm' };
-      await this.rows.modify(p, id, (current) => ({ stats: addUsage((current.stats ?? {}) as Json, askLlm, reply) as Prisma.InputJsonValue }));
+      await this.rows.addUsage(p, id, llmCallUsage(askLlm, reply));
       return response;
     } catch (err) {
       const { code, detail } = classifyLlmError(err);

@@ -1,5 +1,5 @@
 import { Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
-import { addUsage, fallbackTitle, LlmConfig, messageText, statsSnapshot, titleFromLlm } from '@berth/agent';
+import { fallbackTitle, LlmConfig, llmCallUsage, LlmReply, messageText, titleFromLlm } from '@berth/agent';
 import { EventRecorder } from '@berth/bus';
 import { naiveTimestamp, newUuid, OHEvent, stateUpdateEvent } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
@@ -124,9 +124,9 @@ export class ConversationTitles implements OnApplicationBootstrap, OnModuleDestr
     }
   }
 
-  private async countUsage(tenantId: string, id: string, llm: LlmConfig, reply: Parameters<typeof addUsage>[2]): Promise<void> {
-    const updated = await this.rows.modify(tenantScope(tenantId), id, (row) => ({ stats: addUsage((row.stats ?? {}) as Json, llm, reply) as Prisma.InputJsonValue }));
-    if (updated) await this.recorder.record(id, stateUpdateEvent('stats', statsSnapshot(updated.stats as Json)));
+  private async countUsage(tenantId: string, id: string, llm: LlmConfig, reply: LlmReply): Promise<void> {
+    const snapshot = await this.rows.addUsage(tenantScope(tenantId), id, llmCallUsage(llm, reply));
+    if (snapshot) await this.recorder.record(id, stateUpdateEvent('stats', snapshot));
   }
 
   /** The reference's _publish_error_event_sync: the failure shown to the UI, the key never in it. */
