@@ -87,7 +87,7 @@ describe.each(STORAGES)('agent profiles, provider connections and the LLM balanc
     const res = await call('POST', `/api/profiles/${name}`, { llm: llmConfig, include_secrets: true });
     expect(res.status).toBe(201);
   };
-  const waitStatus = (id: string, statuses: string[], timeoutMs = 60_000) => waitForStatus(server, KEY, id, statuses, timeoutMs);
+  const waitStatus = (id: string, statuses: string[], timeoutMs = 60_000) => waitForStatus(server, tenant.key, id, statuses, timeoutMs, 100);
 
   it('takes the default agent profile Agent Canvas onboarding saves, activates it by id, and leaves agent_settings alone', async () => {
     // Onboarding: the LLM as a profile, activated; then an agent profile that references it.
