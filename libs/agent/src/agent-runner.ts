@@ -182,6 +182,8 @@ export class AgentRunner {
     const agent = this.vault.openAgent(row.agent as Json);
     let llm = agent.llm as LlmConfig;
     let client = createClient(llm);
+    // The LLM as stored (its key sealed): a step opens it again only when switch_llm changed it.
+    let storedLlm = JSON.stringify((row.agent as Json).llm);
     const tools = await this.preparer.agentTools(row);
     const byName = new Map(tools.map((t) => [t.name, t]));
     const condenser = condenserFor(agent.condenser);
@@ -196,8 +198,12 @@ export class AgentRunner {
       await run.check();
       if (row) run.secrets.use(row.secrets);
       // switch_llm / switch_profile take effect at the next step.
-      const current = row && (this.vault.openAgent(row.agent as Json).llm as LlmConfig);
-      if (current && JSON.stringify(current) !== JSON.stringify(llm)) [llm, client] = [current, createClient(current)];
+      const stored = row && JSON.stringify((row.agent as Json).llm);
+      if (row && stored !== storedLlm) {
+        storedLlm = stored!;
+        llm = this.vault.openAgent(row.agent as Json).llm as LlmConfig;
+        client = createClient(llm);
+      }
       // Pause (or a deletion) takes effect between steps, and so does the worker's stop (the run stays running for the next worker).
       if (!row || row.executionStatus !== 'running' || interrupted.aborted || stopping.aborted) return;
       if (iterations >= row.maxIterations) {

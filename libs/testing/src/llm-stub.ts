@@ -1,3 +1,4 @@
+import { closeServer, listenLocally, readBody } from './local-http';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 
 /** One scripted LLM turn: a text answer, tool calls, an HTTP error, and/or a delay. */
@@ -42,8 +43,14 @@ const TITLE_SYSTEM_PROMPT = /^You are a helpful assistant that generates concise
 
 /** A conversation-title request (no tools, the title system prompt), as the server makes one after a first message. */
 export function isTitleRequest(request: StubRequest): boolean {
-  const system = request.body.messages[0];
-  return !request.body.tools?.length && system?.role === 'system' && TITLE_SYSTEM_PROMPT.test(typeof system.content === 'string' ? system.content : JSON.stringify(system.content));
+  return !request.body.tools?.length && TITLE_SYSTEM_PROMPT.test(systemText(request));
+}
+
+/** The text of a request's system message ('' without one). */
+function systemText(request: StubRequest): string {
+  const system = request.body.messages.find((m) => m.role === 'system');
+  if (typeof system?.content === 'string') return system.content;
+  return ((system?.content as { text?: string }[] | undefined) ?? []).map((c) => c.text ?? '').join('');
 }
 
 /** What a title request gets when no script answers it: a title, as any LLM would give. */
@@ -59,9 +66,7 @@ const SUMMARY_PROMPT_START = 'You are maintaining a context-aware state summary'
 
 /** A condenser's summary request: its system message is the summarizing prompt. */
 export function isSummaryRequest(request: StubRequest): boolean {
-  const system = request.body.messages.find((m) => m.role === 'system');
-  const text = typeof system?.content === 'string' ? system.content : ((system?.content as { text?: string }[] | undefined) ?? []).map((c) => c.text ?? '').join('');
-  return text.startsWith(SUMMARY_PROMPT_START);
+  return systemText(request).startsWith(SUMMARY_PROMPT_START);
 }
 
 /**
@@ -112,24 +117,21 @@ export class LlmStub {
   async start(): Promise<string> {
     this.server = createServer((req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 1000;
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}/v1`;
+    this.url = `http://127.0.0.1:${await listenLocally(this.server)}/v1`;
     return this.url;
   }
 
   async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await closeServer(this.server);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const text = await readBody(req);
     if (req.method !== 'POST' || !req.url?.endsWith('/chat/completions')) {
       res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'not found' } }));
       return;
     }
-    const request: StubRequest = { receivedAt: performance.now(), headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
+    const request: StubRequest = { receivedAt: performance.now(), headers: req.headers, body: JSON.parse(text) };
     this.requests.push(request);
     const summary = this.summaries && isSummaryRequest(request);
     const key = summary ? SUMMARY_PROMPT_START : this.keyOf(request);

@@ -1,3 +1,4 @@
+import { closeServer, listenLocally, readBody } from './local-http';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -58,18 +59,15 @@ export class McpHttpFixture {
 
   async start(): Promise<void> {
     this.server = createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}/${this.transport === 'http' ? 'mcp' : 'sse'}`;
+    this.url = `http://127.0.0.1:${await listenLocally(this.server)}/${this.transport === 'http' ? 'mcp' : 'sse'}`;
   }
 
   async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await closeServer(this.server);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const text = await readBody(req);
     const authorized = this.token === null || req.headers.authorization === `Bearer ${this.token}`;
     const url = new URL(req.url ?? '/', 'http://fixture');
     if (this.transport === 'sse' && req.method === 'GET' && url.pathname === '/sse') {
@@ -88,7 +86,7 @@ export class McpHttpFixture {
     if (req.method !== 'POST') return void res.writeHead(405).end();
     let rpc: Rpc;
     try {
-      rpc = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Rpc;
+      rpc = JSON.parse(text) as Rpc;
     } catch {
       return void res.writeHead(400).end();
     }

@@ -1,9 +1,9 @@
 import { ConflictException, Injectable, InternalServerErrorException, NotFoundException } from '@nestjs/common';
-import { ConversationHistory, condenserFor, llmCallUsage } from '@berth/agent';
+import { condenserFor, llmCallUsage, View } from '@berth/agent';
 import { EventBus, EventRecorder } from '@berth/bus';
 import { condensationRequestEvent, OHEvent, stateUpdateEvent } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
-import { ConversationRepository, EventLog, Prisma } from '@berth/persistence';
+import { ConversationRepository, EventLog } from '@berth/persistence';
 import type { Principal } from '../common/tenant.decorator';
 import { ConversationsService } from '../conversations/conversations.service';
 
@@ -41,11 +41,10 @@ export class CondensationService {
     await this.record(id, request);
     if (row.executionStatus === 'running') return;
 
-    const history = new ConversationHistory();
-    for (const event of await this.log.all(id)) history.add(event);
+    const view = View.fromEvents(await this.log.all(id));
     let condensed;
     try {
-      condensed = await condenser.condense(history.view, AbortSignal.timeout(CONDENSE_TIMEOUT_MS));
+      condensed = await condenser.condense(view, AbortSignal.timeout(CONDENSE_TIMEOUT_MS));
     } catch (err) {
       throw new InternalServerErrorException({ detail: `Condensation failed: ${(err as Error).message}` });
     }

@@ -3,7 +3,7 @@ import { fallbackTitle, LlmConfig, llmCallUsage, LlmReply, messageText, titleFro
 import { EventRecorder } from '@berth/bus';
 import { naiveTimestamp, newUuid, OHEvent, stateUpdateEvent } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
-import { ConversationOptions, ConversationRepository, ConversationRow, EventLog, Prisma, SettingsRepository, tenantScope } from '@berth/persistence';
+import { ConversationOptions, ConversationRepository, ConversationRow, EventLog, SettingsRepository, tenantScope } from '@berth/persistence';
 import { WebhookDispatcher } from '@berth/webhooks';
 import type { Principal } from '../common/tenant.decorator';
 import { LlmProfilesService } from '../settings/llm-profiles.service';

@@ -3,7 +3,6 @@ import { ConversationStatus, EventBus, EventRecorder } from '@berth/bus';
 import {
   ACTION_ANSWER_KINDS,
   EventSearchQuery,
-  messageEvent,
   normalizeTimestampFilter,
   OHEvent,
   SendMessageRequest,

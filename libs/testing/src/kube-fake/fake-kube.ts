@@ -1,4 +1,5 @@
 /* eslint-disable @typescript-eslint/no-explicit-any */
+import { closeServer, readBody } from '../local-http';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
@@ -203,8 +204,7 @@ export class FakeKube {
   async close(): Promise<void> {
     for (const res of this.responses) res.end();
     await this.kubelet.close();
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await closeServer(this.server);
   }
 
   private podKey(name: string, namespace?: string): { namespace: string; name: string } {
@@ -659,12 +659,6 @@ function parseJson(text: string): any {
   } catch (err) {
     throw badRequest(`couldn't get version/kind; json parse error: ${(err as Error).message}`);
   }
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function json(res: ServerResponse, code: number, body: unknown): void {
