@@ -250,7 +250,9 @@ def test_a_gateway_restart_between_runs_loses_and_repeats_nothing(llm, workspace
 def test_confirmation_policy_accept_and_reject(conversation_factory, workspace):
     conversation = conversation_factory()
     conversation.set_confirmation_policy(AlwaysConfirm())
-    assert isinstance(conversation.state.confirmation_policy, AlwaysConfirm)
+    # The SDK's cached state learns the policy from the socket's ConversationStateUpdateEvent, which
+    # may land after the POST's answer (against the reference server too): wait for it, don't race it.
+    wait_for(lambda: isinstance(conversation.state.confirmation_policy, AlwaysConfirm), 10, "the policy's state update")
     conversation.send_message(
         scripted(
             "Make two files, asking first.",

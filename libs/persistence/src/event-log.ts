@@ -43,28 +43,36 @@ export class EventLog {
    * the same statement, so concurrent writers (gateway and worker) get distinct, gap-free numbers.
    * Per-field state updates do not move `updated_at`, as in OpenHands. With `fence` (a run's loop),
    * the event is stored only while that run still owns the conversation, else RunFenceLost.
+   * An event stamped before the conversation's newest one (written meanwhile by another writer) takes
+   * that one's timestamp, here and in `event`: clients order events by timestamp (the OpenHands SDK's
+   * event list does), and it must agree with seq.
    */
   async append(conversationId: string, event: OHEvent, client: Prisma.TransactionClient = this.db.prisma, fence?: number): Promise<number> {
     const kind = bareKind(event.kind);
     const touches = kind !== 'ConversationStateUpdateEvent';
-    const rows = await client.$queryRaw<{ seq: number }[]>`
+    const json = JSON.stringify(event);
+    const rows = await client.$queryRaw<{ seq: number; timestamp: string }[]>`
       WITH c AS (
         UPDATE "conversations"
            SET "last_seq" = "last_seq" + 1,
                "leaf_event_id" = ${event.id},
+               "last_event_timestamp" = GREATEST(COALESCE("last_event_timestamp", '') COLLATE "C", ${event.timestamp}::text),
                "updated_at" = CASE WHEN ${touches} THEN now() ELSE "updated_at" END
          WHERE "id" = ${conversationId}::uuid AND (${fence ?? null}::int IS NULL OR "run_fence" = ${fence ?? null}::int)
-        RETURNING "last_seq"
+        RETURNING "last_seq", "last_event_timestamp"
       )
       INSERT INTO "events" ("conversation_id", "seq", "id", "kind", "source", "timestamp", "body", "payload")
-      SELECT ${conversationId}::uuid, c."last_seq", ${event.id}, ${kind}, ${event.source}, ${event.timestamp},
-             ${messageSearchText(event)}, ${JSON.stringify(event)}::json
+      SELECT ${conversationId}::uuid, c."last_seq", ${event.id}, ${kind}, ${event.source}, c."last_event_timestamp",
+             ${messageSearchText(event)},
+             CASE WHEN c."last_event_timestamp" = ${event.timestamp}::text THEN ${json}::json
+                  ELSE jsonb_set(${json}::jsonb, '{timestamp}', to_jsonb(c."last_event_timestamp"))::json END
         FROM c
-      RETURNING "seq"`;
+      RETURNING "seq", "timestamp"`;
     if (!rows.length) {
       if (fence !== undefined && (await client.conversation.count({ where: { id: conversationId } }))) throw new RunFenceLost(conversationId);
       throw new Error(`conversation ${conversationId} does not exist`);
     }
+    event.timestamp = rows[0].timestamp;
     return Number(rows[0].seq);
   }
 
