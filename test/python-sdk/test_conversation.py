@@ -191,6 +191,8 @@ def test_events_and_callbacks_once_and_in_order_across_a_reconnect(llm, socket_c
     assert len(delivered) == len(set(delivered)), "an event reached the callbacks twice"
     first_seen = log_ids.index(delivered[0])
     assert delivered == log_ids[first_seen:]
+    # The SDK's event list is sorted by timestamp, so the server's timestamps must follow its order.
+    assert [e["timestamp"] for e in log] == sorted(e["timestamp"] for e in log)
     assert [e.id for e in stored(conversation.state.events)] == log_ids
 
     # A new RemoteConversation on the same id sees the whole history once, in order, and new
