@@ -1,7 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import { FakeKube, LlmStub, until } from '@berth/testing';
 import { startCluster, TestCluster } from './support/cluster';
-import { api, STORAGES, startServer, TestServer, userMessage } from './support/server';
+import { api, STORAGES, startServer, TestServer, userMessage, testQueuePrefix } from './support/server';
 
 const KEY = 'kubernetes-e2e-key';
 const NAMESPACE = 'berth-sandboxes';
@@ -27,7 +26,7 @@ describe('Berth on the kubernetes driver (FakeKube, two replicas)', () => {
     fake = cluster.fake;
     await llm.start();
     // One queue for both: either replica's worker may take a run.
-    const env = { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}`, ...cluster.env };
+    const env = { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', BERTH_QUEUE_PREFIX: testQueuePrefix(), ...cluster.env };
     a = await startServer('postgres', env);
     b = await startServer('postgres', env);
   }, 120_000);

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, rssBytes, run, waitFor } from './support/processes';
+import { testQueuePrefix } from './support/server';
 
 const MB = 1024 * 1024;
 const SIZE_MB = 200;
@@ -36,7 +37,7 @@ describe('a 200 MB file through /sandboxes/{id}/api/file', () => {
       LOG_LEVEL: 'warn',
       DATABASE_URL: process.env.BERTH_TEST_DATABASE_URL as string,
       REDIS_URL: process.env.BERTH_TEST_REDIS_URL as string,
-      BERTH_QUEUE_PREFIX: `berth-transfer-${port}`,
+      BERTH_QUEUE_PREFIX: testQueuePrefix(),
       OH_SECRET_KEY: 'transfer-secret',
     });
     const headers = { 'X-Session-API-Key': KEY };

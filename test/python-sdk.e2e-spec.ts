@@ -1,11 +1,10 @@
 import { LlmStub } from '@berth/testing';
 import { startCluster, TestCluster } from './support/cluster';
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { controlServer, runPytest, scriptFromMessages } from './support/python-sdk';
-import { privateDatabase, Storage, STORAGES, startServer, TestServer } from './support/server';
+import { privateDatabase, Storage, STORAGES, startServer, TestServer, testQueuePrefix } from './support/server';
 
 const { referencePython } = require('../scripts/reference-server.js');
 
@@ -26,7 +25,7 @@ describe.each(VARIANTS)('the OpenHands Python SDK against Berth ($storage, $driv
   const llm = new LlmStub();
   let dataDir: string;
   let cluster: TestCluster | null = null;
-  const env: Record<string, string> = { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}` };
+  const env: Record<string, string> = { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', BERTH_QUEUE_PREFIX: testQueuePrefix() };
   // The suite uses the default tenant's home sandbox, found by tenant: a database of its own.
   let database: Awaited<ReturnType<typeof privateDatabase>> | null = null;
   let server: TestServer;

@@ -1,10 +1,9 @@
 import { createServer, IncomingHttpHeaders, Server } from 'node:http';
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventually } from './support/processes';
-import { api, startRequest, startServer, STORAGES, TestServer, userMessage } from './support/server';
+import { api, startRequest, startServer, STORAGES, TestServer, userMessage, testQueuePrefix } from './support/server';
 
 const KEY = 'webhook-test-key';
 
@@ -150,7 +149,7 @@ describe.each(STORAGES)('webhooks (%s)', (storage) => {
 
   it('delivers after a restart what a receiver outage held back', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'berth-webhook-'));
-    const prefix = `berth-test-${randomUUID()}`;
+    const prefix = testQueuePrefix();
     const env = webhookEnv(receiver, { BERTH_QUEUE_PREFIX: prefix, OH_WEBHOOKS_0_NUM_RETRIES: '0' });
     try {
       receiver.failNext = 1000; // down: refuses everything

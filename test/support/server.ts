@@ -26,6 +26,11 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
+/** A queue prefix of this test run's own: global-teardown removes every Redis key under it. */
+export function testQueuePrefix(): string {
+  return `${process.env.BERTH_TEST_KEY_PREFIX ?? 'berth-test'}-${randomUUID()}`;
+}
+
 /**
  * A real gateway on 127.0.0.1 (random port): PostgreSQL + Redis for 'postgres', embedded PGlite and
  * in-process bus/queue for 'embedded'. `env` adds configuration as the process environment would.
@@ -41,7 +46,7 @@ export async function startServer(
     BERTH_DATA_DIR: dir,
     LOG_LEVEL: 'error',
     OH_SECRET_KEY: 'test-secret-key',
-    BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}`,
+    BERTH_QUEUE_PREFIX: testQueuePrefix(),
     // Gateway-only unless a suite asks for workers (BERTH_ROLE: 'all'): runs stay queued.
     BERTH_ROLE: 'gateway',
     // Executors start on demand unless a suite asks for a warm pool (two cores: no idle executors per server).
@@ -125,7 +130,7 @@ export function useReplicas(env: Record<string, string>) {
   const replicas = { a: undefined as unknown as TestServer, b: undefined as unknown as TestServer };
   const dataDir = mkdtempSync(join(tmpdir(), 'berth-test-'));
   beforeAll(async () => {
-    const shared = { ...env, BERTH_QUEUE_PREFIX: `berth-test-${randomUUID()}` };
+    const shared = { ...env, BERTH_QUEUE_PREFIX: testQueuePrefix() };
     replicas.a = await startServer('postgres', shared, dataDir);
     replicas.b = await startServer('postgres', shared, dataDir);
   });
