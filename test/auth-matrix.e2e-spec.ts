@@ -16,6 +16,8 @@ const ACCESS: { match: RegExp; access: Access }[] = [
   { match: /^\/api\/admin(\/|$)/, access: 'admin' },
   // Documented as open: probes, server details, the API docs.
   { match: /^\/(alive|health|ready|server_info|openapi\.json|openapi\.yaml|favicon\.ico)?$/, access: 'public' },
+  // Prometheus' scrape target: open unless BERTH_METRICS_TOKEN is set (test/metrics.e2e-spec.ts), never a tenant key's.
+  { match: /^\/metrics$/, access: 'public' },
   { match: /^\/docs(\/|$)/, access: 'public' },
   { match: /^\/api\//, access: 'tenant' },
 ];

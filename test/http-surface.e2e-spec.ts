@@ -4,7 +4,7 @@ import { api, createTenant, SocketClient, startRequest, startServer, STORAGES, T
 
 const KEY = 'surface-key-1';
 const ROTATED = 'surface-key-2';
-const PUBLIC = ['/', '/alive', '/health', '/ready', '/server_info', '/docs', '/openapi.json'];
+const PUBLIC = ['/', '/alive', '/health', '/ready', '/server_info', '/docs', '/openapi.json', '/metrics'];
 
 /** Every route of the OpenAPI document, with path parameters filled in. */
 function routesOf(doc: any): { method: string; path: string }[] {

@@ -12,6 +12,7 @@ import { addZodComponents } from './common/api-docs';
 import { corsOriginAllowed } from './common/cors';
 import { stripSandboxPrefix } from './common/sandbox-prefix';
 import { HttpErrorFilter } from './common/http-error.filter';
+import { installRequestTelemetry } from './common/request-telemetry';
 import { UnsafeInputInterceptor } from './common/unsafe-input.interceptor';
 import { MalformedJson } from './common/zod-validation.pipe';
 import { jsonSyntaxMessage } from '@berth/contracts';
@@ -95,6 +96,7 @@ export async function createGatewayApp(config: BerthConfig): Promise<NestFastify
     reply.header('x-request-id', request.id);
     done();
   });
+  installRequestTelemetry(fastify);
   installJsonParser(fastify, config.maxBodyBytes);
   installGetBodyReader(fastify, config.maxBodyBytes);
   // Uploads are streamed to the sandbox untouched (the executor parses and limits them).

@@ -11,6 +11,7 @@ import { ConversationsModule } from './conversations/conversations.module';
 import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
 import { HooksModule } from './hooks/hooks.module';
+import { MetricsModule } from './metrics/metrics.module';
 import { QuotasModule } from './quotas/quotas.module';
 import { SandboxesModule } from './sandboxes/sandboxes.module';
 import { SettingsModule } from './settings/settings.module';
@@ -29,6 +30,7 @@ export class AppModule {
         AuthModule,
         AdminModule,
         HealthModule,
+        MetricsModule,
         ConversationsModule,
         ConversationOpsModule,
         EventsModule,

@@ -2,12 +2,13 @@ import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { EventBus } from '@berth/bus';
 import { loadConfigOrExit } from '@berth/config';
+import { metricsAccessAllowed, scrapeMetrics } from '@berth/metrics';
 import { Database } from '@berth/persistence';
 import { RunQueue } from '@berth/queue';
 import { createServer } from 'node:http';
 import { WorkerModule } from './worker.module';
 
-/** `node dist/apps/worker/src/main.js [--host H --port P]`: a worker, with /health and /ready for probes. */
+/** `node dist/apps/worker/src/main.js [--host H --port P]`: a worker, with /health and /ready for probes and /metrics for Prometheus. */
 async function main(): Promise<void> {
   const config = loadConfigOrExit('berth worker');
   const logger = new Logger('Worker');
@@ -17,6 +18,13 @@ async function main(): Promise<void> {
   const probes = createServer((req, res) => {
     const reply = (status: number, body: object) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     if (req.url === '/health' || req.url === '/alive') return reply(200, { status: 'ok' });
+    if (req.url === '/metrics') {
+      if (!metricsAccessAllowed(config.metricsToken, req.headers.authorization)) return reply(401, { detail: 'Unauthorized' });
+      return void scrapeMetrics().then(
+        ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body),
+        (err: Error) => reply(500, { detail: `metrics: ${err.message}` }),
+      );
+    }
     if (req.url !== '/ready') return reply(404, { detail: 'Not Found' });
     if (!db.isMigrated) return reply(503, { status: 'initializing', message: 'database migrations' });
     Promise.all([db.ping(), app.get(EventBus).ping(), app.get(RunQueue).ping()]).then(

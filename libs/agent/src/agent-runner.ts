@@ -15,6 +15,7 @@ import {
   unmatchedActions,
 } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
+import { inSpan } from '@berth/metrics';
 import { ConversationChange, ConversationRepository, ConversationRow, ConversationRunRow, EventLog, LlmCallUsage, Prisma, RunFenceLost, tenantScope } from '@berth/persistence';
 import { AgentTool, llmText } from './agent-tools';
 import type { AgentPreparer } from './agent-ready';
@@ -158,7 +159,8 @@ export class AgentRunner {
     });
     const run = new FencedRun(tenantId, conversationId, hold, this.conversations, this.log, this.recorder, this.status, this.vault, this.secretLookupHosts, history);
     try {
-      await this.loop(run, AbortSignal.any([interrupt.signal, hold.lost]), hold.stopping);
+      // The run's span is the parent of its LLM calls' and tool calls' spans.
+      await inSpan('run', { 'berth.tenant_id': tenantId, 'berth.conversation_id': conversationId }, () => this.loop(run, AbortSignal.any([interrupt.signal, hold.lost]), hold.stopping));
     } catch (err) {
       // The run is another worker's now (or will be): nothing of this loop may reach the log.
       if (!(err instanceof RunFenceLost) && !run.lost) throw err;
@@ -426,8 +428,13 @@ export class AgentRunner {
     return out;
   }
 
-  /** Runs one action and records its observation (or the error); true when its tool ends the run. */
-  private async execute(run: FencedRun, row: ConversationRunRow, action: OHEvent, tool: AgentTool, interrupted: AbortSignal): Promise<boolean> {
+  /** Runs one action and records its observation (or the error), in a `tool.call` span; true when its tool ends the run. */
+  private execute(run: FencedRun, row: ConversationRunRow, action: OHEvent, tool: AgentTool, interrupted: AbortSignal): Promise<boolean> {
+    const attributes = { 'gen_ai.tool.name': tool.name, 'gen_ai.tool.call.id': String(action.tool_call_id ?? '') };
+    return inSpan('tool.call', attributes, () => this.executeAction(run, row, action, tool, interrupted));
+  }
+
+  private async executeAction(run: FencedRun, row: ConversationRunRow, action: OHEvent, tool: AgentTool, interrupted: AbortSignal): Promise<boolean> {
     const fields = { ...((action.action as Json) ?? {}) };
     delete fields.kind;
     let observation: Json;

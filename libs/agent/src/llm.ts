@@ -1,3 +1,4 @@
+import { inSpan, llmRequestDuration, llmTokens } from '@berth/metrics';
 import type { StreamChunk } from './stream-slot';
 import OpenAI from 'openai';
 
@@ -51,8 +52,35 @@ export function createClient(llm: LlmConfig): OpenAI {
   });
 }
 
-/** One chat completion with tools; streams when the LLM config asks, reporting each piece of text and reasoning. */
+/**
+ * One chat completion with tools; streams when the LLM config asks, reporting each piece of text and
+ * reasoning. Measured (latency and tokens by model) and traced (an `llm.completion` span).
+ */
 export async function complete(
+  client: OpenAI,
+  llm: LlmConfig,
+  messages: ChatMessage[],
+  tools: ChatTool[],
+  signal: AbortSignal,
+  onChunk?: (chunk: StreamChunk) => void,
+): Promise<LlmReply> {
+  return inSpan('llm.completion', { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': llm.model, 'berth.llm.stream': Boolean(llm.stream) }, async (span) => {
+    const started = performance.now();
+    try {
+      const reply = await chatCompletion(client, llm, messages, tools, signal, onChunk);
+      llmRequestDuration.observe({ model: llm.model, outcome: 'ok' }, reply.latencySeconds);
+      llmTokens.inc({ model: llm.model, kind: 'prompt' }, reply.usage.prompt_tokens);
+      llmTokens.inc({ model: llm.model, kind: 'completion' }, reply.usage.completion_tokens);
+      span.setAttributes({ 'gen_ai.response.id': reply.responseId, 'gen_ai.usage.input_tokens': reply.usage.prompt_tokens, 'gen_ai.usage.output_tokens': reply.usage.completion_tokens });
+      return reply;
+    } catch (err) {
+      llmRequestDuration.observe({ model: llm.model, outcome: 'error' }, (performance.now() - started) / 1000);
+      throw err;
+    }
+  });
+}
+
+async function chatCompletion(
   client: OpenAI,
   llm: LlmConfig,
   messages: ChatMessage[],

@@ -2,6 +2,7 @@ import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBoo
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import { ConversationRepository, Database, tenantScope } from '@berth/persistence';
+import { runsInFlight } from '@berth/metrics';
 import { RunLock, RunQueue, RunRequest } from '@berth/queue';
 import { SandboxManager } from '@berth/sandbox';
 import { AgentRunner } from './agent-runner';
@@ -53,7 +54,11 @@ export class RunWorker implements OnApplicationBootstrap, BeforeApplicationShutd
 
   private track(work: Promise<void>): Promise<void> {
     this.inFlight.add(work);
-    return work.finally(() => this.inFlight.delete(work));
+    runsInFlight.inc();
+    return work.finally(() => {
+      this.inFlight.delete(work);
+      runsInFlight.dec();
+    });
   }
 
   async handle(run: RunRequest): Promise<void> {

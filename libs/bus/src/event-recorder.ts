@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { OHEvent, SessionProgressFrame } from '@berth/contracts';
+import { eventsRecorded } from '@berth/metrics';
 import { EventLog } from '@berth/persistence';
 import { EventBus } from './event-bus';
 
@@ -22,6 +23,7 @@ export class EventRecorder {
 
   async record(conversationId: string, event: OHEvent): Promise<number> {
     const seq = await this.log.append(conversationId, event);
+    eventsRecorded.inc();
     await this.publishStored(conversationId, seq, event);
     await this.notify(conversationId, [seq]);
     return seq;
@@ -29,6 +31,7 @@ export class EventRecorder {
 
   /** Publishes events already stored (in a transaction that has committed). */
   async publish(conversationId: string, stored: { seq: number; event: OHEvent }[]): Promise<void> {
+    eventsRecorded.inc(stored.length);
     for (const { seq, event } of stored) await this.publishStored(conversationId, seq, event);
     if (stored.length) await this.notify(conversationId, stored.map((s) => s.seq));
   }

@@ -221,6 +221,21 @@ describe('loadConfig', () => {
       });
     });
   });
+
+  describe('metrics and traces', () => {
+    it('leaves /metrics open and tracing off by default', () => {
+      expect(loadConfig({}, [])).toMatchObject({ metricsToken: null, tracing: null });
+      expect(loadConfig({ BERTH_METRICS_TOKEN: 's3cret' }, []).metricsToken).toBe('s3cret');
+    });
+
+    it('reads the OTLP traces URL as the exporters do: the signal variable as given, else the base + /v1/traces', () => {
+      expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }, []).tracing).toEqual({ tracesUrl: 'http://collector:4318/v1/traces', serviceName: null });
+      expect(
+        loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://traces.example/in', OTEL_SERVICE_NAME: 'berth-eu' }, []).tracing,
+      ).toEqual({ tracesUrl: 'https://traces.example/in', serviceName: 'berth-eu' });
+      expect(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }, [])).toThrow(ConfigError);
+    });
+  });
 });
 
 describe('readEnvList', () => {

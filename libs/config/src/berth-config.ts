@@ -95,6 +95,10 @@ export interface BerthConfig {
   /** DEBUG: 5xx bodies carry the stack trace, as OpenHands does. */
   debug: boolean;
   webhooks: WebhookSpec[];
+  /** BERTH_METRICS_TOKEN: /metrics asks for `Authorization: Bearer <it>`; null = /metrics is open, as /health */
+  metricsToken: string | null;
+  /** Where OpenTelemetry spans go (OTLP/HTTP); null = no tracing (the SDK is never loaded). */
+  tracing: { tracesUrl: string; serviceName: string | null } | null;
 }
 
 export type SandboxIsolationMode = 'bwrap' | 'none';
@@ -331,7 +335,21 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     logLevel: env.LOG_LEVEL ?? 'info',
     debug: readFlag(env, 'DEBUG'),
     webhooks: readWebhooks(env),
+    metricsToken: env.BERTH_METRICS_TOKEN || null,
+    tracing: readTracing(env),
   };
+}
+
+/** The OTLP traces URL as the OpenTelemetry exporters read it: the signal's own variable as given, or the base one + /v1/traces. */
+function readTracing(env: Env): BerthConfig['tracing'] {
+  const own = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim();
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
+  if (!own && !base) return null;
+  const tracesUrl = own || `${base!.replace(/\/+$/, '')}/v1/traces`;
+  if (!/^https?:\/\/[^/]/.test(tracesUrl)) {
+    throw new ConfigError(`${own ? 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT' : 'OTEL_EXPORTER_OTLP_ENDPOINT'} must be an http(s) URL, got "${own || base}"`);
+  }
+  return { tracesUrl, serviceName: env.OTEL_SERVICE_NAME?.trim() || null };
 }
 
 export function isLoopbackHost(host: string): boolean {

@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { reconcileErrors } from '@berth/metrics';
 import { RunLease, RunLock } from './run-lock';
 
 /**
@@ -32,6 +33,7 @@ export class LeasedLoop {
   async once<T>(pass: (lease: RunLease) => Promise<T>): Promise<T | undefined> {
     if (this.running || this.stopped) return undefined;
     const run = this.leased(pass).catch((err: Error) => {
+      reconcileErrors.inc({ loop: this.leaseName });
       this.logger.warn(`${this.leaseName}: pass failed (retried at the next tick): ${err.message.split('\n').pop()}`);
       return undefined;
     });

@@ -1,5 +1,6 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import { BERTH_CONFIG, BerthConfig, closeOnShutdown } from '@berth/config';
+import { measureRunQueue } from '@berth/metrics';
 import { InProcessRunLock, RedisRunLock, RunLock } from './run-lock';
 import { BullRunQueue, InProcessRunQueue, RunQueue } from './run-queue';
 
@@ -15,6 +16,12 @@ export class QueueModule {
           inject: [BERTH_CONFIG],
           useFactory: (config: BerthConfig) =>
             config.redisUrl ? new BullRunQueue(config.redisUrl, config.queuePrefix, config.runStallMs) : new InProcessRunQueue(),
+        },
+        {
+          // /metrics reads this process's queue until it shuts down.
+          provide: Symbol('run queue depth'),
+          inject: [RunQueue],
+          useFactory: (queue: RunQueue) => ({ onApplicationShutdown: measureRunQueue(() => queue.depth()) }),
         },
         {
           provide: RunLock,

@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import type { QueueDepth } from '@berth/metrics';
 import { Queue, Worker } from 'bullmq';
 
 export const RUN_QUEUE_NAME = 'berth-runs';
@@ -28,6 +29,8 @@ export abstract class RunQueue {
   /** Takes no more runs (a worker stopping); the ones in progress go on. */
   abstract stopTaking(): Promise<void>;
   abstract ping(): Promise<void>;
+  /** Runs waiting for a worker and runs being worked on (of every process, with Redis). */
+  abstract depth(): Promise<QueueDepth>;
   /** Stops taking runs; runs in progress are left to finish (or to be taken over). */
   abstract close(): Promise<void>;
 }
@@ -77,6 +80,11 @@ export class InProcessRunQueue extends RunQueue {
   }
 
   async ping(): Promise<void> {}
+
+  async depth(): Promise<QueueDepth> {
+    return { waiting: this.waiting.size, active: this.active };
+  }
+
   async close(): Promise<void> {
     this.closed = true;
   }
@@ -137,6 +145,12 @@ export class BullRunQueue extends RunQueue {
   async ping(): Promise<void> {
     // A cheap read that needs a live Redis connection.
     await this.queue.getJobCountByTypes('waiting');
+  }
+
+  async depth(): Promise<QueueDepth> {
+    // Delayed jobs are retries waiting out their backoff: they wait as much as the others.
+    const counts = await this.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active');
+    return { waiting: counts.waiting + counts.prioritized + counts.delayed, active: counts.active };
   }
 
   async close(): Promise<void> {

@@ -9,6 +9,7 @@ import { Readable, Writable } from 'node:stream';
 import { Logger } from '@nestjs/common';
 import { DEFAULT_SANDBOX_LIMITS, projectRoot } from '@berth/config';
 import type { SandboxIsolationMode } from '@berth/config';
+import { sandboxProvisionDuration } from '@berth/metrics';
 import { ExecutorClient, executorSocket } from './executor-client';
 import { BWRAP, bwrapArgs, childrenOf, etcFiles, killQuietly, pidAlive, prlimitArgs, probeBubblewrap, SandboxCgroups, SandboxLimits, SandboxNetwork, sandboxUid, startEgress, VIRTUAL_WORKSPACE } from './isolation';
 import { DriverResource, LocalSandboxHandle, SandboxDriver, SandboxError, SandboxHandle, SandboxSpec, SandboxStatus, sandboxWorkingDir } from './sandbox-driver';
@@ -340,6 +341,7 @@ export class LocalSandboxDriver extends SandboxDriver {
     const root = this.rootOf(spec.id);
     const env = checkEnv(spec.env ?? {});
     const network = checkNetwork(spec.network ?? this.network);
+    const provisioned = sandboxProvisionDuration.startTimer({ driver: this.kind });
     return this.serialize(spec.id, async () => {
       this.checkOpen();
       // A retried provision gets the executor the first one started.
@@ -358,14 +360,19 @@ export class LocalSandboxDriver extends SandboxDriver {
       const owned = await this.takeMarker(spec.id);
       if (pooled && owned && network === this.network) {
         const warm = await this.claimPooled(pooled.executor, env);
-        if (warm) return handleOf(warm);
+        if (warm) {
+          provisioned({ pool: 'warm' });
+          return handleOf(warm);
+        }
       } else if (pooled) {
         await this.terminate(pooled.executor, { keepCgroups: !owned });
       }
       // Cold: a new folder, or an existing one (a restart, another process's pool folder) with its files.
       await mkdir(root, { recursive: true, mode: 0o700 });
       await chmod(root, 0o700);
-      return handleOf(await this.start(spec.id, newToken(), root, { env, network }));
+      const started = await this.start(spec.id, newToken(), root, { env, network });
+      provisioned({ pool: 'cold' });
+      return handleOf(started);
     });
   }
 

@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
+import { reconcileErrors } from '@berth/metrics';
 import { SandboxRepository, tenantScope } from '@berth/persistence';
 import type { SandboxRow } from '@berth/persistence';
 import { LeasedLoop, RunLock } from '@berth/queue';
@@ -98,6 +99,7 @@ export class SandboxReconciler implements OnApplicationBootstrap, OnApplicationS
     try {
       await step();
     } catch (err) {
+      reconcileErrors.inc({ loop: RECONCILE_LEASE });
       this.logger.warn(`sandbox ${id}: ${(err as Error).message.split('\n')[0]}`);
     }
   }

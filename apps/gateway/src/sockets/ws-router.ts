@@ -2,6 +2,7 @@ import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBoo
 import { HttpAdapterHost } from '@nestjs/core';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
+import { openWebSockets } from '@berth/metrics';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { match, MatchFunction } from 'path-to-regexp';
@@ -94,6 +95,9 @@ export class WsRouter implements OnApplicationBootstrap, BeforeApplicationShutdo
         return;
       }
       this.wss.handleUpgrade(req, socket, head, (ws) => {
+        const kind = { kind: socketKind(route.pattern) };
+        openWebSockets.inc(kind);
+        ws.once('close', () => openWebSockets.dec(kind));
         this.alive.add(ws);
         ws.on('pong', () => this.alive.add(ws));
         ws.on('error', (err) => this.logger.debug(`socket error: ${err.message}`));
@@ -136,6 +140,11 @@ export class WsRouter implements OnApplicationBootstrap, BeforeApplicationShutdo
     timer.unref();
     ws.once('close', () => clearTimeout(timer));
   }
+}
+
+/** A route's metrics label: its path after `/sockets/` (`events`, `session`, `bash-events`), parameters left out. */
+function socketKind(pattern: string): string {
+  return pattern.replace(/^\/sockets\//, '').split('/')[0];
 }
 
 /**

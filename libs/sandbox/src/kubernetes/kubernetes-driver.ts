@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { ApiException, CoreV1Api, KubeConfig, NetworkingV1Api, PatchStrategy, Watch, setHeaderOptions } from '@kubernetes/client-node';
 import type { V1ObjectMeta, V1Pod } from '@kubernetes/client-node';
 import type { KubernetesConfig, KubernetesTemplate } from '@berth/config';
+import { sandboxProvisionDuration } from '@berth/metrics';
 import { ExecutorClient } from '../executor-client';
 import { KubernetesSandboxHandle, POD_WORKSPACE, SandboxDriver, SandboxError, SandboxHandle, SandboxSpec, SandboxStatus } from '../sandbox-driver';
 import {
@@ -101,13 +102,19 @@ export class KubernetesSandboxDriver extends SandboxDriver {
   async provision(spec: SandboxSpec): Promise<SandboxHandle> {
     if (this.closed) throw new SandboxError('The sandbox driver is closed');
     if (!UUID.test(spec.id)) throw new SandboxError(`A sandbox id must be a uuid (got ${JSON.stringify(spec.id)})`);
+    const provisioned = sandboxProvisionDuration.startTimer({ driver: this.kind });
     const template = this.template();
     const claimed = await this.claimWarm(template, spec);
     this.refill(template);
-    if (claimed) return claimed;
+    if (claimed) {
+      provisioned({ pool: 'warm' });
+      return claimed;
+    }
     const slot = this.slotOf(`berth-${spec.id}`, template, spec.id, spec.tenantId ?? UNCLAIMED, 'claimed');
     const token = randomBytes(32).toString('base64url');
-    return this.startSlot(slot, token, initBody(spec.env ?? {}), this.rules(spec));
+    const started = await this.startSlot(slot, token, initBody(spec.env ?? {}), this.rules(spec));
+    provisioned({ pool: 'cold' });
+    return started;
   }
 
   /** Creates a pod's Secret, workspace and NetworkPolicy (each kept if it exists) and the pod, and waits for it. */
