@@ -200,12 +200,14 @@ export class ConversationsService {
     let sandboxId = await this.sandboxFor(p, req.sandbox_id, req.workspace.working_dir);
     await this.quotas.admitConversation(p.tenantId, { ownSandbox: sandboxId === null, run: !!req.initial_message });
 
+    // From stored settings: a key no configured key opens is the server's 409, not the client's 400.
+    const fromSettings = req.agent || launch ? null : await this.agentFromSettings(p, req.agent_settings as Json);
     let agent: Json;
     let secrets: Record<string, StoredSecret>;
     try {
       agent = req.agent
         ? this.vault.sealAgent(withAgentDefaults(req.agent as Json), req.secrets_encrypted)
-        : this.vault.sealAgent(withAgentDefaults(launch ? launch.agent : await this.agentFromSettings(p, req.agent_settings as Json)));
+        : this.vault.sealAgent(withAgentDefaults(launch ? launch.agent : (fromSettings as Json)));
       // A profile's secret_refs keep the agent to the secrets it names.
       const allowed = launch?.allowedSecrets;
       const given = Object.entries(req.secrets as Record<string, SecretInput>).filter(([name]) => !allowed || allowed.includes(name));

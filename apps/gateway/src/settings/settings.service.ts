@@ -34,6 +34,9 @@ interface StoredSettings {
   activeAgentProfileId: string | null;
 }
 
+/** How an error names the settings' stored LLM key. */
+const SETTINGS_API_KEY = "the settings' agent_settings.llm.api_key";
+
 const UPDATE_FIELDS = ['agent_settings_diff', 'conversation_settings_diff', 'misc_settings_diff', 'active_profile', 'active_agent_profile_id'] as const;
 
 /** `current` with a client's merge patch applied, validated whole; a 422 locates errors inside `field`. */
@@ -127,7 +130,7 @@ export class SettingsService {
     if (value !== SECRET_MASK) return value;
     const stored = this.parse(await this.rows.settings(p)).agent.llm.api_key;
     if (stored === null) throw new SecretDecryptError('the masked api_key stands for no stored key');
-    return this.secrets.open(stored);
+    return this.secrets.open(stored, SETTINGS_API_KEY);
   }
 
   private patchAgent(current: AgentSettings, diff: Json): AgentSettings {
@@ -139,7 +142,7 @@ export class SettingsService {
 
   private view(s: StoredSettings, exposure: SecretExposure): SettingsResponse {
     return {
-      agent_settings: { ...s.agent, llm: { ...s.agent.llm, api_key: this.secrets.show(s.agent.llm.api_key, exposure) } },
+      agent_settings: { ...s.agent, llm: { ...s.agent.llm, api_key: this.secrets.show(s.agent.llm.api_key, exposure, SETTINGS_API_KEY) } },
       conversation_settings: s.conversation,
       llm_api_key_is_set: s.agent.llm.api_key !== null,
       active_profile: s.activeProfile,
