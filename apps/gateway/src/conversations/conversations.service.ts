@@ -29,7 +29,7 @@ import { ExecutorClient, SandboxManager, SandboxNetworkRefused, SandboxNotFound 
 import { WebhookDispatcher } from '@berth/webhooks';
 import { ServerInfoService } from '../health/server-info.service';
 import { WorkspaceRoutingService } from '../workspace/workspace-routing.service';
-import { SettingsService } from '../settings/settings.service';
+import { SETTINGS_API_KEY, SettingsService } from '../settings/settings.service';
 import { ConversationOptions, toConversationInfo, withAgentDefaults } from '@berth/persistence';
 import { alreadyRunning, conversationNotFound } from './conversation-errors';
 import { ConversationCounter } from './conversation-counter.service';
@@ -384,7 +384,8 @@ export class ConversationsService {
       throw new ValidationFailed(toValidationIssues(parsed.error, 'body', candidate).map((i) => ({ ...i, loc: ['body', 'agent_settings', ...i.loc.slice(1)] })));
     }
     const agent = parsed.data as Json & { llm: Json };
-    if (typeof agent.llm.api_key === 'string') agent.llm.api_key = await this.settings.revealSecret(p, agent.llm.api_key);
+    const what = sent.api_key === undefined ? SETTINGS_API_KEY : 'agent_settings.llm.api_key';
+    if (typeof agent.llm.api_key === 'string') agent.llm.api_key = await this.settings.revealSecret(p, agent.llm.api_key, what);
     return agent;
   }
 
