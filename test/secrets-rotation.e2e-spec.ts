@@ -94,8 +94,8 @@ describe('secret key rotation (postgres, gateway processes)', () => {
 
   const rekeyedIn = (output: string) => Number(/re-encrypted (\d+) stored secrets/.exec(output)?.[1] ?? 0);
 
-  let conversationId: string;
   let sealedTokens: number;
+  let agentProfileId: string;
 
   beforeAll(async () => {
     database = await privateDatabase('rotation');
@@ -114,9 +114,11 @@ describe('secret key rotation (postgres, gateway processes)', () => {
     expect((await call(a, 'PUT', '/api/settings/secrets', { name: 'GITHUB_TOKEN', value: 'ghp-rotation' })).status).toBeLessThan(300);
     expect((await call(a, 'PATCH', '/api/settings', { agent_settings_diff: { llm: { model: 'openai/stub', api_key: 'sk-settings' } } })).status).toBe(200);
     expect((await call(a, 'POST', '/api/profiles/p', { llm: { model: 'openai/gpt-4o', api_key: 'sk-profile' } })).status).toBeLessThan(300);
+    // An agent profile holds no key of its own: it names the LLM profile's.
+    expect((await call(a, 'POST', '/api/agent-profiles/ap', { agent_kind: 'openhands', llm_profile_ref: 'p' })).status).toBe(201);
+    agentProfileId = (await call(a, 'GET', '/api/agent-profiles/ap')).body.profile.id;
     const created = await call(a, 'POST', '/api/conversations', startRequest({ agent: { ...AGENT, llm: { ...AGENT.llm, api_key: 'sk-conversation' } }, secrets: { DEPLOY: 'deploy-secret' } }));
     expect(created.status).toBe(201);
-    conversationId = created.body.id;
     await a.stop();
 
     const stored = await tokensUnder(new SecretVault(KEY_B, dataDir, [SESSION_KEY]));
@@ -182,10 +184,13 @@ describe('secret key rotation (postgres, gateway processes)', () => {
     expect(fromSettings.status).toBe(409);
     expect(fromSettings.body.detail).toMatch(/^the settings' agent_settings.llm.api_key is encrypted with a key this server does not have/);
 
+    const fromProfile = await call(c, 'POST', '/api/conversations', { agent_profile_id: agentProfileId, workspace: FROM_SETTINGS.workspace });
+    expect(fromProfile.status).toBe(409);
+    expect(fromProfile.body.detail).toMatch(/^the api_key of LLM profile 'p' is encrypted with a key this server does not have/);
+
     // Setting the secret again heals it.
     expect((await call(c, 'PUT', '/api/settings/secrets', { name: 'GITHUB_TOKEN', value: 'ghp-again' })).status).toBeLessThan(300);
     expect((await call(c, 'GET', '/api/settings/secrets/GITHUB_TOKEN')).body).toBe('ghp-again');
-    expect(conversationId).toBeDefined();
     await c.stop();
   });
 });
