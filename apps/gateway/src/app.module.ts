@@ -14,6 +14,7 @@ import { HooksModule } from './hooks/hooks.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { QuotasModule } from './quotas/quotas.module';
 import { SandboxesModule } from './sandboxes/sandboxes.module';
+import { SecretKeysModule } from './secret-keys/secret-keys.module';
 import { SettingsModule } from './settings/settings.module';
 import { SocketsModule } from './sockets/sockets.module';
 import { WorkspaceModule } from './workspace/workspace.module';
@@ -40,6 +41,7 @@ export class AppModule {
         WorkspaceModule,
         HooksModule,
         SettingsModule,
+        SecretKeysModule,
         CatalogModule,
         // The embedded default (and any `--role all`) runs the workers in the same process.
         ...(config.role === 'all' ? [AgentModule.forRoot()] : []),

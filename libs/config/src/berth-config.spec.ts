@@ -178,6 +178,27 @@ describe('loadConfig', () => {
       expect(loadConfig({ OH_SESSION_API_KEYS: '["json-first", "x"]' }, []).secretKey).toBe('json-first');
       expect(loadConfig({}, []).secretKey).toBeNull();
     });
+
+    it('says which variable the key came from', () => {
+      expect(loadConfig({ OH_SECRET_KEY: 's', SESSION_API_KEY: 'k' }, []).secretKeySource).toBe('OH_SECRET_KEY');
+      expect(loadConfig({ SESSION_API_KEY: 'k', OH_SESSION_API_KEYS_0: 'first' }, []).secretKeySource).toBe('SESSION_API_KEY');
+      expect(loadConfig({ OH_SESSION_API_KEYS_0: 'first' }, []).secretKeySource).toBe('OH_SESSION_API_KEYS');
+      expect(loadConfig({ OH_SESSION_API_KEYS: '["json-first"]' }, []).secretKeySource).toBe('OH_SESSION_API_KEYS');
+      expect(loadConfig({}, [])).toMatchObject({ secretKey: null, secretKeySource: 'data-dir' });
+    });
+
+    it('reads OH_PREVIOUS_SECRET_KEYS as a JSON list or numbered, blanks dropped', () => {
+      expect(loadConfig({}, []).previousSecretKeys).toEqual([]);
+      expect(loadConfig({ OH_PREVIOUS_SECRET_KEYS: '["a", " ", "b"]' }, []).previousSecretKeys).toEqual(['a', 'b']);
+      expect(loadConfig({ OH_PREVIOUS_SECRET_KEYS_0: 'a', OH_PREVIOUS_SECRET_KEYS_1: 'b' }, []).previousSecretKeys).toEqual(['a', 'b']);
+      expect(() => loadConfig({ OH_PREVIOUS_SECRET_KEYS: 'not-json' }, [])).toThrow(ConfigError);
+    });
+
+    it('bounds the start-up scan of stored secrets by BERTH_SECRET_SCAN_ROWS', () => {
+      expect(loadConfig({}, []).secretScanRows).toBe(10_000);
+      expect(loadConfig({ BERTH_SECRET_SCAN_ROWS: '0' }, []).secretScanRows).toBe(0);
+      expect(() => loadConfig({ BERTH_SECRET_SCAN_ROWS: '-1' }, [])).toThrow(ConfigError);
+    });
   });
 
   describe('numeric limits and flags', () => {

@@ -31,6 +31,9 @@ export interface TenantLimits {
   maxSocketsPerKey: number;
 }
 
+/** The variable the secret key was read from; `data-dir` = none set, a generated key kept in the data dir. */
+export type SecretKeySource = 'OH_SECRET_KEY' | 'SESSION_API_KEY' | 'OH_SESSION_API_KEYS' | 'data-dir';
+
 /** Everything Berth reads from its environment, parsed once at start-up (README "Configuration"). */
 export interface BerthConfig {
   host: string;
@@ -59,6 +62,12 @@ export interface BerthConfig {
   conversationsPath: string;
   /** Fernet key material (OH_SECRET_KEY → SESSION_API_KEY → OH_SESSION_API_KEYS_0), null if none. */
   secretKey: string | null;
+  /** Where secretKey came from: a session key as source means rotating that key rotates this one. */
+  secretKeySource: SecretKeySource;
+  /** Earlier secret keys (OH_PREVIOUS_SECRET_KEYS*): they still decrypt, never encrypt. */
+  previousSecretKeys: string[];
+  /** Rows per store the start-up pass over stored secrets reads (BERTH_SECRET_SCAN_ROWS); 0 = no pass. */
+  secretScanRows: number;
   maxBodyBytes: number;
   wsMaxBufferBytes: number;
   wsMaxSubscribers: number;
@@ -238,6 +247,14 @@ function readFlag(env: Env, name: string): boolean {
   return ['1', 'TRUE', 'YES'].includes((env[name] ?? '').toUpperCase());
 }
 
+/** As OpenHands: OH_SECRET_KEY, else the first session key (SESSION_API_KEY before OH_SESSION_API_KEYS). */
+function readSecretKey(env: Env, sessionApiKeys: string[]): { secretKey: string | null; secretKeySource: SecretKeySource } {
+  if (env.OH_SECRET_KEY) return { secretKey: env.OH_SECRET_KEY, secretKeySource: 'OH_SECRET_KEY' };
+  if (env.SESSION_API_KEY) return { secretKey: env.SESSION_API_KEY, secretKeySource: 'SESSION_API_KEY' };
+  const first = env.OH_SESSION_API_KEYS_0 || sessionApiKeys[0];
+  return first ? { secretKey: first, secretKeySource: 'OH_SESSION_API_KEYS' } : { secretKey: null, secretKeySource: 'data-dir' };
+}
+
 /** `--host H --port P --role R` (also `--host=H`), as the OpenHands launcher accepts. */
 export function parseArgs(argv: string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -305,7 +322,9 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     queuePrefix: env.BERTH_QUEUE_PREFIX || 'berth',
     dataDir,
     conversationsPath: isAbsolute(conversationsPath) ? conversationsPath : conversationsPath.replace(/\/+$/, ''),
-    secretKey: env.OH_SECRET_KEY || env.SESSION_API_KEY || env.OH_SESSION_API_KEYS_0 || sessionApiKeys[0] || null,
+    ...readSecretKey(env, sessionApiKeys),
+    previousSecretKeys: (readEnvList(env, 'OH_PREVIOUS_SECRET_KEYS') ?? []).filter((k) => k.trim() !== ''),
+    secretScanRows: readInt(env, 'BERTH_SECRET_SCAN_ROWS', 10_000, 0),
     maxBodyBytes: readInt(env, 'BERTH_MAX_BODY_BYTES', 10 * 1024 * 1024, 1024),
     wsMaxBufferBytes: readInt(env, 'BERTH_WS_MAX_BUFFER_BYTES', 8 * 1024 * 1024, 1024),
     wsMaxSubscribers: readInt(env, 'BERTH_WS_MAX_SUBSCRIBERS', 50, 1),

@@ -9,7 +9,7 @@ export class CryptoModule {
     return {
       module: CryptoModule,
       providers: [
-        { provide: SecretVault, inject: [BERTH_CONFIG], useFactory: (c: BerthConfig) => new SecretVault(c.secretKey, c.dataDir) },
+        { provide: SecretVault, inject: [BERTH_CONFIG], useFactory: (c: BerthConfig) => new SecretVault(c.secretKey, c.dataDir, c.previousSecretKeys) },
       ],
       exports: [SecretVault],
     };

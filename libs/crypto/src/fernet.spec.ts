@@ -97,6 +97,23 @@ describe('Fernet', () => {
     expect(new Fernet('a server secret').decrypt(token)).toBe('sk-live-123');
   });
 
+  it('opens checks the MAC only: true for tokens of this key, false for another key or a malformed token', () => {
+    const token = fernet.encrypt('x'.repeat(40));
+    expect(fernet.opens(token)).toBe(true);
+    expect(new Fernet('another secret').opens(token)).toBe(false);
+    expect(fernet.opens('gAAAAA')).toBe(false);
+    expect(new Fernet(PYTHON_SECRET).opens(PYTHON_TOKEN)).toBe(true);
+  });
+
+  it('isToken accepts the Fernet layout under any key and nothing merely starting like it', () => {
+    expect(Fernet.isToken(PYTHON_TOKEN)).toBe(true);
+    expect(Fernet.isToken(new Fernet('k').encrypt('a longer plaintext than one block'))).toBe(true);
+    const raw = b64(fernet.encrypt('value'));
+    for (const bad of ['gAAAAA', 'gAAAAAnot-a-token', 'sk-live', unb64(raw.subarray(0, raw.length - 1)), unb64(raw.subarray(0, 40)), `${PYTHON_TOKEN} `]) {
+      expect(Fernet.isToken(bad)).toBe(false);
+    }
+  });
+
   it('looksEncrypted recognises the OpenHands ciphertext prefix only', () => {
     expect(Fernet.looksEncrypted(PYTHON_TOKEN)).toBe(true);
     expect(Fernet.looksEncrypted('sk-live-123')).toBe(false);

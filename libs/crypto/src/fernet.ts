@@ -1,6 +1,9 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 const VERSION = 0x80;
+/** version + timestamp + IV + one AES block + MAC */
+const MIN_TOKEN_BYTES = 1 + 8 + 16 + 16 + 32;
+const TOKEN_TEXT = /^gAAAAA[A-Za-z0-9_-]+={0,2}$/;
 
 export class InvalidTokenError extends Error {
   constructor() {
@@ -36,12 +39,8 @@ export class Fernet {
   }
 
   decrypt(token: string): string {
-    const raw = Buffer.from(token.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
-    if (raw.length < 9 + 16 + 16 + 32 || raw[0] !== VERSION) throw new InvalidTokenError();
-    const signed = raw.subarray(0, raw.length - 32);
-    const mac = raw.subarray(raw.length - 32);
-    const expected = createHmac('sha256', this.signingKey).update(signed).digest();
-    if (!timingSafeEqual(mac, expected)) throw new InvalidTokenError();
+    const raw = this.verified(token);
+    if (raw === null) throw new InvalidTokenError();
     const iv = raw.subarray(9, 25);
     try {
       const decipher = createDecipheriv('aes-128-cbc', this.encryptionKey, iv);
@@ -49,6 +48,31 @@ export class Fernet {
     } catch {
       throw new InvalidTokenError();
     }
+  }
+
+  /** Whether this key made `token` (its MAC checks), without decrypting it: cheap enough to scan stores with. */
+  opens(token: string): boolean {
+    return this.verified(token) !== null;
+  }
+
+  /** The token's bytes when it is well formed and its MAC is this key's; null otherwise. */
+  private verified(token: string): Buffer | null {
+    const raw = Buffer.from(token.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+    if (raw.length < MIN_TOKEN_BYTES || raw[0] !== VERSION) return null;
+    const mac = raw.subarray(raw.length - 32);
+    const expected = createHmac('sha256', this.signingKey).update(raw.subarray(0, raw.length - 32)).digest();
+    return timingSafeEqual(mac, expected) ? raw : null;
+  }
+
+  /**
+   * Whether `value` has the layout of a Fernet token (version, timestamp, IV, whole AES blocks,
+   * MAC), whichever key made it: a stored string that merely starts like one is not counted as a
+   * secret no key opens.
+   */
+  static isToken(value: string): boolean {
+    if (!TOKEN_TEXT.test(value)) return false;
+    const raw = Buffer.from(value.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+    return raw.length >= MIN_TOKEN_BYTES && raw[0] === VERSION && (raw.length - 9 - 16 - 32) % 16 === 0;
   }
 
   /** OpenHands treats strings with this prefix as ciphertext. */

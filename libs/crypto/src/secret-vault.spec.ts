@@ -235,4 +235,71 @@ describe('SecretVault', () => {
       expect(existsSync(join(dataDir, '.secret_key'))).toBe(false);
     });
   });
+
+  describe('key rotation (OH_PREVIOUS_SECRET_KEYS)', () => {
+    const dir = '/nonexistent-data-dir-not-used';
+    const keyA = new SecretVault('key-a', dir);
+    const rotated = new SecretVault('key-b', dir, ['key-a']);
+    const bOnly = new SecretVault('key-b', dir);
+
+    it('opens tokens of the current key and of every previous key, and encrypts with the current one only', () => {
+      const three = new SecretVault('key-c', dir, ['key-b', 'key-a']);
+      expect(three.decrypt(keyA.encrypt('from-a'))).toBe('from-a');
+      expect(three.decrypt(bOnly.encrypt('from-b'))).toBe('from-b');
+      const fresh = three.encrypt('new');
+      expect(new Fernet('key-c').decrypt(fresh)).toBe('new');
+      expect(() => rotated.decrypt(fresh)).toThrow(SecretDecryptError);
+      expect(three.openAgent(keyA.sealAgent(agent()))).toEqual(agent());
+    });
+
+    it('names the secret no key opens and says what to configure', () => {
+      const token = new SecretVault('key-z', dir).encrypt('lost');
+      expect(() => rotated.decrypt(token, "secret 'GITHUB_TOKEN'")).toThrow(
+        "secret 'GITHUB_TOKEN' is encrypted with a key this server does not have: set it again, or configure the key it was stored under (OH_SECRET_KEY, or one of OH_PREVIOUS_SECRET_KEYS)",
+      );
+      expect(() => rotated.decrypt(token)).toThrow(/^a secret is encrypted with a key/);
+    });
+
+    it('ignores blank previous keys and one equal to the current key', () => {
+      expect(new SecretVault('key-b', dir, ['', '  ', 'key-b']).hasPreviousKeys).toBe(false);
+      expect(rotated.hasPreviousKeys).toBe(true);
+    });
+
+    it('reseal keeps current tokens, re-encrypts previous-key tokens under the current key, and flags the rest', () => {
+      const current = bOnly.encrypt('b');
+      expect(rotated.reseal(current)).toEqual({ token: current, state: 'current' });
+      const old = keyA.encrypt('a');
+      const resealed = rotated.reseal(old);
+      expect(resealed.state).toBe('rekeyed');
+      expect(bOnly.decrypt(resealed.token)).toBe('a');
+      const lost = new SecretVault('key-z', dir).encrypt('z');
+      expect(rotated.reseal(lost)).toEqual({ token: lost, state: 'unreadable' });
+    });
+
+    it('resealTokens re-keys tokens at any depth of a stored value and counts what it found', () => {
+      const lost = new SecretVault('key-z', dir).encrypt('z');
+      const stored = {
+        agent: keyA.sealAgent(agent()),
+        secrets: keyA.sealSecrets({ A: 'one', L: { kind: 'LookupSecret', url: 'https://x.example', headers: { H: 'two' } } }),
+        kept: bOnly.encrypt('three'),
+        lost,
+        // starts like a token but is none: neither counted nor touched
+        note: 'gAAAAA-not-really-a-token',
+      };
+      const out = rotated.resealTokens(stored);
+      expect(out).toMatchObject({ rekeyed: 7, unreadable: 1 });
+      expect(out.value.kept).toBe(stored.kept);
+      expect(out.value.lost).toBe(lost);
+      expect(out.value.note).toBe(stored.note);
+      expect(bOnly.openAgent(out.value.agent)).toEqual(agent());
+      expect(bOnly.decrypt((out.value.secrets.A as { value: string }).value)).toBe('one');
+      expect(bOnly.decrypt((out.value.secrets.L as { headers: Record<string, string> }).headers.H)).toBe('two');
+      // a second pass finds nothing to do and returns the value itself
+      const again = bOnly.resealTokens(out.value);
+      expect(again).toEqual({ value: out.value, rekeyed: 0, unreadable: 1 });
+      expect(again.value).toBe(out.value);
+      // a text column is one token
+      expect(bOnly.decrypt(rotated.resealTokens(keyA.encrypt('col')).value)).toBe('col');
+    });
+  });
 });

@@ -56,15 +56,35 @@ function mapSecretFields(value: unknown, fn: (v: string) => string | null, redac
   return value;
 }
 
+/** What `SecretVault.reseal` found a stored token to be. */
+export type TokenState = 'current' | 'rekeyed' | 'unreadable';
+
+/** A stored JSON value (or string) after `resealTokens`: the tokens counted by what they were. */
+export interface Resealed<T> {
+  value: T;
+  rekeyed: number;
+  unreadable: number;
+}
+
 /**
  * Encrypts the secrets a conversation carries (LLM keys, conversation secrets) with OH_SECRET_KEY
- * before they are stored, and redacts them from everything Berth sends back.
+ * before they are stored, and redacts them from everything Berth sends back. Earlier keys
+ * (OH_PREVIOUS_SECRET_KEYS) still open what they sealed, as MultiFernet: the current key is tried
+ * first and is the only one that encrypts.
  */
 export class SecretVault {
-  private readonly fernet: Fernet;
+  private readonly current: Fernet;
+  private readonly previous: Fernet[];
 
-  constructor(secretKey: string | null, dataDir: string) {
-    this.fernet = new Fernet(secretKey ?? SecretVault.localKey(dataDir));
+  constructor(secretKey: string | null, dataDir: string, previousKeys: string[] = []) {
+    const key = secretKey ?? SecretVault.localKey(dataDir);
+    this.current = new Fernet(key);
+    this.previous = [...new Set(previousKeys)].filter((k) => k.trim() !== '' && k !== key).map((k) => new Fernet(k));
+  }
+
+  /** Whether keys other than the current one are configured (a re-encryption pass has work to look for). */
+  get hasPreviousKeys(): boolean {
+    return this.previous.length > 0;
   }
 
   /**
@@ -83,17 +103,54 @@ export class SecretVault {
   }
 
   encrypt(plain: string): string {
-    return this.fernet.encrypt(plain);
+    return this.current.encrypt(plain);
   }
 
-  /** Throws SecretDecryptError when the value is not a token made with our key. */
-  decrypt(token: string): string {
-    try {
-      return this.fernet.decrypt(token);
-    } catch (err) {
-      if (err instanceof InvalidTokenError) throw new SecretDecryptError('a secret could not be decrypted with this server\'s key');
-      throw err;
+  /**
+   * Throws SecretDecryptError when no configured key made the token; `what` names the secret in
+   * its message (a client is told which one to set again).
+   */
+  decrypt(token: string, what = 'a secret'): string {
+    for (const fernet of [this.current, ...this.previous]) {
+      try {
+        return fernet.decrypt(token);
+      } catch (err) {
+        if (!(err instanceof InvalidTokenError)) throw err;
+      }
     }
+    throw new SecretDecryptError(
+      `${what} is encrypted with a key this server does not have: set it again, or configure the key it was stored under ` +
+        '(OH_SECRET_KEY, or one of OH_PREVIOUS_SECRET_KEYS)',
+    );
+  }
+
+  /** A stored token under the current key: kept as it is, re-encrypted from a previous key, or opened by none. */
+  reseal(token: string): { token: string; state: TokenState } {
+    if (this.current.opens(token)) return { token, state: 'current' };
+    const previous = this.previous.find((f) => f.opens(token));
+    if (!previous) return { token, state: 'unreadable' };
+    return { token: this.current.encrypt(previous.decrypt(token)), state: 'rekeyed' };
+  }
+
+  /**
+   * Every Fernet token anywhere in a stored value (a string column, or JSON at any depth) resealed
+   * under the current key; the value is returned unchanged (the same object) when nothing was re-keyed.
+   */
+  resealTokens<T>(value: T): Resealed<T> {
+    const found = { rekeyed: 0, unreadable: 0 };
+    const walk = (v: unknown): unknown => {
+      if (typeof v === 'string') {
+        if (!Fernet.isToken(v)) return v;
+        const { token, state } = this.reseal(v);
+        if (state !== 'current') found[state]++;
+        return token;
+      }
+      if (Array.isArray(v)) return v.map(walk);
+      if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
+      return v;
+    };
+    const walked = walk(value) as T;
+    return { value: found.rekeyed ? walked : value, ...found };
   }
 
   /** Agent JSON for storage: every secret field encrypted (already-encrypted input is checked, kept). */

@@ -6,6 +6,7 @@ export * from './migrations';
 export * from './persistence.module';
 export * from './sandbox-repository';
 export * from './settings-repository';
+export * from './stored-secrets-repository';
 export * from './tenant-scope';
 export { Prisma } from './generated/prisma/client';
 export type { Conversation as ConversationRow, Event as EventRow, Sandbox as SandboxRow } from './generated/prisma/client';

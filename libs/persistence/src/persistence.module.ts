@@ -5,6 +5,7 @@ import { ConversationRepository } from './conversation-repository';
 import { EventLog } from './event-log';
 import { SandboxRepository } from './sandbox-repository';
 import { SettingsRepository } from './settings-repository';
+import { StoredSecretsRepository } from './stored-secrets-repository';
 
 @Global()
 @Module({})
@@ -27,9 +28,10 @@ export class PersistenceModule {
         { provide: ConversationRepository, inject: [Database], useFactory: (db: Database) => new ConversationRepository(db) },
         { provide: SandboxRepository, inject: [Database], useFactory: (db: Database) => new SandboxRepository(db) },
         { provide: SettingsRepository, inject: [Database], useFactory: (db: Database) => new SettingsRepository(db) },
+        { provide: StoredSecretsRepository, inject: [Database], useFactory: (db: Database) => new StoredSecretsRepository(db) },
         closeOnShutdown<Database>(Database, (db) => db.close()),
       ],
-      exports: [Database, EventLog, ConversationRepository, SandboxRepository, SettingsRepository],
+      exports: [Database, EventLog, ConversationRepository, SandboxRepository, SettingsRepository, StoredSecretsRepository],
     };
   }
 }

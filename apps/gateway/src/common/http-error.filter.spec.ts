@@ -1,3 +1,4 @@
+import { SecretVault } from '@berth/crypto';
 import { errorBody, loggableError, toHttpError } from './http-error.filter';
 
 /** A Prisma error as the client builds it: the call's arguments and source lines above the reason. */
@@ -25,6 +26,19 @@ describe('HTTP error bodies', () => {
     expect(line).toContain('    at ');
     expect(line).not.toContain('hunter2');
     expect(loggableError(new Error('upstream said api_key=sk-live-123 and Bearer abc.def'))).not.toMatch(/sk-live-123|abc\.def/);
+  });
+
+  it('a stored secret no configured key opens answers 409 with the vault\'s detail, not a 500', () => {
+    const token = new SecretVault('old-key', '/nonexistent').encrypt('sk-lost');
+    let thrown: unknown;
+    try {
+      new SecretVault('new-key', '/nonexistent').decrypt(token, "secret 'X'");
+    } catch (err) {
+      thrown = err;
+    }
+    const { status, body } = toHttpError(thrown);
+    expect(status).toBe(409);
+    expect(body).toEqual({ detail: expect.stringMatching(/^secret 'X' is encrypted with a key this server does not have/) });
   });
 
   it('a dependency outage answers 503 with only a detail, recognised by class and code, also when wrapped', () => {

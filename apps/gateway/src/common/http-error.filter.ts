@@ -1,4 +1,5 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
+import { SecretDecryptError } from '@berth/crypto';
 import { randomBytes } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
 import { isDependencyOutage, OUTAGE_RETRY_AFTER_S } from './outage';
@@ -104,6 +105,8 @@ export function toHttpError(exception: unknown, debug = false): { status: number
   if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
     return { status: statusCode, body: errorBody(statusCode, (exception as Error).message) };
   }
+  // A stored secret no configured key opens (the key was changed): the client can set it again.
+  if (exception instanceof SecretDecryptError) return { status: 409, body: errorBody(409, exception.message) };
   // PostgreSQL or Redis away: the client should retry, and learns nothing of the failing call.
   if (isDependencyOutage(exception)) return { status: 503, body: errorBody(503, 'Service temporarily unavailable: a dependency is unreachable, retry later') };
   return { status: 500, body: errorBody(500, undefined, exception, debug) };

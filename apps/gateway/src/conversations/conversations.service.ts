@@ -29,7 +29,7 @@ import { ExecutorClient, SandboxManager, SandboxNetworkRefused, SandboxNotFound 
 import { WebhookDispatcher } from '@berth/webhooks';
 import { ServerInfoService } from '../health/server-info.service';
 import { WorkspaceRoutingService } from '../workspace/workspace-routing.service';
-import { SettingsService } from '../settings/settings.service';
+import { SETTINGS_API_KEY, SettingsService } from '../settings/settings.service';
 import { ConversationOptions, toConversationInfo, withAgentDefaults } from '@berth/persistence';
 import { alreadyRunning, conversationNotFound } from './conversation-errors';
 import { ConversationCounter } from './conversation-counter.service';
@@ -200,12 +200,14 @@ export class ConversationsService {
     let sandboxId = await this.sandboxFor(p, req.sandbox_id, req.workspace.working_dir);
     await this.quotas.admitConversation(p.tenantId, { ownSandbox: sandboxId === null, run: !!req.initial_message });
 
+    // From stored settings: a key no configured key opens is the server's 409, not the client's 400.
+    const fromSettings = req.agent || launch ? null : await this.agentFromSettings(p, req.agent_settings as Json);
     let agent: Json;
     let secrets: Record<string, StoredSecret>;
     try {
       agent = req.agent
         ? this.vault.sealAgent(withAgentDefaults(req.agent as Json), req.secrets_encrypted)
-        : this.vault.sealAgent(withAgentDefaults(launch ? launch.agent : await this.agentFromSettings(p, req.agent_settings as Json)));
+        : this.vault.sealAgent(withAgentDefaults(launch ? launch.agent : (fromSettings as Json)));
       // A profile's secret_refs keep the agent to the secrets it names.
       const allowed = launch?.allowedSecrets;
       const given = Object.entries(req.secrets as Record<string, SecretInput>).filter(([name]) => !allowed || allowed.includes(name));
@@ -382,7 +384,8 @@ export class ConversationsService {
       throw new ValidationFailed(toValidationIssues(parsed.error, 'body', candidate).map((i) => ({ ...i, loc: ['body', 'agent_settings', ...i.loc.slice(1)] })));
     }
     const agent = parsed.data as Json & { llm: Json };
-    if (typeof agent.llm.api_key === 'string') agent.llm.api_key = await this.settings.revealSecret(p, agent.llm.api_key);
+    const what = sent.api_key === undefined ? SETTINGS_API_KEY : 'agent_settings.llm.api_key';
+    if (typeof agent.llm.api_key === 'string') agent.llm.api_key = await this.settings.revealSecret(p, agent.llm.api_key, what);
     return agent;
   }
 

@@ -271,7 +271,7 @@ export class AgentProfilesService {
     const agent: Json = {
       kind: 'Agent',
       // A profile cannot express streaming: OpenHands launches its LLM streaming.
-      llm: { ...resolved, api_key: resolved.api_key === null ? null : this.secrets.open(resolved.api_key), stream: true },
+      llm: { ...resolved, api_key: resolved.api_key === null ? null : this.secrets.open(resolved.api_key, `the api_key of LLM profile '${llmRef ?? profile.llm_profile_ref}'`), stream: true },
       tools: this.launchTools(profile.tools),
       mcp_config: {},
       ...(profile.system_message_suffix !== null ? { agent_context: { system_message_suffix: profile.system_message_suffix } } : {}),

@@ -67,7 +67,7 @@ export class LlmProfilesService {
     const llm = await this.storedLlm(this.rows, p, name);
     // Plaintext is for a caller that builds a runnable LLM: the connection's key and base_url, as OpenHands resolves them.
     const shown = exposure === 'plaintext' ? await this.resolve(this.rows, p, llm, `Profile '${name}'`) : llm;
-    const apiKey = exposure === 'redacted' ? null : this.secrets.show(shown.api_key, exposure);
+    const apiKey = exposure === 'redacted' ? null : this.secrets.show(shown.api_key, exposure, `the api_key of LLM profile '${name}'`);
     const connections = await this.connectionsById(this.rows, p);
     return { name, config: { ...shown, api_key: apiKey }, api_key_set: summary(name, llm, connections).api_key_set };
   }
@@ -125,7 +125,7 @@ export class LlmProfilesService {
     const storedKey = existing ? SettingsLlmSchema.parse(existing.llm).api_key : null;
     const draft = { ...req.llm, api_key: this.secrets.seal(req.llm.api_key, storedKey, ['llm', 'api_key']) };
     const llm = await this.resolve(this.rows, p, draft, 'LLM config');
-    const apiKey = llm.api_key === null ? null : this.secrets.open(llm.api_key);
+    const apiKey = llm.api_key === null ? null : this.secrets.open(llm.api_key, `the api_key of LLM profile '${name}'`);
     const timeout = Math.min(llm.timeout ?? PREFLIGHT_TIMEOUT_SECONDS, PREFLIGHT_TIMEOUT_SECONDS);
     const config = { ...llm, api_key: apiKey, num_retries: 0, timeout };
     try {

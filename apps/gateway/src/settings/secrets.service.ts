@@ -34,7 +34,7 @@ export class SecretsService {
     if (!mayReadPlaintext(p)) throw plaintextRefused();
     const sealed = await this.rows.secretValue(p, name);
     if (sealed === null) throw secretNotFound();
-    return this.vault.decrypt(sealed);
+    return this.vault.decrypt(sealed, `secret '${name}'`);
   }
 
   /** Creates or replaces a secret (its description too). */

@@ -30,16 +30,16 @@ export class SettingsVault {
     return sent;
   }
 
-  /** A stored key as the caller may see it: the mask, the token itself, or the key. */
-  show(stored: string | null, exposure: SecretExposure): string | null {
+  /** A stored key as the caller may see it: the mask, the token itself, or the key (`what` names it if no key opens it). */
+  show(stored: string | null, exposure: SecretExposure, what?: string): string | null {
     if (stored === null) return null;
     if (exposure === 'encrypted') return stored;
-    if (exposure === 'plaintext') return this.vault.decrypt(stored);
+    if (exposure === 'plaintext') return this.vault.decrypt(stored, what);
     return SECRET_MASK;
   }
 
-  /** The clear text of a token; SecretDecryptError when this server did not make it. */
-  open(token: string): string {
-    return this.vault.decrypt(token);
+  /** The clear text of a token; SecretDecryptError (naming `what`) when no configured key made it. */
+  open(token: string, what?: string): string {
+    return this.vault.decrypt(token, what);
   }
 }

@@ -34,6 +34,9 @@ interface StoredSettings {
   activeAgentProfileId: string | null;
 }
 
+/** How an error names the settings' stored LLM key. */
+export const SETTINGS_API_KEY = "the settings' agent_settings.llm.api_key";
+
 const UPDATE_FIELDS = ['agent_settings_diff', 'conversation_settings_diff', 'misc_settings_diff', 'active_profile', 'active_agent_profile_id'] as const;
 
 /** `current` with a client's merge patch applied, validated whole; a 422 locates errors inside `field`. */
@@ -120,14 +123,14 @@ export class SettingsService {
    * POST /api/conversations with `secrets_encrypted: true`, say): a token from `X-Expose-Secrets:
    * encrypted` is decrypted, the mask stands for the tenant's stored LLM api_key, anything else is
    * clear text already. Throws SecretDecryptError for a token this server did not make, or a mask
-   * with no stored key behind it.
+   * with no stored key behind it; `what` names a token in its message.
    */
-  async revealSecret(p: Principal, value: string): Promise<string> {
-    if (Fernet.looksEncrypted(value)) return this.secrets.open(value);
+  async revealSecret(p: Principal, value: string, what?: string): Promise<string> {
+    if (Fernet.looksEncrypted(value)) return this.secrets.open(value, what);
     if (value !== SECRET_MASK) return value;
     const stored = this.parse(await this.rows.settings(p)).agent.llm.api_key;
     if (stored === null) throw new SecretDecryptError('the masked api_key stands for no stored key');
-    return this.secrets.open(stored);
+    return this.secrets.open(stored, SETTINGS_API_KEY);
   }
 
   private patchAgent(current: AgentSettings, diff: Json): AgentSettings {
@@ -139,7 +142,7 @@ export class SettingsService {
 
   private view(s: StoredSettings, exposure: SecretExposure): SettingsResponse {
     return {
-      agent_settings: { ...s.agent, llm: { ...s.agent.llm, api_key: this.secrets.show(s.agent.llm.api_key, exposure) } },
+      agent_settings: { ...s.agent, llm: { ...s.agent.llm, api_key: this.secrets.show(s.agent.llm.api_key, exposure, SETTINGS_API_KEY) } },
       conversation_settings: s.conversation,
       llm_api_key_is_set: s.agent.llm.api_key !== null,
       active_profile: s.activeProfile,
