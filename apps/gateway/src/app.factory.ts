@@ -122,6 +122,8 @@ export async function createGatewayApp(config: BerthConfig): Promise<NestFastify
         '(query: session_api_key, resend_mode=all|since, after_timestamp, after_event_id).',
     )
     .setVersion(OPENHANDS_API_VERSION)
+    .setOpenAPIVersion('3.1.0')
+    .addServer('/', 'This server')
     .addApiKey({ type: 'apiKey', in: 'header', name: 'X-Session-API-Key' }, 'session-api-key')
     .addApiKey({ type: 'apiKey', in: 'header', name: 'X-Session-API-Key', description: 'a BERTH_ADMIN_API_KEYS key (/api/admin/* only)' }, 'admin-api-key')
     .build();

@@ -3,13 +3,41 @@ import { ApiBody, ApiQuery, ApiResponse } from '@nestjs/swagger';
 import type { OpenAPIObject } from '@nestjs/swagger';
 import { z } from 'zod';
 
-/** JSON schema of a zod schema: a $ref when it is registered with an id, inline otherwise. */
+/**
+ * The document is OpenAPI 3.1 (as the OpenHands server's), whose schema objects are JSON Schema
+ * 2020-12: zod's own target, so `null` unions and `$ref` siblings come out valid as they are.
+ */
+const JSON_SCHEMA_OPTIONS = { target: 'draft-2020-12', io: 'input', unrepresentable: 'any' } as const;
+const componentRef = (id: string) => `#/components/schemas/${id}`;
+
+/**
+ * JSON schema of a zod schema: a $ref when it is registered with an id, inline otherwise. An inline
+ * schema's registered members come out as `$defs` (zod's local refs); they point to the components
+ * instead, where addZodComponents puts every registered schema.
+ */
 export function schemaOf(schema: z.ZodType): Record<string, unknown> {
   const id = z.globalRegistry.get(schema)?.id;
-  if (id) return { $ref: `#/components/schemas/${id}` };
-  const json = z.toJSONSchema(schema, { target: 'openapi-3.0', io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  if (id) return { $ref: componentRef(id) };
+  const json = z.toJSONSchema(schema, JSON_SCHEMA_OPTIONS) as Record<string, unknown>;
   delete json.$schema;
-  return json;
+  const defs = (json.$defs ?? {}) as Record<string, unknown>;
+  delete json.$defs;
+  const unregistered = Object.keys(defs).filter((name) => !z.globalRegistry._idmap.has(name));
+  // Only cycles through unregistered schemas would land here; they need an id to be documented.
+  if (unregistered.length) throw new Error(`Register these schemas with an id to document them: ${unregistered.join(', ')}`);
+  return pointDefsAtComponents(json) as Record<string, unknown>;
+}
+
+function pointDefsAtComponents(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(pointDefsAtComponents);
+  if (!node || typeof node !== 'object') return node;
+  return Object.fromEntries(
+    Object.entries(node).map(([key, value]) =>
+      key === '$ref' && typeof value === 'string' && value.startsWith('#/$defs/')
+        ? [key, componentRef(value.slice('#/$defs/'.length))]
+        : [key, pointDefsAtComponents(value)],
+    ),
+  );
 }
 
 const ERROR_REF = { $ref: '#/components/schemas/ErrorBody' };
@@ -40,17 +68,15 @@ export function ApiQueryFrom(schema: z.ZodObject) {
 
 /** Adds every registered zod schema to the document's components. */
 export function addZodComponents(document: OpenAPIObject): OpenAPIObject {
-  const { schemas } = z.toJSONSchema(z.globalRegistry, {
-    target: 'openapi-3.0',
-    io: 'input',
-    unrepresentable: 'any',
-    uri: (id) => `#/components/schemas/${id}`,
-  }) as unknown as { schemas: Record<string, Record<string, unknown>> };
+  const { schemas } = z.toJSONSchema(z.globalRegistry, { ...JSON_SCHEMA_OPTIONS, uri: componentRef }) as unknown as {
+    schemas: Record<string, Record<string, unknown>>;
+  };
   document.components ??= {};
   document.components.schemas ??= {};
   for (const [id, schema] of Object.entries(schemas)) {
+    // A component is named by its key; an `$id` would make its refs resolve against it as a base URI.
     delete schema.$schema;
-    delete schema.id;
+    delete schema.$id;
     document.components.schemas[id] = schema as never;
   }
   return document;
