@@ -8,11 +8,12 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { AppModule } from './app.module';
-import { addZodComponents } from './common/api-docs';
+import { addZodComponents, finishOperations, handlerName } from './common/api-docs';
 import { corsOriginAllowed } from './common/cors';
 import { stripSandboxPrefix } from './common/sandbox-prefix';
 import { HttpErrorFilter } from './common/http-error.filter';
 import { UnsafeInputInterceptor } from './common/unsafe-input.interceptor';
+import { addWorkspaceRoutes } from './workspace/workspace-docs';
 import { MalformedJson } from './common/zod-validation.pipe';
 import { jsonSyntaxMessage } from '@berth/contracts';
 import { OPENHANDS_API_VERSION } from './health/server-info.service';
@@ -128,7 +129,8 @@ export async function createGatewayApp(config: BerthConfig): Promise<NestFastify
     .addApiKey({ type: 'apiKey', in: 'header', name: 'X-Session-API-Key', description: 'a BERTH_ADMIN_API_KEYS key (/api/admin/* only)' }, 'admin-api-key')
     .build();
   // Built on the first request for it (then kept): building it at start holds ~18 MiB more in every idle process.
-  const documentFactory = () => addZodComponents(SwaggerModule.createDocument(app, docConfig));
+  const documentFactory = () =>
+    finishOperations(addWorkspaceRoutes(addZodComponents(SwaggerModule.createDocument(app, docConfig, { operationIdFactory: handlerName }))));
   SwaggerModule.setup('docs', app, documentFactory, { jsonDocumentUrl: 'openapi.json', yamlDocumentUrl: 'openapi.yaml' });
   return app;
 }

@@ -1,6 +1,6 @@
 import { applyDecorators } from '@nestjs/common';
 import { ApiBody, ApiQuery, ApiResponse } from '@nestjs/swagger';
-import type { OpenAPIObject } from '@nestjs/swagger';
+import type { OpenAPIObject, ParameterObject, ResponsesObject } from '@nestjs/swagger';
 import { z } from 'zod';
 
 /**
@@ -55,15 +55,58 @@ export function ApiJsonBody(schema: z.ZodType, description?: string) {
   return ApiBody({ schema: schemaOf(schema) as never, description });
 }
 
+/** The query parameters of a zod object schema, one per member. */
+export function queryParametersOf(schema: z.ZodObject): ParameterObject[] {
+  return Object.entries(schema.shape).map(([name, member]) => {
+    const m = member as z.ZodType;
+    const required = !m.safeParse(undefined).success;
+    return { name, in: 'query', required, schema: schemaOf(m) as never, description: m.description };
+  });
+}
+
 /** One ApiQuery per member of a zod object schema of query parameters. */
 export function ApiQueryFrom(schema: z.ZodObject) {
-  return applyDecorators(
-    ...Object.entries(schema.shape).map(([name, member]) => {
-      const m = member as z.ZodType;
-      const required = !m.safeParse(undefined).success;
-      return ApiQuery({ name, required, schema: schemaOf(m) as never, description: m.description });
-    }),
-  );
+  return applyDecorators(...queryParametersOf(schema).map(({ name, required, schema: s, description }) => ApiQuery({ name, required, schema: s, description })));
+}
+
+/** The error answers every /api route can give, for an operation documented without decorators. */
+export function errorResponses(): ResponsesObject {
+  return {
+    '401': { description: 'Missing or wrong X-Session-API-Key', content: { 'application/json': { schema: ERROR_REF } } },
+    '422': { description: 'Validation error (FastAPI-style detail list)', content: { 'application/json': { schema: ERROR_REF } } },
+  };
+}
+
+/** Nest's name for a handler (`finalResponse`, `serve[1]` for its second path) in OpenHands' snake_case. */
+export function handlerName(_controllerKey: string, methodKey: string): string {
+  return methodKey.replace(/\[\d+\]$/, '').replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/**
+ * FastAPI's operationId (`generate_unique_id`): the handler's name, its path and method, every
+ * non-word character `_` — `start_conversation_api_conversations_post`, as OpenHands' document
+ * names the route, so clients generated from either have the same method names. Unique and stable
+ * by construction.
+ */
+export function fastapiOperationId(name: string, path: string, method: string): string {
+  return `${name}${path}`.replace(/\W/g, '_') + `_${method.toLowerCase()}`;
+}
+
+/**
+ * The document's operationIds from the handlers' names (the `operationId` of an @ApiOperation, set
+ * where OpenHands names the route otherwise, or the method's name), and an explicit empty security
+ * list on the operations that declare none (the public probes).
+ */
+export function finishOperations(document: OpenAPIObject): OpenAPIObject {
+  for (const [path, item] of Object.entries(document.paths)) {
+    for (const method of ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'] as const) {
+      const operation = item[method];
+      if (!operation) continue;
+      operation.operationId = fastapiOperationId(operation.operationId ?? method, path, method);
+      operation.security ??= [];
+    }
+  }
+  return document;
 }
 
 /** Adds every registered zod schema to the document's components. */
