@@ -124,6 +124,7 @@ export async function createGatewayApp(config: BerthConfig): Promise<NestFastify
     )
     .setVersion(OPENHANDS_API_VERSION)
     .setOpenAPIVersion('3.1.0')
+    .setLicense('MIT', 'https://opensource.org/license/mit')
     .addServer('/', 'This server')
     .addApiKey({ type: 'apiKey', in: 'header', name: 'X-Session-API-Key' }, 'session-api-key')
     .addApiKey({ type: 'apiKey', in: 'header', name: 'X-Session-API-Key', description: 'a BERTH_ADMIN_API_KEYS key (/api/admin/* only)' }, 'admin-api-key')

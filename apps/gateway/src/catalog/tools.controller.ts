@@ -28,7 +28,7 @@ export class ToolsController {
   }
 
   @Get('catalog')
-  @ApiOperation({ summary: 'The tools a client may configure an agent with, as OpenHands ToolCatalogEntry rows (only the tools Berth really runs)' })
+  @ApiOperation({ operationId: 'get_tool_catalog', summary: 'The tools a client may configure an agent with, as OpenHands ToolCatalogEntry rows (only the tools Berth really runs)' })
   @ApiJson(200, ToolCatalogResponseSchema)
   catalog() {
     return toolCatalog();

@@ -42,17 +42,24 @@ function pointDefsAtComponents(node: unknown): unknown {
 
 const ERROR_REF = { $ref: '#/components/schemas/ErrorBody' };
 
-/** Documents a JSON response (and the error bodies every /api route can give). */
-export function ApiJson(status: number, schema: z.ZodType, description = 'Successful response') {
+/** Documents a JSON response (and the error bodies), with an example answer when given. */
+export function ApiJson(status: number, schema: z.ZodType, description = 'Successful response', example?: unknown) {
   return applyDecorators(
-    ApiResponse({ status, description, schema: schemaOf(schema) as never }),
+    ApiResponse({ status, description, schema: schemaOf(schema) as never, ...(example === undefined ? {} : { example }) }),
+    ApiErrors(),
+  );
+}
+
+/** The error bodies every /api route can give. */
+export function ApiErrors() {
+  return applyDecorators(
     ApiResponse({ status: 401, description: 'Missing or wrong X-Session-API-Key', schema: ERROR_REF as never }),
     ApiResponse({ status: 422, description: 'Validation error (FastAPI-style detail list)', schema: ERROR_REF as never }),
   );
 }
 
-export function ApiJsonBody(schema: z.ZodType, description?: string) {
-  return ApiBody({ schema: schemaOf(schema) as never, description });
+export function ApiJsonBody(schema: z.ZodType, description?: string, example?: unknown) {
+  return ApiBody({ schema: schemaOf(schema) as never, description, ...(example === undefined ? {} : { examples: { example: { value: example } } }) });
 }
 
 /** The query parameters of a zod object schema, one per member. */

@@ -2,6 +2,7 @@ import { Controller, Get, Param, Req, Res, UseGuards } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiParam, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiKeyGuard } from '../auth/api-key.guard';
+import { ApiErrors } from '../common/api-docs';
 import { UuidPipe } from '../common/id.pipe';
 import { CurrentPrincipal } from '../common/tenant.decorator';
 import type { Principal } from '../common/tenant.decorator';
@@ -27,6 +28,7 @@ export class ConversationWorkspaceController {
   @Get()
   @ApiOperation({ operationId: 'serve_workspace_root', summary: "The conversation's working dir: its index.html" })
   @ApiOkResponse(SERVED_FILE)
+  @ApiErrors()
   serveRoot(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string, @Res() reply: FastifyReply): Promise<void> {
     return this.serve(p, id, '', reply);
   }
@@ -35,6 +37,7 @@ export class ConversationWorkspaceController {
   @ApiOperation({ operationId: 'serve_workspace_file', summary: "A file of the conversation's working dir (a folder serves its index.html)" })
   @ApiParam({ name: 'path', description: 'The file, relative to the working dir (may hold slashes)', schema: { type: 'string' } })
   @ApiOkResponse(SERVED_FILE)
+  @ApiErrors()
   serveFile(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     return this.serve(p, id, (request.params as Record<string, string | undefined>)['*'] ?? '', reply);
   }

@@ -4,7 +4,7 @@ import { parseUuid, VSCODE_DISABLED_DETAIL, VSCodeStatusSchema, VSCodeUrlQuerySc
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ApiKeyGuard } from '../auth/api-key.guard';
-import { ApiJson, ApiQueryFrom } from '../common/api-docs';
+import { ApiErrors, ApiJson, ApiQueryFrom } from '../common/api-docs';
 import { UuidPipe } from '../common/id.pipe';
 import { CurrentPrincipal } from '../common/tenant.decorator';
 import type { Principal } from '../common/tenant.decorator';
@@ -62,10 +62,11 @@ export class ConversationRuntimeController {
   }
 
   @Get('file/download-trajectory/:trajectory_id')
-  @ApiOperation({ summary: 'The conversation as a zip of its state and events (the trajectory named must be this conversation: 422 otherwise)' })
+  @ApiOperation({ operationId: 'download_trajectory', summary: 'The conversation as a zip of its state and events (the trajectory named must be this conversation: 422 otherwise)' })
   @ApiParam({ name: 'conversation_id' })
   @ApiParam({ name: 'trajectory_id' })
   @ApiOkResponse({ description: 'The zip archive', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } })
+  @ApiErrors()
   async trajectory(
     @CurrentPrincipal() p: Principal,
     @Param('conversation_id', new UuidPipe()) id: string,
@@ -80,7 +81,7 @@ export class ConversationRuntimeController {
   }
 
   @Get('vscode/url')
-  @ApiOperation({ summary: 'VS Code URL: 503, VS Code is disabled (a Berth sandbox runs none)' })
+  @ApiOperation({ operationId: 'get_runtime_vscode_url', summary: 'VS Code URL: 503, VS Code is disabled (a Berth sandbox runs none)' })
   @ApiParam({ name: 'conversation_id' })
   @ApiQueryFrom(VSCodeUrlQuerySchema)
   @ApiJson(200, VSCodeUrlResponseSchema)
@@ -95,7 +96,7 @@ export class ConversationRuntimeController {
   }
 
   @Get('vscode/status')
-  @ApiOperation({ summary: 'VS Code status: disabled' })
+  @ApiOperation({ operationId: 'get_vscode_status', summary: 'VS Code status: disabled' })
   @ApiParam({ name: 'conversation_id' })
   @ApiJson(200, VSCodeStatusSchema)
   async vscodeStatus(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
@@ -113,9 +114,10 @@ export class TrajectoryController {
   constructor(private readonly trajectories: TrajectoryService) {}
 
   @Get(':conversation_id')
-  @ApiOperation({ summary: "A conversation's trajectory: a zip of its state (base_state.json) and its events, as OpenHands persists them" })
+  @ApiOperation({ operationId: 'download_trajectory', summary: "A conversation's trajectory: a zip of its state (base_state.json) and its events, as OpenHands persists them" })
   @ApiParam({ name: 'conversation_id' })
   @ApiOkResponse({ description: 'The zip archive', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } })
+  @ApiErrors()
   download(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string, @Res() reply: FastifyReply): Promise<void> {
     return this.trajectories.download(p, id, reply);
   }
@@ -128,7 +130,7 @@ export class TrajectoryController {
 @Controller('api/vscode')
 export class VSCodeController {
   @Get('url')
-  @ApiOperation({ summary: 'VS Code URL: 503, VS Code is disabled (a Berth sandbox runs none)' })
+  @ApiOperation({ operationId: 'get_vscode_url', summary: 'VS Code URL: 503, VS Code is disabled (a Berth sandbox runs none)' })
   @ApiQueryFrom(VSCodeUrlQuerySchema)
   @ApiJson(200, VSCodeUrlResponseSchema)
   url(@Query(new ZodPipe(VSCodeUrlQuerySchema, 'query')) _query: z.output<typeof VSCodeUrlQuerySchema>): never {
@@ -136,7 +138,7 @@ export class VSCodeController {
   }
 
   @Get('status')
-  @ApiOperation({ summary: 'VS Code status: disabled' })
+  @ApiOperation({ operationId: 'get_vscode_status', summary: 'VS Code status: disabled' })
   @ApiJson(200, VSCodeStatusSchema)
   status() {
     return VSCODE_STATUS;
