@@ -8,12 +8,13 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { AppModule } from './app.module';
-import { addZodComponents } from './common/api-docs';
+import { addZodComponents, finishOperations, handlerName } from './common/api-docs';
 import { corsOriginAllowed } from './common/cors';
 import { stripSandboxPrefix } from './common/sandbox-prefix';
 import { HttpErrorFilter } from './common/http-error.filter';
 import { installRequestTelemetry } from './common/request-telemetry';
 import { UnsafeInputInterceptor } from './common/unsafe-input.interceptor';
+import { addWorkspaceRoutes } from './workspace/workspace-docs';
 import { MalformedJson } from './common/zod-validation.pipe';
 import { jsonSyntaxMessage } from '@berth/contracts';
 import { OPENHANDS_API_VERSION } from './health/server-info.service';
@@ -124,11 +125,15 @@ export async function createGatewayApp(config: BerthConfig): Promise<NestFastify
         '(query: session_api_key, resend_mode=all|since, after_timestamp, after_event_id).',
     )
     .setVersion(OPENHANDS_API_VERSION)
+    .setOpenAPIVersion('3.1.0')
+    .setLicense('MIT', 'https://opensource.org/license/mit')
+    .addServer('/', 'This server')
     .addApiKey({ type: 'apiKey', in: 'header', name: 'X-Session-API-Key' }, 'session-api-key')
     .addApiKey({ type: 'apiKey', in: 'header', name: 'X-Session-API-Key', description: 'a BERTH_ADMIN_API_KEYS key (/api/admin/* only)' }, 'admin-api-key')
     .build();
   // Built on the first request for it (then kept): building it at start holds ~18 MiB more in every idle process.
-  const documentFactory = () => addZodComponents(SwaggerModule.createDocument(app, docConfig));
+  const documentFactory = () =>
+    finishOperations(addWorkspaceRoutes(addZodComponents(SwaggerModule.createDocument(app, docConfig, { operationIdFactory: handlerName }))));
   SwaggerModule.setup('docs', app, documentFactory, { jsonDocumentUrl: 'openapi.json', yamlDocumentUrl: 'openapi.yaml' });
   return app;
 }

@@ -139,9 +139,11 @@ export const WorkspaceSchema = z.looseObject({
   working_dir: z.string().min(1).max(4096),
 });
 
-/** OpenHands' observability fields take null for "not given" (the Python SDK sends it), as their defaults. */
-const nullAs = <T extends z.ZodType>(fallback: unknown, schema: T) =>
-  z.preprocess((v) => (v === null || v === undefined ? fallback : v), schema);
+/**
+ * OpenHands' observability fields take null for "not given" (the Python SDK sends it), as their
+ * defaults. Nullish before the fallback, so the OpenAPI document shows them optional.
+ */
+const nullAs = <T extends z.ZodType>(fallback: z.output<T>, schema: T) => schema.nullish().transform((v) => v ?? fallback);
 const observabilityScalar = z.union([z.string(), z.boolean(), z.number()]);
 const ObservabilityMetadataSchema = nullAs(
   {},

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ConversationRuntimeInfoSchema, ExecutionStatusSchema } from './conversation';
+import { LaunchedAgentProfileSchema } from './settings';
 
 /** Response shapes, used for the OpenAPI document and checked against real responses in the tests. */
 
@@ -57,7 +58,7 @@ export const ConversationInfoSchema = z
     current_model_id: z.string().nullable(),
     available_models: z.array(z.unknown()),
     supports_runtime_model_switch: z.boolean(),
-    launched_agent_profile: z.unknown().nullable(),
+    launched_agent_profile: LaunchedAgentProfileSchema.nullable(),
     client_tools: z.array(z.unknown()),
     sandbox_id: z.string().nullable().meta({ description: 'Berth: the sandbox this conversation runs in.' }),
     runtime_info: ConversationRuntimeInfoSchema.nullable().meta({ description: 'null in the answers of POST /api/conversations, as OpenHands' }),

@@ -3,6 +3,7 @@ import { ApiNoContentResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestj
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiKeyGuard } from './api-key.guard';
 import { WORKSPACE_SESSION_COOKIE } from './workspace-session';
+import { ApiErrors } from '../common/api-docs';
 
 const TEN_YEARS_S = 315_360_000;
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
@@ -18,8 +19,9 @@ const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
 export class WorkspaceSessionController {
   @Post()
   @HttpCode(204)
-  @ApiOperation({ summary: 'Set the workspace session cookie (the same key) for /api/conversations/{id}/workspace' })
+  @ApiOperation({ operationId: 'create_workspace_session', summary: 'Set the workspace session cookie (the same key) for /api/conversations/{id}/workspace' })
   @ApiNoContentResponse()
+  @ApiErrors()
   open(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): void {
     const key = request.headers['x-session-api-key'];
     reply.header('set-cookie', cookie(request, typeof key === 'string' ? encodeURIComponent(key) : '', TEN_YEARS_S));
@@ -27,8 +29,9 @@ export class WorkspaceSessionController {
 
   @Delete()
   @HttpCode(204)
-  @ApiOperation({ summary: 'Clear the workspace session cookie' })
+  @ApiOperation({ operationId: 'delete_workspace_session', summary: 'Clear the workspace session cookie' })
   @ApiNoContentResponse()
+  @ApiErrors()
   close(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): void {
     reply.header('set-cookie', cookie(request, '', 0));
   }

@@ -61,7 +61,7 @@ export class CatalogController {
   @Post('skills')
   @HttpCode(200)
   @ApiTags('Skills')
-  @ApiOperation({ summary: 'Skills available to the agent: none (Berth loads no skills yet)' })
+  @ApiOperation({ operationId: 'get_skills', summary: 'Skills available to the agent: none (Berth loads no skills yet)' })
   @ApiJsonBody(SkillsRequestSchema)
   @ApiJson(200, SkillsSchema)
   skills(@Body(new ZodPipe(SkillsRequestSchema)) _request: z.output<typeof SkillsRequestSchema>) {
@@ -70,7 +70,7 @@ export class CatalogController {
 
   @Get('plugins/installed')
   @ApiTags('Plugins')
-  @ApiOperation({ summary: 'Installed plugins: none' })
+  @ApiOperation({ operationId: 'list_installed_plugins_endpoint', summary: 'Installed plugins: none' })
   @ApiJson(200, InstalledPluginsSchema)
   installedPlugins() {
     return { plugins: [] };
@@ -78,7 +78,7 @@ export class CatalogController {
 
   @Get('workspaces')
   @ApiTags('Workspaces')
-  @ApiOperation({ summary: 'Saved workspaces for the GUI picker: none (every conversation has its own sandbox)' })
+  @ApiOperation({ operationId: 'list_workspaces', summary: 'Saved workspaces for the GUI picker: none (every conversation has its own sandbox)' })
   @ApiJson(200, WorkspacesSchema)
   workspaces() {
     return { workspaces: [], workspaceParents: [] };
@@ -86,7 +86,7 @@ export class CatalogController {
 
   @Get('canvas-extensions/installed')
   @ApiTags('Canvas extensions')
-  @ApiOperation({ summary: 'Installed canvas extensions: none' })
+  @ApiOperation({ operationId: 'list_installed_canvas_extensions_endpoint', summary: 'Installed canvas extensions: none' })
   @ApiJson(200, CanvasExtensionsSchema)
   canvasExtensions() {
     return { canvas_extensions: [] };
@@ -129,7 +129,7 @@ export class CatalogController {
 
   @Get('llm/providers')
   @ApiTags('LLM')
-  @ApiOperation({ summary: 'LLM providers: openai, i.e. any OpenAI-compatible endpoint (set llm.base_url for others)' })
+  @ApiOperation({ operationId: 'list_providers', summary: 'LLM providers: openai, i.e. any OpenAI-compatible endpoint (set llm.base_url for others)' })
   @ApiJson(200, ProvidersSchema)
   llmProviders() {
     return { providers: ['openai'] };
@@ -137,7 +137,7 @@ export class CatalogController {
 
   @Get('llm/models')
   @ApiTags('LLM')
-  @ApiOperation({ summary: 'Known models: none listed (Berth does not know what an endpoint serves; any model name is accepted)' })
+  @ApiOperation({ operationId: 'list_models', summary: 'Known models: none listed (Berth does not know what an endpoint serves; any model name is accepted)' })
   @ApiQueryFrom(ModelsQuerySchema)
   @ApiJson(200, ModelsSchema)
   llmModels(@Query(new ZodPipe(ModelsQuerySchema, 'query')) _filter: z.output<typeof ModelsQuerySchema>) {
@@ -146,7 +146,7 @@ export class CatalogController {
 
   @Get('llm/models/verified')
   @ApiTags('LLM')
-  @ApiOperation({ summary: 'Verified models by provider: none' })
+  @ApiOperation({ operationId: 'list_verified_models', summary: 'Verified models by provider: none' })
   @ApiJson(200, VerifiedModelsSchema)
   llmVerifiedModels() {
     return { models: {} };
@@ -154,7 +154,7 @@ export class CatalogController {
 
   @Get('llm/subscription/openai/status')
   @ApiTags('LLM')
-  @ApiOperation({ summary: 'OpenAI subscription sign-in: not connected (not supported; use an API key)' })
+  @ApiOperation({ operationId: 'get_openai_subscription_status', summary: 'OpenAI subscription sign-in: not connected (not supported; use an API key)' })
   @ApiJson(200, SubscriptionStatusSchema)
   subscriptionStatus() {
     return { vendor: 'openai', connected: false, account_email: null, expires_at: null };
@@ -162,7 +162,7 @@ export class CatalogController {
 
   @Get('llm/subscription/openai/models')
   @ApiTags('LLM')
-  @ApiOperation({ summary: 'Models of an OpenAI subscription: none' })
+  @ApiOperation({ operationId: 'list_openai_subscription_models', summary: 'Models of an OpenAI subscription: none' })
   @ApiJson(200, SubscriptionModelsSchema)
   subscriptionModels() {
     return { vendor: 'openai', models: [] };

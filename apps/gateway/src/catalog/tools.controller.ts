@@ -1,5 +1,5 @@
 import { Controller, Get, NotFoundException, Req, UseGuards } from '@nestjs/common';
-import { ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import { ApiExcludeEndpoint, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import { registeredToolNames, toolCatalog, ToolCatalogResponseSchema, ToolNamesSchema } from '@berth/contracts';
 import type { FastifyRequest } from 'fastify';
 import { ApiKeyGuard } from '../auth/api-key.guard';
@@ -11,18 +11,24 @@ import { ApiJson } from '../common/api-docs';
 @UseGuards(ApiKeyGuard)
 @Controller('api/tools')
 export class ToolsController {
-  // OpenHands declares the list with its trailing slash (`/api/tools/`, the wildcard left empty);
-  // the bare form answers the same, anything else below it is not a route.
-  @Get(['', '*'])
-  @ApiOperation({ summary: 'The registered tools: terminal, file_editor, task_tracker (finish and think are built-ins every agent gets)' })
+  @Get()
+  @ApiOperation({ operationId: 'list_available_tools', summary: 'The registered tools: terminal, file_editor, task_tracker (finish and think are built-ins every agent gets)' })
   @ApiJson(200, ToolNamesSchema)
-  list(@Req() request: FastifyRequest): string[] {
-    if ((request.params as Record<string, string | undefined>)['*']) throw new NotFoundException({ detail: 'Not Found' });
+  list(): string[] {
     return registeredToolNames();
   }
 
+  // OpenHands declares the list with its trailing slash (`/api/tools/`, the wildcard left empty);
+  // anything else below it is not a route. The document has the bare form only.
+  @Get('*')
+  @ApiExcludeEndpoint()
+  listWithSlash(@Req() request: FastifyRequest): string[] {
+    if ((request.params as Record<string, string | undefined>)['*']) throw new NotFoundException({ detail: 'Not Found' });
+    return this.list();
+  }
+
   @Get('catalog')
-  @ApiOperation({ summary: 'The tools a client may configure an agent with, as OpenHands ToolCatalogEntry rows (only the tools Berth really runs)' })
+  @ApiOperation({ operationId: 'get_tool_catalog', summary: 'The tools a client may configure an agent with, as OpenHands ToolCatalogEntry rows (only the tools Berth really runs)' })
   @ApiJson(200, ToolCatalogResponseSchema)
   catalog() {
     return toolCatalog();

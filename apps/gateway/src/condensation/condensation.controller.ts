@@ -21,7 +21,7 @@ export class CondensationController {
 
   @Post(':conversation_id/condense')
   @HttpCode(200)
-  @ApiOperation({ summary: "Condense the conversation's history now (409 when its agent has no condenser that takes requests)" })
+  @ApiOperation({ operationId: 'condense_conversation', summary: "Condense the conversation's history now (409 when its agent has no condenser that takes requests)" })
   @ApiJson(200, SuccessSchema)
   async condense(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
     await this.condensation.condense(p, id);

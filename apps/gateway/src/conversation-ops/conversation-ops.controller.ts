@@ -41,7 +41,7 @@ export class ConversationOpsController {
 
   @Post(':conversation_id/ask_agent')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Ask the agent a question about the conversation so far (no event, no state change)' })
+  @ApiOperation({ operationId: 'ask_agent', summary: 'Ask the agent a question about the conversation so far (no event, no state change)' })
   @ApiJsonBody(AskAgentRequestSchema)
   @ApiJson(200, AskAgentResponseSchema)
   async ask(
@@ -54,7 +54,7 @@ export class ConversationOpsController {
 
   @Post(':conversation_id/switch_llm')
   @HttpCode(200)
-  @ApiOperation({ summary: "Replace the agent's LLM; the run's next step uses it (the key stored encrypted)" })
+  @ApiOperation({ operationId: 'switch_conversation_llm', summary: "Replace the agent's LLM; the run's next step uses it (the key stored encrypted)" })
   @ApiJsonBody(SwitchLlmRequestSchema)
   @ApiJson(200, SuccessSchema)
   async switchLlm(
@@ -69,7 +69,7 @@ export class ConversationOpsController {
 
   @Post(':conversation_id/switch_profile')
   @HttpCode(200)
-  @ApiOperation({ summary: "Switch the agent's LLM to one of the tenant's LLM profiles (404 if it has none of that name)" })
+  @ApiOperation({ operationId: 'switch_conversation_profile', summary: "Switch the agent's LLM to one of the tenant's LLM profiles (404 if it has none of that name)" })
   @ApiJsonBody(SwitchProfileRequestSchema)
   @ApiJson(200, SuccessSchema)
   async switchProfile(
@@ -83,7 +83,7 @@ export class ConversationOpsController {
   }
 
   @Post(':conversation_id/fork')
-  @ApiOperation({ summary: "Fork: a new idle conversation with a copy of the events (up to from_event_id) and of the sandbox's workspace files where the driver can copy them" })
+  @ApiOperation({ operationId: 'fork_conversation', summary: "Fork: a new idle conversation with a copy of the events (up to from_event_id) and of the sandbox's workspace files where the driver can copy them" })
   @ApiJsonBody(ForkConversationRequestSchema)
   @ApiQueryFrom(IncludeSkillsQuerySchema)
   @ApiJson(201, ConversationInfoSchema, 'Forked conversation created')

@@ -22,6 +22,7 @@ import type { FastifyReply } from 'fastify';
 import { AuditService } from '../audit/audit.service';
 import { ApiKeyGuard } from '../auth/api-key.guard';
 import { ApiJson, ApiJsonBody, ApiQueryFrom } from '../common/api-docs';
+import { CONVERSATION_INFO_EXAMPLE, CONVERSATION_PAGE_EXAMPLE, START_CONVERSATION_EXAMPLE } from '../common/api-examples';
 import { UuidPipe } from '../common/id.pipe';
 import { CurrentPrincipal } from '../common/tenant.decorator';
 import type { Principal } from '../common/tenant.decorator';
@@ -44,15 +45,15 @@ export class ConversationsController {
   ) {}
 
   @Get('search')
-  @ApiOperation({ summary: 'Search conversations (keyset paging by page_id)' })
+  @ApiOperation({ operationId: 'search_conversations', summary: 'Search conversations (keyset paging by page_id)' })
   @ApiQueryFrom(ConversationSearchQuerySchema)
-  @ApiJson(200, ConversationPageSchema)
+  @ApiJson(200, ConversationPageSchema, undefined, CONVERSATION_PAGE_EXAMPLE)
   search(@CurrentPrincipal() p: Principal, @Query(new ZodPipe(ConversationSearchQuerySchema, 'query')) q: z.output<typeof ConversationSearchQuerySchema>) {
     return this.conversations.search(p, q);
   }
 
   @Get('count')
-  @ApiOperation({ summary: 'Count conversations (a bare integer)' })
+  @ApiOperation({ operationId: 'count_conversations', summary: 'Count conversations (a bare integer)' })
   @ApiQueryFrom(ConversationCountQuerySchema)
   @ApiJson(200, CountSchema)
   count(@CurrentPrincipal() p: Principal, @Query(new ZodPipe(ConversationCountQuerySchema, 'query')) q: z.output<typeof ConversationCountQuerySchema>) {
@@ -60,7 +61,7 @@ export class ConversationsController {
   }
 
   @Get()
-  @ApiOperation({ summary: 'Get several conversations by id (?ids=a&ids=b); null for unknown ids' })
+  @ApiOperation({ operationId: 'batch_get_conversations', summary: 'Get several conversations by id (?ids=a&ids=b); null for unknown ids' })
   @ApiQueryFrom(ConversationBatchQuerySchema)
   @ApiJson(200, ConversationBatchSchema)
   batch(@CurrentPrincipal() p: Principal, @Query(new ZodPipe(ConversationBatchQuerySchema, 'query')) q: z.output<typeof ConversationBatchQuerySchema>) {
@@ -68,9 +69,9 @@ export class ConversationsController {
   }
 
   @Post()
-  @ApiOperation({ summary: 'Start a conversation (201), or return the existing one for a known conversation_id (200)' })
-  @ApiJsonBody(StartConversationRequestSchema)
-  @ApiJson(201, ConversationInfoSchema, 'Created')
+  @ApiOperation({ operationId: 'start_conversation', summary: 'Start a conversation (201), or return the existing one for a known conversation_id (200)' })
+  @ApiJsonBody(StartConversationRequestSchema, undefined, START_CONVERSATION_EXAMPLE)
+  @ApiJson(201, ConversationInfoSchema, 'Created', CONVERSATION_INFO_EXAMPLE)
   async create(
     @CurrentPrincipal() p: Principal,
     @Body(new ZodPipe(StartConversationRequestSchema)) body: z.output<typeof StartConversationRequestSchema>,
@@ -83,10 +84,10 @@ export class ConversationsController {
   }
 
   @Get(':conversation_id')
-  @ApiOperation({ summary: 'Get a conversation' })
+  @ApiOperation({ operationId: 'get_conversation', summary: 'Get a conversation' })
   @ApiParam({ name: 'conversation_id', description: 'UUID (dashed or 32-hex)' })
   @ApiQueryFrom(IncludeSkillsQuerySchema)
-  @ApiJson(200, ConversationInfoSchema)
+  @ApiJson(200, ConversationInfoSchema, undefined, CONVERSATION_INFO_EXAMPLE)
   get(
     @CurrentPrincipal() p: Principal,
     @Param('conversation_id', new UuidPipe()) id: string,
@@ -96,7 +97,7 @@ export class ConversationsController {
   }
 
   @Get(':conversation_id/runtime')
-  @ApiOperation({ summary: "The conversation's runtime: its sandbox, whether it runs and answers" })
+  @ApiOperation({ operationId: 'get_local_conversation_runtime', summary: "The conversation's runtime: its sandbox, whether it runs and answers" })
   @ApiJson(200, ConversationRuntimeInfoSchema)
   runtime(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
     return this.conversations.runtime(p, id);
@@ -104,7 +105,7 @@ export class ConversationsController {
 
   @Post(':conversation_id/runtime/reprovision')
   @HttpCode(200)
-  @ApiOperation({ summary: "A fresh runtime: the conversation's own sandbox gets a new executor (files kept); a shared one is started if it does not run" })
+  @ApiOperation({ operationId: 'reprovision_local_conversation_runtime', summary: "A fresh runtime: the conversation's own sandbox gets a new executor (files kept); a shared one is started if it does not run" })
   @ApiJson(200, ConversationRuntimeInfoSchema)
   async reprovision(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
     const info = await this.conversations.reprovision(p, id);
@@ -113,7 +114,7 @@ export class ConversationsController {
   }
 
   @Patch(':conversation_id')
-  @ApiOperation({ summary: 'Update title and/or tags (tags replace all)' })
+  @ApiOperation({ operationId: 'update_conversation', summary: 'Update title and/or tags (tags replace all)' })
   @ApiJsonBody(UpdateConversationRequestSchema)
   @ApiJson(200, SuccessSchema)
   async update(
@@ -126,7 +127,7 @@ export class ConversationsController {
   }
 
   @Delete(':conversation_id')
-  @ApiOperation({ summary: 'Delete a conversation and its events (404 if unknown)' })
+  @ApiOperation({ operationId: 'delete_conversation', summary: 'Delete a conversation and its events (404 if unknown)' })
   @ApiJson(200, SuccessSchema)
   async remove(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
     await this.conversations.remove(p, id);
@@ -136,7 +137,7 @@ export class ConversationsController {
 
   @Post(':conversation_id/run')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Queue a run; 409 when already running' })
+  @ApiOperation({ operationId: 'run_conversation', summary: 'Queue a run; 409 when already running' })
   @ApiJson(200, SuccessSchema)
   async run(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
     await this.conversations.run(p, id);
@@ -146,7 +147,7 @@ export class ConversationsController {
 
   @Post(':conversation_id/pause')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Pause between agent steps (404 if unknown)' })
+  @ApiOperation({ operationId: 'pause_conversation', summary: 'Pause between agent steps (404 if unknown)' })
   @ApiJson(200, SuccessSchema)
   async pause(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
     await this.conversations.require(p, id);
@@ -157,7 +158,7 @@ export class ConversationsController {
 
   @Post(':conversation_id/interrupt')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Stop a running conversation now (404 if unknown)' })
+  @ApiOperation({ operationId: 'interrupt_conversation', summary: 'Stop a running conversation now (404 if unknown)' })
   @ApiJson(200, SuccessSchema)
   async interrupt(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
     await this.conversations.require(p, id);
@@ -168,7 +169,7 @@ export class ConversationsController {
 
   @Post(':conversation_id/secrets')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Add or replace conversation secrets (stored encrypted, never returned)' })
+  @ApiOperation({ operationId: 'update_conversation_secrets', summary: 'Add or replace conversation secrets (stored encrypted, never returned)' })
   @ApiJsonBody(SetSecretsRequestSchema)
   @ApiJson(200, SuccessSchema)
   async secrets(
@@ -182,7 +183,7 @@ export class ConversationsController {
 
   @Post(':conversation_id/confirmation_policy')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Set the confirmation policy' })
+  @ApiOperation({ operationId: 'set_conversation_confirmation_policy', summary: 'Set the confirmation policy' })
   @ApiJsonBody(SetConfirmationPolicyRequestSchema)
   @ApiJson(200, SuccessSchema)
   async confirmationPolicy(
@@ -196,7 +197,7 @@ export class ConversationsController {
 
   @Post(':conversation_id/security_analyzer')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Set the security analyzer (null: none)' })
+  @ApiOperation({ operationId: 'set_conversation_security_analyzer', summary: 'Set the security analyzer (null: none)' })
   @ApiJsonBody(SetSecurityAnalyzerRequestSchema)
   @ApiJson(200, SuccessSchema)
   async securityAnalyzer(
@@ -209,7 +210,7 @@ export class ConversationsController {
   }
 
   @Get(':conversation_id/agent_final_response')
-  @ApiOperation({ summary: "The agent's final answer: last finish message, else last agent message, else ''" })
+  @ApiOperation({ operationId: 'get_conversation_agent_final_response', summary: "The agent's final answer: last finish message, else last agent message, else ''" })
   @ApiJson(200, FinalResponseSchema)
   async finalResponse(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
     return { response: await this.conversations.finalResponse(p, id) };

@@ -13,6 +13,7 @@ import {
 import { z } from 'zod';
 import { ApiKeyGuard } from '../auth/api-key.guard';
 import { ApiJson, ApiJsonBody, ApiQueryFrom } from '../common/api-docs';
+import { SEND_MESSAGE_EXAMPLE } from '../common/api-examples';
 import { UuidPipe } from '../common/id.pipe';
 import { CurrentPrincipal } from '../common/tenant.decorator';
 import type { Principal } from '../common/tenant.decorator';
@@ -35,7 +36,7 @@ export class EventsController {
   constructor(private readonly events: EventsService) {}
 
   @Get('search')
-  @ApiOperation({ summary: 'Search events; kind accepts bare (MessageEvent) or qualified (openhands.sdk…MessageEvent) names' })
+  @ApiOperation({ operationId: 'search_conversation_events', summary: 'Search events; kind accepts bare (MessageEvent) or qualified (openhands.sdk…MessageEvent) names' })
   @ApiQueryFrom(EventSearchQuerySchema)
   @ApiJson(200, EventPageSchema)
   @Header('content-type', JSON_CONTENT_TYPE)
@@ -48,7 +49,7 @@ export class EventsController {
   }
 
   @Get('count')
-  @ApiOperation({ summary: 'Count events matching the filters (a bare integer)' })
+  @ApiOperation({ operationId: 'count_conversation_events', summary: 'Count events matching the filters (a bare integer)' })
   @ApiQueryFrom(EventCountQuerySchema)
   @ApiJson(200, CountSchema)
   count(
@@ -60,14 +61,14 @@ export class EventsController {
   }
 
   @Get(':event_id')
-  @ApiOperation({ summary: 'Get one event' })
+  @ApiOperation({ operationId: 'get_conversation_event', summary: 'Get one event' })
   @ApiJson(200, EventSchema)
   get(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string, @Param('event_id') eventId: string) {
     return this.events.get(p, id, eventId);
   }
 
   @Get()
-  @ApiOperation({ summary: 'Get events by id: a JSON array body (as OpenHands) or ?event_ids=…; null for unknown ids' })
+  @ApiOperation({ operationId: 'batch_get_conversation_events', summary: 'Get events by id: a JSON array body (as OpenHands) or ?event_ids=…; null for unknown ids' })
   @ApiJsonBody(EventIdsBodySchema)
   @ApiQueryFrom(EventBatchQuerySchema)
   @ApiJson(200, z.array(EventSchema.nullable()))
@@ -83,9 +84,9 @@ export class EventsController {
 
   @Post()
   @HttpCode(200)
-  @ApiOperation({ summary: 'Send a user message; run:true queues a run' })
-  @ApiJsonBody(SendMessageRequestSchema)
-  @ApiJson(200, SuccessSchema)
+  @ApiOperation({ operationId: 'send_message', summary: 'Send a user message; run:true queues a run' })
+  @ApiJsonBody(SendMessageRequestSchema, undefined, SEND_MESSAGE_EXAMPLE)
+  @ApiJson(200, SuccessSchema, undefined, { success: true })
   async send(
     @CurrentPrincipal() p: Principal,
     @Param('conversation_id', new UuidPipe()) id: string,
@@ -97,7 +98,7 @@ export class EventsController {
 
   @Post('respond_to_confirmation')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Accept (run) or reject the actions waiting for confirmation' })
+  @ApiOperation({ operationId: 'respond_to_confirmation', summary: 'Accept (run) or reject the actions waiting for confirmation' })
   @ApiJsonBody(ConfirmationResponseRequestSchema)
   @ApiJson(200, SuccessSchema)
   async respond(

@@ -17,7 +17,7 @@ export class HealthController {
   ) {}
 
   @Get()
-  @ApiOperation({ summary: 'Server details (same as /server_info)' })
+  @ApiOperation({ operationId: 'get_server_info', summary: 'Server details (same as /server_info)' })
   @ApiJson(200, ServerInfoSchema)
   root() {
     return this.serverInfo.info();
@@ -31,7 +31,7 @@ export class HealthController {
   }
 
   @Get('health')
-  @ApiOperation({ summary: 'Liveness probe used by OpenHands clients' })
+  @ApiOperation({ operationId: 'health', summary: 'Liveness probe used by OpenHands clients' })
   @ApiJson(200, StatusSchema)
   healthz() {
     return { status: 'ok' };
@@ -51,7 +51,7 @@ export class HealthController {
   }
 
   @Get('server_info')
-  @ApiOperation({ summary: 'Uptime, idle time, version and tools' })
+  @ApiOperation({ operationId: 'get_server_info', summary: 'Uptime, idle time, version and tools' })
   @ApiJson(200, ServerInfoSchema)
   info() {
     return this.serverInfo.info();

@@ -18,7 +18,7 @@ export class HooksController {
 
   @Post()
   @HttpCode(200)
-  @ApiOperation({ summary: "A workspace folder's project hooks (`.openhands/hooks.json`), or null when it has none" })
+  @ApiOperation({ operationId: 'get_hooks', summary: "A workspace folder's project hooks (`.openhands/hooks.json`), or null when it has none" })
   @ApiJsonBody(HooksRequestSchema)
   @ApiJson(200, HooksResponseSchema)
   async load(@CurrentPrincipal() p: Principal, @Body(new ZodPipe(HooksRequestSchema)) body: z.output<typeof HooksRequestSchema>) {

@@ -28,7 +28,7 @@ export class SandboxesController {
   ) {}
 
   @Post()
-  @ApiOperation({ summary: 'Create a sandbox and start it; its agent-server surface is at `url`' })
+  @ApiOperation({ operationId: 'create_sandbox', summary: 'Create a sandbox and start it; its agent-server surface is at `url`' })
   @ApiJsonBody(CreateSandboxRequestSchema)
   @ApiJson(201, SandboxInfoSchema, 'Created')
   async create(@CurrentPrincipal() p: Principal, @Body(new ZodPipe(CreateSandboxRequestSchema)) body: z.output<typeof CreateSandboxRequestSchema>, @Req() req: FastifyRequest) {
@@ -38,7 +38,7 @@ export class SandboxesController {
   }
 
   @Get()
-  @ApiOperation({ summary: 'List sandboxes, newest first (keyset paging by page_id)' })
+  @ApiOperation({ operationId: 'list_sandboxes', summary: 'List sandboxes, newest first (keyset paging by page_id)' })
   @ApiQueryFrom(SandboxSearchQuerySchema)
   @ApiJson(200, SandboxPageSchema)
   async list(@CurrentPrincipal() p: Principal, @Query(new ZodPipe(SandboxSearchQuerySchema, 'query')) q: z.output<typeof SandboxSearchQuerySchema>, @Req() req: FastifyRequest) {
@@ -47,7 +47,7 @@ export class SandboxesController {
   }
 
   @Get(':sandbox_id')
-  @ApiOperation({ summary: 'Get a sandbox' })
+  @ApiOperation({ operationId: 'get_sandbox', summary: 'Get a sandbox' })
   @ApiJson(200, SandboxInfoSchema)
   async get(@CurrentPrincipal() p: Principal, @Param('sandbox_id', new UuidPipe('sandbox_id')) id: string, @Req() req: FastifyRequest) {
     return this.sandboxes.info(await this.sandboxes.require(p, id), baseUrl(req));
@@ -55,7 +55,7 @@ export class SandboxesController {
 
   @Post(':sandbox_id/pause')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Stop the executor; files are kept' })
+  @ApiOperation({ operationId: 'pause_sandbox', summary: 'Stop the executor; files are kept' })
   @ApiJson(200, SandboxInfoSchema)
   async pause(@CurrentPrincipal() p: Principal, @Param('sandbox_id', new UuidPipe('sandbox_id')) id: string, @Req() req: FastifyRequest) {
     const row = await this.sandboxes.pause(p, id);
@@ -65,7 +65,7 @@ export class SandboxesController {
 
   @Post(':sandbox_id/resume')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Start the executor again (a dead one is restarted)' })
+  @ApiOperation({ operationId: 'resume_sandbox', summary: 'Start the executor again (a dead one is restarted)' })
   @ApiJson(200, SandboxInfoSchema)
   async resume(@CurrentPrincipal() p: Principal, @Param('sandbox_id', new UuidPipe('sandbox_id')) id: string, @Req() req: FastifyRequest) {
     const row = await this.sandboxes.resume(p, id);
@@ -74,7 +74,7 @@ export class SandboxesController {
   }
 
   @Delete(':sandbox_id')
-  @ApiOperation({ summary: 'Delete the sandbox: executor, files and record' })
+  @ApiOperation({ operationId: 'delete_sandbox', summary: 'Delete the sandbox: executor, files and record' })
   @ApiJson(200, SuccessSchema)
   async remove(@CurrentPrincipal() p: Principal, @Param('sandbox_id', new UuidPipe('sandbox_id')) id: string) {
     await this.sandboxes.remove(p, id);

@@ -45,14 +45,14 @@ export class AgentProfilesController {
   constructor(private readonly profiles: AgentProfilesService) {}
 
   @Get()
-  @ApiOperation({ summary: 'The agent profiles and the active one ("default", made from the settings, when none is)' })
+  @ApiOperation({ operationId: 'list_agent_profiles', summary: 'The agent profiles and the active one ("default", made from the settings, when none is)' })
   @ApiJson(200, AgentProfileListSchema)
   list(@CurrentPrincipal() p: Principal) {
     return this.profiles.list(p);
   }
 
   @Get(':name')
-  @ApiOperation({ summary: 'An agent profile (it holds no secret)' })
+  @ApiOperation({ operationId: 'get_agent_profile', summary: 'An agent profile (it holds no secret)' })
   @NameParam
   @ApiJson(200, AgentProfileDetailSchema)
   get(@CurrentPrincipal() p: Principal, @Param(NamePipe) { name }: { name: string }) {
@@ -60,7 +60,7 @@ export class AgentProfilesController {
   }
 
   @Post(':name')
-  @ApiOperation({ summary: 'Save an agent profile under this name (an overwrite keeps its id and bumps its revision)' })
+  @ApiOperation({ operationId: 'save_agent_profile', summary: 'Save an agent profile under this name (an overwrite keeps its id and bumps its revision)' })
   @NameParam
   @ApiJsonBody(AgentProfileSchema)
   @ApiJson(201, AgentProfileMutationSchema, 'Saved')
@@ -70,7 +70,7 @@ export class AgentProfilesController {
   }
 
   @Delete(':name')
-  @ApiOperation({ summary: 'Delete an agent profile (idempotent); "default" becomes active if it was' })
+  @ApiOperation({ operationId: 'delete_agent_profile', summary: 'Delete an agent profile (idempotent); "default" becomes active if it was' })
   @NameParam
   @ApiJson(200, AgentProfileMutationSchema)
   async remove(@CurrentPrincipal() p: Principal, @Param(NamePipe) { name }: { name: string }) {
@@ -80,7 +80,7 @@ export class AgentProfilesController {
 
   @Post(':name/rename')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Rename an agent profile (409 if the name is taken); its id, and so the active pointer, stay' })
+  @ApiOperation({ operationId: 'rename_agent_profile', summary: 'Rename an agent profile (409 if the name is taken); its id, and so the active pointer, stay' })
   @NameParam
   @ApiJsonBody(RenameAgentProfileRequestSchema)
   @ApiJson(200, AgentProfileMutationSchema)
@@ -96,7 +96,7 @@ export class AgentProfilesController {
 
   @Post(':profile_id/activate')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Make the profile with this id the active one (the pointer only: agent_settings do not change)' })
+  @ApiOperation({ operationId: 'activate_agent_profile', summary: 'Make the profile with this id the active one (the pointer only: agent_settings do not change)' })
   @ApiParam({ name: 'profile_id', schema: schemaOf(AgentProfileIdPathSchema.shape.profile_id) as never })
   @ApiJson(200, ActivateAgentProfileSchema)
   async activate(@CurrentPrincipal() p: Principal, @Param(new ZodPipe(AgentProfileIdPathSchema, 'path')) { profile_id }: { profile_id: string }) {
@@ -106,7 +106,7 @@ export class AgentProfilesController {
 
   @Post(':name/materialize')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Preview a launch of the stored profile (or of a draft): dangling references are reported, not raised' })
+  @ApiOperation({ operationId: 'materialize_agent_profile', summary: 'Preview a launch of the stored profile (or of a draft): dangling references are reported, not raised' })
   @NameParam
   @ApiBody({ required: false, schema: schemaOf(MaterializeAgentProfileRequestSchema) as never })
   @ApiJson(200, AgentProfileDiagnosticsSchema)

@@ -39,7 +39,7 @@ export class LlmController {
 
   @Get('provider-connections')
   @ApiTags('LLM Provider Connections')
-  @ApiOperation({ summary: "The tenant's provider connections (shared LLM keys); keys are never shown" })
+  @ApiOperation({ operationId: 'list_provider_connections', summary: "The tenant's provider connections (shared LLM keys); keys are never shown" })
   @ApiJson(200, z.array(ProviderConnectionSchema))
   list(@CurrentPrincipal() p: Principal) {
     return this.connections.list(p);
@@ -47,7 +47,7 @@ export class LlmController {
 
   @Post('provider-connections')
   @ApiTags('LLM Provider Connections')
-  @ApiOperation({ summary: 'Add a provider connection (its api_key encrypted at rest)' })
+  @ApiOperation({ operationId: 'create_provider_connection', summary: 'Add a provider connection (its api_key encrypted at rest)' })
   @ApiJsonBody(ProviderConnectionCreateRequestSchema)
   @ApiJson(201, ProviderConnectionSchema, 'Created')
   create(@CurrentPrincipal() p: Principal, @Body(new ZodPipe(ProviderConnectionCreateRequestSchema)) body: ProviderConnectionCreateRequest) {
@@ -56,7 +56,7 @@ export class LlmController {
 
   @Patch('provider-connections/:connection_id')
   @ApiTags('LLM Provider Connections')
-  @ApiOperation({ summary: 'Change a provider connection; a new api_key reaches every linked LLM profile at its next activation or launch' })
+  @ApiOperation({ operationId: 'update_provider_connection', summary: 'Change a provider connection; a new api_key reaches every linked LLM profile at its next activation or launch' })
   @IdParam
   @ApiJsonBody(ProviderConnectionUpdateRequestSchema)
   @ApiJson(200, ProviderConnectionSchema)
@@ -70,7 +70,7 @@ export class LlmController {
 
   @Delete('provider-connections/:connection_id')
   @ApiTags('LLM Provider Connections')
-  @ApiOperation({ summary: 'Delete a provider connection (409 while an LLM profile or the settings use it)' })
+  @ApiOperation({ operationId: 'delete_provider_connection', summary: 'Delete a provider connection (409 while an LLM profile or the settings use it)' })
   @IdParam
   @ApiJson(200, ProviderConnectionSchema)
   remove(@CurrentPrincipal() p: Principal, @Param(IdPipe) { connection_id }: { connection_id: string }) {

@@ -38,14 +38,14 @@ export class ProfilesController {
   ) {}
 
   @Get()
-  @ApiOperation({ summary: "The tenant's LLM profiles and the active one" })
+  @ApiOperation({ operationId: 'list_profiles', summary: "The tenant's LLM profiles and the active one" })
   @ApiJson(200, ProfileListSchema)
   list(@CurrentPrincipal() p: Principal) {
     return this.profiles.list(p);
   }
 
   @Get(':name')
-  @ApiOperation({ summary: "A profile's LLM configuration; config.api_key is null unless X-Expose-Secrets asks for it" })
+  @ApiOperation({ operationId: 'get_profile', summary: "A profile's LLM configuration; config.api_key is null unless X-Expose-Secrets asks for it" })
   @NameParam
   @ApiJson(200, ProfileDetailSchema)
   get(@CurrentPrincipal() p: Principal, @Param(NamePipe) { name }: { name: string }, @ExposeSecrets() exposure: SecretExposure) {
@@ -53,7 +53,7 @@ export class ProfilesController {
   }
 
   @Post(':name')
-  @ApiOperation({ summary: 'Save an LLM configuration under this name (replaces a profile of that name)' })
+  @ApiOperation({ operationId: 'save_profile', summary: 'Save an LLM configuration under this name (replaces a profile of that name)' })
   @NameParam
   @ApiJsonBody(SaveProfileRequestSchema)
   @ApiJson(201, ProfileMutationSchema, 'Saved')
@@ -68,7 +68,7 @@ export class ProfilesController {
 
   @Post(':name/validate')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Pre-flight a draft LLM configuration: one 1-token completion, no retries, at most 15 s (nothing is saved)' })
+  @ApiOperation({ operationId: 'validate_profile', summary: 'Pre-flight a draft LLM configuration: one 1-token completion, no retries, at most 15 s (nothing is saved)' })
   @NameParam
   @ApiJsonBody(ValidateProfileRequestSchema)
   @ApiJson(200, ValidateProfileSchema)
@@ -81,7 +81,7 @@ export class ProfilesController {
   }
 
   @Delete(':name')
-  @ApiOperation({ summary: 'Delete a profile (idempotent); the active one stops being active' })
+  @ApiOperation({ operationId: 'delete_profile', summary: 'Delete a profile (idempotent); the active one stops being active' })
   @NameParam
   @ApiJson(200, ProfileMutationSchema)
   async remove(@CurrentPrincipal() p: Principal, @Param(NamePipe) { name }: { name: string }) {
@@ -91,7 +91,7 @@ export class ProfilesController {
 
   @Post(':name/rename')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Rename a profile (409 if the new name is taken); the active pointer follows' })
+  @ApiOperation({ operationId: 'rename_profile', summary: 'Rename a profile (409 if the new name is taken); the active pointer follows' })
   @NameParam
   @ApiJsonBody(RenameProfileRequestSchema)
   @ApiJson(200, ProfileMutationSchema)
@@ -106,7 +106,7 @@ export class ProfilesController {
 
   @Post(':name/activate')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Activate a profile: its LLM becomes agent_settings.llm' })
+  @ApiOperation({ operationId: 'activate_profile', summary: 'Activate a profile: its LLM becomes agent_settings.llm' })
   @NameParam
   @ApiJson(200, ActivateProfileSchema)
   async activate(@CurrentPrincipal() p: Principal, @Param(NamePipe) { name }: { name: string }) {

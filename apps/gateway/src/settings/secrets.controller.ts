@@ -33,7 +33,7 @@ export class SecretsController {
   constructor(private readonly secrets: SecretsService) {}
 
   @Get()
-  @ApiOperation({ summary: "The tenant's secrets: names and descriptions, never values" })
+  @ApiOperation({ operationId: 'list_secrets', summary: "The tenant's secrets: names and descriptions, never values" })
   @ApiQueryFrom(ListQuerySchema)
   @ApiJson(200, SecretsListSchema)
   list(@CurrentPrincipal() p: Principal, @Query(new ZodPipe(ListQuerySchema, 'query')) query: z.output<typeof ListQuerySchema>) {
@@ -41,7 +41,7 @@ export class SecretsController {
   }
 
   @Get(':name')
-  @ApiOperation({ summary: "A secret's value as text/plain (the server's own keys only: 403 for tenant keys)" })
+  @ApiOperation({ operationId: 'get_secret_value', summary: "A secret's value as text/plain (the server's own keys only: 403 for tenant keys)" })
   @NameParam
   @ApiJson(200, SecretValueSchema)
   async value(@CurrentPrincipal() p: Principal, @Param(NamePipe) { name }: { name: string }, @Res({ passthrough: true }) reply: FastifyReply) {
@@ -51,7 +51,7 @@ export class SecretsController {
   }
 
   @Put()
-  @ApiOperation({ summary: 'Create or replace a secret (encrypted at rest)' })
+  @ApiOperation({ operationId: 'create_secret', summary: 'Create or replace a secret (encrypted at rest)' })
   @ApiJsonBody(SecretCreateRequestSchema)
   @ApiJson(200, SecretItemSchema)
   upsert(@CurrentPrincipal() p: Principal, @Body(new ZodPipe(SecretCreateRequestSchema)) body: SecretCreateRequest) {
@@ -59,7 +59,7 @@ export class SecretsController {
   }
 
   @Delete(':name')
-  @ApiOperation({ summary: 'Delete a secret' })
+  @ApiOperation({ operationId: 'delete_secret', summary: 'Delete a secret' })
   @NameParam
   @ApiJson(200, SecretDeletedSchema)
   async remove(@CurrentPrincipal() p: Principal, @Param(NamePipe) { name }: { name: string }) {

@@ -1,10 +1,10 @@
 import { Controller, Delete, Get, HttpException, Param, Post, Query, Req, Res, UnprocessableEntityException, UseGuards } from '@nestjs/common';
-import { ApiOkResponse, ApiOperation, ApiParam, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import { ApiExcludeEndpoint, ApiOkResponse, ApiOperation, ApiParam, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import { parseUuid, VSCODE_DISABLED_DETAIL, VSCodeStatusSchema, VSCodeUrlQuerySchema, VSCodeUrlResponseSchema } from '@berth/contracts';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ApiKeyGuard } from '../auth/api-key.guard';
-import { ApiJson, ApiQueryFrom } from '../common/api-docs';
+import { ApiErrors, ApiJson, ApiQueryFrom } from '../common/api-docs';
 import { UuidPipe } from '../common/id.pipe';
 import { CurrentPrincipal } from '../common/tenant.decorator';
 import type { Principal } from '../common/tenant.decorator';
@@ -15,13 +15,6 @@ import { TrajectoryService } from './trajectory.service';
 import { WorkspaceRoutingService } from './workspace-routing.service';
 
 const RUNTIME_PATHS = ['file/*', 'bash/*', 'git/*'];
-const DESCRIPTION =
-  "OpenHands' runtime routes (capability conversation_runtime_routes_v1): the workspace API of /api/file, /api/bash and /api/git " +
-  "(file: upload, download, create_directory, archive; bash: every route; git: changes, diff, commits, commits/{sha}/changes) in this conversation's sandbox. " +
-  "`path` must lie in the conversation's working dir (422 otherwise); a bash command without `cwd` runs there. Another tenant's conversation is 404.";
-const RuntimeAnswerSchema = z
-  .unknown()
-  .meta({ id: 'ConversationRuntimeAnswer', description: "The sandbox's answer, as the OpenHands agent server gives it (JSON, or bytes for a download or an archive)." });
 
 /** VS Code is not part of a Berth sandbox: OpenHands' answers with VS Code disabled. */
 function vscodeDisabled(): HttpException {
@@ -31,7 +24,8 @@ const VSCODE_STATUS = { running: false, enabled: false, message: 'VSCode is disa
 
 /**
  * `/api/conversations/{id}/bash|file|git/*` (OpenHands' runtime router): forwarded to that
- * conversation's sandbox through the one workspace proxy, with the same allowlist as `/api/...`.
+ * conversation's sandbox through the one workspace proxy, with the same allowlist as `/api/...`
+ * (documented per route in workspace-docs.ts).
  */
 @ApiTags('Conversation runtime')
 @ApiSecurity('session-api-key')
@@ -50,34 +44,29 @@ export class ConversationRuntimeController {
   }
 
   @Get(RUNTIME_PATHS)
-  @ApiOperation({ summary: "Read from the conversation's sandbox: download, archive, bash events, git changes, diff and commits", description: DESCRIPTION })
-  @ApiParam({ name: 'conversation_id' })
-  @ApiJson(200, RuntimeAnswerSchema)
+  @ApiExcludeEndpoint()
   read(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     return this.forward(p, id, request, reply);
   }
 
   @Post(RUNTIME_PATHS)
-  @ApiOperation({ summary: "Act in the conversation's sandbox: upload, create_directory, start, execute or stop bash commands", description: DESCRIPTION })
-  @ApiParam({ name: 'conversation_id' })
-  @ApiJson(200, RuntimeAnswerSchema)
+  @ApiExcludeEndpoint()
   write(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     return this.forward(p, id, request, reply);
   }
 
   @Delete(RUNTIME_PATHS)
-  @ApiOperation({ summary: "Clear the bash events of the conversation's sandbox", description: DESCRIPTION })
-  @ApiParam({ name: 'conversation_id' })
-  @ApiJson(200, RuntimeAnswerSchema)
+  @ApiExcludeEndpoint()
   clear(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     return this.forward(p, id, request, reply);
   }
 
   @Get('file/download-trajectory/:trajectory_id')
-  @ApiOperation({ summary: 'The conversation as a zip of its state and events (the trajectory named must be this conversation: 422 otherwise)' })
+  @ApiOperation({ operationId: 'download_trajectory', summary: 'The conversation as a zip of its state and events (the trajectory named must be this conversation: 422 otherwise)' })
   @ApiParam({ name: 'conversation_id' })
   @ApiParam({ name: 'trajectory_id' })
   @ApiOkResponse({ description: 'The zip archive', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } })
+  @ApiErrors()
   async trajectory(
     @CurrentPrincipal() p: Principal,
     @Param('conversation_id', new UuidPipe()) id: string,
@@ -92,7 +81,7 @@ export class ConversationRuntimeController {
   }
 
   @Get('vscode/url')
-  @ApiOperation({ summary: 'VS Code URL: 503, VS Code is disabled (a Berth sandbox runs none)' })
+  @ApiOperation({ operationId: 'get_runtime_vscode_url', summary: 'VS Code URL: 503, VS Code is disabled (a Berth sandbox runs none)' })
   @ApiParam({ name: 'conversation_id' })
   @ApiQueryFrom(VSCodeUrlQuerySchema)
   @ApiJson(200, VSCodeUrlResponseSchema)
@@ -107,7 +96,7 @@ export class ConversationRuntimeController {
   }
 
   @Get('vscode/status')
-  @ApiOperation({ summary: 'VS Code status: disabled' })
+  @ApiOperation({ operationId: 'get_vscode_status', summary: 'VS Code status: disabled' })
   @ApiParam({ name: 'conversation_id' })
   @ApiJson(200, VSCodeStatusSchema)
   async vscodeStatus(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string) {
@@ -125,9 +114,10 @@ export class TrajectoryController {
   constructor(private readonly trajectories: TrajectoryService) {}
 
   @Get(':conversation_id')
-  @ApiOperation({ summary: "A conversation's trajectory: a zip of its state (base_state.json) and its events, as OpenHands persists them" })
+  @ApiOperation({ operationId: 'download_trajectory', summary: "A conversation's trajectory: a zip of its state (base_state.json) and its events, as OpenHands persists them" })
   @ApiParam({ name: 'conversation_id' })
   @ApiOkResponse({ description: 'The zip archive', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } })
+  @ApiErrors()
   download(@CurrentPrincipal() p: Principal, @Param('conversation_id', new UuidPipe()) id: string, @Res() reply: FastifyReply): Promise<void> {
     return this.trajectories.download(p, id, reply);
   }
@@ -140,7 +130,7 @@ export class TrajectoryController {
 @Controller('api/vscode')
 export class VSCodeController {
   @Get('url')
-  @ApiOperation({ summary: 'VS Code URL: 503, VS Code is disabled (a Berth sandbox runs none)' })
+  @ApiOperation({ operationId: 'get_vscode_url', summary: 'VS Code URL: 503, VS Code is disabled (a Berth sandbox runs none)' })
   @ApiQueryFrom(VSCodeUrlQuerySchema)
   @ApiJson(200, VSCodeUrlResponseSchema)
   url(@Query(new ZodPipe(VSCodeUrlQuerySchema, 'query')) _query: z.output<typeof VSCodeUrlQuerySchema>): never {
@@ -148,7 +138,7 @@ export class VSCodeController {
   }
 
   @Get('status')
-  @ApiOperation({ summary: 'VS Code status: disabled' })
+  @ApiOperation({ operationId: 'get_vscode_status', summary: 'VS Code status: disabled' })
   @ApiJson(200, VSCodeStatusSchema)
   status() {
     return VSCODE_STATUS;
