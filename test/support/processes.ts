@@ -52,13 +52,17 @@ export function alive(pid: number): boolean {
 export type Exit = number | string | null;
 
 /** A built entry point (dist/…) as a child process, with only the given environment. */
-export function run(script: string, args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<Exit> } {
+export function run(script: string, args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string; stdout: () => string; exited: Promise<Exit> } {
   const child = spawn(process.execPath, [join(projectRoot(), script), ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: 'pipe' });
   let output = '';
-  child.stdout?.on('data', (d) => (output += d));
+  let stdout = '';
+  child.stdout?.on('data', (d) => {
+    output += d;
+    stdout += d;
+  });
   child.stderr?.on('data', (d) => (output += d));
   const exited = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal)));
-  return { child, output: () => output, exited };
+  return { child, output: () => output, stdout: () => stdout, exited };
 }
 
 /** Resident memory of a process, in bytes (Linux). */

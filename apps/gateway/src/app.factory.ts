@@ -1,31 +1,23 @@
-import { LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import cors from '@fastify/cors';
 import type { BerthConfig } from '@berth/config';
+import { BerthLogger, rootLogger } from '@berth/logging';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import { AppModule } from './app.module';
+import { installAccessLog } from './common/access-log';
 import { addZodComponents, finishOperations, handlerName } from './common/api-docs';
 import { corsOriginAllowed } from './common/cors';
 import { stripSandboxPrefix } from './common/sandbox-prefix';
 import { HttpErrorFilter } from './common/http-error.filter';
 import { installRequestTelemetry } from './common/request-telemetry';
 import { UnsafeInputInterceptor } from './common/unsafe-input.interceptor';
+import { requestIdOf } from './common/request-id';
 import { addWorkspaceRoutes } from './workspace/workspace-docs';
 import { MalformedJson } from './common/zod-validation.pipe';
 import { jsonSyntaxMessage } from '@berth/contracts';
 import { OPENHANDS_API_VERSION } from './health/server-info.service';
-
-const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
-
-export function logLevels(level: string): LogLevel[] | false {
-  if (level === 'silent' || level === 'none') return false;
-  const index = LEVELS.indexOf((level === 'info' ? 'log' : level) as LogLevel);
-  return LEVELS.slice(0, index < 0 ? 4 : index + 1);
-}
 
 /** JSON bodies are parsed here and never rejected: auth runs first, then validation answers 422. */
 function installJsonParser(fastify: FastifyInstance, bodyLimit: number): void {
@@ -71,14 +63,6 @@ function installGetBodyReader(fastify: FastifyInstance, bodyLimit: number): void
   });
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-/** The caller's X-Request-Id when it is a plain token (it reaches logs and the audit log), a new one otherwise. */
-function requestIdOf(req: IncomingMessage): string {
-  const sent = req.headers['x-request-id'];
-  return typeof sent === 'string' && REQUEST_ID.test(sent) ? sent : randomUUID();
-}
-
 /** Builds the gateway (not yet listening); used by main and by the tests. */
 export async function createGatewayApp(config: BerthConfig): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
@@ -89,10 +73,13 @@ export async function createGatewayApp(config: BerthConfig): Promise<NestFastify
     genReqId: requestIdOf,
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
-    logger: logLevels(config.logLevel),
+    // Nest's own lines wait for the logger below (LOG_LEVEL, LOG_FORMAT), which LoggingModule configured.
+    bufferLogs: true,
     bodyParser: false,
   });
+  app.useLogger(app.get(BerthLogger));
   const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
+  installAccessLog(fastify, rootLogger());
   fastify.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
     done();

@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { loadConfigOrExit } from '@berth/config';
+import { deploymentSummary } from '@berth/logging';
 import { createGatewayApp } from './app.factory';
 
 /** `npm start [-- --host H --port P]`: the whole of Berth in one process on the embedded default. */
@@ -12,9 +13,9 @@ async function main(): Promise<void> {
   const app = await createGatewayApp(config);
   await app.listen(config.port, config.host);
   const logger = new Logger('Berth');
-  const storage = config.databaseUrl ? 'PostgreSQL' : `embedded PostgreSQL in ${config.dataDir}/db`;
-  const bus = config.redisUrl ? 'Redis' : 'in-process';
-  logger.log(`listening on ${await app.getUrl()} (storage: ${storage}; queue and events: ${bus}); docs at /docs`);
+  const url = (await app.getUrl()).replace('[::1]', 'localhost');
+  logger.log({ msg: `listening on ${url} (role ${config.role}); API docs at ${url}/docs`, url, role: config.role, docs: `${url}/docs` });
+  for (const line of deploymentSummary(config)) logger.log(line);
 }
 
 void main().catch((err: Error) => {

@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { EventBus } from '@berth/bus';
 import { loadConfigOrExit } from '@berth/config';
+import { BerthLogger, deploymentSummary } from '@berth/logging';
 import { metricsAccessAllowed, scrapeMetrics } from '@berth/metrics';
 import { Database } from '@berth/persistence';
 import { RunQueue } from '@berth/queue';
@@ -12,7 +13,8 @@ import { WorkerModule } from './worker.module';
 async function main(): Promise<void> {
   const config = loadConfigOrExit('berth worker');
   const logger = new Logger('Worker');
-  const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(config), { logger: ['fatal', 'error', 'warn', 'log'] });
+  const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(config), { bufferLogs: true });
+  app.useLogger(app.get(BerthLogger));
   app.enableShutdownHooks();
   const db = app.get(Database);
   const probes = createServer((req, res) => {
@@ -35,7 +37,9 @@ async function main(): Promise<void> {
   probes.listen(config.port, config.host);
   process.once('SIGTERM', () => probes.close());
   await db.ready;
-  logger.log(`worker ready; probes on http://${config.host}:${config.port}`);
+  const probesUrl = `http://${config.host}:${config.port}`;
+  logger.log({ msg: `worker ready; probes on ${probesUrl}`, probes: probesUrl });
+  for (const line of deploymentSummary(config)) logger.log(line);
 }
 
 void main().catch((err: Error) => {

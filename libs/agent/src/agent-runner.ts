@@ -54,6 +54,9 @@ export interface RunHold {
   stopping: AbortSignal;
 }
 
+/** The agent loop's lines, among them one per status change of a run (README "Logs"). */
+const runLog = new Logger('AgentRunner');
+
 /**
  * The writes of one run, each applied only while the run still owns its conversation (its fence):
  * a loop that lost its lease fails with RunFenceLost before it stores anything more.
@@ -101,7 +104,10 @@ class FencedRun {
   async transition(transition: TransitionBy<'run'>, data: ConversationChange = {}): Promise<boolean> {
     await this.check();
     const moved = await this.conversations.setStatus(this.scope, this.id, transition, data, this.hold.fence);
-    if (moved) await this.status.announce(this.tenantId, this.id, STATUS_TRANSITIONS[transition].to);
+    if (moved) {
+      runLog.log({ msg: 'run status', conversation_id: this.id, tenant_id: this.tenantId, run_fence: this.hold.fence, transition, status: STATUS_TRANSITIONS[transition].to });
+      await this.status.announce(this.tenantId, this.id, STATUS_TRANSITIONS[transition].to);
+    }
     return moved;
   }
 
@@ -135,8 +141,6 @@ const RESTARTED =
  * Every write is fenced (FencedRun): a loop whose run was taken over stops before it acts again.
  */
 export class AgentRunner {
-  private readonly logger = new Logger('AgentRunner');
-
   constructor(
     private readonly conversations: ConversationRepository,
     private readonly log: EventLog,
@@ -164,7 +168,7 @@ export class AgentRunner {
     } catch (err) {
       // The run is another worker's now (or will be): nothing of this loop may reach the log.
       if (!(err instanceof RunFenceLost) && !run.lost) throw err;
-      this.logger.warn(`run of ${conversationId} stopped: ${hold.lost.aborted ? (hold.lost.reason as Error)?.message : (err as Error).message}`);
+      runLog.warn(`run of ${conversationId} stopped: ${hold.lost.aborted ? (hold.lost.reason as Error)?.message : (err as Error).message}`);
     } finally {
       unsubscribe();
       await this.status.broadcastFullState(tenantId, conversationId);
@@ -242,12 +246,12 @@ export class AgentRunner {
         if (interrupted.aborted) return;
         // As the SDK: a condenser that takes requests gets one, and the next step condenses.
         if (condenser?.handlesRequests && isContextWindowExceeded(err)) {
-          this.logger.warn(`LLM context window of ${id} exceeded: condensation requested`);
+          runLog.warn(`LLM context window of ${id} exceeded: condensation requested`);
           await run.record(condensationRequestEvent());
           continue;
         }
         const { code, detail, classification } = classifyLlmError(err);
-        this.logger.warn(`LLM call of ${id} failed: ${code}: ${detail}`);
+        runLog.warn(`LLM call of ${id} failed: ${code}: ${detail}`);
         await this.fail(run, code, detail, classification);
         return;
       }
@@ -324,7 +328,7 @@ export class AgentRunner {
       await run.check();
       if (interrupted.aborted) return 'ended';
       const { code, detail, classification } = classifyLlmError(err);
-      this.logger.warn(`condensation of ${run.id} failed: ${code}: ${detail}`);
+      runLog.warn(`condensation of ${run.id} failed: ${code}: ${detail}`);
       await this.fail(run, code, detail, classification);
       return 'ended';
     }

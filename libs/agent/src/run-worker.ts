@@ -67,24 +67,32 @@ export class RunWorker implements OnApplicationBootstrap, BeforeApplicationShutd
       // A stopping worker waits for no lease: the run is another worker's, or queued again.
       const lease = await this.lock.acquire(run.conversationId, waitMs, this.stopping.signal);
       if (!lease) return;
+      // The run's lines (README "Logs"): its fence tells one take of the conversation from the next.
+      let fields: Record<string, unknown> = { conversation_id: run.conversationId, tenant_id: run.tenantId };
       try {
         const fence = await this.conversations.takeRun(run.conversationId);
         if (fence === null) return;
+        fields = { ...fields, run_fence: fence };
+        this.logger.log({ msg: 'run started', ...fields });
         await this.runner.run(run.tenantId, run.conversationId, {
           fence,
           lost: AbortSignal.any([lease.lost, this.cutShort.signal]),
           stopping: this.stopping.signal,
         });
       } catch (err) {
-        this.logger.error(`run of ${run.conversationId} failed: ${(err as Error).stack ?? err}`);
+        this.logger.error({ msg: 'run failed', ...fields, err });
         throw err;
       } finally {
         await lease.release().catch((err: Error) => this.logger.warn(`could not release the lease of ${run.conversationId}: ${err.message}`));
       }
       // Lost: another worker holds the run, or the reconciler queues it again.
-      if (lease.lost.aborted) return;
+      if (lease.lost.aborted) {
+        this.logger.log({ msg: 'run ended: its lease was lost', ...fields });
+        return;
+      }
       // Started again after the lease was let go (a message with run:true), or left for the next worker at stop?
       const row = await this.conversations.find(tenantScope(run.tenantId), run.conversationId);
+      this.logger.log({ msg: 'run ended', ...fields, status: row?.executionStatus ?? 'deleted' });
       if (row?.executionStatus !== 'running') return;
       if (this.stopping.signal.aborted) {
         // Its lease is free: another worker takes it at once (else the reconciler queues it again), in the same sandbox.

@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import { ExecutionStatus, STATUS_TRANSITIONS, stateUpdateEvent, TransitionBy } from '@berth/contracts';
 import { ConversationRepository, tenantScope, toFullState } from '@berth/persistence';
 import { EventBus } from './event-bus';
@@ -9,6 +10,8 @@ import { EventRecorder } from './event-recorder';
  * cached counts. A run's own transitions go through its fenced writes (AgentRunner), announced here.
  */
 export class ConversationStatus {
+  private readonly logger = new Logger('ConversationStatus');
+
   constructor(
     private readonly conversations: ConversationRepository,
     private readonly recorder: EventRecorder,
@@ -19,7 +22,10 @@ export class ConversationStatus {
   /** Applies one transition of the state machine; false when the status was in none it starts from. */
   async transition(tenantId: string, conversationId: string, transition: TransitionBy<'client'>): Promise<boolean> {
     const moved = await this.conversations.setStatus(tenantScope(tenantId), conversationId, transition);
-    if (moved) await this.announce(tenantId, conversationId, STATUS_TRANSITIONS[transition].to);
+    if (moved) {
+      this.logger.log({ msg: 'conversation status', conversation_id: conversationId, tenant_id: tenantId, transition, status: STATUS_TRANSITIONS[transition].to });
+      await this.announce(tenantId, conversationId, STATUS_TRANSITIONS[transition].to);
+    }
     return moved;
   }
 

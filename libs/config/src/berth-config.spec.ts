@@ -51,6 +51,15 @@ describe('loadConfig', () => {
     });
   });
 
+  describe('logs', () => {
+    it('writes JSON lines unless stdout is a terminal, and takes LOG_FORMAT json or pretty only', () => {
+      expect(loadConfig({}, []).logFormat).toBe(process.stdout.isTTY ? 'pretty' : 'json');
+      expect(loadConfig({ LOG_FORMAT: 'pretty' }, []).logFormat).toBe('pretty');
+      expect(loadConfig({ LOG_FORMAT: 'json' }, []).logFormat).toBe('json');
+      expect(() => loadConfig({ LOG_FORMAT: 'text' }, [])).toThrow(/LOG_FORMAT must be one of/);
+    });
+  });
+
   describe('host and port', () => {
     it('reads --host H --port P', () => {
       const config = loadConfig({}, ['--host', '0.0.0.0', '--port', '9001']);

@@ -101,6 +101,8 @@ export interface BerthConfig {
   /** the Kubernetes driver's settings (BERTH_K8S_*), null with the local driver */
   kubernetes: KubernetesConfig | null;
   logLevel: string;
+  /** LOG_FORMAT: JSON lines, or pino-pretty's coloured lines (the default only when stdout is a terminal) */
+  logFormat: LogFormat;
   /** DEBUG: 5xx bodies carry the stack trace, as OpenHands does. */
   debug: boolean;
   webhooks: WebhookSpec[];
@@ -111,6 +113,7 @@ export interface BerthConfig {
 }
 
 export type SandboxIsolationMode = 'bwrap' | 'none';
+export type LogFormat = 'json' | 'pretty';
 export type SandboxNetwork = 'none' | 'egress';
 
 /** What one sandbox may use (0 = no limit). */
@@ -352,6 +355,8 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     sandboxDriver,
     kubernetes,
     logLevel: env.LOG_LEVEL ?? 'info',
+    // The first choice is the default: colours for a person at a terminal, JSON lines for everything else.
+    logFormat: readChoice(env, 'LOG_FORMAT', process.stdout.isTTY ? (['pretty', 'json'] as const) : (['json', 'pretty'] as const)),
     debug: readFlag(env, 'DEBUG'),
     webhooks: readWebhooks(env),
     metricsToken: env.BERTH_METRICS_TOKEN || null,

@@ -90,6 +90,7 @@ export class SocketAuth implements OnModuleDestroy {
       this.open.set(ws, key);
       ws.once('close', () => this.open.delete(ws));
     }
+    req.access.authenticated(principal);
     return principal;
   }
 

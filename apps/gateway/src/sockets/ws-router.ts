@@ -2,11 +2,14 @@ import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBoo
 import { HttpAdapterHost } from '@nestjs/core';
 import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
+import { rootLogger } from '@berth/logging';
 import { openWebSockets } from '@berth/metrics';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { match, MatchFunction } from 'path-to-regexp';
+import { accessLogger, SocketAccess } from '../common/access-log';
 import { isDependencyOutage } from '../common/outage';
+import { requestIdOf } from '../common/request-id';
 import { sandboxOfRequest, stripSandboxPrefix } from '../common/sandbox-prefix';
 import { WebSocket, WebSocketServer } from 'ws';
 
@@ -18,6 +21,8 @@ export interface SocketRequest {
   headers: IncomingMessage['headers'];
   /** the peer's address (a proxy's, behind one) */
   remoteAddress?: string;
+  /** its access-log lines (SocketAuth says who it is) */
+  access: SocketAccess;
 }
 
 export type SocketHandler = (ws: WebSocket, req: SocketRequest) => void;
@@ -39,6 +44,7 @@ export class WsRouter implements OnApplicationBootstrap, BeforeApplicationShutdo
   private server?: Server;
   private pinger?: NodeJS.Timeout;
   private readonly alive = new WeakSet<WebSocket>();
+  private readonly accessLog = accessLogger(rootLogger());
 
   constructor(
     private readonly host: HttpAdapterHost,
@@ -101,7 +107,8 @@ export class WsRouter implements OnApplicationBootstrap, BeforeApplicationShutdo
         this.alive.add(ws);
         ws.on('pong', () => this.alive.add(ws));
         ws.on('error', (err) => this.logger.debug(`socket error: ${err.message}`));
-        route.handler(ws, { params, query: url.searchParams, headers: req.headers, remoteAddress: req.socket.remoteAddress, sandboxId: sandboxOfRequest(req) });
+        const access = new SocketAccess(this.accessLog, ws, route.pattern, requestIdOf(req), params.conversation_id);
+        route.handler(ws, { params, query: url.searchParams, headers: req.headers, remoteAddress: req.socket.remoteAddress, sandboxId: sandboxOfRequest(req), access });
       });
       return;
     }

@@ -1,0 +1,53 @@
+import type { BerthConfig, LogFormat } from '@berth/config';
+import { PinoLogger } from 'nestjs-pino';
+import pino, { DestinationStream, LevelWithSilent, Logger } from 'pino';
+import { censorSecrets, REDACT_PATHS, REDACTED } from './redact';
+
+const PINO_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+/** LOG_LEVEL in pino's names: `verbose` is trace, `log` info, `none` silent; anything else info (as Nest read it). */
+export function pinoLevel(logLevel: string): LevelWithSilent {
+  const named = ({ verbose: 'trace', log: 'info', none: 'silent' } as Record<string, string>)[logLevel] ?? logLevel;
+  return (PINO_LEVELS.has(named) ? named : 'info') as LevelWithSilent;
+}
+
+/**
+ * Lines go through process.stdout's write (not pino's own fd writer), so whoever replaces it (a test
+ * capturing the log) sees them; pino-pretty is loaded only when asked for.
+ */
+function destination(format: LogFormat): DestinationStream {
+  if (format === 'json') return process.stdout;
+  const pretty = require('pino-pretty') as typeof import('pino-pretty');
+  return pretty.build({ destination: process.stdout, colorize: Boolean(process.stdout.isTTY), sync: true, ignore: 'pid,hostname' });
+}
+
+/** pino with Berth's redaction: credential headers by path, secret-looking keys at any depth. */
+export function createLogger(format: LogFormat, level: LevelWithSilent = 'info', stream: DestinationStream = destination(format)): Logger {
+  return pino(
+    {
+      level,
+      redact: { paths: REDACT_PATHS, censor: REDACTED },
+      formatters: { log: (object) => censorSecrets(object) },
+    },
+    stream,
+  );
+}
+
+let root: Logger | undefined;
+
+/**
+ * The process's logger. The first configuration picks its format; each one sets the level (the last
+ * application built decides, as it did for Nest's own logger), of nestjs-pino's root too, which
+ * pino-http derived from this one.
+ */
+export function configureLogging(config: Pick<BerthConfig, 'logLevel' | 'logFormat'>): Logger {
+  root ??= createLogger(config.logFormat);
+  root.level = pinoLevel(config.logLevel);
+  if (PinoLogger.root) PinoLogger.root.level = root.level;
+  return root;
+}
+
+/** The process's logger (JSON at info until an application configures it). */
+export function rootLogger(): Logger {
+  return (root ??= createLogger('json'));
+}
