@@ -3,6 +3,7 @@ import { ConfigError, ExecutorConfig, loadConfig } from './config';
 import { HttpError } from './errors';
 import { Executor } from './executor';
 import { createDormantExecutorServer, createExecutorServer, executorHandlers } from './server';
+import { logLine } from './log';
 
 /**
  * The sandbox executor: runs inside a conversation's sandbox (a child process, later a pod) and
@@ -59,7 +60,7 @@ function main(): void {
     }
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    console.error(`berth executor: ${err.message}`);
+    logLine('fatal', err.message);
     process.exit(2);
   }
 
@@ -98,7 +99,7 @@ function parseInit(json: string): unknown {
 
 function listen(server: ReturnType<typeof createExecutorServer>, on: ExecutorConfig['listen']): void {
   server.on('error', (err) => {
-    console.error(`berth executor: cannot listen: ${err.message}`);
+    logLine('fatal', 'cannot listen', err);
     process.exit(1);
   });
   const ready = () => {

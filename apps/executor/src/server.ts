@@ -34,6 +34,7 @@ import { Executor } from './executor';
 import { McpServerError } from './mcp/mcp-connection';
 import { pathParam, queryOf, readJson, readText, reply, requestPath, validate } from './http';
 import { z } from 'zod';
+import { logLine } from './log';
 
 /** An MCP server's failure is the caller's to show (MCP_SERVER_FAILURE_STATUS with what happened), not this executor's error. */
 async function mcpAnswer<T>(work: Promise<T>): Promise<T> {
@@ -129,7 +130,7 @@ export function createDormantExecutorServer(token: string, init: (body: unknown)
       if (live) return live.request(req, res);
       dormant(req, res).catch((err: unknown) => {
         if (err instanceof HttpError) return reply(res, err.status, { detail: err.detail });
-        process.stderr.write(`berth executor: initialization failed: ${(err as Error)?.stack ?? String(err)}\n`);
+        logLine('error', 'initialization failed', err);
         reply(res, 500, { detail: 'Initialization failed' });
       });
     },
@@ -388,7 +389,7 @@ export function executorHandlers(config: ExecutorConfig, executor: Executor): Ex
   const request = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((err: unknown) => {
       if (err instanceof HttpError) return reply(res, err.status, { detail: err.detail });
-      process.stderr.write(`berth executor: ${(err as Error)?.stack ?? String(err)}\n`);
+      logLine('error', 'request failed', err);
       reply(res, 500, { detail: 'Internal Server Error' });
     });
   };

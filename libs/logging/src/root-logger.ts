@@ -18,7 +18,13 @@ export function pinoLevel(logLevel: string): LevelWithSilent {
 function destination(format: LogFormat): DestinationStream {
   if (format === 'json') return process.stdout;
   const pretty = require('pino-pretty') as typeof import('pino-pretty');
-  return pretty.build({ destination: process.stdout, colorize: Boolean(process.stdout.isTTY), sync: true, ignore: 'pid,hostname' });
+  return pretty.build({
+    destination: process.stdout,
+    colorize: Boolean(process.stdout.isTTY),
+    sync: true,
+    ignore: 'pid,hostname,context',
+    messageFormat: '{if context}[{context}] {end}{msg}',
+  });
 }
 
 /** pino with Berth's redaction: credential headers by path, secret-looking keys at any depth. */

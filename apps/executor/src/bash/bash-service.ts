@@ -8,6 +8,7 @@ import { Activity } from '../activity';
 import { HttpError, SerialQueue } from '../errors';
 import { SandboxPaths } from '../sandbox-paths';
 import { BashEventStore, bashEventId, bashTimestamp } from './bash-event-store';
+import { logLine } from '../log';
 
 /** A chunk is emitted as soon as this many characters of one stream are buffered (OpenHands: 1 MiB). */
 export const MAX_CHUNK_CHARS = 1024 * 1024;
@@ -92,7 +93,7 @@ export class BashService {
       try {
         await this.options.store.save(event);
       } catch (err) {
-        process.stderr.write(`berth executor: cannot store bash event ${event.id}: ${(err as Error).message}\n`);
+        logLine('warn', `cannot store bash event ${event.id}`, err);
       } finally {
         this.pendingChars -= size;
         if (this.pendingChars <= MAX_PENDING_CHARS / 2) this.resumeAll();

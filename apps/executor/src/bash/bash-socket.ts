@@ -3,6 +3,7 @@ import { WebSocket } from 'ws';
 import { Activity } from '../activity';
 import { BashEventStore, bashEventId, bashTimestamp } from './bash-event-store';
 import { BashService } from './bash-service';
+import { logLine } from '../log';
 
 /** As OpenHands' bash event pub/sub. */
 export const MAX_BASH_SUBSCRIBERS = 50;
@@ -85,7 +86,7 @@ export function serveBashSocket(ws: WebSocket, query: URLSearchParams, bash: Bas
         await new Promise<void>((resolve) => ws.send(JSON.stringify(event), () => resolve()));
       }
     } catch (err) {
-      process.stderr.write(`berth executor: bash event replay failed: ${(err as Error).message}\n`);
+      logLine('warn', 'bash event replay failed', err);
     }
     const waiting = backlog ?? [];
     backlog = null;

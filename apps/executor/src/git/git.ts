@@ -5,6 +5,7 @@ import { lstat, open, readdir } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { HttpError } from '../errors';
 import { BERTH_DIR, OpenFolder, SandboxPaths } from '../sandbox-paths';
+import { logLine } from '../log';
 
 /** git's well-known hash of the empty tree: the base of a repository without commits. */
 export const GIT_EMPTY_TREE = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';
@@ -136,7 +137,7 @@ export class GitService {
     let done = this.prepared.get(dir);
     if (!done) {
       done = this.init(dir).catch((err: Error) => {
-        process.stderr.write(`berth executor: git init ${dir} failed: ${err.message}\n`);
+        logLine('warn', `git init ${dir} failed`, err);
       });
       this.prepared.set(dir, done);
     }
