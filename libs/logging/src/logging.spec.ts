@@ -40,7 +40,7 @@ describe('log redaction', () => {
   });
 
   it('names secret keys by their ending, whatever the case and separators', () => {
-    for (const key of ['api_key', 'X-Session-API-Key', 'session_api_key', 'secret', 'client_secret', 'PASSWORD', 'refresh_token', 'Authorization', 'set-cookie']) expect({ key, secret: isSecretKey(key) }).toEqual({ key, secret: true });
+    for (const key of ['api_key', 'X-Session-API-Key', 'session_api_key', 'secret', 'client_secret', 'OH_SECRET_KEY', 'secretKey', 'private_key', 'PASSWORD', 'refresh_token', 'Authorization', 'set-cookie']) expect({ key, secret: isSecretKey(key) }).toEqual({ key, secret: true });
     for (const key of ['key_id', 'max_tokens', 'prompt_tokens', 'tenant_id', 'secret_lookup_hosts', 'route']) expect({ key, secret: isSecretKey(key) }).toEqual({ key, secret: false });
     expect(censorSecrets('plain')).toBe('plain');
   });
