@@ -24,13 +24,13 @@ type AccessRequest = FastifyRequest & { user?: Principal; admin?: AdminCaller };
 /**
  * The access log: one line per HTTP request once answered — method, route pattern (ids stay out of
  * it; an unmatched request logs its path without query), status, duration, request id, caller and
- * conversation. 5xx at error, probes at debug.
+ * conversation. 5xx at warn (the error filter logs the failure itself at error), probes at debug.
  */
 export function installAccessLog(fastify: FastifyInstance, log: Logger): void {
   const access = accessLogger(log);
   fastify.addHook('onResponse', (request: AccessRequest, reply, done) => {
     const route = request.routeOptions.url;
-    const level = reply.statusCode >= 500 ? 'error' : route !== undefined && PROBE_ROUTES.has(route) ? 'debug' : 'info';
+    const level = reply.statusCode >= 500 ? 'warn' : route !== undefined && PROBE_ROUTES.has(route) ? 'debug' : 'info';
     if (access.isLevelEnabled(level)) {
       const conversationId = (request.params as Record<string, string> | undefined)?.conversation_id;
       access[level]({
