@@ -1,7 +1,7 @@
 import { loadConfig } from '@berth/config';
 import { Writable } from 'node:stream';
 import { censorSecrets, isSecretKey, redactUrl } from './redact';
-import { createLogger, pinoLevel } from './root-logger';
+import { createLogger, logDestination, pinoLevel } from './root-logger';
 import { deploymentSummary } from './startup-summary';
 
 /** A logger writing into an array of parsed lines. */
@@ -49,6 +49,22 @@ describe('log redaction', () => {
     expect(redactUrl('/sockets/events/1?session_api_key=abc&resend_mode=all')).toBe('/sockets/events/1?session_api_key=[Redacted]&resend_mode=all');
     expect(redactUrl('/x?resend_mode=all&SESSION_API_KEY=abc')).toBe('/x?resend_mode=all&SESSION_API_KEY=[Redacted]');
     expect(redactUrl('/api/conversations')).toBe('/api/conversations');
+  });
+});
+
+describe('log format', () => {
+  it('writes pretty lines, context first, without colour codes off a terminal', () => {
+    let written = '';
+    const out = new Writable({
+      write(chunk, _encoding, done) {
+        written += String(chunk);
+        done();
+      },
+    });
+    createLogger('pretty', 'info', logDestination('pretty', out)).info({ context: 'Berth', api_key: 'sk-9' }, 'listening');
+    expect(written).toMatch(/INFO.*\[Berth\] listening/);
+    expect(written).toContain('api_key: "[Redacted]"');
+    expect(written).not.toMatch(/\u001b\[|^\{/);
   });
 });
 

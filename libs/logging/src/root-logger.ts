@@ -12,15 +12,16 @@ export function pinoLevel(logLevel: string): LevelWithSilent {
 }
 
 /**
- * Lines go through process.stdout's write (not pino's own fd writer), so whoever replaces it (a test
- * capturing the log) sees them; pino-pretty is loaded only when asked for.
+ * Where lines go: `out`'s write (process.stdout's, not pino's own fd writer, so whoever replaces it —
+ * a test capturing the log — sees them), through pino-pretty for `pretty`, loaded only then;
+ * colours only when `out` is a terminal.
  */
-function destination(format: LogFormat): DestinationStream {
-  if (format === 'json') return process.stdout;
+export function logDestination(format: LogFormat, out: NodeJS.WritableStream & { isTTY?: boolean } = process.stdout): DestinationStream {
+  if (format === 'json') return out as DestinationStream;
   const pretty = require('pino-pretty') as typeof import('pino-pretty');
   return pretty.build({
-    destination: process.stdout,
-    colorize: Boolean(process.stdout.isTTY),
+    destination: out,
+    colorize: Boolean(out.isTTY),
     sync: true,
     ignore: 'pid,hostname,context',
     messageFormat: '{if context}[{context}] {end}{msg}',
@@ -28,7 +29,7 @@ function destination(format: LogFormat): DestinationStream {
 }
 
 /** pino with Berth's redaction: credential headers by path, secret-looking keys at any depth. */
-export function createLogger(format: LogFormat, level: LevelWithSilent = 'info', stream: DestinationStream = destination(format)): Logger {
+export function createLogger(format: LogFormat, level: LevelWithSilent = 'info', stream: DestinationStream = logDestination(format)): Logger {
   return pino(
     {
       level,
