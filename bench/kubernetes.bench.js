@@ -34,6 +34,7 @@ function load(ctx) {
   return {
     until: require(path.join(ctx.root, 'dist/libs/testing/src/until.js')).until,
     sandbox: require(path.join(ctx.root, 'dist/libs/sandbox/src/index.js')),
+    kubernetesDriver: require(path.join(ctx.root, 'dist/libs/sandbox/src/kubernetes/kubernetes-driver.js')),
     config: require(path.join(ctx.root, 'dist/libs/config/src/index.js')),
     k8s: require('@kubernetes/client-node'),
   };
@@ -70,7 +71,7 @@ function driverOn(lib, kubeConfig, warmPoolSize) {
     { BERTH_SANDBOX_DRIVER: 'kubernetes', BERTH_K8S_EXECUTOR_IMAGE: IMAGE, BERTH_K8S_NAMESPACE: NAMESPACE, BERTH_WARM_POOL_SIZE: String(warmPoolSize), BERTH_K8S_WORKSPACE: 'emptyDir' },
     [],
   );
-  return new lib.sandbox.KubernetesSandboxDriver({ config: config.kubernetes, defaultNetwork: 'none', kubeConfig });
+  return new lib.kubernetesDriver.KubernetesSandboxDriver({ config: config.kubernetes, defaultNetwork: 'none', kubeConfig });
 }
 
 async function readyWarmPods(lib, core) {

@@ -15,18 +15,24 @@ function berthEnv(extra) {
 }
 
 /**
- * How `npm start` runs the gateway: the Node options of package.json's `start` script (`node [options]
- * dist/…/main.js`), so that a bench measures what a user starts. BENCH_BERTH_NODE_ARGS (space
- * separated) replaces them, BENCH_BERTH_ENV (a JSON object of Berth settings) adds to the
- * environment: for measuring one setting against another, never for the published figures.
+ * How `npm start` runs the gateway: the variables and Node options of package.json's `start` script
+ * (`[NAME=value…] node [options] dist/…/main.js`), so that a bench measures what a user starts.
+ * BENCH_BERTH_NODE_ARGS (space separated) replaces the options, BENCH_BERTH_ENV (a JSON object of
+ * settings) adds to the environment: for measuring one setting against another, never for the
+ * published figures.
  */
 function berthStart(root) {
   const script = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).scripts?.start ?? '';
   const words = script.trim().split(/\s+/);
+  const env = {};
+  while (/^[A-Z_][A-Z0-9_]*=/.test(words[0] ?? '')) {
+    const word = words.shift();
+    env[word.slice(0, word.indexOf('='))] = word.slice(word.indexOf('=') + 1);
+  }
   const main = words.findIndex((w) => w.endsWith('.js'));
   let nodeArgs = words[0] === 'node' && main > 0 ? words.slice(1, main) : [];
   if (process.env.BENCH_BERTH_NODE_ARGS !== undefined) nodeArgs = process.env.BENCH_BERTH_NODE_ARGS.split(/\s+/).filter(Boolean);
-  const env = process.env.BENCH_BERTH_ENV ? JSON.parse(process.env.BENCH_BERTH_ENV) : {};
+  if (process.env.BENCH_BERTH_ENV) Object.assign(env, JSON.parse(process.env.BENCH_BERTH_ENV));
   return { nodeArgs, env };
 }
 

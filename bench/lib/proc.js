@@ -42,13 +42,16 @@ const PROFILER_PRELOAD = path.join(__dirname, 'cpu-profiler-preload.js');
  *   stop(timeoutMs) (SIGTERM, then SIGKILL), profileStart(), profileStop(file) }.
  * With `profile: true` the child is preloaded with an inspector-based CPU profiler driven over IPC
  * (Node's own --cpu-prof would lose the profile: Nest re-raises SIGTERM, which skips exit handlers).
+ * `ipc: true` opens the IPC channel for a preload of the caller's (nodeArgs `--require …`), asked
+ * with ask(msg, reply).
  */
-function spawnNode(name, script, { args = [], nodeArgs = [], env = process.env, cwd = process.cwd(), profile = false } = {}) {
+function spawnNode(name, script, { args = [], nodeArgs = [], env = process.env, cwd = process.cwd(), profile = false, ipc: withIpc = false } = {}) {
   const execArgs = [...nodeArgs, ...(profile ? ['--require', PROFILER_PRELOAD] : []), script, ...args];
+  const channel = profile || withIpc;
   const child = spawn(process.execPath, execArgs, {
     cwd,
     env,
-    stdio: profile ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+    stdio: channel ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);
   let out = '';
@@ -74,7 +77,7 @@ function spawnNode(name, script, { args = [], nodeArgs = [], env = process.env, 
 
   const ipc = (msg, reply) =>
     new Promise((resolve, reject) => {
-      if (!profile || !child.connected) return reject(new Error(`${name}: not started with profile: true`));
+      if (!channel || !child.connected) return reject(new Error(`${name}: not started with profile or ipc: true`));
       const onMessage = (m) => {
         if (m && m.reply === reply) {
           child.off('message', onMessage);
@@ -103,6 +106,7 @@ function spawnNode(name, script, { args = [], nodeArgs = [], env = process.env, 
       clearTimeout(timer);
       return result;
     },
+    ask: ipc,
     profileStart: () => ipc({ cmd: 'profile-start' }, 'profile-started'),
     profileStop: (file) => ipc({ cmd: 'profile-stop', file }, 'profile-stopped'),
   };

@@ -1,7 +1,6 @@
 export * from './sandbox-driver';
 export * from './executor-client';
 export * from './local-driver';
-export * from './kubernetes/kubernetes-driver';
 export { LABEL } from './kubernetes/manifests';
 export * from './sandbox.module';
 export * from './sandbox-manager';

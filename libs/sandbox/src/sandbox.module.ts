@@ -3,7 +3,6 @@ import { BERTH_CONFIG, BerthConfig } from '@berth/config';
 import { EventRecorder } from '@berth/bus';
 import { SecretVault } from '@berth/crypto';
 import { ConversationRepository, SandboxRepository } from '@berth/persistence';
-import { KubernetesSandboxDriver } from './kubernetes/kubernetes-driver';
 import { LocalSandboxDriver } from './local-driver';
 import { SandboxDriver } from './sandbox-driver';
 import { SandboxManager } from './sandbox-manager';
@@ -13,6 +12,8 @@ import { SandboxReconciler } from './sandbox-reconciler';
 /** The driver for this deployment (BERTH_SANDBOX_DRIVER): child processes of this host, or pods of a cluster. */
 export function createSandboxDriver(config: BerthConfig): SandboxDriver {
   if (config.sandboxDriver === 'kubernetes' && config.kubernetes) {
+    // Loaded only here: the Kubernetes client is ~24 MiB of JavaScript, kept in memory as source once loaded.
+    const { KubernetesSandboxDriver } = require('./kubernetes/kubernetes-driver') as typeof import('./kubernetes/kubernetes-driver');
     return new KubernetesSandboxDriver({ config: config.kubernetes, defaultNetwork: config.sandboxNetwork });
   }
   return new LocalSandboxDriver({
