@@ -163,6 +163,7 @@ describe('webhooks through Redis and PostgreSQL outages and kill -9 (gateway and
     await Promise.all([gateway.kill(), worker.kill()]);
     gateway = await lab.startGateway({ env });
     worker = await lab.startWorker({ env });
+    const restarted = Date.now();
     for (const id of ids.slice(0, 3)) {
       await post(id, 'after the restart');
       expect((await api(gateway, 'PATCH', `/api/conversations/${id}`, { key: KEY, body: { title: `final ${id}` } })).status).toBe(200);
@@ -174,6 +175,7 @@ describe('webhooks through Redis and PostgreSQL outages and kill -9 (gateway and
         await waitUntil(`receiver ${n} has the ${stored.length} events of ${id}`, async () => receiver.eventIds(id).length >= stored.length, 120_000);
       }
     }
+    console.log(`every event delivered ${((Date.now() - restarted) / 1000).toFixed(1)} s after the restart`);
     await new Promise((r) => setTimeout(r, 1500)); // a late duplicate would arrive by now
     const repeats: number[] = [];
     for (const receiver of receivers) {

@@ -33,6 +33,9 @@ function fitBatch(spec: WebhookSpec, events: SerializedEvent[]): SerializedEvent
   return events.slice(0, count);
 }
 
+/** How soon a delivery job whose process died is run again elsewhere. */
+const STALLED_AFTER_MS = 5000;
+
 /** Cursors remembered as existing, so an event costs no INSERT; cleared when it grows this big. */
 const KNOWN_CURSORS_LIMIT = 50_000;
 
@@ -71,9 +74,11 @@ export class WebhookDispatcher {
   async start(): Promise<void> {
     if (!this.enabled) return;
     const backoffMs = (retry: number, err: Error, job: WebhookJob) => this.backoff(retry, err, job);
-    await this.events.consume((job) => this.deliver(job), { concurrency: 4, backoffMs });
+    // A job a kill -9 left behind holds its conversation's jobId until BullMQ sees it stalled: soon,
+    // since resending its claimed batch is safe (same Idempotency-Key) and waiting is not free.
+    await this.events.consume((job) => this.deliver(job), { concurrency: 4, backoffMs, stalledAfterMs: STALLED_AFTER_MS });
     // One at a time, so a receiver sees a conversation's snapshots in the order they were taken.
-    await this.conversations.consume((job) => this.deliver(job), { concurrency: 1, backoffMs });
+    await this.conversations.consume((job) => this.deliver(job), { concurrency: 1, backoffMs, stalledAfterMs: STALLED_AFTER_MS });
     const flushes = [...this.specs.values()].map((s) => s.flushDelayMs);
     const everyMs = Math.min(30_000, Math.max(1000, Math.min(...flushes)));
     this.sweepTimer = setInterval(() => void this.sweep(), everyMs);
