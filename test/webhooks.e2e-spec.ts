@@ -2,6 +2,7 @@ import { createServer, IncomingHttpHeaders, Server } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { WebhookDispatcher, webhookKey } from '@berth/webhooks';
 import { eventually } from './support/processes';
 import { api, startRequest, startServer, STORAGES, TestServer, userMessage, testQueuePrefix } from './support/server';
 
@@ -110,7 +111,11 @@ describe.each(STORAGES)('webhooks (%s)', (storage) => {
       expect(b.headers.authorization).toBe('Bearer receiver-token');
       expect(b.headers['x-session-api-key']).toBe(KEY);
       expect(b.headers['content-type']).toBe('application/json');
+      // <webhook key>-<conversation hex>-<first seq>-<last seq>: names the batch on every resend.
+      expect(b.headers['idempotency-key']).toMatch(new RegExp(`^[0-9a-f]{16}-${id.replace(/-/g, '')}-\\d+-\\d+$`));
     }
+    const keys = batches.map((b) => b.headers['idempotency-key']);
+    expect(new Set(keys).size).toBe(keys.length);
   });
 
   it('sends ConversationInfo on start, update, pause and delete, without secrets', async () => {
@@ -183,6 +188,27 @@ describe.each(STORAGES)('webhooks (%s)', (storage) => {
     expect(await eventually(() => receiver.events(id).length >= 3, 15_000)).toBe(true);
     await new Promise((r) => setTimeout(r, 400));
     expect(receiver.events(id).map((e) => e.id)).toEqual(ids.slice(-3));
+  });
+
+  it('measures delivery lag per receiver: the age of the oldest event not yet sent, 0 once all are', async () => {
+    receiver.failNext = 1000;
+    server = await startServer(storage, webhookEnv(receiver, { OH_WEBHOOKS_0_NUM_RETRIES: '0' }));
+    const dispatcher = server.app.get(WebhookDispatcher);
+    const key = webhookKey(server.config.webhooks[0]);
+    expect(await dispatcher.deliveryLagSeconds()).toEqual(new Map([[key, 0]]));
+    const before = Date.now();
+    const created = await api(server, 'POST', '/api/conversations', { key: KEY, body: startRequest({ initial_message: userMessage('hi') }) });
+    const id = created.body.id as string;
+    expect(await eventually(() => receiver.refusals.length >= 1)).toBe(true);
+    await new Promise((r) => setTimeout(r, 1200));
+    const behind = (await dispatcher.deliveryLagSeconds()).get(key) as number;
+    expect(behind).toBeGreaterThanOrEqual(1);
+    expect(behind).toBeLessThanOrEqual((Date.now() - before) / 1000 + 1);
+
+    receiver.failNext = 0;
+    const ids = await storedEventIds(server, id);
+    expect(await eventually(() => receiver.events(id).length >= ids.length, 15_000)).toBe(true);
+    expect(await eventually(async () => (await dispatcher.deliveryLagSeconds()).get(key) === 0)).toBe(true);
   });
 
   it('refuses a malformed webhook configuration at start-up', async () => {

@@ -23,6 +23,8 @@ export interface ConsumeOptions<T> {
   concurrency: number;
   /** delay before retry number `retry` (1 = the first retry) of the job `data` after `error` */
   backoffMs(retry: number, error: Error, data: T): number;
+  /** A job whose process died runs again after about this long (BullMQ's lock; 30 s unless set). */
+  stalledAfterMs?: number;
 }
 
 export type JobHandler<T> = (data: T) => Promise<void>;
@@ -195,6 +197,7 @@ export class BullJobQueue<T> extends JobQueue<T> {
       connection: { url: this.redisUrl, maxRetriesPerRequest: null },
       prefix: this.prefix,
       concurrency: options.concurrency,
+      ...(options.stalledAfterMs ? { lockDuration: options.stalledAfterMs, stalledInterval: options.stalledAfterMs } : {}),
       settings: {
         backoffStrategy: (attemptsMade: number, _type?: string, err?: Error, job?: { data: unknown }) =>
           options.backoffMs(attemptsMade, err ?? new Error('failed'), job?.data as T),

@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type { BerthConfig, WebhookSpec } from '@berth/config';
 import { uuidHex } from '@berth/contracts';
-import { ConversationRepository, ConversationRow, Database, EventLog, tenantScope, toConversationInfo } from '@berth/persistence';
+import { ConversationRepository, ConversationRow, Database, EventLog, StoredEvent, tenantScope, toConversationInfo } from '@berth/persistence';
 import { JobQueue } from '@berth/queue';
 import { postWebhook, retryDelayMs, webhookKey } from './webhook-sender';
 
@@ -10,6 +10,31 @@ export type WebhookJob =
   | { type: 'events'; webhook: string; conversationId: string }
   /** send one ConversationInfo snapshot */
   | { type: 'conversation'; webhook: string; info: Record<string, unknown> };
+
+interface SerializedEvent {
+  seq: number;
+  json: string;
+}
+
+function serialized(stored: StoredEvent[]): SerializedEvent[] {
+  return stored.map(({ seq, event }) => ({ seq, json: JSON.stringify(event) }));
+}
+
+/** The first events after the cursor that fit `max_batch_bytes` (at least one). */
+function fitBatch(spec: WebhookSpec, events: SerializedEvent[]): SerializedEvent[] {
+  let bytes = 2;
+  let count = 0;
+  for (const { json } of events) {
+    const size = Buffer.byteLength(json) + 1;
+    if (count && bytes + size > spec.maxBatchBytes) break;
+    bytes += size;
+    count++;
+  }
+  return events.slice(0, count);
+}
+
+/** How soon a delivery job whose process died is run again elsewhere. */
+const STALLED_AFTER_MS = 5000;
 
 /** Cursors remembered as existing, so an event costs no INSERT; cleared when it grows this big. */
 const KNOWN_CURSORS_LIMIT = 50_000;
@@ -28,6 +53,7 @@ export class WebhookDispatcher {
   private readonly specs = new Map<string, WebhookSpec>();
   private readonly knownCursors = new Set<string>();
   private sweepTimer?: NodeJS.Timeout;
+  private sweeping = false;
 
   constructor(
     private readonly db: Database,
@@ -48,9 +74,11 @@ export class WebhookDispatcher {
   async start(): Promise<void> {
     if (!this.enabled) return;
     const backoffMs = (retry: number, err: Error, job: WebhookJob) => this.backoff(retry, err, job);
-    await this.events.consume((job) => this.deliver(job), { concurrency: 4, backoffMs });
+    // A job a kill -9 left behind holds its conversation's jobId until BullMQ sees it stalled: soon,
+    // since resending its claimed batch is safe (same Idempotency-Key) and waiting is not free.
+    await this.events.consume((job) => this.deliver(job), { concurrency: 4, backoffMs, stalledAfterMs: STALLED_AFTER_MS });
     // One at a time, so a receiver sees a conversation's snapshots in the order they were taken.
-    await this.conversations.consume((job) => this.deliver(job), { concurrency: 1, backoffMs });
+    await this.conversations.consume((job) => this.deliver(job), { concurrency: 1, backoffMs, stalledAfterMs: STALLED_AFTER_MS });
     const flushes = [...this.specs.values()].map((s) => s.flushDelayMs);
     const everyMs = Math.min(30_000, Math.max(1000, Math.min(...flushes)));
     this.sweepTimer = setInterval(() => void this.sweep(), everyMs);
@@ -105,8 +133,30 @@ export class WebhookDispatcher {
     }
   }
 
+  /**
+   * Per receiver (by webhook key), seconds since the oldest event it has not been sent yet was
+   * stored; 0 when it has everything. Both times are the database's clock.
+   */
+  async deliveryLagSeconds(): Promise<Map<string, number>> {
+    const rows = await this.db.prisma.$queryRaw<{ webhook_key: string; lag: number }[]>`
+      SELECT w."webhook_key", EXTRACT(EPOCH FROM now() - min(e."created_at"))::float8 AS "lag"
+        FROM "webhook_cursors" w
+        JOIN "conversations" c ON c."id" = w."conversation_id" AND w."delivered_seq" < c."last_seq"
+        CROSS JOIN LATERAL (
+          SELECT "created_at" FROM "events"
+           WHERE "conversation_id" = w."conversation_id" AND "seq" > w."delivered_seq"
+           ORDER BY "seq" LIMIT 1) e
+       GROUP BY w."webhook_key"`;
+    const lag = new Map([...this.specs.keys()].map((key) => [key, 0]));
+    for (const row of rows) if (lag.has(row.webhook_key)) lag.set(row.webhook_key, Math.max(0, row.lag));
+    return lag;
+  }
+
   /** Re-queues every (receiver, conversation) whose cursor lags the event log. */
   async sweep(): Promise<void> {
+    // A sweep waiting on a Redis or PostgreSQL that is away is not joined by the next tick's.
+    if (this.sweeping) return;
+    this.sweeping = true;
     try {
       const lagging = await this.db.prisma.$queryRaw<{ webhook_key: string; conversation_id: string }[]>`
         SELECT w."webhook_key", w."conversation_id"::text AS "conversation_id"
@@ -119,6 +169,8 @@ export class WebhookDispatcher {
       }
     } catch (err) {
       this.logger.warn(`webhook sweep failed: ${(err as Error).message}`);
+    } finally {
+      this.sweeping = false;
     }
   }
 
@@ -132,41 +184,57 @@ export class WebhookDispatcher {
     while (await this.sendNextBatch(job.webhook, spec, job.conversationId));
   }
 
-  /** Sends the batch after the cursor and moves it; false when nothing is left to send. */
+  /**
+   * Sends the batch after the cursor and moves it; false when nothing is left to send. The batch is
+   * claimed on the cursor (`sending_seq`) before the POST, so whoever sends it again — a retry,
+   * another process after a kill -9, this one after an outage — sends exactly those events under
+   * the same Idempotency-Key; the cursor moves past them only once a receiver answered 2xx.
+   */
   private async sendNextBatch(key: string, spec: WebhookSpec, conversationId: string): Promise<boolean> {
-    const [position] = await this.db.prisma.$queryRaw<{ delivered_seq: number; last_seq: number }[]>`
-      SELECT w."delivered_seq", c."last_seq"
+    const [position] = await this.db.prisma.$queryRaw<{ delivered_seq: number; sending_seq: number | null; last_seq: number }[]>`
+      SELECT w."delivered_seq", w."sending_seq", c."last_seq"
         FROM "webhook_cursors" w JOIN "conversations" c ON c."id" = w."conversation_id"
        WHERE w."webhook_key" = ${key} AND w."conversation_id" = ${conversationId}::uuid`;
-    if (!position || position.last_seq <= position.delivered_seq) return false;
-    let from = position.delivered_seq;
+    if (!position) return false;
+    const from = position.delivered_seq;
     if (position.last_seq - from > spec.maxQueueSize) {
-      from = position.last_seq - spec.maxQueueSize;
-      this.logger.warn(`webhook ${spec.baseUrl}: dropping ${from - position.delivered_seq} undelivered events of ${conversationId} (max_queue_size)`);
-      if (!(await this.moveCursor(key, conversationId, position.delivered_seq, from))) return true;
+      // As OpenHands trims its queue: the oldest go, a batch being retried among them.
+      const kept = position.last_seq - spec.maxQueueSize;
+      this.logger.warn(`webhook ${spec.baseUrl}: dropping ${kept - from} undelivered events of ${conversationId} (max_queue_size)`);
+      await this.advance(key, conversationId, from, position.sending_seq, kept);
+      return true;
     }
-    const stored = await this.log.range(conversationId, from, position.last_seq, spec.eventBufferSize);
-    const batch: string[] = [];
-    let bytes = 2;
-    for (const { event } of stored) {
-      const json = JSON.stringify(event);
-      const size = Buffer.byteLength(json) + 1;
-      if (batch.length && bytes + size > spec.maxBatchBytes) break;
-      batch.push(json);
-      bytes += size;
+    let batch: SerializedEvent[];
+    if (position.sending_seq !== null) {
+      batch = serialized(await this.log.range(conversationId, from, position.sending_seq, position.sending_seq - from));
+    } else {
+      if (position.last_seq <= from) return false;
+      batch = fitBatch(spec, serialized(await this.log.range(conversationId, from, position.last_seq, spec.eventBufferSize)));
+      if (!batch.length) return false;
+      const claimed = await this.db.prisma.$executeRaw`
+        UPDATE "webhook_cursors" SET "sending_seq" = ${batch[batch.length - 1].seq}, "updated_at" = now()
+         WHERE "webhook_key" = ${key} AND "conversation_id" = ${conversationId}::uuid
+           AND "delivered_seq" = ${from} AND "sending_seq" IS NULL`;
+      if (claimed === 0) return true; // another deliverer moved first: read the cursor again
     }
     if (!batch.length) return false;
-    await postWebhook(spec, `/events/${uuidHex(conversationId)}`, `[${batch.join(',')}]`, this.config.sessionApiKeys[0]);
-    await this.moveCursor(key, conversationId, from, stored[batch.length - 1].seq);
+    const upto = batch[batch.length - 1].seq;
+    const body = `[${batch.map(({ json }) => json).join(',')}]`;
+    const hex = uuidHex(conversationId);
+    await postWebhook(spec, `/events/${hex}`, body, this.config.sessionApiKeys[0], `${key}-${hex}-${from + 1}-${upto}`);
+    await this.advance(key, conversationId, from, upto, upto);
     return true;
   }
 
-  /** Compare-and-set, so two deliverers racing on one cursor never move it backwards. */
-  private async moveCursor(key: string, conversationId: string, from: number, to: number): Promise<boolean> {
-    const moved = await this.db.prisma.$executeRaw`
-      UPDATE "webhook_cursors" SET "delivered_seq" = ${to}, "updated_at" = now()
-       WHERE "webhook_key" = ${key} AND "conversation_id" = ${conversationId}::uuid AND "delivered_seq" = ${from}`;
-    return moved > 0;
+  /**
+   * Moves the cursor from `from` to `to` and releases the claimed batch `sending` — compare-and-set,
+   * so two deliverers racing on one cursor never move it backwards or past a batch not yet sent.
+   */
+  private async advance(key: string, conversationId: string, from: number, sending: number | null, to: number): Promise<void> {
+    await this.db.prisma.$executeRaw`
+      UPDATE "webhook_cursors" SET "delivered_seq" = ${to}, "sending_seq" = NULL, "updated_at" = now()
+       WHERE "webhook_key" = ${key} AND "conversation_id" = ${conversationId}::uuid
+         AND "delivered_seq" = ${from} AND "sending_seq" IS NOT DISTINCT FROM ${sending}::int`;
   }
 
   /** A conversation's cursor starts just before the first event this receiver should see. */

@@ -24,10 +24,14 @@ export function retryDelayMs(spec: WebhookSpec, retry: number, error: Error): nu
   return Math.min(spec.retryDelayMs * 2 ** (retry - 1), MAX_RETRY_AFTER_MS);
 }
 
-/** POSTs JSON to a receiver; anything but a 2xx is a RetryLater. */
-export async function postWebhook(spec: WebhookSpec, path: string, body: string, sessionApiKey: string | undefined): Promise<void> {
+/**
+ * POSTs JSON to a receiver; anything but a 2xx is a RetryLater. `idempotencyKey` names the batch
+ * (the same on every resend of it), so a receiver can drop a repeat.
+ */
+export async function postWebhook(spec: WebhookSpec, path: string, body: string, sessionApiKey: string | undefined, idempotencyKey?: string): Promise<void> {
   const headers: Record<string, string> = { ...spec.headers, 'content-type': 'application/json' };
   if (sessionApiKey) headers['x-session-api-key'] = sessionApiKey;
+  if (idempotencyKey) headers['idempotency-key'] = idempotencyKey;
   const url = new URL(spec.baseUrl + path);
   // Logged without credentials or query (receivers often carry a token there).
   const target = `POST ${url.origin}${url.pathname}`;
