@@ -204,11 +204,19 @@ describe.each(STORAGES)('webhooks (%s)', (storage) => {
     const behind = (await dispatcher.deliveryLagSeconds()).get(key) as number;
     expect(behind).toBeGreaterThanOrEqual(1);
     expect(behind).toBeLessThanOrEqual((Date.now() - before) / 1000 + 1);
+    // Operators read the same figure on /metrics, labelled with the webhook's key (never its URL).
+    const scrapedLag = async () => {
+      const text = await (await fetch(`${server!.url}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`berth_webhook_delivery_lag_seconds{webhook="${key}"}`));
+      return line === undefined ? undefined : Number(line.split(' ').pop());
+    };
+    expect(await scrapedLag()).toBeGreaterThanOrEqual(1);
 
     receiver.failNext = 0;
     const ids = await storedEventIds(server, id);
     expect(await eventually(() => receiver.events(id).length >= ids.length, 15_000)).toBe(true);
     expect(await eventually(async () => (await dispatcher.deliveryLagSeconds()).get(key) === 0)).toBe(true);
+    expect(await scrapedLag()).toBe(0);
   });
 
   it('refuses a malformed webhook configuration at start-up', async () => {

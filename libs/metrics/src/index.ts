@@ -1,5 +1,5 @@
 export * from './registry';
-export * from './run-queue-depth';
+export * from './scraped-gauges';
 export * from './exposition';
 export * from './tracing';
 export * from './tracing.module';

@@ -68,10 +68,3 @@ export const reconcileErrors = new Counter({
   labelNames: ['loop'] as const,
   registers,
 });
-
-export const webhookDeliveryLag = new Gauge({
-  name: 'berth_webhook_delivery_lag_seconds',
-  help: 'Age of the oldest event a webhook has not yet received, by webhook',
-  labelNames: ['webhook'] as const,
-  registers,
-});

@@ -2,6 +2,7 @@ import { DynamicModule, Global, Module } from '@nestjs/common';
 import { BERTH_CONFIG, BerthConfig } from '@berth/config';
 import { EventRecorder } from '@berth/bus';
 import { ConversationRepository, Database, EventLog } from '@berth/persistence';
+import { measureWebhookLag } from '@berth/metrics';
 import { BullJobQueue, InProcessJobQueue, JobQueue } from '@berth/queue';
 import { WebhookDispatcher, WebhookJob } from './webhook-dispatcher';
 
@@ -38,10 +39,16 @@ export class WebhooksModule {
         {
           provide: Symbol('webhook delivery'),
           inject: [WebhookDispatcher],
-          useFactory: (dispatcher: WebhookDispatcher) => ({
-            onApplicationBootstrap: () => dispatcher.start(),
-            onApplicationShutdown: () => dispatcher.close(),
-          }),
+          useFactory: (dispatcher: WebhookDispatcher) => {
+            const forgetLag = dispatcher.enabled ? measureWebhookLag(() => dispatcher.deliveryLagSeconds()) : () => undefined;
+            return {
+              onApplicationBootstrap: () => dispatcher.start(),
+              onApplicationShutdown: async () => {
+                forgetLag();
+                await dispatcher.close();
+              },
+            };
+          },
         },
       ],
       exports: [WebhookDispatcher],
