@@ -3,7 +3,7 @@ import { fallbackTitle, LlmConfig, llmCallUsage, LlmReply, messageText, titleFro
 import { EventRecorder } from '@berth/bus';
 import { naiveTimestamp, newUuid, OHEvent, stateUpdateEvent } from '@berth/contracts';
 import { SecretVault } from '@berth/crypto';
-import { ConversationOptions, ConversationRepository, ConversationRow, EventLog, SettingsRepository, tenantScope } from '@berth/persistence';
+import { ConversationOptions, ConversationRepository, ConversationRow, Database, EventLog, SettingsRepository, tenantScope } from '@berth/persistence';
 import { WebhookDispatcher } from '@berth/webhooks';
 import type { Principal } from '../common/tenant.decorator';
 import { LlmProfilesService } from '../settings/llm-profiles.service';
@@ -40,6 +40,7 @@ export class ConversationTitles implements OnApplicationBootstrap, OnModuleDestr
     private readonly webhooks: WebhookDispatcher,
     private readonly profiles: LlmProfilesService,
     private readonly settingsRows: SettingsRepository,
+    private readonly db: Database,
   ) {}
 
   /** After a user message was stored: titles the conversation in the background unless it has a title or autotitle is off. */
@@ -63,6 +64,8 @@ export class ConversationTitles implements OnApplicationBootstrap, OnModuleDestr
 
   /** Titles conversations whose title an earlier process did not write (it ended mid-call), one at a time. */
   private async sweep(): Promise<void> {
+    // The app boots while a fresh database is still being migrated.
+    await this.db.ready;
     const rows = await this.rows.listUntitledOfAllTenants(new Date(Date.now() - SWEEP_WINDOW_MS), SWEEP_LIMIT);
     for (const row of rows) {
       if (this.stopping.signal.aborted) return;
