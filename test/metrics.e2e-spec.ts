@@ -1,6 +1,6 @@
 import { closeServer, listenLocally, LlmStub, readBody } from '@berth/testing';
 import { createServer, Server } from 'node:http';
-import { api, SocketClient, startServer, STORAGES, TestServer, userMessage, waitForStatus } from './support/server';
+import { api, privateDatabase, SocketClient, startServer, STORAGES, TestServer, userMessage, waitForStatus } from './support/server';
 
 const KEY = 'metrics-test-key';
 const MODEL = 'openai/stub-model';
@@ -50,14 +50,19 @@ async function runScripted(server: TestServer, llm: LlmStub, text: string): Prom
 describe.each(STORAGES)('metrics (%s)', (storage) => {
   const llm = new LlmStub();
   let server: TestServer;
+  // A database of its own: the run reconciler would take up runs other suites left in the shared one,
+  // and the run gauges count them.
+  let database: Awaited<ReturnType<typeof privateDatabase>> | null = null;
 
   beforeAll(async () => {
     await llm.start();
-    server = await startServer(storage, { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all' });
+    if (storage === 'postgres') database = await privateDatabase('metrics');
+    server = await startServer(storage, { OH_SESSION_API_KEYS_0: KEY, BERTH_ROLE: 'all', ...(database ? { DATABASE_URL: database.url } : {}) });
   });
   afterAll(async () => {
     await server?.close();
     await llm.stop();
+    await database?.drop();
   });
 
   it('serves the Prometheus text format without a key (no BERTH_METRICS_TOKEN), outside the API docs', async () => {

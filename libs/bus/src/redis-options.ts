@@ -5,7 +5,7 @@ import type { RedisOptions } from 'ioredis';
  * off to 5 s), so with maxRetriesPerRequest 3 a command fails within a few seconds of an outage
  * (the caller answers 503) and the client is back within a second of Redis.
  */
-export const REQUEST_PATH_REDIS: RedisOptions = {
+export const REQUEST_PATH_REDIS = {
   maxRetriesPerRequest: 3,
   retryStrategy: (attempt: number) => Math.min(attempt * 100, 1000),
-};
+} satisfies RedisOptions;

@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { Queue, Worker } from 'bullmq';
+import { REQUEST_PATH_REDIS } from '@berth/bus';
 
 export interface JobOptions {
   /** at most one job with this id waits or runs at a time; adding another is a no-op */
@@ -160,8 +161,11 @@ export class BullJobQueue<T> extends JobQueue<T> {
   ) {
     super();
     this.logger = new Logger(name);
+    // Jobs are added on a request's or a run's path (after an event is stored): during an outage the
+    // add fails within seconds, as the bus's publish does, instead of holding the caller until Redis
+    // is back; the sweep queues what was missed.
     this.queue = new Queue(name, {
-      connection: { url: redisUrl, maxRetriesPerRequest: null },
+      connection: { url: redisUrl, ...REQUEST_PATH_REDIS },
       prefix,
       defaultJobOptions: { removeOnComplete: true, removeOnFail: keepFailed === 0 ? true : keepFailed },
     });
