@@ -20,6 +20,7 @@ const { freePort, spawnNode, waitForHttp, getStatus, cpuSecondsByName, rssBytes 
 const { ms, int } = require('./lib/stats');
 const { berthEnv, prepareStorage } = require('./lib/berth');
 const { summarizeProfile, formatSummary } = require('./lib/cpuprofile');
+const { ANCHORS } = require('./lib/anchors');
 
 const BENCH = 'gateway';
 const API_KEY = 'bench-key';
@@ -212,13 +213,15 @@ async function benchBerth(ctx, mode, raw) {
     storage: mode,
     target: `/health p95 under load < ${TARGET_HEALTH_P95_MS} ms`,
     measured: `p95 ${ms(health.latency.p95)} ms (p99 ${ms(health.latency.p99)}, ${int(health.rps)} req/s, c=${options.concurrency})${noisy(health)}`,
+    anchor: ANCHORS.healthUnderLoad,
     ok: health.latency.p95 < TARGET_HEALTH_P95_MS && health.errors === 0,
   });
   ctx.report({
     bench: BENCH,
     storage: mode,
-    target: `first page of ${int(n)} conversations < ${TARGET_FIRST_PAGE_MS} ms`,
+    target: `first page of ${int(n)} conversations p95 < ${TARGET_FIRST_PAGE_MS} ms`,
     measured: `p95 ${ms(firstPage.latency.p95)} ms (p50 ${ms(firstPage.latency.p50)}, p99 ${ms(firstPage.latency.p99)})${noisy(firstPage)}`,
+    anchor: ANCHORS.firstPage,
     ok: firstPage.latency.p95 < TARGET_FIRST_PAGE_MS && firstPage.errors === 0,
   });
 }

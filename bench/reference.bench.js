@@ -42,6 +42,7 @@ const { freePort, spawnNode, waitForHttp } = require('./lib/proc');
 const { treeMemory, treePss, killTree } = require('./lib/proctree');
 const { summarize, ms, int, table } = require('./lib/stats');
 const { berthEnv, berthStart } = require('./lib/berth');
+const { ANCHORS } = require('./lib/anchors');
 
 const BENCH = 'reference';
 const API_KEY = 'bench-reference-key';
@@ -409,7 +410,15 @@ async function run(ctx) {
         const valid = Number.isFinite(r.ref) && Number.isFinite(r.berth) && r.ref > 0 && r.berth > 0;
         const ratio = valid ? (r.better === 'lower' ? r.ref / r.berth : r.berth / r.ref) : NaN;
         const ahead = !valid ? '?' : ratio > 1.02 ? 'Berth' : ratio < 0.98 ? 'reference' : 'even';
-        ctx.report({ bench: BENCH, storage: 'embedded', target: `${r.label}: Berth ahead`, measured: valid ? `${ratio.toFixed(2)}×` : '-', ok: valid ? ratio > 1 : null });
+        ctx.report({
+          bench: BENCH,
+          storage: 'embedded',
+          target: `${r.label}: Berth ahead`,
+          measured: `${r.cell(r.berth)}${valid ? ` (${ratio.toFixed(2)}× the reference)` : ''}`,
+          reference: r.cell(r.ref),
+          anchor: ANCHORS.referenceSideBySide,
+          ok: valid ? ratio > 1 : null,
+        });
         return [r.label, r.cell(r.ref), r.cell(r.berth), valid ? `${ratio.toFixed(2)}×` : '-', ahead, r.note];
       }),
     ),

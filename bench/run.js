@@ -27,11 +27,17 @@
  *   BENCH_REDIS_URL    Redis for the postgres mode (default redis://127.0.0.1:6379)
  *   BENCH_CPU_PROF     1 = CPU-profile the Berth child during the authenticated-count load and print
  *                      the top frames; the .cpuprofile files are kept in a printed directory
+ *   BENCH_RESULTS      where the Markdown results go (default bench/results.md when every bench
+ *                      runs; a run with a name filter writes none unless this is set)
+ *
+ * A row may also carry `reference` (the reference agent server's figure, same run) and `anchor` (the
+ * published figure it is held against, bench/lib/anchors.js); both go to the results file.
  */
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { table } = require('./lib/stats');
+const { writeResults } = require('./lib/results');
 
 const ROOT = path.resolve(__dirname, '..');
 
@@ -119,7 +125,8 @@ async function main() {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const files = benchFiles(process.argv.slice(2));
+  const filters = process.argv.slice(2);
+  const files = benchFiles(filters);
   const cpus = os.cpus();
   let fastifyVersion = '?';
   try {
@@ -127,19 +134,20 @@ async function main() {
   } catch {
     /* not installed */
   }
+  const machine =
+    `${cpus.length} CPU(s) ${cpus[0] ? `(${cpus[0].model.trim()})` : ''}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ` +
+    `${os.type()} ${os.release()}, Node ${process.version}, Fastify ${fastifyVersion}`;
+  const optionsLine =
+    `storage=${options.storage.join('+')} duration=${options.durationMs} ms warm-up=${options.warmupMs} ms ` +
+    `concurrency=${options.concurrency} conversations=${options.conversations}${options.cpuProf ? ' cpu-prof=on' : ''}`;
   console.log('Berth benchmarks');
-  console.log(
-    `  machine: ${cpus.length} CPU(s) ${cpus[0] ? `(${cpus[0].model.trim()})` : ''}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ` +
-      `${os.type()} ${os.release()}, Node ${process.version}, Fastify ${fastifyVersion}`,
-  );
-  console.log(
-    `  options: storage=${options.storage.join('+')} duration=${options.durationMs} ms warm-up=${options.warmupMs} ms ` +
-      `concurrency=${options.concurrency} conversations=${options.conversations}${options.cpuProf ? ' cpu-prof=on' : ''}`,
-  );
+  console.log(`  machine: ${machine}`);
+  console.log(`  options: ${optionsLine}`);
   console.log(`  benches: ${files.join(', ') || '(none)'}`);
 
-  const started = Date.now();
-  let failed = 0;
+  const startedAt = new Date();
+  const started = startedAt.getTime();
+  const crashed = [];
   for (const file of files) {
     console.log(`\n== ${file} ==`);
     try {
@@ -147,7 +155,7 @@ async function main() {
       if (typeof mod.run !== 'function') throw new Error(`${file} does not export run(ctx)`);
       await mod.run(ctx);
     } catch (err) {
-      failed++;
+      crashed.push(file);
       console.error(`bench: ${file} crashed: ${err.stack || err.message}`);
     } finally {
       await ctx.cleanup();
@@ -159,12 +167,22 @@ async function main() {
     console.log(
       table(
         ['bench', 'storage', 'target', 'measured', ''],
-        ctx.reports.map((r) => [r.bench, r.storage || '', r.target, r.measured, r.ok === undefined || r.ok === null ? '?' : r.ok ? '✓' : '✗']),
+        ctx.reports.map((r) => [r.bench, r.storage || '', r.target, r.reference ? `${r.measured}; reference ${r.reference}` : r.measured, r.ok === undefined || r.ok === null ? '?' : r.ok ? '✓' : '✗']),
       ),
     );
   }
-  console.log(`\nbench: done in ${((Date.now() - started) / 1000).toFixed(1)} s${failed ? `, ${failed} bench file(s) crashed` : ''}`);
-  process.exitCode = failed ? 1 : 0;
+  const seconds = (Date.now() - started) / 1000;
+  const resultsFile = process.env.BENCH_RESULTS || (filters.length ? '' : path.join(__dirname, 'results.md'));
+  if (resultsFile) {
+    const environment = Object.keys(process.env)
+      .filter((name) => name.startsWith('BENCH_') && name !== 'BENCH_RESULTS')
+      .sort()
+      .map((name) => `${name}=${process.env[name]}`);
+    writeResults(resultsFile, { startedAt, seconds, machine, options: optionsLine, environment, benches: files, crashed }, ctx.reports);
+    console.log(`\nbench: results written to ${resultsFile}`);
+  }
+  console.log(`\nbench: done in ${seconds.toFixed(1)} s${crashed.length ? `, ${crashed.length} bench file(s) crashed` : ''}`);
+  process.exitCode = crashed.length ? 1 : 0;
 }
 
 main().catch((err) => {
