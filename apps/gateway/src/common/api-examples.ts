@@ -2,6 +2,7 @@
  * Examples in the OpenAPI document for the main routes: real requests and the answers Berth gave
  * them (ids and times fixed). `redocly lint` checks each one against its schema.
  */
+import { LLM_DEFAULTS } from '@berth/persistence';
 
 export const START_CONVERSATION_EXAMPLE = {
   agent: {
@@ -55,25 +56,8 @@ export const CONVERSATION_INFO_EXAMPLE = {
   supports_runtime_model_switch: false,
   launched_agent_profile: null,
   agent: {
-    llm: {
-      api_key: null,
-      base_url: 'https://api.openai.com/v1',
-      api_version: null,
-      num_retries: 5,
-      retry_multiplier: 8,
-      retry_min_wait: 8,
-      retry_max_wait: 64,
-      timeout: 300,
-      max_message_chars: 30000,
-      temperature: null,
-      top_p: null,
-      max_output_tokens: null,
-      stream: false,
-      drop_params: true,
-      native_tool_calling: true,
-      usage_id: 'default',
-      model: 'openai/gpt-4o-mini'
-    },
+    // The stored LLM answers with every default filled in, in the SDK's key order.
+    llm: { ...LLM_DEFAULTS, base_url: 'https://api.openai.com/v1', model: 'openai/gpt-4o-mini' },
     tools: [
       {
         name: 'terminal',
