@@ -2,6 +2,15 @@ import { resolve } from 'node:path';
 import { ConfigError, isLoopbackHost, loadConfig, parseArgs, readEnvList, readWebhooks } from './berth-config';
 
 describe('loadConfig', () => {
+  it('reads LOG_LEVEL in pino\'s names, case-insensitively, with Nest\'s and Python\'s names too; refuses anything else', () => {
+    const level = (LOG_LEVEL?: string) => loadConfig(LOG_LEVEL === undefined ? {} : { LOG_LEVEL }, []).logLevel;
+    expect([undefined, 'error', 'WARN', 'info', 'log', 'DEBUG', 'verbose', 'trace', 'silent', 'none', 'WARNING', 'CRITICAL', 'fatal'].map(level)).toEqual([
+      'info', 'error', 'warn', 'info', 'info', 'debug', 'trace', 'trace', 'silent', 'silent', 'warn', 'fatal', 'fatal',
+    ]);
+    expect(() => level('loud')).toThrow(ConfigError);
+    expect(() => level('loud')).toThrow(/LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, critical, warning, log, verbose, none \(got "loud"\)/);
+  });
+
   it('has OpenHands-compatible defaults', () => {
     const config = loadConfig({}, []);
     expect(config).toMatchObject({

@@ -100,7 +100,8 @@ export interface BerthConfig {
   sandboxDriver: 'local' | 'kubernetes';
   /** the Kubernetes driver's settings (BERTH_K8S_*), null with the local driver */
   kubernetes: KubernetesConfig | null;
-  logLevel: string;
+  /** LOG_LEVEL in pino's names (read case-insensitively, with Nest's and Python's names for them too) */
+  logLevel: LogLevel;
   /** LOG_FORMAT: JSON lines, or pino-pretty's coloured lines (the default only when stdout is a terminal) */
   logFormat: LogFormat;
   /** DEBUG: 5xx bodies carry the stack trace, as OpenHands does. */
@@ -246,6 +247,20 @@ function readChoice<T extends string>(env: Env, name: string, choices: readonly 
   return raw as T;
 }
 
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+/** Other names people bring: Nest's (log, verbose), OpenHands' Python ones (CRITICAL, WARNING), none. */
+const LOG_LEVEL_ALIASES: Record<string, LogLevel> = { critical: 'fatal', warning: 'warn', log: 'info', verbose: 'trace', none: 'silent' };
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function readLogLevel(env: Env): LogLevel {
+  const raw = env.LOG_LEVEL?.trim().toLowerCase();
+  if (!raw) return 'info';
+  const level = LOG_LEVEL_ALIASES[raw] ?? (LOG_LEVELS as readonly string[]).find((name) => name === raw);
+  if (!level) throw new ConfigError(`LOG_LEVEL must be one of ${[...LOG_LEVELS, ...Object.keys(LOG_LEVEL_ALIASES)].join(', ')} (got ${JSON.stringify(env.LOG_LEVEL)})`);
+  return level as LogLevel;
+}
+
 function readFlag(env: Env, name: string): boolean {
   return ['1', 'TRUE', 'YES'].includes((env[name] ?? '').toUpperCase());
 }
@@ -354,7 +369,7 @@ export function loadConfig(env: Env = process.env, argv: string[] = process.argv
     },
     sandboxDriver,
     kubernetes,
-    logLevel: env.LOG_LEVEL ?? 'info',
+    logLevel: readLogLevel(env),
     // The first choice is the default: colours for a person at a terminal, JSON lines for everything else.
     logFormat: readChoice(env, 'LOG_FORMAT', process.stdout.isTTY ? (['pretty', 'json'] as const) : (['json', 'pretty'] as const)),
     debug: readFlag(env, 'DEBUG'),

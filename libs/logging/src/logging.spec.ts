@@ -1,7 +1,7 @@
 import { loadConfig } from '@berth/config';
 import { Writable } from 'node:stream';
 import { censorSecrets, isSecretKey, redactUrl } from './redact';
-import { createLogger, logDestination, pinoLevel } from './root-logger';
+import { createLogger, logDestination } from './root-logger';
 import { deploymentSummary } from './startup-summary';
 
 /** A logger writing into an array of parsed lines. */
@@ -69,10 +69,6 @@ describe('log format', () => {
 });
 
 describe('log levels', () => {
-  it('reads LOG_LEVEL as before: verbose is trace, silent and none are silent, anything unknown info', () => {
-    expect(['error', 'warn', 'info', 'log', 'debug', 'verbose', 'silent', 'none', 'loud'].map(pinoLevel)).toEqual(['error', 'warn', 'info', 'info', 'debug', 'trace', 'silent', 'silent', 'info']);
-  });
-
   it('filters below the level', () => {
     const { logger, lines } = captured('warn');
     logger.info('hidden');

@@ -3,14 +3,6 @@ import { PinoLogger } from 'nestjs-pino';
 import pino, { DestinationStream, LevelWithSilent, Logger } from 'pino';
 import { censorSecrets, REDACT_PATHS, REDACTED } from './redact';
 
-const PINO_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
-
-/** LOG_LEVEL in pino's names: `verbose` is trace, `log` info, `none` silent; anything else info (as Nest read it). */
-export function pinoLevel(logLevel: string): LevelWithSilent {
-  const named = ({ verbose: 'trace', log: 'info', none: 'silent' } as Record<string, string>)[logLevel] ?? logLevel;
-  return (PINO_LEVELS.has(named) ? named : 'info') as LevelWithSilent;
-}
-
 /**
  * Where lines go: `out`'s write (process.stdout's, not pino's own fd writer, so whoever replaces it —
  * a test capturing the log — sees them), through pino-pretty for `pretty`, loaded only then;
@@ -49,7 +41,7 @@ let root: Logger | undefined;
  */
 export function configureLogging(config: Pick<BerthConfig, 'logLevel' | 'logFormat'>): Logger {
   root ??= createLogger(config.logFormat);
-  root.level = pinoLevel(config.logLevel);
+  root.level = config.logLevel;
   if (PinoLogger.root) PinoLogger.root.level = root.level;
   return root;
 }
