@@ -1,5 +1,6 @@
-import { closeServer, listenLocally, LlmStub, readBody } from '@berth/testing';
+import { closeServer, listenLocally, LlmStub, readBody, until } from '@berth/testing';
 import { createServer, Server } from 'node:http';
+import { BerthProcess, FaultLab } from './support/faults';
 import { api, privateDatabase, SocketClient, startServer, STORAGES, TestServer, userMessage, waitForStatus } from './support/server';
 
 const KEY = 'metrics-test-key';
@@ -21,13 +22,13 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
   return found ? total : NaN;
 }
 
-async function scrape(server: TestServer, authorization?: string): Promise<{ status: number; type: string | null; text: string }> {
+async function scrape(server: { url: string }, authorization?: string): Promise<{ status: number; type: string | null; text: string }> {
   const res = await fetch(`${server.url}/metrics`, { headers: authorization ? { authorization } : {} });
   return { status: res.status, type: res.headers.get('content-type'), text: await res.text() };
 }
 
 /** A scripted conversation: one terminal command, then finish, with the token usage given. */
-async function runScripted(server: TestServer, llm: LlmStub, text: string): Promise<string> {
+async function runScripted(server: { url: string }, llm: LlmStub, text: string): Promise<string> {
   llm.script(text, [
     { text: 'Running it.', toolCalls: [{ name: 'terminal', arguments: { command: 'echo metered' } }], usage: { prompt_tokens: 7, completion_tokens: 3 } },
     { toolCalls: [{ name: 'finish', arguments: { message: 'done' } }], usage: { prompt_tokens: 11, completion_tokens: 5 } },
@@ -162,6 +163,50 @@ describe('metrics behind BERTH_METRICS_TOKEN', () => {
     expect(ok.text).toContain('berth_http_request_duration_seconds_bucket');
     // The probes stay open.
     expect((await api(server, 'GET', '/health')).status).toBe(200);
+  });
+});
+
+describe("a worker's own /metrics (gateway and worker as separate processes)", () => {
+  const lab = new FaultLab();
+  const llm = new LlmStub();
+  let gateway: BerthProcess;
+  let worker: BerthProcess;
+
+  beforeAll(async () => {
+    await llm.start();
+    await lab.startPostgres();
+    await lab.startRedis();
+    const env = { OH_SESSION_API_KEYS_0: KEY, BERTH_METRICS_TOKEN: 'worker-scrape-token' };
+    gateway = await lab.startGateway({ env });
+    worker = await lab.startWorker({ env });
+  });
+  afterAll(async () => {
+    await lab.close();
+    await llm.stop();
+  });
+
+  it('counts the LLM calls, tokens and events the worker made, behind the same token; the gateway its requests and the sandbox start', async () => {
+    await runScripted(gateway, llm, 'a run the worker meters');
+    expect((await scrape(worker)).status).toBe(401);
+    expect((await scrape(worker, 'Bearer wrong')).status).toBe(401);
+    const fromWorker = await scrape(worker, 'Bearer worker-scrape-token');
+    expect(fromWorker.status).toBe(200);
+    expect(fromWorker.type).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(sample(fromWorker.text, 'berth_llm_request_duration_seconds_count', { model: MODEL, outcome: 'ok' })).toBe(2);
+    expect(sample(fromWorker.text, 'berth_llm_tokens_total', { model: MODEL, kind: 'prompt' })).toBe(18);
+    expect(sample(fromWorker.text, 'berth_llm_tokens_total', { model: MODEL, kind: 'completion' })).toBe(8);
+    // The run's status is stored as finished a moment before its job lets go of its slot.
+    await until(async () => sample((await scrape(worker, 'Bearer worker-scrape-token')).text, 'berth_runs_in_flight') === 0, 'the worker has no run in flight');
+    expect(sample(fromWorker.text, 'berth_events_recorded_total')).toBeGreaterThanOrEqual(4);
+    // The gateway answered the requests and made no LLM call: each process reports its own work.
+    const fromGateway = await scrape(gateway, 'Bearer worker-scrape-token');
+    expect(sample(fromGateway.text, 'berth_llm_request_duration_seconds_count', { model: MODEL, outcome: 'ok' })).toBeNaN();
+    expect(sample(fromGateway.text, 'berth_http_request_duration_seconds_count', { method: 'POST', route: '/api/conversations' })).toBe(1);
+    // The create makes the agent ready, its sandbox started, before it answers: on the gateway.
+    expect(sample(fromGateway.text, 'berth_sandbox_provision_duration_seconds_count', { driver: 'local', pool: 'cold' })).toBe(1);
+    expect(sample(fromWorker.text, 'berth_sandbox_provision_duration_seconds_count', { driver: 'local', pool: 'cold' }) || 0).toBe(0);
+    // The probes stay open without the token.
+    expect((await fetch(`${worker.url}/ready`)).status).toBe(200);
   });
 });
 
