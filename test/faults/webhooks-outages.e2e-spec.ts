@@ -21,6 +21,9 @@ interface Post {
 class CheckingReceiver {
   readonly posts: Post[] = [];
   inFlight = 0;
+  /** Answer snapshot POSTs 503 (not recorded: a receiver that failed has not taken them). */
+  refuseSnapshots = false;
+  refusedSnapshots = 0;
   url = '';
   private server?: Server;
 
@@ -28,6 +31,11 @@ class CheckingReceiver {
 
   async start(): Promise<void> {
     this.server = createServer(async (req, res) => {
+      if (this.refuseSnapshots && req.url === '/hooks/conversations') {
+        this.refusedSnapshots++;
+        await readBody(req);
+        return void res.writeHead(503).end('{}');
+      }
       this.inFlight++;
       this.posts.push({ path: req.url as string, idempotencyKey: req.headers['idempotency-key'] as string | undefined, body: await readBody(req) });
       await new Promise((r) => setTimeout(r, this.delayMs));
@@ -142,10 +150,17 @@ describe('webhooks through Redis and PostgreSQL outages and kill -9 (gateway and
     ids.push(run.body.id);
     const kinds = async (id: string) => (await db.query(`SELECT kind FROM events WHERE conversation_id = $1`, [id])).rows.map((r) => r.kind);
     await waitUntil('the terminal action is stored', async () => (await kinds(run.body.id)).includes('ActionEvent'), 20_000);
+    // A change whose snapshot every receiver refuses until its queue is gone with Redis: it stays owed
+    // in PostgreSQL and is sent once a receiver takes snapshots again.
+    const renamed = 'renamed before redis goes';
+    for (const receiver of receivers) receiver.refuseSnapshots = true;
+    expect((await api(gateway, 'PATCH', `/api/conversations/${ids[0]}`, { key: KEY, body: { title: renamed } })).status).toBe(200);
+    await waitUntil('both receivers refused the snapshot', async () => receivers.every((receiver) => receiver.refusedSnapshots > 0), 20_000);
     await lab.redis.stop();
     await waitUntil('the observation is stored while Redis is down', async () => (await kinds(run.body.id)).includes('ObservationEvent'), 20_000);
     await new Promise((r) => setTimeout(r, 2000));
     await lab.redis.start();
+    for (const receiver of receivers) receiver.refuseSnapshots = false;
     await waitUntil('the run finishes', async () => (await db.query(`SELECT execution_status FROM conversations WHERE id = $1`, [run.body.id])).rows[0].execution_status === 'finished', 60_000);
 
     // (b) PostgreSQL stopped with events stored and not yet sent (they wait for flush_delay).
@@ -189,6 +204,7 @@ describe('webhooks through Redis and PostgreSQL outages and kill -9 (gateway and
     for (const receiver of receivers) {
       for (const id of ids.slice(0, 3)) {
         await waitUntil(`the final snapshot of ${id}`, async () => receiver.snapshots(id).at(-1)?.title === `final ${id}`, 30_000);
+        if (id === ids[0]) expect(receiver.snapshots(id).map((info) => info.title)).toContain(renamed);
         expect(JSON.stringify(receiver.snapshots(id))).not.toContain('sk-test-should-never-leak');
       }
       expect(receiver.snapshots(run.body.id).length).toBeGreaterThanOrEqual(1);

@@ -10,7 +10,7 @@ interface Job {
 
 const queues: [string, () => JobQueue<Job>][] = [
   ['in-process', () => new InProcessJobQueue<Job>()],
-  ['BullMQ', () => new BullJobQueue<Job>('spec-jobs', REDIS_URL, `berth-spec-${randomUUID()}`, 0)],
+  ['BullMQ', () => new BullJobQueue<Job>('spec-jobs', REDIS_URL, `berth-spec-${randomUUID()}`)],
 ];
 
 /** One contract, two queues: what webhook delivery relies on whichever backs it. */

@@ -152,12 +152,11 @@ export class BullJobQueue<T> extends JobQueue<T> {
   private worker?: Worker;
   private readonly logger: Logger;
 
-  /** `keepFailed`: how many given-up jobs Redis keeps for inspection (0 frees their ids for reuse). */
+  /** Jobs are removed when they complete or are given up: their ids are free for the sweeps that queue them again. */
   constructor(
     private readonly name: string,
     private readonly redisUrl: string,
     private readonly prefix: string,
-    keepFailed: number,
   ) {
     super();
     this.logger = new Logger(name);
@@ -167,7 +166,7 @@ export class BullJobQueue<T> extends JobQueue<T> {
     this.queue = new Queue(name, {
       connection: { url: redisUrl, ...REQUEST_PATH_REDIS },
       prefix,
-      defaultJobOptions: { removeOnComplete: true, removeOnFail: keepFailed === 0 ? true : keepFailed },
+      defaultJobOptions: { removeOnComplete: true, removeOnFail: true },
     });
     this.queue.on('error', (err: Error) => this.logger.warn(`queue: ${err.message}`));
   }

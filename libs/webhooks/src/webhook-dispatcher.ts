@@ -8,8 +8,8 @@ import { postWebhook, retryDelayMs, webhookKey } from './webhook-sender';
 export type WebhookJob =
   /** send the conversation's undelivered events, batch after batch */
   | { type: 'events'; webhook: string; conversationId: string }
-  /** send one ConversationInfo snapshot */
-  | { type: 'conversation'; webhook: string; info: Record<string, unknown> };
+  /** send one ConversationInfo snapshot; `version` is the change it was taken for, when one is owed */
+  | { type: 'conversation'; webhook: string; info: Record<string, unknown>; version?: number };
 
 interface SerializedEvent {
   seq: number;
@@ -36,6 +36,9 @@ function fitBatch(spec: WebhookSpec, events: SerializedEvent[]): SerializedEvent
 /** How soon a delivery job whose process died is run again elsewhere. */
 const STALLED_AFTER_MS = 5000;
 
+/** Owed snapshots one sweep queues at most (oldest first): a receiver long away is caught up over several. */
+const SWEEP_SNAPSHOTS = 500;
+
 /** Cursors remembered as existing, so an event costs no INSERT; cleared when it grows this big. */
 const KNOWN_CURSORS_LIMIT = 50_000;
 
@@ -46,7 +49,9 @@ const KNOWN_CURSORS_LIMIT = 50_000;
  * batch to fill and is promoted at once when one has. A receiver that fails is retried with backoff
  * (Retry-After honoured); a restart, a dead worker or a lost job is made good by the sweep, which
  * re-queues every conversation whose cursor lags its log. ConversationInfo snapshots are jobs of
- * their own, in a queue bounded by the receivers' `max_queue_size`.
+ * their own, in a queue bounded by the receivers' `max_queue_size`; each change is also counted as
+ * owed (webhook_snapshots), so a snapshot job lost with Redis is queued again by the sweep, with the
+ * conversation as it is then.
  */
 export class WebhookDispatcher {
   private readonly logger = new Logger('Webhooks');
@@ -116,21 +121,53 @@ export class WebhookDispatcher {
 
   private async announce(row: ConversationRow): Promise<void> {
     if (!this.enabled) return;
+    for (const key of this.specs.keys()) {
+      try {
+        await this.queueSnapshot(key, row, await this.oweSnapshot(key, row.id));
+      } catch (err) {
+        // The API call that changed the conversation has succeeded; an outage must not undo that.
+        this.logger.error(`could not queue the conversation webhook for ${row.id}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  /**
+   * Counts the change as owed before its snapshot is queued: if the queue is away, the sweep queues
+   * it once it is back. The change's version, or undefined for a deleted conversation (no row to owe
+   * it on: its last snapshot is only queued) and when the database is away.
+   */
+  private async oweSnapshot(key: string, conversationId: string): Promise<number | undefined> {
+    try {
+      const [owed] = await this.db.prisma.$queryRaw<{ version: number }[]>`
+        INSERT INTO "webhook_snapshots" ("webhook_key", "conversation_id")
+        SELECT ${key}, c."id" FROM "conversations" c WHERE c."id" = ${conversationId}::uuid
+        ON CONFLICT ("webhook_key", "conversation_id")
+        DO UPDATE SET "version" = "webhook_snapshots"."version" + 1, "changed_at" = now()
+        RETURNING "version"`;
+      return owed?.version;
+    } catch (err) {
+      this.logger.warn(`could not record the conversation webhook owed for ${conversationId}: ${(err as Error).message}`);
+      return undefined;
+    }
+  }
+
+  /**
+   * Queues one receiver's snapshot of the conversation as it is. A job for an owed change has an id
+   * of that change, so the sweep's copy of a job still queued is no second job.
+   */
+  private async queueSnapshot(key: string, row: ConversationRow, version: number | undefined): Promise<void> {
+    const spec = this.specs.get(key) as WebhookSpec;
     // Receivers see skills and no secrets (toConversationInfo never shows secret values).
     const info = toConversationInfo(row, this.config.conversationsPath, true);
     const bound = [...this.specs.values()].reduce((sum, s) => sum + s.maxQueueSize, 0);
-    try {
-      for (const [key, spec] of this.specs) {
-        while ((await this.conversations.size()) >= bound) {
-          this.logger.warn('conversation webhook queue is full: dropping its oldest update');
-          await this.conversations.dropOldest();
-        }
-        await this.conversations.add({ type: 'conversation', webhook: key, info }, { attempts: spec.numRetries + 1 });
-      }
-    } catch (err) {
-      // The API call that changed the conversation has succeeded; a queue outage must not undo that.
-      this.logger.error(`could not queue the conversation webhook for ${row.id}: ${(err as Error).message}`);
+    while ((await this.conversations.size()) >= bound) {
+      this.logger.warn('conversation webhook queue is full: dropping its oldest update');
+      await this.conversations.dropOldest();
     }
+    await this.conversations.add(
+      { type: 'conversation', webhook: key, info, version },
+      { attempts: spec.numRetries + 1, ...(version === undefined ? {} : { jobId: `snapshot.${key}.${row.id}.${version}` }) },
+    );
   }
 
   /**
@@ -152,7 +189,7 @@ export class WebhookDispatcher {
     return lag;
   }
 
-  /** Re-queues every (receiver, conversation) whose cursor lags the event log. */
+  /** Re-queues every (receiver, conversation) whose cursor lags the event log, and every snapshot owed. */
   async sweep(): Promise<void> {
     // A sweep waiting on a Redis or PostgreSQL that is away is not joined by the next tick's.
     if (this.sweeping) return;
@@ -167,6 +204,16 @@ export class WebhookDispatcher {
         if (!spec) continue;
         await this.events.add({ type: 'events', webhook: key, conversationId }, { jobId: `events.${key}.${conversationId}`, attempts: spec.numRetries + 1 });
       }
+      const owed = await this.db.prisma.$queryRaw<{ webhook_key: string; conversation_id: string; tenant_id: string; version: number }[]>`
+        SELECT s."webhook_key", s."conversation_id"::text AS "conversation_id", c."tenant_id"::text AS "tenant_id", s."version"
+          FROM "webhook_snapshots" s JOIN "conversations" c ON c."id" = s."conversation_id"
+         WHERE s."delivered_version" < s."version"
+         ORDER BY s."changed_at" LIMIT ${SWEEP_SNAPSHOTS}`;
+      for (const { webhook_key: key, conversation_id: conversationId, tenant_id: tenantId, version } of owed) {
+        if (!this.specs.has(key)) continue;
+        const row = await this.conversationRows.find(tenantScope(tenantId), conversationId);
+        if (row) await this.queueSnapshot(key, row, version);
+      }
     } catch (err) {
       this.logger.warn(`webhook sweep failed: ${(err as Error).message}`);
     } finally {
@@ -179,6 +226,12 @@ export class WebhookDispatcher {
     if (!spec) return; // the receiver was removed from the configuration since the job was queued
     if (job.type === 'conversation') {
       await postWebhook(spec, '/conversations', JSON.stringify(job.info), this.config.sessionApiKeys[0]);
+      // Owed up to this change no longer (a later change has a job of its own).
+      if (job.version !== undefined) {
+        await this.db.prisma.$executeRaw`
+          UPDATE "webhook_snapshots" SET "delivered_version" = GREATEST("delivered_version", ${job.version})
+           WHERE "webhook_key" = ${job.webhook} AND "conversation_id" = ${job.info.id as string}::uuid`;
+      }
       return;
     }
     while (await this.sendNextBatch(job.webhook, spec, job.conversationId));

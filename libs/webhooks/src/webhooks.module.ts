@@ -6,8 +6,8 @@ import { measureWebhookLag } from '@berth/metrics';
 import { BullJobQueue, InProcessJobQueue, JobQueue } from '@berth/queue';
 import { WebhookDispatcher, WebhookJob } from './webhook-dispatcher';
 
-function webhookQueue(config: BerthConfig, name: string, keepFailed: number): JobQueue<WebhookJob> {
-  return config.redisUrl ? new BullJobQueue<WebhookJob>(name, config.redisUrl, config.queuePrefix, keepFailed) : new InProcessJobQueue<WebhookJob>();
+function webhookQueue(config: BerthConfig, name: string): JobQueue<WebhookJob> {
+  return config.redisUrl ? new BullJobQueue<WebhookJob>(name, config.redisUrl, config.queuePrefix) : new InProcessJobQueue<WebhookJob>();
 }
 
 @Global()
@@ -26,10 +26,10 @@ export class WebhooksModule {
               db,
               conversations,
               log,
-              // Failed event jobs are dropped (their events stay in the log for the sweep); failed
-              // conversation snapshots are kept for inspection.
-              hooks ? webhookQueue(config, 'berth-webhook-events', 0) : new InProcessJobQueue<WebhookJob>(),
-              hooks ? webhookQueue(config, 'berth-webhook-conversations', 1000) : new InProcessJobQueue<WebhookJob>(),
+              // Failed jobs are dropped, their ids freed: the sweep sends again what they did not (the
+              // events stay in the log; a snapshot stays owed in webhook_snapshots).
+              hooks ? webhookQueue(config, 'berth-webhook-events') : new InProcessJobQueue<WebhookJob>(),
+              hooks ? webhookQueue(config, 'berth-webhook-conversations') : new InProcessJobQueue<WebhookJob>(),
               config,
             );
             if (hooks) recorder.onStored((conversationId, seqs) => dispatcher.eventsStored(conversationId, seqs));
