@@ -14,4 +14,7 @@ CREATE TABLE "webhook_snapshots" (
 
 CREATE INDEX "webhook_snapshots_conversation_id_idx" ON "webhook_snapshots"("conversation_id");
 
+-- The sweep reads only what is owed, oldest change first, every second: not every row ever delivered.
+CREATE INDEX "webhook_snapshots_owed_idx" ON "webhook_snapshots"("changed_at") WHERE "delivered_version" < "version";
+
 ALTER TABLE "webhook_snapshots" ADD CONSTRAINT "webhook_snapshots_conversation_id_fkey" FOREIGN KEY ("conversation_id") REFERENCES "conversations"("id") ON DELETE CASCADE ON UPDATE CASCADE;
