@@ -98,9 +98,12 @@ describe.each(STORAGES)('event socket (%s)', (storage) => {
     expect(await socket(id, `?session_api_key=${KEY}&resend_mode=sometimes`).waitClosed()).toBe(1008);
   });
 
-  it('never duplicates or reorders when history is replayed while events are being written', async () => {
+  it('never duplicates or reorders when history is replayed while events are being written, nor live events of concurrent writers', async () => {
     const id = await newConversation();
     for (let i = 0; i < 20; i++) await call('POST', `/api/conversations/${id}/events`, userMessage(`before ${i}`));
+    // Concurrent writers publish in either order (seq n+1 may reach the bus before n): a live subscriber still gets seq order.
+    const live = socket(id, `?session_api_key=${KEY}`);
+    await live.waitFor((f) => f.length >= 1);
     const writers = Promise.all(Array.from({ length: 30 }, (_, i) => call('POST', `/api/conversations/${id}/events`, userMessage(`during ${i}`))));
     const ws = socket(id, `?session_api_key=${KEY}&resend_mode=all`);
     await writers;
@@ -116,7 +119,11 @@ describe.each(STORAGES)('event socket (%s)', (storage) => {
     }
     expect(frames.length).toBe(1 + total);
     expect(events.map((e) => e.id)).toEqual(stored.map((e) => e.id));
+    const during = stored.slice(1 + 2 * 20);
+    const liveFrames = await live.waitFor((f) => f.length >= 1 + during.length, 20_000, `${during.length} live events`);
+    expect(liveFrames.map((e) => e.id)).toEqual([liveFrames[0].id, ...during.map((e) => e.id)]);
     ws.close();
+    live.close();
   });
 
   it('takes user messages on the socket: appended and run; bad frames get a ServerErrorEvent', async () => {

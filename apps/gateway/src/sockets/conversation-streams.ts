@@ -4,6 +4,7 @@ import { BERTH_CONFIG } from '@berth/config';
 import type { BerthConfig } from '@berth/config';
 import { jsonSyntaxMessage, SendMessageRequestSchema, unsafeInputIssue } from '@berth/contracts';
 import { EventLog } from '@berth/persistence';
+import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import type { Principal } from '../common/tenant.decorator';
 import { EventsService } from '../events/events.service';
@@ -46,11 +47,25 @@ export class ConversationStreams {
       return null;
     }
     this.subscribers.set(id, (this.subscribers.get(id) ?? 0) + 1);
+    // The frames of one turn of the event loop leave in one write: under load several events reach a
+    // subscriber in one turn, and a write (a syscall) per frame and subscriber is most of the fan-out's CPU.
+    const socket = (ws as unknown as { _socket: Duplex })._socket;
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      socket.uncork();
+    };
     const stream = new EventStream(
       {
         send: (json, seq) => {
           const frame = encode(json, seq);
-          if (frame !== null) ws.send(frame);
+          if (frame === null) return;
+          if (!corked) {
+            corked = true;
+            socket.cork();
+            setImmediate(uncork);
+          }
+          ws.send(frame);
         },
         bufferedBytes: () => ws.bufferedAmount,
         close: (code, reason) => WsRouter.closeOrDrop(ws, code, code === SLOW_SUBSCRIBER && slowReason ? slowReason : reason),

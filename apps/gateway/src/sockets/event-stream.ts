@@ -8,6 +8,11 @@ const END_OF_LOG = 2 ** 31 - 1;
 /** A subscriber that takes nothing of what waits for it for this long is too slow. */
 const STALL_MS = 10_000;
 const POLL_MS = 5;
+/**
+ * How long a live event waits for its predecessors to come over the bus before they are read from
+ * the log: concurrent writers publish in either order, and the late one is rarely a millisecond behind.
+ */
+const REORDER_MS = 50;
 
 /** What an event stream needs from its surroundings (a socket and the event log). */
 export interface EventStreamPort {
@@ -23,11 +28,13 @@ export interface EventStreamPort {
 /**
  * Orders one subscriber's stream: stored events go out exactly once, in sequence order, with no gap —
  * replayed history and live events never interleave out of order or repeat. A live event that arrives
- * ahead of its predecessors (two writers publishing in the other order, or history still being read)
- * waits while the missing ones are read from the log. Events go out at the pace the subscriber takes
- * them (the next waits while the socket holds more than half the byte budget), so a long replay never
- * overflows a reader that keeps reading; live events that pile up meanwhile are bounded by count and
- * bytes. A subscriber that cannot keep up is closed with 1013 and never slows anyone else.
+ * ahead of its predecessors (two writers publishing in the other order) waits for them on the bus —
+ * each goes before it in the queue — and they are read from the log only if they have not come within
+ * REORDER_MS: concurrent writers must not cost a log read per subscriber and event. Events go out at
+ * the pace the subscriber takes them (the next waits while the socket holds more than half the byte
+ * budget), so a long replay never overflows a reader that keeps reading; live events that pile up
+ * meanwhile are bounded by count and bytes. A subscriber that cannot keep up is closed with 1013
+ * and never slows anyone else.
  */
 export class EventStream {
   private readonly queue: BusMessage[] = [];
@@ -37,6 +44,8 @@ export class EventStream {
   private closed = false;
   /** the last seq the subscriber has; null until start() */
   private lastSent: number | null = null;
+  /** wakes a drain waiting for a late predecessor */
+  private wake: (() => void) | null = null;
 
   constructor(
     private readonly port: EventStreamPort,
@@ -63,9 +72,23 @@ export class EventStream {
       this.overflow();
       return;
     }
-    this.queue.push(message);
+    this.queue.splice(message.seq === null ? this.queue.length : this.position(message.seq), 0, message);
     this.queuedBytes += message.json.length;
+    this.wake?.();
     this.pump();
+  }
+
+  /** Where a stored event goes in the queue: before the live events it precedes, after anything else. */
+  private position(seq: number): number {
+    let at = this.queue.length;
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const queued = this.queue[i];
+      if (queued.seq === null) continue;
+      // History and catch-up markers (empty json) keep their place: they read the log up to their seq.
+      if (queued.seq < seq || queued.json === '') break;
+      at = i;
+    }
+    return at;
   }
 
   /** Reads whatever the log holds beyond what was sent (the bus lost messages during an outage). */
@@ -102,7 +125,15 @@ export class EventStream {
   }
 
   private async drain(): Promise<void> {
+    let gapSince = 0;
     while (this.queue.length && !this.closed && this.lastSent !== null) {
+      const head = this.queue[0];
+      if (head.seq !== null && head.json !== '' && head.seq > this.lastSent + 1) {
+        gapSince ||= Date.now();
+        const left = gapSince + REORDER_MS - Date.now();
+        if (left > 0 && (await this.nextPush(left))) continue;
+      }
+      gapSince = 0;
       const message = this.queue.shift() as BusMessage;
       this.queuedBytes -= message.json.length;
       if (message.seq === null) {
@@ -128,6 +159,21 @@ export class EventStream {
         this.lastSent = message.seq;
       }
     }
+  }
+
+  /** Resolves true at the next push, false after `ms`. */
+  private nextPush(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.wake = null;
+        resolve(false);
+      }, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = null;
+        resolve(true);
+      };
+    });
   }
 
   /** Does the socket hold more than half the budget (the peer has not taken what was sent)? */
