@@ -38,6 +38,14 @@
  *    close), one after another, after RECONNECT_WARMUP unrecorded ones: open file descriptors of the
  *    gateway before and after (/proc/<pid>/fd, each after SETTLE_MS, every other connection closed),
  *    target: no more after; the ones that changed are named.
+ * 4. PostgreSQL + Redis only — the worker's path, as an agent run publishes: this process plays the
+ *    worker (dist's EventLog and RedisEventBus, the same database and Redis as the gateway). It
+ *    stores FANOUT_MS worth of events first (persist, then publish, as the recorder does; stored
+ *    ahead because one process here cannot also append 1,000 a second on two shared cores), then
+ *    publishes them in order at RATE events/s; "publish → recv" is from just before each bus publish
+ *    to its arrival at each of the SUBSCRIBERS. This is the fan-out on its own, with no HTTP path in
+ *    front of it: the p99 target is judged on it.
+ *    The embedded default has its bus inside the gateway's process: no outside publisher can reach it.
  * The gateway's per-conversation subscriber limit (BERTH_WS_MAX_SUBSCRIBERS, default 50) is raised
  * for the benchmark's 101 sockets; everything else is the default.
  */
@@ -179,6 +187,55 @@ async function publish(agent, target, id, { rate, events = Infinity, durationMs 
   return { posts, errors, firstError, seconds, rate: ((posts - errors) * EVENTS_PER_POST) / seconds };
 }
 
+/**
+ * The worker's part before a publish: `count` events stored through `log` (a hundred a
+ * transaction), as a worker's recorder stores each before it publishes it. Their numbers are taken
+ * in `sent` (publish times to come).
+ */
+async function storeAsWorker({ db, log, messageEvent }, id, count) {
+  const stored = [];
+  while (stored.length < count) {
+    const batch = Array.from({ length: Math.min(100, count - stored.length) }, () => {
+      const i = sent.length;
+      sent.push(NaN);
+      return { i, event: messageEvent('assistant', 'agent', [{ type: 'text', text: `sockets-bench #${i}` }]) };
+    });
+    await db.prisma.$transaction(async (tx) => {
+      for (const e of batch) stored.push({ i: e.i, seq: await log.append(id, e.event, tx), json: JSON.stringify(e.event) });
+    });
+  }
+  return stored;
+}
+
+/**
+ * The worker's publish: the `stored` events on `bus` at `rate` events/s (ten every 10 ms, open
+ * loop), in seq order on one connection as the recorder publishes them, the publish time of each in
+ * `sent`. Same result shape as publish(): one "post" per event.
+ */
+async function publishAsWorker({ bus }, id, stored, rate) {
+  const perBatch = Math.max(1, Math.round(rate / 100));
+  const intervalMs = (1000 * perBatch) / rate;
+  let errors = 0;
+  let firstError = null;
+  const t0 = now();
+  for (let at = 0, batches = 0; at < stored.length; at += perBatch, batches++) {
+    const wait = t0 + batches * intervalMs - now();
+    if (wait >= 1) await sleep(wait);
+    // ioredis pipelines these on its one connection, in order.
+    await Promise.all(
+      stored.slice(at, at + perBatch).map(({ i, seq, json }) => {
+        sent[i] = now();
+        return bus.publish(id, { seq, json }).catch((err) => {
+          errors++;
+          firstError ??= err.message;
+        });
+      }),
+    );
+  }
+  const seconds = (now() - t0) / 1000;
+  return { posts: stored.length, errors, firstError, seconds, rate: (stored.length - errors) / seconds };
+}
+
 /** Latency over all `subs` and per subscriber (their p99s), for the phase just recorded. */
 function phaseFigures(subs, pub) {
   const concat = (key) => {
@@ -289,10 +346,10 @@ async function measure(ctx, mode) {
   const subs = await Promise.all(Array.from({ length: SUBSCRIBERS }, () => new Subscriber(socketUrl(port, id)).ready));
 
   /** One recorded phase: publish, wait for every subscriber to have it all (at most DRAIN_MS), figures. */
-  const phase = async (label, opts) => {
+  const phase = async (label, opts, publishing = () => publish(agent, target, id, opts)) => {
     subs.forEach((s) => s.reset());
     const meter = cpuMeter({ pid: berth.pid, probes: dbProbe });
-    const pub = await publish(agent, target, id, opts);
+    const pub = await publishing();
     const drained = now() + DRAIN_MS;
     while (subs.some((s) => s.messages < pub.posts - pub.errors) && now() < drained) await sleep(20);
     return { label, asked: opts.rate, pub, cpu: meter(), ...phaseFigures(subs, pub) };
@@ -316,6 +373,26 @@ async function measure(ctx, mode) {
   const rssGrowth = rssBytes(berth.pid) - rss;
   const stalledClosed = stalled.closeCode;
   stalled.ws.terminate();
+
+  // 4. The worker's path (PostgreSQL + Redis): stored and published by this process, as a worker does.
+  let asWorker = null;
+  if (store.db) {
+    const { Database, EventLog } = require(path.join(ctx.root, 'dist/libs/persistence/src/index.js'));
+    const { RedisEventBus } = require(path.join(ctx.root, 'dist/libs/bus/src/index.js'));
+    const { messageEvent } = require(path.join(ctx.root, 'dist/libs/contracts/src/index.js'));
+    const db = new Database({ databaseUrl: store.env.DATABASE_URL, dataDir, poolSize: 2 });
+    await db.ready;
+    const worker = { db, log: new EventLog(db), bus: new RedisEventBus(store.env.REDIS_URL), messageEvent };
+    try {
+      const count = (n) => Math.round((RATE * n) / 1000);
+      await publishAsWorker(worker, id, await storeAsWorker(worker, id, count(WARMUP_MS)), RATE);
+      const stored = await storeAsWorker(worker, id, count(FANOUT_MS));
+      asWorker = await phase(`worker path, ${int(RATE)}/s`, { rate: RATE }, () => publishAsWorker(worker, id, stored, RATE));
+    } finally {
+      await worker.bus.close();
+      await db.close();
+    }
+  }
 
   // 3. Reconnect cycles, every HTTP connection and subscriber closed; unrecorded ones first, so
   // that what the first ones open for good (a database connection) is not counted as a leak.
@@ -343,7 +420,7 @@ async function measure(ctx, mode) {
       `${perFrameUs > 0 ? `${ms(perFrameUs)} µs per frame sent` : 'the fan-out is within the noise'} (other processes: ${pct(soloCpu.otherCpu)} of a core)`,
   );
   const fanOuts = [fan, ...(short ? [atReached, base] : [])];
-  const phases = [...fanOuts, ...(short ? [] : [base]), withStalled];
+  const phases = [...fanOuts, ...(short ? [] : [base]), withStalled, ...(asWorker ? [asWorker] : [])];
   log(`  [${mode}] ${SUBSCRIBERS} subscribers; per subscriber: the spread of their send → recv p99s, and the fewest messages any one got`);
   log(
     table(
@@ -393,6 +470,17 @@ async function measure(ctx, mode) {
         `p99 ${ms(f.fromStamp.p99)} ms stored → recv (${ms(f.fromSend.p99)} send → recv) at ${int(f.pub.rate)} events/s` +
         `${complete(f) ? '' : `; ${int(f.expected - f.minReceived)} missed`}${noisy(f)}`,
       ok: f.fromStamp.p99 <= TARGET_P99_MS && complete(f) && f.pub.rate >= f.asked * 0.95,
+    });
+  }
+  if (asWorker) {
+    ctx.report({
+      bench: BENCH,
+      storage: mode,
+      target: `fan-out to ${SUBSCRIBERS}, worker path at ${int(RATE)} events/s: publish → recv p99 ≤ ${TARGET_P99_MS} ms`,
+      measured:
+        `p99 ${ms(asWorker.fromSend.p99)} ms (p50 ${ms(asWorker.fromSend.p50)}, max ${ms(asWorker.fromSend.max)}) at ${int(asWorker.pub.rate)} events/s` +
+        `${complete(asWorker) ? '' : `; ${int(asWorker.expected - asWorker.minReceived)} missed`}${noisy(asWorker)}`,
+      ok: asWorker.fromSend.p99 <= TARGET_P99_MS && complete(asWorker) && asWorker.pub.rate >= RATE * 0.95,
     });
   }
   const stallShare = rssGrowth - Math.max(0, baseGrowth);
