@@ -1,4 +1,5 @@
-import { ExecutorInitRequestSchema } from '@berth/contracts';
+import { ExecuteBashRequestSchema, ExecutorInitRequestSchema } from '@berth/contracts';
+import { mkdir } from 'node:fs/promises';
 import { ConfigError, ExecutorConfig, loadConfig } from './config';
 import { HttpError } from './errors';
 import { Executor } from './executor';
@@ -39,7 +40,7 @@ function main(): void {
       if (dormancy === '1') process.stdin.on('error', () => undefined).once('close', () => executor === undefined && process.exit(0)).resume();
       // Started in its future sandbox's folder, which it makes now what a first command would (a git repository).
       const staging = loadConfig({ BERTH_SANDBOX_ROOT: process.cwd(), ...process.env });
-      void new Executor(staging).git.ensureRepo(staging.root);
+      prepareWhileDormant(new Executor(staging), staging.root);
       server = createDormantExecutorServer(token, async (body) => {
         let config;
         try {
@@ -78,6 +79,18 @@ function main(): void {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+}
+
+/**
+ * What the claim and the sandbox's first command would otherwise do for the first time in this
+ * process, done while it waits: the folder's git repository and bash event log made, and the
+ * schemas of both requests used once (zod compiles a schema's parser at its first use: ~10 ms).
+ */
+function prepareWhileDormant(staging: Executor, root: string): void {
+  void staging.git.ensureRepo(root);
+  void mkdir(staging.bashEvents.dir, { recursive: true }).catch(() => undefined);
+  ExecutorInitRequestSchema.safeParse({ root, env: {} });
+  ExecuteBashRequestSchema.safeParse({ command: '' });
 }
 
 /** `POST /api/init` {root, env}: the sandbox's folder and variables, as the environment would give them. */

@@ -96,18 +96,19 @@ export class SandboxRepository {
     });
   }
 
-  /** The network the tenant's quotas allow its sandboxes (`none` or `egress`), or null: the server default. */
-  async networkAllowance(scope: TenantScope): Promise<string | null> {
+  /**
+   * The tenant's network policy, from its quotas in one read: the network its sandboxes may have
+   * (`none` or `egress`; null: the server default) and its egress allowlist (`egress_cidrs`: ranges
+   * its `egress` sandboxes may reach beyond the outside).
+   */
+  async networkPolicy(scope: TenantScope): Promise<{ network: string | null; egressCidrs: string[] }> {
     const row = await this.db.prisma.tenant.findUnique({ where: { id: scope.tenantId }, select: { quotas: true } });
-    const network = (row?.quotas as { network?: unknown } | undefined)?.network;
-    return typeof network === 'string' ? network : null;
-  }
-
-  /** The tenant's egress allowlist (its quotas' `egress_cidrs`): ranges its `egress` sandboxes may reach beyond the outside. */
-  async egressCidrs(scope: TenantScope): Promise<string[]> {
-    const row = await this.db.prisma.tenant.findUnique({ where: { id: scope.tenantId }, select: { quotas: true } });
-    const cidrs = (row?.quotas as { egress_cidrs?: unknown } | undefined)?.egress_cidrs;
-    return Array.isArray(cidrs) ? cidrs.filter((c): c is string => typeof c === 'string') : [];
+    const quotas = row?.quotas as { network?: unknown; egress_cidrs?: unknown } | undefined;
+    const cidrs = quotas?.egress_cidrs;
+    return {
+      network: typeof quotas?.network === 'string' ? quotas.network : null,
+      egressCidrs: Array.isArray(cidrs) ? cidrs.filter((c): c is string => typeof c === 'string') : [],
+    };
   }
 
   /** The tenant's home sandbox, or null before its first use (or after it was deleted). */

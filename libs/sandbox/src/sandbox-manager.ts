@@ -15,6 +15,29 @@ export interface NewSandbox {
   ttlSeconds?: number | null;
 }
 
+/** What the tenant's quotas say of its sandboxes' network (read in one go: a start needs both). */
+export interface NetworkPolicy {
+  /** the most network its sandboxes may have, and what they get by default */
+  allowed: SandboxNetworkName;
+  /** ranges its `egress` sandboxes may reach beyond the outside */
+  egressCidrs: string[];
+}
+
+/** A sandbox row just made, with the policy its creation read: its first start needs neither read again. */
+export interface CreatedSandbox {
+  id: string;
+  row: SandboxRow;
+  policy: NetworkPolicy;
+}
+
+/** What the caller of a start has just read or written of the sandbox (none of it is read again). */
+export interface KnownSandbox {
+  /** the sandbox was just made by `make` */
+  created?: CreatedSandbox;
+  /** its state version, read by this request (the gateway's guard under `/sandboxes/{id}`) */
+  stateVersion?: number;
+}
+
 /** The tenant has no such sandbox (another tenant's included), or it was deleted meanwhile. */
 export class SandboxNotFound extends Error {
   constructor(readonly sandboxId: string) {
@@ -50,7 +73,7 @@ const ACTIVITY_WRITE_EVERY_MS = 10_000;
  */
 export class SandboxManager {
   /** Starts in progress, by tenant and sandbox. */
-  private readonly starting = new Map<string, Promise<SandboxHandle>>();
+  private readonly starting = new Map<string, Promise<{ handle: SandboxHandle; row: SandboxRow }>>();
   /** Handles checked running recently: a workspace poll every 100 ms must not re-check each time. */
   private readonly verified = new Map<string, { tenantId: string; handle: SandboxHandle; at: number; stateVersion: number }>();
   /** When each conversation's events last counted as its sandbox's activity. */
@@ -77,26 +100,32 @@ export class SandboxManager {
    * an executor waiting for (the warm pool).
    */
   async create(scope: TenantScope, spec: NewSandbox = {}, kind: SandboxKind = 'standalone'): Promise<SandboxRow> {
-    const allowed = await this.allowance(scope);
-    const network = spec.network ?? allowed;
-    if (!networkWithin(network, allowed)) throw new SandboxNetworkRefused(network, allowed);
+    return (await this.make(scope, spec, kind)).row;
+  }
+
+  /** `create`, keeping what it read and wrote for the start that follows (`ensureRunning`'s `created`). */
+  async make(scope: TenantScope, spec: NewSandbox = {}, kind: SandboxKind = 'standalone'): Promise<CreatedSandbox> {
+    const policy = await this.policy(scope);
+    const network = spec.network ?? policy.allowed;
+    if (!networkWithin(network, policy.allowed)) throw new SandboxNetworkRefused(network, policy.allowed);
     // Variables often carry credentials: their values are stored encrypted, as secrets are.
     const env = spec.env && Object.fromEntries(Object.entries(spec.env).map(([name, value]) => [name, { sealed: this.vault.encrypt(value) }]));
-    return this.rows.create(scope, { driver: this.driver.kind, kind, ...spec, env, network, id: this.driver.reserveId(network) ?? undefined });
+    const row = await this.rows.create(scope, { driver: this.driver.kind, kind, ...spec, env, network, id: this.driver.reserveId(network) ?? undefined });
+    return { id: row.id, row, policy };
   }
 
   /** The tenant's home sandbox row, made on first use (with the tenant's network). */
   async home(scope: TenantScope): Promise<SandboxRow> {
     const existing = await this.rows.findHome(scope);
     if (existing) return existing;
-    const network = await this.allowance(scope);
+    const network = (await this.policy(scope)).allowed;
     return this.rows.findOrCreateHome(scope, () => ({ driver: this.driver.kind, network, id: this.driver.reserveId(network) ?? undefined }));
   }
 
-  /** The network the tenant's sandboxes may have at most (and have by default). */
-  async allowance(scope: TenantScope): Promise<SandboxNetworkName> {
-    const stored = await this.rows.networkAllowance(scope);
-    return stored === 'none' || stored === 'egress' ? stored : this.defaultNetwork;
+  /** The network the tenant's sandboxes may have at most (and have by default), and their egress allowlist. */
+  async policy(scope: TenantScope): Promise<NetworkPolicy> {
+    const { network, egressCidrs } = await this.rows.networkPolicy(scope);
+    return { allowed: network === 'none' || network === 'egress' ? network : this.defaultNetwork, egressCidrs };
   }
 
   /** A sandbox's network: as made, or (made before networks were per sandbox) the server default it started with. */
@@ -129,24 +158,42 @@ export class SandboxManager {
   }
 
   /** A running executor for the tenant's sandbox: started, restarted or reused; one start at a time per sandbox. */
-  async ensureRunning(scope: TenantScope, sandboxId: string): Promise<SandboxHandle> {
-    const known = this.verified.get(sandboxId);
+  async ensureRunning(scope: TenantScope, sandboxId: string, known: KnownSandbox = {}): Promise<SandboxHandle> {
+    return (await this.running(scope, sandboxId, known)).handle;
+  }
+
+  /** `ensureRunning`, answering the sandbox's row as it is then (read only when no start wrote it here). */
+  async ensureRunningRow(scope: TenantScope, sandboxId: string, known: KnownSandbox = {}): Promise<SandboxRow> {
+    const { row } = await this.running(scope, sandboxId, known);
+    const current = row ?? (await this.rows.find(scope, sandboxId));
+    if (!current) throw new SandboxNotFound(sandboxId);
+    return current;
+  }
+
+  private async running(scope: TenantScope, sandboxId: string, { created, stateVersion }: KnownSandbox): Promise<{ handle: SandboxHandle; row: SandboxRow | null }> {
+    const verified = this.verified.get(sandboxId);
     // Trusted only while no replica changed the sandbox's state since (a pause elsewhere bumps the version).
-    if (known && known.tenantId === scope.tenantId && Date.now() - known.at < VERIFIED_FOR_MS && (await this.rows.stateVersionOf(scope, sandboxId)) === known.stateVersion) {
-      return known.handle;
+    if (
+      verified &&
+      verified.tenantId === scope.tenantId &&
+      Date.now() - verified.at < VERIFIED_FOR_MS &&
+      (stateVersion ?? (await this.rows.stateVersionOf(scope, sandboxId))) === verified.stateVersion
+    ) {
+      return { handle: verified.handle, row: null };
     }
     const key = `${scope.tenantId}/${sandboxId}`;
     let pending = this.starting.get(key);
     if (!pending) {
-      pending = this.start(tenantScope(scope.tenantId), sandboxId).finally(() => this.starting.delete(key));
+      pending = this.start(tenantScope(scope.tenantId), sandboxId, created?.id === sandboxId && created.row.tenantId === scope.tenantId ? created : undefined).finally(() => this.starting.delete(key));
       this.starting.set(key, pending);
     }
     return pending;
   }
 
-  private async start(scope: TenantScope, sandboxId: string): Promise<SandboxHandle> {
-    const [found, allowed] = await Promise.all([this.rows.find(scope, sandboxId), this.allowance(scope)]);
+  private async start(scope: TenantScope, sandboxId: string, created?: CreatedSandbox): Promise<{ handle: SandboxHandle; row: SandboxRow }> {
+    const [found, policy] = created ? [created.row, created.policy] : await Promise.all([this.rows.find(scope, sandboxId), this.policy(scope)]);
     if (!found) throw new SandboxNotFound(sandboxId);
+    const { allowed } = policy;
     const network = this.networkOf(found);
     // An allowance lowered since the sandbox was made: it does not start again with more.
     if (!networkWithin(network, allowed)) throw new SandboxNetworkRefused(network, allowed);
@@ -167,15 +214,19 @@ export class SandboxManager {
     const stored = known && this.driver.owns(known) ? known : null;
     let handle: SandboxHandle;
     try {
-      handle = stored ? await this.driver.ensureRunning(stored) : await this.driver.provision({ id: sandboxId, env: this.envOf(row), network, tenantId: scope.tenantId, egressCidrs: await this.rows.egressCidrs(scope) });
+      handle = stored ? await this.driver.ensureRunning(stored) : await this.driver.provision({ id: sandboxId, env: this.envOf(row), network, tenantId: scope.tenantId, egressCidrs: policy.egressCidrs });
     } catch (err) {
       this.verified.delete(sandboxId);
       await this.rows.changeState(scope, sandboxId, (current) => (current.desiredState === 'running' ? { status: 'error', statusReason: reasonOf(err) } : null));
       throw err;
     }
     const sealed = { ...handle, token: this.vault.encrypt(handle.token) } as unknown as Prisma.InputJsonValue;
-    const observed = await this.rows.changeState(scope, sandboxId, (current) =>
-      current.desiredState === 'running' ? { status: 'running', statusReason: null, url: handle.url, handle: sealed, active: true } : null,
+    // From the row written before the start: a change since (a pause, a delete) fails the compare-and-set, which reads it again.
+    const observed = await this.rows.changeState(
+      scope,
+      sandboxId,
+      (current) => (current.desiredState === 'running' ? { status: 'running', statusReason: null, url: handle.url, handle: sealed, active: true } : null),
+      row,
     );
     if (!observed.applied) {
       // Deleted or paused while it started: the later wish wins, nothing keeps running against it.
@@ -184,8 +235,9 @@ export class SandboxManager {
       if (gone) throw new SandboxNotFound(sandboxId);
       throw new SandboxError(`sandbox ${sandboxId} was stopped while it started`);
     }
-    this.verified.set(sandboxId, { tenantId: scope.tenantId, handle, at: Date.now(), stateVersion: (observed.row as SandboxRow).stateVersion });
-    return handle;
+    const running = observed.row as SandboxRow;
+    this.verified.set(sandboxId, { tenantId: scope.tenantId, handle, at: Date.now(), stateVersion: running.stateVersion });
+    return { handle, row: running };
   }
 
   /** The sandbox's variables, decrypted (a row written before they were sealed holds them in clear). */

@@ -50,8 +50,9 @@ export class ApiKeyGuard extends AuthGuard('api-key') {
   private async limitToSandbox(request: FastifyRequest & { user: Principal }): Promise<void> {
     const sandboxId = sandboxOfRequest(request.raw);
     if (!sandboxId) return;
-    if (!(await this.sandboxes.exists(request.user, sandboxId))) throw new NotFoundException({ detail: `Sandbox not found: ${sandboxId}` });
-    request.user = { ...request.user, sandboxId };
+    const stateVersion = await this.sandboxes.stateVersionOf(request.user, sandboxId);
+    if (stateVersion === null) throw new NotFoundException({ detail: `Sandbox not found: ${sandboxId}` });
+    request.user = { ...request.user, sandboxId, sandboxStateVersion: stateVersion };
   }
 
   private async waitForDatabase(): Promise<void> {

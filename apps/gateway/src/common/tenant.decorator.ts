@@ -7,6 +7,8 @@ export interface Principal {
   keyId: string;
   /** set under `/sandboxes/{id}/…`: everything is limited to that sandbox */
   sandboxId?: string;
+  /** `sandboxId`'s state version as the guard read it (a start check need not read it again) */
+  sandboxStateVersion?: number;
   /** the request's id (X-Request-Id), for the audit log */
   requestId?: string;
 }

@@ -26,6 +26,7 @@ import type { SandboxRow } from '@berth/persistence';
 import { validationError, ValidationFailed } from '../common/zod-validation.pipe';
 import type { Principal } from '../common/tenant.decorator';
 import { ExecutorClient, SandboxManager, SandboxNetworkRefused, SandboxNotFound } from '@berth/sandbox';
+import type { CreatedSandbox } from '@berth/sandbox';
 import { WebhookDispatcher } from '@berth/webhooks';
 import { ServerInfoService } from '../health/server-info.service';
 import { WorkspaceRoutingService } from '../workspace/workspace-routing.service';
@@ -242,8 +243,12 @@ export class ConversationsService {
     let initial: OHEvent | null = null;
     let state: Json = {};
     if (req.initial_message) {
-      if (sandboxId === null) sandboxId = madeSandbox = (await this.sandboxes.create(tenantScope(p.tenantId), {}, 'conversation')).id;
-      const ready = await this.systemPromptFor({ id, tenantId: p.tenantId, sandboxId, agent: agent as Prisma.JsonValue, options: options as Prisma.JsonValue, workspace: req.workspace as Prisma.JsonValue, secrets: secrets as Prisma.JsonValue });
+      let created: CreatedSandbox | undefined;
+      if (sandboxId === null) {
+        created = await this.sandboxes.make(tenantScope(p.tenantId), {}, 'conversation');
+        sandboxId = madeSandbox = created.id;
+      }
+      const ready = await this.systemPromptFor({ id, tenantId: p.tenantId, sandboxId, agent: agent as Prisma.JsonValue, options: options as Prisma.JsonValue, workspace: req.workspace as Prisma.JsonValue, secrets: secrets as Prisma.JsonValue }, created);
       systemPrompt = ready?.event ?? null;
       agentUpdate = ready?.agentUpdate ?? null;
       agent = ready?.agent ?? agent;
@@ -344,10 +349,12 @@ export class ConversationsService {
 
   /**
    * The SystemPromptEvent, or null when the sandbox cannot start now (it is then written by the
-   * run, which meets the same problem and reports it as it always did).
+   * run, which meets the same problem and reports it as it always did). `created`: the sandbox was
+   * just made here, and starts with its row and policy in hand (making the agent ready then finds it running).
    */
-  private async systemPromptFor(conversation: ConversationForAgent): Promise<{ event: OHEvent; agent: Json; agentUpdate: OHEvent | null } | null> {
+  private async systemPromptFor(conversation: ConversationForAgent, created?: CreatedSandbox): Promise<{ event: OHEvent; agent: Json; agentUpdate: OHEvent | null } | null> {
     try {
+      if (created) await this.sandboxes.ensureRunning(tenantScope(conversation.tenantId), created.id, { created });
       return await this.preparer.readyAgent(conversation);
     } catch (err) {
       this.logger.warn(`conversation ${conversation.id}: its sandbox did not start before the first message (the run makes the agent ready): ${(err as Error).message}`);

@@ -3,6 +3,7 @@ import { CreateSandboxRequest, parseUuid, utcTimestamp, uuidHex } from '@berth/c
 import { SandboxRepository } from '@berth/persistence';
 import type { SandboxRow } from '@berth/persistence';
 import { SandboxManager, SandboxNetworkRefused, SandboxNotFound } from '@berth/sandbox';
+import type { CreatedSandbox } from '@berth/sandbox';
 import type { Principal } from '../common/tenant.decorator';
 import { QuotaService } from '../quotas/quota.service';
 
@@ -46,18 +47,16 @@ export class SandboxesService {
 
   /** Creates the sandbox and starts its executor before answering, so it is usable at once. */
   async create(p: Principal, req: CreateSandboxRequest): Promise<SandboxRow> {
-    const row = await this.quotas.admitSandbox(p.tenantId, () =>
-      refusedAsForbidden(() => this.sandboxes.create(p, { env: req.env, network: req.network, idleTimeoutSeconds: req.idle_timeout, ttlSeconds: req.ttl ?? null })),
+    const made = await this.quotas.admitSandbox(p.tenantId, () =>
+      refusedAsForbidden(() => this.sandboxes.make(p, { env: req.env, network: req.network, idleTimeoutSeconds: req.idle_timeout, ttlSeconds: req.ttl ?? null })),
     );
-    await this.start(p, row.id);
-    return this.require(p, row.id);
+    return this.start(p, made.id, made);
   }
 
   async resume(p: Principal, id: string): Promise<SandboxRow> {
     await this.require(p, id);
     await this.quotas.checkSandboxStart(p.tenantId, id);
-    await this.start(p, id);
-    return this.require(p, id);
+    return this.start(p, id);
   }
 
   async pause(p: Principal, id: string): Promise<SandboxRow> {
@@ -75,9 +74,10 @@ export class SandboxesService {
     return { rows: rows.slice(0, q.limit), nextPageId: more ? uuidHex(rows[q.limit].id) : null };
   }
 
-  private async start(p: Principal, id: string): Promise<void> {
+  /** Starts the sandbox (`created`: just made) and answers its row as it is then. */
+  private async start(p: Principal, id: string, created?: CreatedSandbox): Promise<SandboxRow> {
     try {
-      await this.sandboxes.ensureRunning(p, id);
+      return await this.sandboxes.ensureRunningRow(p, id, { created });
     } catch (err) {
       if (err instanceof SandboxNotFound) throw sandboxNotFound(id);
       if (err instanceof SandboxNetworkRefused) throw forbidden(err);

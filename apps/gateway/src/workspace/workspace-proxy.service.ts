@@ -123,7 +123,8 @@ export class WorkspaceProxyService {
       headers['content-length'] = String(Buffer.byteLength(body));
     }
     const upstream = await this.send(handle, request.method, pathname + parsed.search, headers, reply, body ?? request);
-    this.touch(p, sandboxId);
+    // Once answered: the activity write is bookkeeping the caller need not wait behind.
+    reply.raw.once('close', () => this.touch(p, sandboxId));
     reply.status(upstream.statusCode ?? 502);
     for (const name of FORWARDED_RESPONSE_HEADERS) {
       const value = upstream.headers[name];

@@ -71,7 +71,7 @@ export class WorkspaceRoutingService {
     if (p.sandboxId) {
       // Under /sandboxes/{id}: the sandbox's own paths as they are, and the (virtual) working dir of
       // one of its conversations translated, as the SDK's Workspace(host=…/sandboxes/{id}) sends it.
-      const handle = await this.handle(p, p.sandboxId);
+      const handle = await this.handle(p, p.sandboxId, p.sandboxStateVersion);
       const owner = path && isAbsolute(path) && !inside(sandboxRoot(handle), normalize(path)) ? await this.conversationOwning(p, normalize(path)) : null;
       return owner ? this.inConversation(p, owner) : { sandboxId: p.sandboxId, handle, toSandboxPath: same };
     }
@@ -128,10 +128,13 @@ export class WorkspaceRoutingService {
     return this.conversations.withWorkingDirIn(scope, candidates);
   }
 
-  /** The executor of the caller's sandbox, starting it when needed (404 for another tenant's, or one gone meanwhile). */
-  async handle(scope: TenantScope, sandboxId: string): Promise<SandboxHandle> {
+  /**
+   * The executor of the caller's sandbox, starting it when needed (404 for another tenant's, or one
+   * gone meanwhile). `stateVersion`: the sandbox's, as this request has just read it.
+   */
+  async handle(scope: TenantScope, sandboxId: string, stateVersion?: number): Promise<SandboxHandle> {
     try {
-      return await this.sandboxes.ensureRunning(scope, sandboxId);
+      return await this.sandboxes.ensureRunning(scope, sandboxId, { stateVersion });
     } catch (err) {
       if (err instanceof SandboxNotFound) throw new NotFoundException({ detail: `Sandbox not found: ${sandboxId}` });
       if (err instanceof SandboxNetworkRefused) throw new ForbiddenException({ detail: err.message });
