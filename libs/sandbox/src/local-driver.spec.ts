@@ -256,6 +256,27 @@ describe('LocalSandboxDriver', () => {
     expect(await environOf(restarted.pid)).toMatchObject({ PROJECT: 'demo' });
   });
 
+  it('keeps the new executor of a restart that was queued before the crash was seen', async () => {
+    const driver = newDriver();
+    const internals = driver as unknown as { serialize(id: string, op: () => Promise<void>): Promise<void>; executors: Map<string, unknown> };
+    const handle = await driver.provision({ id: randomUUID() });
+    // Hold the sandbox's queue of operations (as a long copy or stop does), queue a restart behind it, then crash the executor.
+    let release!: () => void;
+    void internals.serialize(handle.id, () => new Promise<void>((resolve) => (release = resolve)));
+    const restarting = driver.ensureRunning(handle);
+    process.kill(handle.pid, 'SIGKILL');
+    // The crash is seen (its cleanup queued behind the restart) before the restart runs.
+    await until(() => !internals.executors.has(handle.id), 'the crash to be seen');
+    release();
+    const restarted = await restarting;
+    expect(restarted.pid).not.toBe(handle.pid);
+    await internals.serialize(handle.id, async () => undefined);
+    // The crash's cleanup has run, after the restart, and left the new executor and its groups alone.
+    expect(await driver.status(restarted)).toBe('running');
+    expect(await new ExecutorClient(restarted).health()).toEqual({ status: 'ok' });
+    expect(await executorsIn(restarted.root)).toEqual([restarted.pid]);
+  });
+
   it("never takes another sandbox's executor for its own when the pid and port were reused", async () => {
     const driver = newDriver();
     const mine = await driver.provision({ id: randomUUID() });

@@ -618,8 +618,11 @@ export class LocalSandboxDriver extends SandboxDriver {
       this.executors.delete(id);
       if (executor.stopping) return;
       this.crashed.add(id);
-      // In the sandbox's queue of operations: a restart under way must not lose its new groups to this removal.
-      void this.serialize(id, () => this.cgroups.remove(id));
+      // In the sandbox's queue of operations, and only while no executor has taken the id again: a restart
+      // queued before this exit was seen has made new groups, with its executor in them, by the time this runs.
+      void this.serialize(id, async () => {
+        if (!this.executors.has(id)) await this.cgroups.remove(id);
+      });
       this.logger.warn(`executor of sandbox ${executor.id} exited on its own (${signal ?? `code ${code}`}); see ${logPath}`);
     });
     return executor;
