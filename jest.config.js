@@ -7,6 +7,8 @@ module.exports = {
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
   moduleNameMapper: {
     '^@berth/([a-z-]+)$': '<rootDir>/libs/$1/src/index.ts',
+    // A library's second entry (@berth/contracts/executor): its file of that name.
+    '^@berth/([a-z-]+)/([a-z-]+)$': '<rootDir>/libs/$1/src/$2.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   transform: {

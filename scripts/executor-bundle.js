@@ -49,8 +49,9 @@ function executorFiles() {
       const lib = name.slice('@berth/'.length);
       if (workspaceLibs.has(lib)) continue;
       workspaceLibs.add(lib);
-      // node_modules/@berth/<lib> → libs/<lib> (package.json, index.js) → dist/libs/<lib>.
-      paths.add(`libs/${lib}/package.json`).add(`libs/${lib}/index.js`).add(`dist/libs/${lib}`);
+      // node_modules/@berth/<lib> → libs/<lib> (package.json, its entries: index.js and any other) → dist/libs/<lib>.
+      paths.add(`libs/${lib}/package.json`).add(`dist/libs/${lib}`);
+      for (const entry of readdirSync(join(ROOT, 'libs', lib))) if (entry.endsWith('.js')) paths.add(`libs/${lib}/${entry}`);
       pending.push(...requiredPackages(join(ROOT, 'dist', 'libs', lib)));
       continue;
     }

@@ -112,6 +112,19 @@ describe('executor', () => {
     rmSync(root, { recursive: true, force: true });
   });
 
+  it('loads only the contracts its entry names (@berth/contracts/executor), none of the gateway\'s', async () => {
+    // Every module of the library is built with zod when loaded: the gateway's would double a cold executor's start.
+    const entry = readFileSync(join(projectRoot(), 'libs/contracts/src/executor.ts'), 'utf8');
+    const named = [...entry.matchAll(/export \* from '\.\/([a-z-]+)'/g)].map((m) => `${m[1]}.js`);
+    const script = `require(${JSON.stringify(join(projectRoot(), 'dist/apps/executor/src/server.js'))}); process.stdout.write(JSON.stringify(Object.keys(require.cache)))`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    for await (const chunk of child.stdout!) out += chunk;
+    const loaded = (JSON.parse(out) as string[]).filter((file) => file.includes('/dist/libs/contracts/src/')).map((file) => file.split('/').pop());
+    expect(loaded.sort()).toEqual(['executor.js', ...named].sort());
+    expect(loaded).not.toContain('conversation.js');
+  });
+
   describe('HTTP surface', () => {
     it('answers /health without a token and refuses every other route without the right one', async () => {
       const health = await fetch(`http://127.0.0.1:${port()}/health`);

@@ -1,4 +1,4 @@
-import { SandboxActivity, utcTimestamp } from '@berth/contracts';
+import { SandboxActivity, utcTimestamp } from '@berth/contracts/executor';
 
 /**
  * What the gateway's idle clock reads (`GET /api/activity`): the last file, bash, git or tool call

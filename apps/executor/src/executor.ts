@@ -10,7 +10,7 @@ import {
   TaskTrackerAction,
   TerminalAction,
   ToolObservation,
-} from '@berth/contracts';
+} from '@berth/contracts/executor';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';

@@ -1,4 +1,4 @@
-import { isPlainPath, jsonSyntaxMessage, toValidationIssues } from '@berth/contracts';
+import { isPlainPath, jsonSyntaxMessage, toValidationIssues } from '@berth/contracts/executor';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { HttpError } from './errors';

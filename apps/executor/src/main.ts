@@ -1,4 +1,4 @@
-import { ExecuteBashRequestSchema, ExecutorInitRequestSchema } from '@berth/contracts';
+import { ExecuteBashRequestSchema, ExecutorInitRequestSchema } from '@berth/contracts/executor';
 import { mkdir, rm } from 'node:fs/promises';
 import { Activity } from './activity';
 import { BashEventStore } from './bash/bash-event-store';

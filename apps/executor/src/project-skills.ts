@@ -1,4 +1,4 @@
-import type { ProjectSkillFile, ProjectSkillFiles } from '@berth/contracts';
+import type { ProjectSkillFile, ProjectSkillFiles } from '@berth/contracts/executor';
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { SandboxPaths } from './sandbox-paths';

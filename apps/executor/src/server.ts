@@ -22,7 +22,7 @@ import {
   parseUuid,
   uuidHex,
   SANDBOX_TOKEN_HEADER,
-} from '@berth/contracts';
+} from '@berth/contracts/executor';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Duplex } from 'node:stream';

@@ -1,4 +1,4 @@
-import { TaskItem, TaskItemSchema, TaskTrackerAction, taskTrackerObservation, TaskTrackerObservation } from '@berth/contracts';
+import { TaskItem, TaskItemSchema, TaskTrackerAction, taskTrackerObservation, TaskTrackerObservation } from '@berth/contracts/executor';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';

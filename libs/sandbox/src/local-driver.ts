@@ -1,6 +1,6 @@
 import { ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { createWriteStream, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { createWriteStream, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { chmod, chown, FileHandle, lchown, lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { createServer, Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -916,14 +916,16 @@ function safeRead(path: string): string {
   }
 }
 
-/** What of the project a jail sees: dist/, node_modules/, package.json and each lib's index.js and package.json (node_modules/@berth links there). */
+/** What of the project a jail sees: dist/, node_modules/, package.json and each lib's package.json and entries (index.js, contracts' executor.js: node_modules/@berth links there). */
 export function codePaths(code: string, entry: string): string[] {
   const paths = CODE_PATHS.map((path) => join(code, path)).filter((path) => existsSync(path));
   // An executor entry of its own (tests give one) is bound too.
   if (!paths.some((path) => entry.startsWith(`${path}/`))) paths.push(entry);
   const libs = join(code, 'libs');
   for (const lib of existsSync(libs) ? readdirSync(libs) : []) {
-    for (const file of ['index.js', 'package.json']) if (existsSync(join(libs, lib, file))) paths.push(join(libs, lib, file));
+    const dir = join(libs, lib);
+    if (!statSync(dir).isDirectory()) continue;
+    for (const file of readdirSync(dir).sort()) if (file === 'package.json' || file.endsWith('.js')) paths.push(join(dir, file));
   }
   return paths;
 }

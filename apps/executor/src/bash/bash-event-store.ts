@@ -1,4 +1,4 @@
-import { BashEvent, BashEventPage, BashEventSearchQuery, bashEventFileName, bashFilterPrefix } from '@berth/contracts';
+import { BashEvent, BashEventPage, BashEventSearchQuery, bashEventFileName, bashFilterPrefix } from '@berth/contracts/executor';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';

@@ -1,4 +1,4 @@
-import { BashCommand, BashEvent, BashOutput, ExecuteBashRequest } from '@berth/contracts';
+import { BashCommand, BashEvent, BashOutput, ExecuteBashRequest } from '@berth/contracts/executor';
 import { ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';

@@ -1,4 +1,4 @@
-import { BashError, BashEvent, ExecuteBashRequestSchema, formatZodIssues } from '@berth/contracts';
+import { BashError, BashEvent, ExecuteBashRequestSchema, formatZodIssues } from '@berth/contracts/executor';
 import { WebSocket } from 'ws';
 import { Activity } from '../activity';
 import { BashEventStore, bashEventId, bashTimestamp } from './bash-event-store';

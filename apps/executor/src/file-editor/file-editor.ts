@@ -1,4 +1,4 @@
-import { FileEditorAction, fileEditorObservation, FileEditorObservation, imageContent, textContent } from '@berth/contracts';
+import { FileEditorAction, fileEditorObservation, FileEditorObservation, imageContent, textContent } from '@berth/contracts/executor';
 import { constants, Stats } from 'node:fs';
 import { FileHandle, open, readdir, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';

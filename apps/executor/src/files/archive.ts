@@ -1,4 +1,4 @@
-import { ArchiveFormat, FileArchiveQuery } from '@berth/contracts';
+import { ArchiveFormat, FileArchiveQuery } from '@berth/contracts/executor';
 import { randomBytes } from 'node:crypto';
 import { constants, Stats } from 'node:fs';
 import { FileHandle, lstat, mkdtemp, open, readdir, rm, unlink } from 'node:fs/promises';

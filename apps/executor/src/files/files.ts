@@ -1,4 +1,4 @@
-import { FileBrowserEntry, FileHome, SearchSubdirsQuery, SubdirectoryPage } from '@berth/contracts';
+import { FileBrowserEntry, FileHome, SearchSubdirsQuery, SubdirectoryPage } from '@berth/contracts/executor';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, open, readdir, rename, unlink } from 'node:fs/promises';

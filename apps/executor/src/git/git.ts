@@ -1,4 +1,4 @@
-import { GitChange, GitChangeStatus, GitCommit, GitCommitsPage, GitDiff } from '@berth/contracts';
+import { GitChange, GitChangeStatus, GitCommit, GitCommitsPage, GitDiff } from '@berth/contracts/executor';
 import { execFile, spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { lstat, open, readdir } from 'node:fs/promises';

@@ -1,4 +1,4 @@
-import { McpCallToolResult, McpCallToolRequestSchema, McpListToolsRequestSchema, McpToolInfo, parseUuid } from '@berth/contracts';
+import { McpCallToolResult, McpCallToolRequestSchema, McpListToolsRequestSchema, McpToolInfo, parseUuid } from '@berth/contracts/executor';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { HttpMcpConnection, McpConnection, McpServerError, SseMcpConnection, StdioMcpConnection } from './mcp-connection';

@@ -1,4 +1,4 @@
-import { cmdOutputMetadata, CmdOutputMetadata, terminalObservation, TerminalAction, TerminalObservation } from '@berth/contracts';
+import { cmdOutputMetadata, CmdOutputMetadata, terminalObservation, TerminalAction, TerminalObservation } from '@berth/contracts/executor';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { HttpError, SerialQueue } from '../errors';
 import { DEFAULT_TRUNCATE_NOTICE, truncateMiddle } from '../truncate';
